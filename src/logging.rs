@@ -1,0 +1,76 @@
+//! Logging (`tracing`, `-v`/`-q`, `RUST_LOG`) and progress reporting: a bar on a terminal,
+//! plain periodic log lines otherwise.
+
+use std::io::IsTerminal;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressStyle};
+use tracing_subscriber::EnvFilter;
+
+/// Sets up logging to stderr; `RUST_LOG` overrides the level chosen by `-v`/`-q`.
+pub fn init(verbose: u8, quiet: bool) {
+    let level = match (quiet, verbose) {
+        (true, _) => "warn",
+        (false, 0) => "info",
+        (false, 1) => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(format!("dfer={level}")));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+        .without_time()
+        .try_init();
+}
+
+/// Progress over a known number of items.
+pub struct Progress {
+    bar: Option<ProgressBar>,
+    what: &'static str,
+    total: u64,
+    done: AtomicU64,
+    start: Instant,
+    last_line: Mutex<Instant>,
+}
+
+impl Progress {
+    pub fn new(total: u64, what: &'static str) -> Self {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let b = ProgressBar::new(total);
+            b.set_style(
+                ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} {per_sec} ETA {eta}")
+                    .expect("valid template")
+                    .progress_chars("=> "),
+            );
+            b.set_message(what);
+            b
+        });
+        let now = Instant::now();
+        Progress { bar, what, total, done: AtomicU64::new(0), start: now, last_line: Mutex::new(now) }
+    }
+
+    /// Counts one finished item.
+    pub fn inc(&self) {
+        let done = self.done.fetch_add(1, Ordering::Relaxed) + 1;
+        if let Some(b) = &self.bar {
+            b.inc(1);
+            return;
+        }
+        let mut last = self.last_line.lock().expect("progress lock");
+        if last.elapsed() >= Duration::from_secs(10) || done == self.total {
+            *last = Instant::now();
+            let secs = self.start.elapsed().as_secs_f64().max(1e-9);
+            tracing::info!("{}: {done}/{} ({:.1}/s)", self.what, self.total, done as f64 / secs);
+        }
+    }
+
+    pub fn finish(&self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+    }
+}

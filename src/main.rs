@@ -1,0 +1,54 @@
+//! The `dfer` command line: argument parsing only; every subcommand lives in `dfer::commands`.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use dfer::commands::{inspect, manifest, synth};
+use dfer::error;
+
+#[derive(Parser)]
+#[command(
+    name = "dfer",
+    version,
+    about = "Dynamic facial expression recognition: datasets, preprocessing, OUS training"
+)]
+#[command(
+    after_help = "Exit codes: 0 ok, 1 some clips failed (recorded, the rest is done), 2 bad usage or unusable input.\n\n\
+Example:\n  dfer synth --layout dfew --clips 40 --out synth-dfew\n  \
+dfer manifest --dataset dfew --root synth-dfew -o synth-dfew/clips.parquet\n  \
+dfer inspect synth-dfew/clips.parquet"
+)]
+struct Cli {
+    /// More log output (-v debug, -vv trace); RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    /// Only warnings and errors.
+    #[arg(short, long, global = true)]
+    quiet: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Build a clip manifest (clips.parquet) from a dataset root and its split files.
+    Manifest(manifest::Args),
+    /// Summarise a dfer artefact (clip manifest).
+    Inspect(inspect::Args),
+    /// Write a synthetic dataset in an official layout (DFEW, FERV39k, MAFW).
+    Synth(synth::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    dfer::logging::init(cli.verbose, cli.quiet);
+    let result = match &cli.command {
+        Command::Manifest(a) => manifest::run(a),
+        Command::Inspect(a) => inspect::run(a),
+        Command::Synth(a) => synth::run(a),
+    };
+    if let Err(e) = &result {
+        eprintln!("error: {e:#}");
+    }
+    ExitCode::from(error::exit_code(&result))
+}

@@ -1,0 +1,500 @@
+//! `dfer synth`: synthetic datasets in the exact official layouts of DFEW, FERV39k and MAFW
+//! (videos, official face-frame folders, split files), deterministic for a seed, with the true
+//! face box of every frame in `synth_truth.jsonl` and optional edge-case clips.
+
+pub mod encode;
+pub mod render;
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use image::{imageops, RgbImage};
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::assets::{self, Asset};
+use crate::dataset::{DatasetDesc, Polarity, SourceKind};
+use crate::error::UsageError;
+use crate::logging::Progress;
+use render::{BoxF, FacePhoto};
+
+/// Official layouts `dfer synth` can write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Layout {
+    Dfew,
+    Ferv39k,
+    Mafw,
+}
+
+impl Layout {
+    pub fn name(self) -> &'static str {
+        match self {
+            Layout::Dfew => "dfew",
+            Layout::Ferv39k => "ferv39k",
+            Layout::Mafw => "mafw",
+        }
+    }
+}
+
+/// Deliberately awkward clips added by `--edge-cases`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EdgeCase {
+    /// 10 frames, fewer than the usual 16 sampled.
+    Short,
+    OneFrame,
+    NoFace,
+    TwoFaces,
+    /// Stored rotated, with a `rotate=90` tag that makes it upright.
+    Rotation,
+    /// Frame rate halves part-way through.
+    VariableFrameRate,
+    /// Cut to 40% of its size.
+    Truncated,
+    ZeroByte,
+    /// Non-ASCII file name (not in DFEW, whose ids are integers).
+    NonAscii,
+}
+
+const EDGE_CASES: [EdgeCase; 9] = [
+    EdgeCase::Short,
+    EdgeCase::OneFrame,
+    EdgeCase::NoFace,
+    EdgeCase::TwoFaces,
+    EdgeCase::Rotation,
+    EdgeCase::VariableFrameRate,
+    EdgeCase::Truncated,
+    EdgeCase::ZeroByte,
+    EdgeCase::NonAscii,
+];
+
+/// Frame sizes (display orientation) clips are drawn from.
+const SIZES: [(u32, u32); 6] = [(320, 240), (480, 360), (640, 360), (640, 480), (960, 540), (1280, 720)];
+const FPS: [u32; 3] = [24, 25, 30];
+/// FERV39k scene folders.
+const SCENES: [&str; 22] = [
+    "Action",
+    "Argue",
+    "Business",
+    "Conflict",
+    "Contest",
+    "Crime",
+    "Crisis",
+    "DailyLife",
+    "ElegantArt",
+    "Experiment",
+    "History",
+    "Interview",
+    "Liveshow",
+    "Medicine",
+    "OfficialEvent",
+    "ScholarReport",
+    "School",
+    "Social",
+    "Speech",
+    "Talkshow",
+    "Terror",
+    "War",
+];
+
+/// Settings of one `dfer synth` run.
+#[derive(Debug, Clone)]
+pub struct SynthOptions {
+    pub layout: Layout,
+    pub clips: usize,
+    pub out: PathBuf,
+    pub seed: u64,
+    pub edge_cases: bool,
+    /// Largest frame height drawn (from 240 to 720).
+    pub max_height: u32,
+    /// Largest frame count of an ordinary clip (at least 16).
+    pub max_frames: u32,
+    /// How many LFW faces join the astronaut as identities.
+    pub lfw_faces: usize,
+    /// Write the official face-frame folders where the layout has them.
+    pub face_frames: bool,
+}
+
+/// Ground truth of one synthetic clip, one JSON line in `synth_truth.jsonl`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TruthClip {
+    pub clip_id: String,
+    pub label: usize,
+    pub label_name: String,
+    pub polarity: Polarity,
+    /// Relative to the dataset root.
+    pub video: String,
+    pub frames_dir: Option<String>,
+    /// Display size (after rotation).
+    pub width: u32,
+    pub height: u32,
+    pub fps: u32,
+    pub n_frames: usize,
+    pub rotation: i32,
+    pub edge_case: Option<EdgeCase>,
+    /// Status `dfer manifest` should give with video sources and with frame sources.
+    pub expected_status: String,
+    pub expected_status_frames: Option<String>,
+    pub face: Option<String>,
+    /// Presentation time of each frame.
+    pub pts_s: Vec<f64>,
+    /// True primary face box per frame in display pixels; `None` where no face is visible.
+    pub boxes: Vec<Option<BoxF>>,
+    /// Second, smaller face (two-face clips only).
+    pub second_boxes: Vec<Option<BoxF>>,
+    /// Fold roles as written to the split files (`train`/`test`, one per fold or one).
+    pub roles: Vec<String>,
+}
+
+/// What to make for one clip before drawing it.
+#[derive(Debug, Clone)]
+struct ClipPlan {
+    index: usize,
+    id: String,
+    label: usize,
+    edge: Option<EdgeCase>,
+    width: u32,
+    height: u32,
+    fps: u32,
+    n_frames: usize,
+    roles: Vec<&'static str>,
+}
+
+fn make_ids(layout: Layout, plans: &mut [ClipPlan], labels: &[String], rng: &mut ChaCha8Rng) {
+    let mut counters = std::collections::BTreeMap::<(String, String), usize>::new();
+    for p in plans.iter_mut() {
+        let n = p.index + 1;
+        let non_ascii = p.edge == Some(EdgeCase::NonAscii);
+        p.id = match layout {
+            Layout::Dfew => format!("{n:05}"),
+            Layout::Mafw if non_ascii => format!("vidéo_été_{n:05}"),
+            Layout::Mafw => format!("{n:05}"),
+            Layout::Ferv39k => {
+                let scene = SCENES[rng.random_range(0..SCENES.len())].to_string();
+                let c = counters.entry((scene.clone(), labels[p.label].clone())).or_insert(0);
+                *c += 1;
+                let stem = if non_ascii { format!("scène_{:04}", *c) } else { format!("{:04}", *c) };
+                format!("{scene}/{}/{stem}", labels[p.label])
+            }
+        };
+    }
+}
+
+fn plan(opts: &SynthOptions, desc: &DatasetDesc) -> Vec<ClipPlan> {
+    let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
+    let sizes: Vec<(u32, u32)> = SIZES.iter().copied().filter(|s| s.1 <= opts.max_height).collect();
+    let n_labels = desc.labels.len();
+    let mut edges: Vec<EdgeCase> = if opts.edge_cases { EDGE_CASES.to_vec() } else { vec![] };
+    if opts.layout == Layout::Dfew {
+        edges.retain(|e| *e != EdgeCase::NonAscii);
+    }
+    let total = opts.clips + edges.len();
+    let mut plans: Vec<ClipPlan> = (0..total)
+        .map(|i| {
+            let edge = i.checked_sub(opts.clips).map(|k| edges[k]);
+            let (width, height) = sizes[rng.random_range(0..sizes.len())];
+            let n_frames = match edge {
+                Some(EdgeCase::Short) => 10,
+                Some(EdgeCase::OneFrame) => 1,
+                _ => rng.random_range(16..=opts.max_frames.max(16)) as usize,
+            };
+            ClipPlan {
+                index: i,
+                id: String::new(),
+                label: i % n_labels,
+                edge,
+                width,
+                height,
+                fps: FPS[rng.random_range(0..3)],
+                n_frames,
+                roles: vec![],
+            }
+        })
+        .collect();
+    make_ids(opts.layout, &mut plans, &desc.labels, &mut rng);
+    let folds = desc.folds() as usize;
+    let mut order: Vec<usize> = (0..total).collect();
+    order.shuffle(&mut rng);
+    for (pos, &i) in order.iter().enumerate() {
+        plans[i].roles = if folds == 0 {
+            vec![if pos % 5 == 0 { "test" } else { "train" }]
+        } else {
+            (0..folds).map(|k| if pos % folds == k { "test" } else { "train" }).collect()
+        };
+    }
+    plans
+}
+
+fn fold_path(pattern: &str, fold: usize) -> String {
+    pattern.replace("{fold}", &fold.to_string())
+}
+
+/// Writes the layout's split files from the plans' roles.
+fn write_splits(layout: Layout, desc: &DatasetDesc, root: &Path, plans: &[ClipPlan]) -> Result<()> {
+    let s = desc.splits.as_ref().expect("built-in layouts use split files");
+    let folds = desc.folds().max(1) as usize;
+    for fold in 1..=folds {
+        for (role, pattern) in [("train", &s.train), ("test", &s.test)] {
+            let path = root.join(fold_path(pattern, fold));
+            std::fs::create_dir_all(path.parent().expect("split files sit in folders"))?;
+            let mut text = String::new();
+            if let Some(h) = &s.header {
+                text.push_str(&h.join(","));
+                text.push('\n');
+            }
+            for p in plans.iter().filter(|p| p.roles[fold - 1] == role) {
+                let name = &desc.labels[p.label];
+                let line = match layout {
+                    // DFEW copies differ: ids are unpadded in train files and padded in test files here.
+                    Layout::Dfew if role == "train" => format!("{},{}", p.id.trim_start_matches('0'), p.label + 1),
+                    Layout::Dfew => format!("{},{}", p.id, p.label + 1),
+                    Layout::Ferv39k => format!("{} {name}", p.id),
+                    Layout::Mafw => format!("{}.mp4 {name}", p.id),
+                };
+                text.push_str(&line);
+                text.push('\n');
+            }
+            std::fs::write(&path, text).with_context(|| format!("{}: cannot write", path.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Square crop around `b` scaled by 1.25, resized to 224: the official face-frame style.
+fn face_crop(frame: &RgbImage, b: BoxF) -> RgbImage {
+    let (cx, cy) = ((b[0] + b[2]) / 2.0, (b[1] + b[3]) / 2.0);
+    let side = (b[2] - b[0]).max(b[3] - b[1]) * 1.25;
+    let (w, h) = frame.dimensions();
+    let x0 = (cx - side / 2.0).clamp(0.0, w as f32 - 1.0) as u32;
+    let y0 = (cy - side / 2.0).clamp(0.0, h as f32 - 1.0) as u32;
+    let cw = (side as u32).clamp(1, w - x0);
+    let ch = (side as u32).clamp(1, h - y0);
+    let crop = imageops::crop_imm(frame, x0, y0, cw, ch).to_image();
+    imageops::resize(&crop, 224, 224, imageops::FilterType::Triangle)
+}
+
+fn lerp(a: f32, b: f32, t: f32) -> f32 {
+    a + (b - a) * t
+}
+
+/// Draws, encodes and (where the layout has them) writes face frames for one clip.
+fn make_clip(
+    p: &ClipPlan,
+    opts: &SynthOptions,
+    desc: &DatasetDesc,
+    faces: &[FacePhoto],
+    texture: &RgbImage,
+) -> Result<TruthClip> {
+    let root = &opts.out;
+    let src = desc.sources.as_ref().expect("built-in layouts have sources");
+    let video_rel = src.pattern(SourceKind::Video).expect("video sources").replace("{id}", &p.id);
+    let frames_rel = src.pattern(SourceKind::Frames).filter(|_| opts.face_frames).map(|f| f.replace("{id}", &p.id));
+    let video = root.join(&video_rel);
+    std::fs::create_dir_all(video.parent().expect("videos sit in folders"))?;
+    let polarity = desc.polarity_of(p.label);
+    let mut rng = ChaCha8Rng::seed_from_u64(opts.seed ^ (p.index as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    let (w, h) = (p.width, p.height);
+    let pan = w / 4;
+    let bg = render::background(w + pan, h, polarity, texture, &mut rng);
+    let face_idx = rng.random_range(0..faces.len());
+    let photo = &faces[face_idx];
+    let second = &faces[(face_idx + 1) % faces.len()];
+    let hf = h as f32;
+    let (fh0, fh1) = (rng.random_range(0.22..0.42) * hf, rng.random_range(0.22..0.42) * hf);
+    let margin = |fh: f32| fh * 0.7;
+    let pos = |rng: &mut ChaCha8Rng, fh: f32| {
+        let m = margin(fh);
+        (rng.random_range(m..(w as f32 - m).max(m + 1.0)), rng.random_range(m..(hf - m).max(m + 1.0)))
+    };
+    let (c0, c1) = (pos(&mut rng, fh0), pos(&mut rng, fh1));
+    let ring = render::class_colour(p.label, desc.labels.len());
+    let edge = p.edge;
+    let stored_rotated = edge == Some(EdgeCase::Rotation);
+    let frames_dir = frames_rel.as_ref().map(|f| root.join(f));
+    let writes_frames =
+        frames_dir.is_some() && !matches!(edge, Some(EdgeCase::NoFace | EdgeCase::Truncated | EdgeCase::ZeroByte));
+    if let (true, Some(d)) = (writes_frames, &frames_dir) {
+        std::fs::create_dir_all(d)?;
+    }
+    let (sw, sh) = if stored_rotated { (h, w) } else { (w, h) };
+    let mut boxes = Vec::with_capacity(p.n_frames);
+    let mut second_boxes = Vec::new();
+    let mut encoder =
+        if edge == Some(EdgeCase::ZeroByte) { None } else { Some(encode::Encoder::start(sw, sh, p.fps, &video)?) };
+    for f in 0..p.n_frames {
+        let t = if p.n_frames > 1 { f as f32 / (p.n_frames - 1) as f32 } else { 0.0 };
+        let x_off = (pan as f32 * t) as u32;
+        let mut frame = imageops::crop_imm(&bg, x_off, 0, w, h).to_image();
+        let fh = lerp(fh0, fh1, t);
+        let (cx, cy) = (lerp(c0.0, c1.0, t) + (t * 9.0).sin() * fh * 0.05, lerp(c0.1, c1.1, t));
+        let b = if edge == Some(EdgeCase::NoFace) {
+            None
+        } else {
+            if edge == Some(EdgeCase::TwoFaces) {
+                let sx = if cx > w as f32 / 2.0 { w as f32 * 0.18 } else { w as f32 * 0.82 };
+                let sb = render::paste_face(&mut frame, second, sx, hf * 0.5, fh * 0.55, None);
+                second_boxes.push(render::clip_box(sb, w, h));
+            }
+            render::clip_box(render::paste_face(&mut frame, photo, cx, cy, fh, Some(ring)), w, h)
+        };
+        if let (true, Some(d), Some(b)) = (writes_frames, &frames_dir, b) {
+            let name = if opts.layout == Layout::Dfew { format!("{:05}.jpg", f + 1) } else { format!("{}.jpg", f + 1) };
+            face_crop(&frame, b).save(d.join(name))?;
+        }
+        boxes.push(b);
+        if let Some(enc) = encoder.as_mut() {
+            if stored_rotated {
+                enc.push(&imageops::rotate270(&frame))?;
+            } else {
+                enc.push(&frame)?;
+            }
+        }
+    }
+    let mut pts_s: Vec<f64> = (0..p.n_frames).map(|n| n as f64 / p.fps as f64).collect();
+    match encoder {
+        Some(enc) => enc.finish()?,
+        None => std::fs::write(&video, b"")?,
+    }
+    match edge {
+        Some(EdgeCase::Rotation) => encode::tag_rotation(&video, 90)?,
+        Some(EdgeCase::VariableFrameRate) => pts_s = encode::make_vfr(&video, p.fps, p.n_frames, p.n_frames / 2)?,
+        Some(EdgeCase::Truncated) => encode::truncate(&video, 0.4)?,
+        _ => {}
+    }
+    let expected_status = match edge {
+        Some(EdgeCase::Truncated) => "truncated",
+        Some(EdgeCase::ZeroByte) => "empty",
+        _ => "ok",
+    };
+    let expected_status_frames = frames_rel.as_ref().map(|_| if writes_frames { "ok" } else { "missing" }.to_string());
+    Ok(TruthClip {
+        clip_id: p.id.clone(),
+        label: p.label,
+        label_name: desc.labels[p.label].clone(),
+        polarity,
+        video: video_rel,
+        frames_dir: frames_rel.filter(|_| writes_frames),
+        width: w,
+        height: h,
+        fps: p.fps,
+        n_frames: p.n_frames,
+        rotation: if stored_rotated { 90 } else { 0 },
+        edge_case: edge,
+        expected_status: expected_status.into(),
+        expected_status_frames,
+        face: (edge != Some(EdgeCase::NoFace)).then(|| photo.name.clone()),
+        pts_s,
+        boxes,
+        second_boxes,
+        roles: p.roles.iter().map(|r| r.to_string()).collect(),
+    })
+}
+
+/// Writes a synthetic dataset; returns the truth of every clip, in clip order.
+pub fn synthesise(opts: &SynthOptions) -> Result<Vec<TruthClip>> {
+    if opts.clips == 0 && !opts.edge_cases {
+        return Err(UsageError::new("--clips must be at least 1 (or add --edge-cases)").into());
+    }
+    if opts.max_height < 240 || opts.max_frames < 16 {
+        return Err(UsageError::new("--max-height must be at least 240 and --max-frames at least 16").into());
+    }
+    if opts.out.exists() && std::fs::read_dir(&opts.out)?.next().is_some() {
+        return Err(
+            UsageError::new(format!("{}: output folder is not empty; choose a new one", opts.out.display())).into()
+        );
+    }
+    let desc = DatasetDesc::load(opts.layout.name())?;
+    let faces = render::load_faces(opts.lfw_faces)?;
+    let texture = image::open(assets::path(Asset::Camera)?)?.to_rgb8();
+    std::fs::create_dir_all(&opts.out).with_context(|| format!("{}: cannot create", opts.out.display()))?;
+    let plans = plan(opts, &desc);
+    write_splits(opts.layout, &desc, &opts.out, &plans)?;
+    let progress = Progress::new(plans.len() as u64, "synthesising clips");
+    let truth: Vec<TruthClip> = plans
+        .par_iter()
+        .map(|p| {
+            let t = make_clip(p, opts, &desc, &faces, &texture).with_context(|| format!("clip {}", p.id));
+            progress.inc();
+            t
+        })
+        .collect::<Result<_>>()?;
+    progress.finish();
+    let path = opts.out.join("synth_truth.jsonl");
+    let mut f = std::io::BufWriter::new(std::fs::File::create(&path)?);
+    for t in &truth {
+        serde_json::to_writer(&mut f, t)?;
+        f.write_all(b"\n")?;
+    }
+    f.flush()?;
+    Ok(truth)
+}
+
+/// Reads `synth_truth.jsonl` from a synthetic dataset root.
+pub fn read_truth(root: &Path) -> Result<Vec<TruthClip>> {
+    let path = root.join("synth_truth.jsonl");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("{}: cannot read", path.display()))?;
+    text.lines()
+        .enumerate()
+        .map(|(i, l)| serde_json::from_str(l).with_context(|| format!("{}:{}: bad truth line", path.display(), i + 1)))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(layout: Layout, edge: bool) -> SynthOptions {
+        SynthOptions {
+            layout,
+            clips: 23,
+            out: PathBuf::new(),
+            seed: 7,
+            edge_cases: edge,
+            max_height: 720,
+            max_frames: 120,
+            lfw_faces: 0,
+            face_frames: true,
+        }
+    }
+
+    #[test]
+    fn plans_are_deterministic_balanced_and_fold_complete() {
+        let desc = DatasetDesc::load("dfew").unwrap();
+        let a = plan(&opts(Layout::Dfew, true), &desc);
+        let b = plan(&opts(Layout::Dfew, true), &desc);
+        assert_eq!(format!("{a:?}"), format!("{b:?}"));
+        assert_eq!(a.len(), 23 + 8, "DFEW has no non-ASCII edge case");
+        for p in &a {
+            assert_eq!(p.roles.iter().filter(|r| **r == "test").count(), 1, "each clip is tested in exactly one fold");
+            assert!((320..=1280).contains(&p.width) && p.width % 2 == 0 && p.height % 2 == 0);
+        }
+        let c = plan(&SynthOptions { seed: 8, ..opts(Layout::Dfew, true) }, &desc);
+        assert_ne!(format!("{a:?}"), format!("{c:?}"));
+    }
+
+    #[test]
+    fn ferv39k_ids_follow_scene_emotion_number() {
+        let desc = DatasetDesc::load("ferv39k").unwrap();
+        let plans = plan(&opts(Layout::Ferv39k, true), &desc);
+        for p in &plans {
+            let parts: Vec<&str> = p.id.split('/').collect();
+            assert_eq!(parts.len(), 3, "{}", p.id);
+            assert!(SCENES.contains(&parts[0]));
+            assert_eq!(parts[1], desc.labels[p.label]);
+            assert_eq!(p.roles.len(), 1);
+        }
+        assert!(plans.iter().any(|p| !p.id.is_ascii()));
+    }
+
+    #[test]
+    fn max_height_caps_sizes() {
+        let desc = DatasetDesc::load("mafw").unwrap();
+        let plans = plan(&SynthOptions { max_height: 360, ..opts(Layout::Mafw, false) }, &desc);
+        assert!(plans.iter().all(|p| p.height <= 360));
+    }
+}

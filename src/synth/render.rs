@@ -1,0 +1,305 @@
+//! Frame rendering for synthetic clips: real face photographs (scikit-image's public-domain
+//! astronaut and LFW faces) moving and scaling over polarity-coloured scenes, with a
+//! class-coloured ring around the face.
+
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use image::{imageops, Rgb, RgbImage};
+use rand::Rng;
+
+use crate::assets::{self, Asset};
+use crate::dataset::Polarity;
+
+/// Box `[x1, y1, x2, y2]` in pixels.
+pub type BoxF = [f32; 4];
+
+/// A face photograph and where the face is in it.
+pub struct FacePhoto {
+    pub name: String,
+    pub img: RgbImage,
+    pub face: BoxF,
+}
+
+/// Face box of `astronaut.png` (512x512), the box CenterFace finds (FACTS.md).
+const ASTRONAUT_FACE: BoxF = [181.5, 58.2, 269.9, 177.8];
+/// Head crop of `astronaut.png` pasted into clips: the face plus hair and neck.
+const ASTRONAUT_HEAD: (u32, u32, u32, u32) = (140, 10, 170, 220);
+
+/// Reads a `.npy` array of shape (n, h, w) with dtype uint8 or float64 (0..1).
+pub fn read_npy_stack(path: &Path) -> Result<(usize, usize, usize, Vec<u8>)> {
+    let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
+        bail!("{}: not a .npy file", path.display());
+    }
+    let (hlen, start) = match bytes[6] {
+        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
+        2 | 3 => (u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize, 12),
+        v => bail!("{}: unsupported .npy version {v}", path.display()),
+    };
+    let header = std::str::from_utf8(bytes.get(start..start + hlen).context("short header")?)?;
+    let shape_txt =
+        header.split("'shape':").nth(1).and_then(|s| s.split(')').next()).context("no shape in .npy header")?;
+    let dims: Vec<usize> =
+        shape_txt.trim_start_matches([' ', '(']).split(',').filter_map(|d| d.trim().parse().ok()).collect();
+    let [n, h, w] = dims[..] else { bail!("{}: expected a 3-d array, found shape {dims:?}", path.display()) };
+    let data = &bytes[start + hlen..];
+    let count = n * h * w;
+    let pixels = if header.contains("'|u1'") {
+        data.get(..count).context("truncated .npy data")?.to_vec()
+    } else if header.contains("'<f8'") {
+        let raw = data.get(..count * 8).context("truncated .npy data")?;
+        raw.chunks_exact(8)
+            .map(|c| (f64::from_le_bytes(c.try_into().expect("8 bytes")).clamp(0.0, 1.0) * 255.0).round() as u8)
+            .collect()
+    } else {
+        bail!("{}: unsupported dtype in header {header}", path.display());
+    };
+    Ok((n, h, w, pixels))
+}
+
+/// Loads the face photographs from the asset cache: the astronaut's head (and its mirror image)
+/// and the first `lfw` LFW faces, upscaled and tinted to skin tones.
+pub fn load_faces(lfw: usize) -> Result<Vec<FacePhoto>> {
+    let astro = image::open(assets::path(Asset::Astronaut)?)?.to_rgb8();
+    let (x, y, w, h) = ASTRONAUT_HEAD;
+    let head = imageops::crop_imm(&astro, x, y, w, h).to_image();
+    let face = [
+        ASTRONAUT_FACE[0] - x as f32,
+        ASTRONAUT_FACE[1] - y as f32,
+        ASTRONAUT_FACE[2] - x as f32,
+        ASTRONAUT_FACE[3] - y as f32,
+    ];
+    let mirrored = imageops::flip_horizontal(&head);
+    let mface = [w as f32 - face[2], face[1], w as f32 - face[0], face[3]];
+    let mut out = vec![
+        FacePhoto { name: "astronaut".into(), img: head, face },
+        FacePhoto { name: "astronaut-mirrored".into(), img: mirrored, face: mface },
+    ];
+    if lfw > 0 {
+        let (n, fh, fw, px) = read_npy_stack(&assets::path(Asset::LfwSubset)?)?;
+        // The first half of lfw_subset are faces; each fills its 25x25 crop.
+        for i in 0..lfw.min(n / 2) {
+            let grey = &px[i * fh * fw..(i + 1) * fh * fw];
+            let small = RgbImage::from_fn(fw as u32, fh as u32, |x, y| {
+                let v = grey[y as usize * fw + x as usize] as f32;
+                Rgb([
+                    (v * 1.0 + 30.0).min(255.0) as u8,
+                    (v * 0.85 + 18.0).min(255.0) as u8,
+                    (v * 0.72 + 10.0).min(255.0) as u8,
+                ])
+            });
+            let scale = 6;
+            let img = imageops::resize(&small, fw as u32 * scale, fh as u32 * scale, imageops::FilterType::CatmullRom);
+            let s = scale as f32;
+            out.push(FacePhoto {
+                name: format!("lfw-{i}"),
+                img,
+                face: [1.5 * s, 1.5 * s, (fw as f32 - 1.5) * s, (fh as f32 - 1.0) * s],
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// RGB colour from hue in degrees at full saturation and value `v`.
+pub fn hue_rgb(hue: f32, v: f32) -> [u8; 3] {
+    let h = hue.rem_euclid(360.0) / 60.0;
+    let x = 1.0 - (h % 2.0 - 1.0).abs();
+    let (r, g, b) = match h as u32 {
+        0 => (1.0, x, 0.0),
+        1 => (x, 1.0, 0.0),
+        2 => (0.0, 1.0, x),
+        3 => (0.0, x, 1.0),
+        4 => (x, 0.0, 1.0),
+        _ => (1.0, 0.0, x),
+    };
+    [(r * v * 255.0) as u8, (g * v * 255.0) as u8, (b * v * 255.0) as u8]
+}
+
+/// Colour of the class ring: hues evenly spread over the labels.
+pub fn class_colour(label: usize, n_labels: usize) -> [u8; 3] {
+    hue_rgb(360.0 * label as f32 / n_labels as f32, 1.0)
+}
+
+/// Scene palette of a polarity: warm and bright, grey, or cold and dark.
+fn palette(p: Polarity) -> [[u8; 3]; 3] {
+    match p {
+        Polarity::Positive => [[250, 200, 60], [245, 130, 70], [255, 170, 190]],
+        Polarity::Neutral => [[150, 150, 150], [190, 185, 175], [110, 110, 115]],
+        Polarity::Negative => [[30, 45, 110], [70, 30, 90], [20, 70, 70]],
+    }
+}
+
+/// A clip's background, wider than the frame so it can pan: palette gradient, a tinted
+/// photograph texture and random blobs.
+pub fn background(w: u32, h: u32, polarity: Polarity, texture: &RgbImage, rng: &mut impl Rng) -> RgbImage {
+    let pal = palette(polarity);
+    let tex = imageops::resize(texture, w, h, imageops::FilterType::Triangle);
+    let mut bg = RgbImage::from_fn(w, h, |x, y| {
+        let t = (x as f32 / w as f32 + y as f32 / h as f32) / 2.0;
+        let (a, b) = (pal[0], pal[1]);
+        let g = tex.get_pixel(x, y)[0] as f32 / 255.0;
+        let mix = |i: usize| ((a[i] as f32 * (1.0 - t) + b[i] as f32 * t) * (0.7 + 0.3 * g)).min(255.0) as u8;
+        Rgb([mix(0), mix(1), mix(2)])
+    });
+    for _ in 0..rng.random_range(4..10) {
+        let c = pal[rng.random_range(0..3)];
+        let (cx, cy) = (rng.random_range(0..w) as f32, rng.random_range(0..h) as f32);
+        let r = rng.random_range(h as f32 * 0.05..h as f32 * 0.2);
+        fill_ellipse(&mut bg, cx, cy, r, r, c, 0.6);
+    }
+    bg
+}
+
+/// Blends an ellipse of colour `c` with opacity `alpha` into `img`.
+pub fn fill_ellipse(img: &mut RgbImage, cx: f32, cy: f32, rx: f32, ry: f32, c: [u8; 3], alpha: f32) {
+    let (w, h) = img.dimensions();
+    let (x0, x1) = ((cx - rx).floor().max(0.0) as u32, ((cx + rx).ceil() as u32).min(w));
+    let (y0, y1) = ((cy - ry).floor().max(0.0) as u32, ((cy + ry).ceil() as u32).min(h));
+    for y in y0..y1 {
+        for x in x0..x1 {
+            let (dx, dy) = ((x as f32 + 0.5 - cx) / rx, (y as f32 + 0.5 - cy) / ry);
+            if dx * dx + dy * dy <= 1.0 {
+                let p = img.get_pixel_mut(x, y);
+                for i in 0..3 {
+                    p[i] = (p[i] as f32 * (1.0 - alpha) + c[i] as f32 * alpha) as u8;
+                }
+            }
+        }
+    }
+}
+
+/// Draws a ring of colour `c` around `b` (scaled by 1.1) of the given thickness.
+fn ring(img: &mut RgbImage, b: BoxF, c: [u8; 3], thickness: f32) {
+    let (cx, cy) = ((b[0] + b[2]) / 2.0, (b[1] + b[3]) / 2.0);
+    let (rx, ry) = ((b[2] - b[0]) * 0.55 + thickness, (b[3] - b[1]) * 0.55 + thickness);
+    let (w, h) = img.dimensions();
+    let (x0, x1) = ((cx - rx).floor().max(0.0) as u32, ((cx + rx).ceil() as u32).min(w));
+    let (y0, y1) = ((cy - ry).floor().max(0.0) as u32, ((cy + ry).ceil() as u32).min(h));
+    let inner = 1.0 - thickness / rx.min(ry);
+    for y in y0..y1 {
+        for x in x0..x1 {
+            let (dx, dy) = ((x as f32 + 0.5 - cx) / rx, (y as f32 + 0.5 - cy) / ry);
+            let d = (dx * dx + dy * dy).sqrt();
+            if d <= 1.0 && d >= inner {
+                img.put_pixel(x, y, Rgb(c));
+            }
+        }
+    }
+}
+
+/// Pastes `photo` scaled so that its face box becomes `face_h` pixels tall with its centre at
+/// `(cx, cy)`, feathering the photo's edges; draws the class ring; returns the face box.
+pub fn paste_face(
+    frame: &mut RgbImage,
+    photo: &FacePhoto,
+    cx: f32,
+    cy: f32,
+    face_h: f32,
+    ring_colour: Option<[u8; 3]>,
+) -> BoxF {
+    let fb = photo.face;
+    let scale = face_h / (fb[3] - fb[1]);
+    let (pw, ph) = (
+        (photo.img.width() as f32 * scale).round().max(1.0) as u32,
+        (photo.img.height() as f32 * scale).round().max(1.0) as u32,
+    );
+    let scaled = imageops::resize(&photo.img, pw, ph, imageops::FilterType::Triangle);
+    let fcx = (fb[0] + fb[2]) / 2.0 * scale;
+    let fcy = (fb[1] + fb[3]) / 2.0 * scale;
+    let (ox, oy) = (cx - fcx, cy - fcy);
+    let (fw, fh) = frame.dimensions();
+    let feather = (pw.min(ph) as f32 * 0.12).max(1.0);
+    for y in 0..ph {
+        let ty = oy + y as f32;
+        if ty < 0.0 || ty >= fh as f32 {
+            continue;
+        }
+        for x in 0..pw {
+            let tx = ox + x as f32;
+            if tx < 0.0 || tx >= fw as f32 {
+                continue;
+            }
+            let edge = (x as f32).min(y as f32).min((pw - 1 - x) as f32).min((ph - 1 - y) as f32);
+            let a = (edge / feather).min(1.0);
+            let s = scaled.get_pixel(x, y);
+            let d = frame.get_pixel_mut(tx as u32, ty as u32);
+            for i in 0..3 {
+                d[i] = (d[i] as f32 * (1.0 - a) + s[i] as f32 * a) as u8;
+            }
+        }
+    }
+    let b = [ox + fb[0] * scale, oy + fb[1] * scale, ox + fb[2] * scale, oy + fb[3] * scale];
+    if let Some(c) = ring_colour {
+        ring(frame, b, c, (face_h * 0.06).max(2.0));
+    }
+    b
+}
+
+/// Clips a box to the frame; `None` when less than half of it is visible.
+pub fn clip_box(b: BoxF, w: u32, h: u32) -> Option<BoxF> {
+    let c = [b[0].max(0.0), b[1].max(0.0), b[2].min(w as f32), b[3].min(h as f32)];
+    let area = |b: BoxF| (b[2] - b[0]).max(0.0) * (b[3] - b[1]).max(0.0);
+    (area(c) >= 0.5 * area(b)).then_some(c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn npy_float_and_uint8() {
+        let dir = tempfile::tempdir().unwrap();
+        let mk = |descr: &str, data: &[u8]| {
+            let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': (2, 1, 2), }}");
+            while (10 + header.len() + 1) % 64 != 0 {
+                header.push(' ');
+            }
+            header.push('\n');
+            let mut b = b"\x93NUMPY\x01\x00".to_vec();
+            b.extend((header.len() as u16).to_le_bytes());
+            b.extend(header.as_bytes());
+            b.extend(data);
+            b
+        };
+        let p = dir.path().join("a.npy");
+        std::fs::write(&p, mk("|u1", &[1, 2, 3, 4])).unwrap();
+        assert_eq!(read_npy_stack(&p).unwrap(), (2, 1, 2, vec![1, 2, 3, 4]));
+        let f: Vec<u8> = [0.0f64, 1.0, 0.5, 2.0].iter().flat_map(|v| v.to_le_bytes()).collect();
+        std::fs::write(&p, mk("<f8", &f)).unwrap();
+        assert_eq!(read_npy_stack(&p).unwrap().3, vec![0, 255, 128, 255]);
+        std::fs::write(&p, b"junk").unwrap();
+        assert!(read_npy_stack(&p).unwrap_err().to_string().contains("a.npy"));
+    }
+
+    #[test]
+    fn pasted_face_box_lands_where_asked() {
+        let photo = FacePhoto {
+            name: "t".into(),
+            img: RgbImage::from_pixel(40, 60, Rgb([255, 255, 255])),
+            face: [10.0, 10.0, 30.0, 50.0],
+        };
+        let mut frame = RgbImage::new(200, 100);
+        let b = paste_face(&mut frame, &photo, 100.0, 50.0, 40.0, None);
+        assert_eq!(b, [90.0, 30.0, 110.0, 70.0]);
+        assert_eq!(frame.get_pixel(100, 50)[0], 255);
+        assert_eq!(frame.get_pixel(5, 5)[0], 0);
+    }
+
+    #[test]
+    fn clip_box_drops_mostly_hidden_faces() {
+        assert_eq!(clip_box([-10.0, 0.0, 10.0, 10.0], 100, 100), Some([0.0, 0.0, 10.0, 10.0]));
+        assert_eq!(clip_box([-15.0, 0.0, 5.0, 10.0], 100, 100), None);
+    }
+
+    #[test]
+    fn class_colours_are_distinct() {
+        let c: Vec<_> = (0..11).map(|l| class_colour(l, 11)).collect();
+        for i in 0..11 {
+            for j in 0..i {
+                assert_ne!(c[i], c[j]);
+            }
+        }
+    }
+}

@@ -1,0 +1,217 @@
+//! Probing a clip's source without decoding it all: frame count (by demuxing every packet, so
+//! truncated files show), frame rate, size, duration and rotation; frame folders by listing.
+
+use std::path::Path;
+
+use ffmpeg_next as ff;
+use serde::Serialize;
+
+use super::frames;
+
+/// What probing learnt about a readable clip.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ProbeInfo {
+    pub n_frames: u32,
+    pub fps: Option<f64>,
+    /// Display size: the stored size with `rotation` applied.
+    pub width: u32,
+    pub height: u32,
+    pub duration_s: Option<f64>,
+    /// Clockwise rotation in degrees that a player applies for display (the value of the
+    /// legacy `rotate` tag), 0 if none.
+    pub rotation: i32,
+}
+
+/// Why a clip cannot be used; `status()` is the manifest's status column.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ProbeError {
+    Missing(String),
+    Empty(String),
+    Unreadable(String),
+    Truncated(String),
+}
+
+impl ProbeError {
+    pub fn status(&self) -> &'static str {
+        match self {
+            ProbeError::Missing(_) => "missing",
+            ProbeError::Empty(_) => "empty",
+            ProbeError::Unreadable(_) => "unreadable",
+            ProbeError::Truncated(_) => "truncated",
+        }
+    }
+
+    pub fn message(&self) -> &str {
+        match self {
+            ProbeError::Missing(m) | ProbeError::Empty(m) | ProbeError::Unreadable(m) | ProbeError::Truncated(m) => m,
+        }
+    }
+}
+
+/// Clockwise display rotation of an FFmpeg display matrix (nine 16.16 / 2.30 fixed-point i32,
+/// row major), rounded to a multiple of 90 degrees: the angle `av_display_rotation_get`
+/// computes, which FFmpeg's CLI writes as `-rotate` for a `rotate=R` tag.
+pub fn display_matrix_rotation(data: &[u8]) -> Option<i32> {
+    if data.len() < 36 {
+        return None;
+    }
+    let m: Vec<f64> = data[..36].chunks_exact(4).map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64).collect();
+    let scale0 = m[0].hypot(m[3]);
+    let scale1 = m[1].hypot(m[4]);
+    if scale0 == 0.0 || scale1 == 0.0 {
+        return None;
+    }
+    let deg = -(m[1] / scale1).atan2(m[0] / scale0).to_degrees();
+    let r = ((deg / 90.0).round() as i32 * 90).rem_euclid(360);
+    Some(r)
+}
+
+fn check_exists(path: &Path) -> Result<std::fs::Metadata, ProbeError> {
+    std::fs::metadata(path).map_err(|e| ProbeError::Missing(format!("{}: {e}", path.display())))
+}
+
+/// Probes an encoded video file.
+pub fn probe_video(path: &Path) -> Result<ProbeInfo, ProbeError> {
+    let meta = check_exists(path)?;
+    if !meta.is_file() {
+        return Err(ProbeError::Unreadable(format!("{}: not a regular file", path.display())));
+    }
+    if meta.len() == 0 {
+        return Err(ProbeError::Empty(format!("{}: zero-byte file", path.display())));
+    }
+    super::init_ffmpeg();
+    let bad =
+        |what: &str, e: &dyn std::fmt::Display| ProbeError::Unreadable(format!("{}: {what}: {e}", path.display()));
+    let mut ictx = ff::format::input(path).map_err(|e| bad("cannot open as a video container", &e))?;
+    let stream = ictx
+        .streams()
+        .best(ff::media::Type::Video)
+        .ok_or_else(|| ProbeError::Unreadable(format!("{}: no video stream", path.display())))?;
+    let index = stream.index();
+    let header_frames = stream.frames().max(0) as u64;
+    let tb = stream.time_base();
+    let rate = [stream.avg_frame_rate(), stream.rate()].into_iter().find(|r| r.numerator() > 0 && r.denominator() > 0);
+    let stream_duration =
+        (stream.duration() > 0 && tb.denominator() > 0).then(|| stream.duration() as f64 * f64::from(tb));
+    let rotation = stream
+        .side_data()
+        .find(|sd| sd.kind() == ff::codec::packet::side_data::Type::DisplayMatrix)
+        .and_then(|sd| display_matrix_rotation(sd.data()))
+        .unwrap_or(0);
+    let mut decoder = ff::codec::context::Context::from_parameters(stream.parameters())
+        .and_then(|c| c.decoder().video())
+        .map_err(|e| bad("unsupported video codec", &e))?;
+    let container_duration = (ictx.duration() > 0).then(|| ictx.duration() as f64 / f64::from(ff::ffi::AV_TIME_BASE));
+
+    // Demux every packet of the stream (cheap: no decoding) and decode only up to the first
+    // frame, which proves the codec data is usable.
+    let mut packets = 0u64;
+    let mut first_frame = false;
+    let mut frame = ff::frame::Video::empty();
+    let mut packet = ff::Packet::empty();
+    loop {
+        match packet.read(&mut ictx) {
+            Ok(()) => {}
+            Err(ff::Error::Eof) => break,
+            Err(ff::Error::InvalidData) => continue,
+            Err(e) => {
+                if packets == 0 {
+                    return Err(bad("read error before the first frame", &e));
+                }
+                return Err(ProbeError::Truncated(format!(
+                    "{}: read error after {packets} frames: {e}",
+                    path.display()
+                )));
+            }
+        }
+        if packet.stream() != index {
+            continue;
+        }
+        packets += 1;
+        if !first_frame && decoder.send_packet(&packet).is_ok() && decoder.receive_frame(&mut frame).is_ok() {
+            first_frame = true;
+        }
+    }
+    if !first_frame {
+        let _ = decoder.send_eof();
+        first_frame = decoder.receive_frame(&mut frame).is_ok();
+    }
+    if packets == 0 || !first_frame {
+        return Err(ProbeError::Unreadable(format!(
+            "{}: no decodable video frame ({packets} packets)",
+            path.display()
+        )));
+    }
+    let (mut width, mut height) = (decoder.width(), decoder.height());
+    if width == 0 || height == 0 {
+        return Err(ProbeError::Unreadable(format!("{}: frame size is {width}x{height}", path.display())));
+    }
+    if header_frames > packets {
+        return Err(ProbeError::Truncated(format!(
+            "{}: the header lists {header_frames} frames but only {packets} can be read",
+            path.display()
+        )));
+    }
+    if rotation % 180 == 90 {
+        std::mem::swap(&mut width, &mut height);
+    }
+    Ok(ProbeInfo {
+        n_frames: packets as u32,
+        fps: rate.map(f64::from),
+        width,
+        height,
+        duration_s: stream_duration.or(container_duration),
+        rotation,
+    })
+}
+
+/// Probes a folder of frame images.
+pub fn probe_frames(dir: &Path) -> Result<ProbeInfo, ProbeError> {
+    let meta = check_exists(dir)?;
+    if !meta.is_dir() {
+        return Err(ProbeError::Unreadable(format!("{}: expected a folder of frames", dir.display())));
+    }
+    let files =
+        frames::list(dir).map_err(|e| ProbeError::Unreadable(format!("{}: cannot list: {e}", dir.display())))?;
+    let first = files.first().ok_or_else(|| ProbeError::Empty(format!("{}: no image files", dir.display())))?;
+    let (width, height) = image::image_dimensions(first)
+        .map_err(|e| ProbeError::Unreadable(format!("{}: not a readable image: {e}", first.display())))?;
+    Ok(ProbeInfo { n_frames: files.len() as u32, fps: None, width, height, duration_s: None, rotation: 0 })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn matrix(a: i32, b: i32, c: i32, d: i32) -> Vec<u8> {
+        let m = [a, b, 0, c, d, 0, 0, 0, 1 << 30];
+        m.iter().flat_map(|v| v.to_le_bytes()).collect()
+    }
+
+    #[test]
+    fn display_matrix_angles() {
+        let one = 1 << 16;
+        assert_eq!(display_matrix_rotation(&matrix(one, 0, 0, one)), Some(0));
+        // A `rotate=90` tag is stored as av_display_rotation_set(m, -90): [0, -1; 1, 0]
+        // (checked end to end by the synth rotation edge case).
+        assert_eq!(display_matrix_rotation(&matrix(0, -one, one, 0)), Some(90));
+        assert_eq!(display_matrix_rotation(&matrix(0, one, -one, 0)), Some(270));
+        assert_eq!(display_matrix_rotation(&matrix(-one, 0, 0, -one)), Some(180));
+        assert_eq!(display_matrix_rotation(&[0u8; 8]), None);
+    }
+
+    #[test]
+    fn missing_empty_and_garbage_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = probe_video(&dir.path().join("nope.mp4")).unwrap_err();
+        assert_eq!(missing.status(), "missing");
+        let empty = dir.path().join("empty.mp4");
+        std::fs::write(&empty, b"").unwrap();
+        assert_eq!(probe_video(&empty).unwrap_err().status(), "empty");
+        let garbage = dir.path().join("garbage.mp4");
+        std::fs::write(&garbage, vec![7u8; 4096]).unwrap();
+        let e = probe_video(&garbage).unwrap_err();
+        assert_eq!(e.status(), "unreadable");
+        assert!(e.message().contains("garbage.mp4"), "{}", e.message());
+    }
+}
