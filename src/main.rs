@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use dfer::commands::{inspect, manifest, synth};
+use dfer::commands::{inspect, manifest, prep, synth};
 use dfer::error;
 
 #[derive(Parser)]
@@ -33,7 +33,9 @@ struct Cli {
 enum Command {
     /// Build a clip manifest (clips.parquet) from a dataset root and its split files.
     Manifest(manifest::Args),
-    /// Summarise a dfer artefact (clip manifest).
+    /// Turn a clip manifest into HDF5 shards of face crops and masked scene frames.
+    Prep(prep::Args),
+    /// Summarise a dfer artefact (clip manifest, shard).
     Inspect(inspect::Args),
     /// Write a synthetic dataset in an official layout (DFEW, FERV39k, MAFW).
     Synth(synth::Args),
@@ -44,6 +46,7 @@ fn main() -> ExitCode {
     dfer::logging::init(cli.verbose, cli.quiet);
     let result = match &cli.command {
         Command::Manifest(a) => manifest::run(a),
+        Command::Prep(a) => prep::run(a),
         Command::Inspect(a) => inspect::run(a),
         Command::Synth(a) => synth::run(a),
     };

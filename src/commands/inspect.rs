@@ -1,4 +1,5 @@
-//! `dfer inspect`: summarise any dfer artefact (clip manifests for now), as text or JSON.
+//! `dfer inspect`: summarise any dfer artefact (clip manifests, shards), as text or JSON;
+//! `--grid` draws a shard's contact sheet.
 
 use std::path::PathBuf;
 
@@ -6,17 +7,33 @@ use anyhow::Result;
 
 use crate::error::{Outcome, UsageError};
 use crate::manifest::{self, Manifest};
+use crate::shard::{self, ShardReader};
 
 #[derive(Debug, clap::Args)]
-#[command(
-    after_help = "Example:\n  dfer inspect dfew/clips.parquet\n  dfer inspect dfew/clips.parquet --json > summary.json"
-)]
+#[command(after_help = "Example:\n  dfer inspect dfew/clips.parquet\n  \
+dfer inspect dfew/clips.parquet --json > summary.json\n  \
+dfer inspect dfew/prep/shards/00000.h5 --grid sheet.png")]
 pub struct Args {
-    /// The file to inspect: a clip manifest (.parquet).
+    /// The file to inspect: a clip manifest (.parquet) or a shard (.h5).
     pub path: PathBuf,
     /// Print JSON for scripts instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Shards: draw a contact sheet of face crops and scene frames with the face boxes.
+    #[arg(long)]
+    pub grid: Option<PathBuf>,
+    /// Shards: clips in the contact sheet.
+    #[arg(long, default_value_t = 8)]
+    pub grid_clips: usize,
+}
+
+fn print<T: serde::Serialize>(json: bool, value: &T, text: impl FnOnce(&T) -> String) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(value)?);
+    } else {
+        print!("{}", text(value));
+    }
+    Ok(())
 }
 
 pub fn run(args: &Args) -> Result<Outcome> {
@@ -24,16 +41,20 @@ pub fn run(args: &Args) -> Result<Outcome> {
     match ext.as_deref() {
         Some("parquet") => {
             let m = Manifest::read(&args.path)?;
-            let s = manifest::inspect::summarise(&m)?;
-            if args.json {
-                println!("{}", serde_json::to_string_pretty(&s)?);
-            } else {
-                print!("{}", manifest::inspect::render(&s));
+            print(args.json, &manifest::inspect::summarise(&m)?, manifest::inspect::render)?;
+            Ok(Outcome::Ok)
+        }
+        Some("h5") => {
+            let r = ShardReader::open(&args.path)?;
+            print(args.json, &shard::inspect::summarise(&r)?, shard::inspect::render)?;
+            if let Some(out) = &args.grid {
+                shard::inspect::grid(&r, out, args.grid_clips, 96)?;
+                eprintln!("wrote {}", out.display());
             }
             Ok(Outcome::Ok)
         }
         _ => Err(UsageError::new(format!(
-            "{}: cannot inspect this kind of file (expected a .parquet manifest)",
+            "{}: cannot inspect this kind of file (expected a .parquet manifest or a .h5 shard)",
             args.path.display()
         ))
         .into()),

@@ -5,4 +5,5 @@
 
 pub mod inspect;
 pub mod manifest;
+pub mod prep;
 pub mod synth;

@@ -410,7 +410,10 @@ pub fn synthesise(opts: &SynthOptions) -> Result<Vec<TruthClip>> {
     }
     let desc = DatasetDesc::load(opts.layout.name())?;
     let faces = render::load_faces(opts.lfw_faces)?;
-    let texture = image::open(assets::path(Asset::Camera)?)?.to_rgb8();
+    // The lower part of camera.png (coat, tripod, grass): texture without a face in it, so the
+    // only faces in a clip are the ones whose boxes the truth file records.
+    let camera = image::open(assets::path(Asset::Camera)?)?.to_rgb8();
+    let texture = image::imageops::crop_imm(&camera, 0, 320, camera.width(), camera.height() - 320).to_image();
     std::fs::create_dir_all(&opts.out).with_context(|| format!("{}: cannot create", opts.out.display()))?;
     let plans = plan(opts, &desc);
     write_splits(opts.layout, &desc, &opts.out, &plans)?;

@@ -1,5 +1,7 @@
-//! Video and frame-folder access: ffmpeg initialisation, probing, numeric frame ordering.
+//! Video and frame-folder access: ffmpeg initialisation, probing, sampled decoding, numeric
+//! frame ordering.
 
+pub mod decode;
 pub mod frames;
 pub mod probe;
 

@@ -1,0 +1,119 @@
+//! `dfer prep`: clip manifest → HDF5 shards + prep.parquet.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+
+use crate::error::{Outcome, UsageError};
+use crate::prep::config::{NoFacePolicy, PrepConfig};
+use crate::prep::{self, PrepOptions};
+
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Example:\n  dfer prep --manifest dfew/clips.parquet --out dfew/prep\n  \
+dfer prep --manifest dfew/clips.parquet --out dfew/prep --config prep.toml --export-frames dfew/frames\n  \
+dfer prep --manifest dfew/clips.parquet --out dfew/prep --shard-index 3 --num-shards 8   # worker 3 of 8")]
+pub struct Args {
+    /// Clip manifest from `dfer manifest`.
+    #[arg(long)]
+    pub manifest: PathBuf,
+    /// Output folder: shards/, prep.parquet, prep_config.toml.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Settings file (prep.toml); absent keys take their defaults.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Worker threads (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// This worker's index among --num-shards workers; falls back to SLURM_ARRAY_TASK_ID,
+    /// then JOB_COMPLETION_INDEX (Kubernetes Indexed Job).
+    #[arg(long)]
+    pub shard_index: Option<usize>,
+    /// Number of workers sharing the shards; falls back to SLURM_ARRAY_TASK_COUNT.
+    #[arg(long)]
+    pub num_shards: Option<usize>,
+    /// Dataset root, if it moved since the manifest was built.
+    #[arg(long)]
+    pub root: Option<PathBuf>,
+    /// Also write JPEG frame folders and PyTorch-style annotation lists here.
+    #[arg(long)]
+    pub export_frames: Option<PathBuf>,
+    /// Override the config's no-face policy.
+    #[arg(long, value_enum)]
+    pub no_face_policy: Option<NoFacePolicy>,
+}
+
+fn env_usize(name: &str) -> Result<Option<usize>> {
+    match std::env::var(name) {
+        Ok(v) if !v.is_empty() => {
+            v.parse().map(Some).map_err(|_| UsageError::new(format!("{name}={v} is not a non-negative integer")).into())
+        }
+        _ => Ok(None),
+    }
+}
+
+/// Worker index and count from flags, else the scheduler's environment, else 0 of 1.
+fn worker_slot(args: &Args) -> Result<(usize, usize)> {
+    let index = match args.shard_index {
+        Some(i) => Some(i),
+        None => env_usize("SLURM_ARRAY_TASK_ID")?.or(env_usize("JOB_COMPLETION_INDEX")?),
+    };
+    let count = match args.num_shards {
+        Some(n) => Some(n),
+        None => env_usize("SLURM_ARRAY_TASK_COUNT")?,
+    };
+    match (index, count) {
+        (None, None) => Ok((0, 1)),
+        (Some(i), Some(n)) => Ok((i, n)),
+        (Some(_), None) => Err(UsageError::new("a shard index needs --num-shards (or SLURM_ARRAY_TASK_COUNT)").into()),
+        (None, Some(_)) => {
+            Err(UsageError::new("--num-shards needs --shard-index (or a scheduler index variable)").into())
+        }
+    }
+}
+
+pub fn run(args: &Args) -> Result<Outcome> {
+    let mut config = match &args.config {
+        Some(p) => PrepConfig::load(p)?,
+        None => PrepConfig::default(),
+    };
+    if let Some(p) = args.no_face_policy {
+        config.no_face_policy = p;
+    }
+    let (shard_index, num_shards) = worker_slot(args)?;
+    let threads = args.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    let opts = PrepOptions {
+        manifest: args.manifest.clone(),
+        out: args.out.clone(),
+        config,
+        threads,
+        shard_index,
+        num_shards,
+        root: args.root.clone(),
+        export_frames: args.export_frames.clone(),
+    };
+    let s = prep::run(&opts)?;
+    let statuses: Vec<String> = s.statuses.iter().map(|(k, v)| format!("{k} {v}")).collect();
+    tracing::info!(
+        "prep: {} clips in {:.1} s ({:.2} clips/s, {threads} threads); shards {} written, {} already complete, {} of {} owned",
+        s.clips_processed,
+        s.seconds,
+        s.clips_per_second,
+        s.shards_written,
+        s.shards_skipped,
+        s.shards_owned,
+        s.shards_total
+    );
+    tracing::info!(
+        "prep: clips by status: {}; mean detection rate {}",
+        statuses.join(", "),
+        s.mean_detection_rate.map(|r| format!("{:.1}%", r * 100.0)).unwrap_or_else(|| "n/a".into())
+    );
+    match &s.prep_parquet {
+        Some(p) => tracing::info!("prep: wrote {}", p.display()),
+        None => {
+            tracing::info!("prep: other workers' shards are not complete yet; prep.parquet is written by the last one")
+        }
+    }
+    Ok(if s.failed() > 0 { Outcome::SomeFailed } else { Outcome::Ok })
+}

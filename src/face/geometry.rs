@@ -1,0 +1,176 @@
+//! Crop and scene geometry: square face crops with a margin, the whole frame fitted into a
+//! square scene image, and the face region masked out of the scene.
+
+use image::{imageops, Rgb, RgbImage};
+use serde::{Deserialize, Serialize};
+
+use super::track::scale_box;
+use super::BoxF;
+
+/// CLIP's mean colour (0.48145466, 0.4578275, 0.40821073) in 0–255: what the masked face
+/// region is filled with, so the scene stream sees "nothing" there after normalisation.
+pub const CLIP_MEAN_RGB: [u8; 3] = [123, 117, 104];
+
+/// How the face is removed from the scene frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum MaskMode {
+    /// Filled with the CLIP mean colour.
+    Fill,
+    /// Blurred beyond recognition.
+    Blur,
+    /// Not masked (for ablations).
+    None,
+}
+
+/// How the whole frame becomes a square scene image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum SceneFit {
+    /// Keep the aspect ratio, pad with black.
+    Letterbox,
+    /// Stretch to the square.
+    Stretch,
+}
+
+/// Square box around `b`'s centre whose side is the longer side of `b` times `margin`.
+pub fn square_box(b: &BoxF, margin: f32) -> BoxF {
+    let (cx, cy) = ((b[0] + b[2]) / 2.0, (b[1] + b[3]) / 2.0);
+    let half = (b[2] - b[0]).max(b[3] - b[1]) * margin / 2.0;
+    [cx - half, cy - half, cx + half, cy + half]
+}
+
+/// Square box of side min(w, h) at the frame centre.
+pub fn centre_box(w: u32, h: u32) -> BoxF {
+    let s = w.min(h) as f32;
+    let (cx, cy) = (w as f32 / 2.0, h as f32 / 2.0);
+    [cx - s / 2.0, cy - s / 2.0, cx + s / 2.0, cy + s / 2.0]
+}
+
+/// Cuts `region` (may extend past the frame; outside is black) and resizes it to `size`².
+pub fn crop_resize(frame: &RgbImage, region: &BoxF, size: u32) -> RgbImage {
+    let (w, h) = frame.dimensions();
+    let x0 = region[0].floor() as i64;
+    let y0 = region[1].floor() as i64;
+    let side_w = ((region[2] - region[0]).round() as i64).max(1);
+    let side_h = ((region[3] - region[1]).round() as i64).max(1);
+    let mut canvas = RgbImage::new(side_w as u32, side_h as u32);
+    let (ix0, iy0) = (x0.max(0), y0.max(0));
+    let (ix1, iy1) = ((x0 + side_w).min(w as i64), (y0 + side_h).min(h as i64));
+    if ix1 > ix0 && iy1 > iy0 {
+        let part = imageops::crop_imm(frame, ix0 as u32, iy0 as u32, (ix1 - ix0) as u32, (iy1 - iy0) as u32);
+        imageops::replace(&mut canvas, &*part, ix0 - x0, iy0 - y0);
+    }
+    if canvas.dimensions() == (size, size) {
+        canvas
+    } else {
+        imageops::resize(&canvas, size, size, imageops::FilterType::Triangle)
+    }
+}
+
+/// Maps frame pixels to scene pixels: `scene = frame * scale + offset`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SceneTransform {
+    pub sx: f32,
+    pub sy: f32,
+    pub ox: f32,
+    pub oy: f32,
+}
+
+impl SceneTransform {
+    pub fn apply(&self, b: &BoxF) -> BoxF {
+        [b[0] * self.sx + self.ox, b[1] * self.sy + self.oy, b[2] * self.sx + self.ox, b[3] * self.sy + self.oy]
+    }
+}
+
+/// Fits the frame into a `size`² scene image.
+pub fn fit_scene(frame: &RgbImage, size: u32, fit: SceneFit) -> (RgbImage, SceneTransform) {
+    let (w, h) = frame.dimensions();
+    match fit {
+        SceneFit::Stretch => {
+            let img = imageops::resize(frame, size, size, imageops::FilterType::Triangle);
+            (img, SceneTransform { sx: size as f32 / w as f32, sy: size as f32 / h as f32, ox: 0.0, oy: 0.0 })
+        }
+        SceneFit::Letterbox => {
+            let s = size as f32 / w.max(h) as f32;
+            let (nw, nh) =
+                (((w as f32 * s).round() as u32).clamp(1, size), ((h as f32 * s).round() as u32).clamp(1, size));
+            let small = imageops::resize(frame, nw, nh, imageops::FilterType::Triangle);
+            let mut canvas = RgbImage::new(size, size);
+            let (ox, oy) = ((size - nw) / 2, (size - nh) / 2);
+            imageops::replace(&mut canvas, &small, ox as i64, oy as i64);
+            let t = SceneTransform { sx: nw as f32 / w as f32, sy: nh as f32 / h as f32, ox: ox as f32, oy: oy as f32 };
+            (canvas, t)
+        }
+    }
+}
+
+/// Integer pixel rectangle of `b` inside a `w`x`h` image (outward rounding), if not empty.
+pub fn pixel_rect(b: &BoxF, w: u32, h: u32) -> Option<(u32, u32, u32, u32)> {
+    let x0 = b[0].floor().clamp(0.0, w as f32) as u32;
+    let y0 = b[1].floor().clamp(0.0, h as f32) as u32;
+    let x1 = b[2].ceil().clamp(0.0, w as f32) as u32;
+    let y1 = b[3].ceil().clamp(0.0, h as f32) as u32;
+    (x1 > x0 && y1 > y0).then_some((x0, y0, x1 - x0, y1 - y0))
+}
+
+/// Removes the face from a scene image: the face box (scene pixels) scaled by `mask_scale`.
+pub fn mask_face(scene: &mut RgbImage, face: &BoxF, mask_scale: f32, mode: MaskMode) {
+    let (w, h) = scene.dimensions();
+    let Some((x, y, rw, rh)) = pixel_rect(&scale_box(face, mask_scale), w, h) else { return };
+    match mode {
+        MaskMode::None => {}
+        MaskMode::Fill => {
+            for yy in y..y + rh {
+                for xx in x..x + rw {
+                    scene.put_pixel(xx, yy, Rgb(CLIP_MEAN_RGB));
+                }
+            }
+        }
+        MaskMode::Blur => {
+            // Shrink to a 4x4 mosaic and blow it up again: no facial detail survives.
+            let region = imageops::crop_imm(scene, x, y, rw, rh).to_image();
+            let tiny = imageops::resize(&region, 4, 4, imageops::FilterType::Triangle);
+            let back = imageops::resize(&tiny, rw, rh, imageops::FilterType::Triangle);
+            imageops::replace(scene, &back, x as i64, y as i64);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn square_box_uses_long_side_and_margin() {
+        assert_eq!(square_box(&[10.0, 20.0, 30.0, 60.0], 1.25), [-5.0, 15.0, 45.0, 65.0]);
+    }
+
+    #[test]
+    fn crop_outside_the_frame_is_black() {
+        let frame = RgbImage::from_pixel(10, 10, Rgb([200, 100, 50]));
+        let c = crop_resize(&frame, &[-5.0, -5.0, 5.0, 5.0], 10);
+        assert_eq!(c.get_pixel(0, 0), &Rgb([0, 0, 0]));
+        assert_eq!(c.get_pixel(9, 9), &Rgb([200, 100, 50]));
+    }
+
+    #[test]
+    fn letterbox_keeps_aspect_and_maps_boxes() {
+        let frame = RgbImage::from_pixel(400, 200, Rgb([255, 255, 255]));
+        let (scene, t) = fit_scene(&frame, 200, SceneFit::Letterbox);
+        assert_eq!(scene.get_pixel(100, 10), &Rgb([0, 0, 0]), "top bar");
+        assert_eq!(scene.get_pixel(100, 100), &Rgb([255, 255, 255]));
+        assert_eq!(t.apply(&[0.0, 0.0, 400.0, 200.0]), [0.0, 50.0, 200.0, 150.0]);
+    }
+
+    #[test]
+    fn mask_fills_scaled_face_box() {
+        let mut scene = RgbImage::from_pixel(100, 100, Rgb([0, 0, 0]));
+        mask_face(&mut scene, &[40.0, 40.0, 60.0, 60.0], 1.5, MaskMode::Fill);
+        assert_eq!(scene.get_pixel(36, 36), &Rgb(CLIP_MEAN_RGB));
+        assert_eq!(scene.get_pixel(34, 50), &Rgb([0, 0, 0]));
+        let mut s2 = RgbImage::from_fn(100, 100, |x, _| Rgb([(x * 2) as u8, 0, 0]));
+        mask_face(&mut s2, &[0.0, 0.0, 100.0, 100.0], 1.0, MaskMode::Blur);
+        assert!(s2.get_pixel(1, 50)[0] > 10, "the left edge takes its tile's average: blurred");
+    }
+}

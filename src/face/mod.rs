@@ -1,0 +1,90 @@
+//! Faces: the detector trait and its CenterFace implementation (ort), primary-face tracking,
+//! and crop / scene-mask geometry.
+
+pub mod centerface;
+pub mod geometry;
+pub mod onnx_patch;
+pub mod track;
+
+use anyhow::Result;
+use image::RgbImage;
+
+/// Box `[x1, y1, x2, y2]` in pixels.
+pub type BoxF = [f32; 4];
+
+/// One detected face in frame pixels.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Detection {
+    pub bbox: BoxF,
+    pub score: f32,
+    /// Eyes, nose, mouth corners as (x, y).
+    pub landmarks: [[f32; 2]; 5],
+}
+
+/// A face detector. One instance per worker thread; `detect` may batch the frames.
+pub trait Detector: Send {
+    /// Name recorded in shard attributes.
+    fn name(&self) -> &str;
+    /// Hash of the model file (sha256 hex), recorded in shard attributes.
+    fn model_hash(&self) -> &str;
+    /// Faces in each frame (all frames the same size), in frame pixels, best score first.
+    fn detect(&mut self, frames: &[&RgbImage]) -> Result<Vec<Vec<Detection>>>;
+}
+
+pub fn area(b: &BoxF) -> f32 {
+    (b[2] - b[0]).max(0.0) * (b[3] - b[1]).max(0.0)
+}
+
+/// Intersection over union of two boxes.
+pub fn iou(a: &BoxF, b: &BoxF) -> f32 {
+    let inter = area(&[a[0].max(b[0]), a[1].max(b[1]), a[2].min(b[2]), a[3].min(b[3])]);
+    let union = area(a) + area(b) - inter;
+    if union > 0.0 {
+        inter / union
+    } else {
+        0.0
+    }
+}
+
+/// Greedy non-maximum suppression: keeps the best-scoring boxes, dropping any with IoU above
+/// `threshold` with one already kept. Returns detections sorted by score.
+pub fn nms(mut dets: Vec<Detection>, threshold: f32) -> Vec<Detection> {
+    dets.sort_by(|a, b| b.score.total_cmp(&a.score));
+    let mut kept: Vec<Detection> = Vec::new();
+    for d in dets {
+        if kept.iter().all(|k| iou(&k.bbox, &d.bbox) <= threshold) {
+            kept.push(d);
+        }
+    }
+    kept
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn det(b: BoxF, score: f32) -> Detection {
+        Detection { bbox: b, score, landmarks: [[0.0; 2]; 5] }
+    }
+
+    #[test]
+    fn iou_values() {
+        assert_eq!(iou(&[0.0, 0.0, 10.0, 10.0], &[0.0, 0.0, 10.0, 10.0]), 1.0);
+        assert_eq!(iou(&[0.0, 0.0, 10.0, 10.0], &[10.0, 10.0, 20.0, 20.0]), 0.0);
+        assert!((iou(&[0.0, 0.0, 10.0, 10.0], &[5.0, 0.0, 15.0, 10.0]) - 1.0 / 3.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn nms_keeps_best_of_overlapping() {
+        let kept = nms(
+            vec![
+                det([0.0, 0.0, 10.0, 10.0], 0.6),
+                det([1.0, 1.0, 11.0, 11.0], 0.9),
+                det([50.0, 50.0, 60.0, 60.0], 0.7),
+            ],
+            0.3,
+        );
+        let scores: Vec<f32> = kept.iter().map(|d| d.score).collect();
+        assert_eq!(scores, vec![0.9, 0.7]);
+    }
+}

@@ -1,0 +1,161 @@
+//! `prep.toml`: every preprocessing setting, with defaults. The resolved config (plus the
+//! detector's model hash) is hashed into each shard so changed settings are never mixed.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::error::UsageError;
+use crate::face::geometry::{MaskMode, SceneFit};
+
+/// What to do with a clip whose face detection rate is under `min_detection_rate`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum NoFacePolicy {
+    /// Leave the clip out of the shards (status `no_face`).
+    Skip,
+    /// Write it with centre crops, every frame marked `fallback` (status `no_face`).
+    Centre,
+    /// Write it with whatever the tracker found, frames without any box marked `none`.
+    Keep,
+}
+
+/// Preprocessing settings (`--config prep.toml`; absent keys take these defaults).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PrepConfig {
+    /// Frames per clip the model sees (T).
+    pub frames: usize,
+    /// Frames stored per clip: `frames` or a multiple of it, so a trainer can jitter within
+    /// segments (segment centres of `store_frames` segments).
+    pub store_frames: usize,
+    /// Face crop side (S).
+    pub face_size: u32,
+    /// Scene image side (S2).
+    pub scene_size: u32,
+    /// Face crop side = longer side of the smoothed face box × margin.
+    pub margin: f32,
+    /// Masked region = face box × mask_scale.
+    pub mask_scale: f32,
+    pub mask_mode: MaskMode,
+    pub scene_fit: SceneFit,
+    /// Detector input long side in pixels.
+    pub det_long_side: u32,
+    pub det_threshold: f32,
+    pub nms_iou: f32,
+    /// Run the detector on every k-th stored frame (always the first and the last); the
+    /// tracker interpolates the others.
+    pub det_every: usize,
+    /// Clips whose share of frames with a detected face is under this get status `no_face`.
+    pub min_detection_rate: f32,
+    pub no_face_policy: NoFacePolicy,
+    /// Centred moving-average window over the stored frames' boxes (1 = no smoothing).
+    pub smooth_window: usize,
+    /// Manifest rows per shard (shard k holds rows k·n … k·n+n-1 that succeed).
+    pub clips_per_shard: usize,
+    /// gzip level for the image datasets (0 = none).
+    pub gzip: u8,
+}
+
+impl Default for PrepConfig {
+    fn default() -> Self {
+        PrepConfig {
+            frames: 16,
+            store_frames: 16,
+            face_size: 224,
+            scene_size: 224,
+            margin: 1.25,
+            mask_scale: 1.3,
+            mask_mode: MaskMode::Fill,
+            scene_fit: SceneFit::Letterbox,
+            det_long_side: 640,
+            det_threshold: 0.4,
+            nms_iou: 0.3,
+            det_every: 1,
+            min_detection_rate: 0.5,
+            no_face_policy: NoFacePolicy::Skip,
+            smooth_window: 3,
+            clips_per_shard: 256,
+            gzip: 0,
+        }
+    }
+}
+
+impl PrepConfig {
+    /// Reads a config file; unknown keys and bad values are errors naming the file.
+    pub fn load(path: &Path) -> Result<PrepConfig, UsageError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| UsageError::new(format!("{}: cannot read: {e}", path.display())))?;
+        let c: PrepConfig = toml::from_str(&text)
+            .map_err(|e| UsageError::new(format!("{}: not a valid prep config: {e}", path.display())))?;
+        c.validate().map_err(|m| UsageError::new(format!("{}: {m}", path.display())))?;
+        Ok(c)
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        if self.frames == 0 || self.store_frames < self.frames || self.store_frames % self.frames != 0 {
+            return Err(format!(
+                "store_frames ({}) must be a positive multiple of frames ({})",
+                self.store_frames, self.frames
+            ));
+        }
+        if self.face_size < 16 || self.scene_size < 16 {
+            return Err("face_size and scene_size must be at least 16".into());
+        }
+        if !(1.0..=4.0).contains(&self.margin) || !(1.0..=4.0).contains(&self.mask_scale) {
+            return Err("margin and mask_scale must lie in 1..=4".into());
+        }
+        if self.det_long_side < 32 || self.det_every == 0 || self.smooth_window == 0 || self.clips_per_shard == 0 {
+            return Err("det_long_side >= 32, det_every >= 1, smooth_window >= 1, clips_per_shard >= 1".into());
+        }
+        if !(0.0..=1.0).contains(&self.det_threshold) || !(0.0..=1.0).contains(&self.min_detection_rate) {
+            return Err("det_threshold and min_detection_rate must lie in 0..=1".into());
+        }
+        if self.gzip > 9 {
+            return Err("gzip must be 0..=9".into());
+        }
+        Ok(())
+    }
+
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).expect("config serialises")
+    }
+
+    /// sha256 of the resolved config and the detector model hash.
+    pub fn hash(&self, detector_hash: &str) -> String {
+        let mut h = Sha256::new();
+        h.update(self.to_toml().as_bytes());
+        h.update(detector_hash.as_bytes());
+        format!("{:x}", h.finalize())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partial_files_take_defaults_and_typos_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("prep.toml");
+        std::fs::write(&p, "frames = 8\nmask_mode = \"blur\"\n").unwrap();
+        let c = PrepConfig::load(&p).unwrap_err();
+        assert!(c.to_string().contains("store_frames (16) must be a positive multiple of frames (8)"), "{c}");
+        std::fs::write(&p, "frames = 8\nstore_frames = 16\nmask_mode = \"blur\"\n").unwrap();
+        let c = PrepConfig::load(&p).unwrap();
+        assert_eq!((c.frames, c.mask_mode, c.face_size), (8, MaskMode::Blur, 224));
+        std::fs::write(&p, "frame = 8\n").unwrap();
+        let e = PrepConfig::load(&p).unwrap_err().to_string();
+        assert!(e.contains("prep.toml") && e.contains("frame"), "{e}");
+    }
+
+    #[test]
+    fn hash_changes_with_settings_and_detector() {
+        let a = PrepConfig::default();
+        let b = PrepConfig { margin: 1.4, ..PrepConfig::default() };
+        assert_ne!(a.hash("x"), b.hash("x"));
+        assert_ne!(a.hash("x"), a.hash("y"));
+        assert_eq!(a.hash("x"), PrepConfig::default().hash("x"));
+    }
+}

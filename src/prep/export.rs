@@ -1,0 +1,67 @@
+//! `--export-frames DIR`: JPEG folders of the face crops and masked scenes, plus annotation
+//! lists in the format the popular PyTorch DFER repositories read
+//! (`<frame_dir> <num_frames> <label0>`, one file per fold and role).
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use image::RgbImage;
+
+use super::clip::ClipTensors;
+use super::config::PrepConfig;
+use crate::manifest::{role_columns, Manifest};
+
+/// Writes `DIR/face/<clip_id>/NNNNN.jpg` and `DIR/scene/<clip_id>/NNNNN.jpg` (1-based, zero
+/// padded so lexicographic order is frame order).
+pub fn write_clip(dir: &Path, clip_id: &str, t: &ClipTensors, cfg: &PrepConfig) -> Result<()> {
+    for (kind, data, size) in [("face", &t.face, cfg.face_size), ("scene", &t.scene, cfg.scene_size)] {
+        let out = dir.join(kind).join(clip_id);
+        std::fs::create_dir_all(&out).with_context(|| format!("{}: cannot create", out.display()))?;
+        let frame_len = (size * size * 3) as usize;
+        for (i, chunk) in data.chunks_exact(frame_len).enumerate() {
+            let img = RgbImage::from_raw(size, size, chunk.to_vec()).expect("frame size");
+            let p = out.join(format!("{:05}.jpg", i + 1));
+            img.save(&p).with_context(|| format!("{}: cannot write", p.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Writes one list per fold and role (`DFEW_set_1_train.txt`, or `FERV39K_train.txt` for
+/// single-split datasets) for faces, and the same with `_scene` for scenes, listing the clips
+/// that prep wrote.
+pub fn write_annotations(dir: &Path, manifest: &Manifest, prep_parquet: &Path, cfg: &PrepConfig) -> Result<()> {
+    let (df, _) = crate::manifest::read_parquet(prep_parquet)?;
+    let written: std::collections::HashSet<usize> = df
+        .column("manifest_row")?
+        .i64()?
+        .iter()
+        .zip(df.column("row")?.i64()?.iter())
+        .filter_map(|(m, r)| r.and(m).map(|m| m as usize))
+        .collect();
+    let dataset = manifest.desc.name.to_uppercase();
+    let dir_abs = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+    for slot in 0..role_columns(manifest.folds).len() {
+        for role in ["train", "val", "test"] {
+            for kind in ["face", "scene"] {
+                let mut text = String::new();
+                for (i, row) in manifest.rows.iter().enumerate() {
+                    if written.contains(&i) && row.roles.get(slot).copied().flatten().map(|r| r.as_str()) == Some(role)
+                    {
+                        let d = dir_abs.join(kind).join(&row.clip_id);
+                        let _ = writeln!(text, "{} {} {}", d.display(), cfg.store_frames, row.label);
+                    }
+                }
+                if text.is_empty() {
+                    continue;
+                }
+                let fold = if manifest.folds > 0 { format!("_set_{}", slot + 1) } else { String::new() };
+                let suffix = if kind == "scene" { "_scene" } else { "" };
+                let p = dir.join(format!("{dataset}{fold}_{role}{suffix}.txt"));
+                std::fs::write(&p, text).with_context(|| format!("{}: cannot write", p.display()))?;
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,394 @@
+//! `dfer prep`: the parallel per-clip pipeline from a clip manifest to HDF5 shards plus
+//! `prep.parquet`. Workers (rayon threads, one detector session each) process clips in
+//! manifest order within a bounded window; one writer thread appends them to shards in that
+//! order, so output is identical whatever the thread count. Complete shards are skipped on a
+//! rerun; `--shard-index i --num-shards n` takes every n-th shard.
+
+pub mod clip;
+pub mod config;
+pub mod export;
+pub mod sample;
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex};
+use std::time::Instant;
+
+use anyhow::{anyhow, Context, Result};
+use polars::prelude::*;
+use serde::Serialize;
+
+use crate::error::UsageError;
+use crate::face::centerface::{CenterFace, CenterFaceSettings};
+use crate::face::Detector;
+use crate::logging::Progress;
+use crate::manifest::{tmp_path, Manifest};
+use crate::shard::{shard_name, ShardAttrs, ShardRow, ShardWriter};
+use clip::ClipResult;
+use config::PrepConfig;
+
+/// Settings of one `dfer prep` run.
+#[derive(Debug, Clone)]
+pub struct PrepOptions {
+    pub manifest: PathBuf,
+    pub out: PathBuf,
+    pub config: PrepConfig,
+    pub threads: usize,
+    pub shard_index: usize,
+    pub num_shards: usize,
+    /// Dataset root, when it moved since the manifest was built.
+    pub root: Option<PathBuf>,
+    pub export_frames: Option<PathBuf>,
+}
+
+/// What a run did, printed at the end and returned for tests.
+#[derive(Debug, Serialize)]
+pub struct PrepSummary {
+    pub shards_total: usize,
+    pub shards_owned: usize,
+    pub shards_skipped: usize,
+    pub shards_written: usize,
+    pub clips_processed: usize,
+    /// Status counts over every clip of this worker's complete shards.
+    pub statuses: BTreeMap<String, usize>,
+    pub mean_detection_rate: Option<f64>,
+    pub seconds: f64,
+    pub clips_per_second: f64,
+    /// Written when every shard of the output is complete.
+    pub prep_parquet: Option<PathBuf>,
+}
+
+impl PrepSummary {
+    pub fn failed(&self) -> usize {
+        self.statuses.iter().filter(|(k, _)| k.as_str() != "ok").map(|(_, v)| v).sum()
+    }
+}
+
+/// One row of `prep.parquet`.
+#[derive(Debug, Clone)]
+struct PrepRow {
+    result: ClipResult,
+    shard: usize,
+    row: Option<usize>,
+    write_ms: f64,
+}
+
+fn shard_paths(dir: &Path, k: usize) -> (PathBuf, PathBuf) {
+    let h5 = dir.join(shard_name(k));
+    (h5.clone(), h5.with_extension("parquet"))
+}
+
+/// Number of shards for `rows` manifest rows.
+pub fn shard_count(rows: usize, per_shard: usize) -> usize {
+    rows.div_ceil(per_shard)
+}
+
+/// Removes temporary files a killed run left for shard `k`.
+fn remove_stale_tmp(dir: &Path, k: usize) -> Result<()> {
+    let prefixes = [format!("{}.tmp-", shard_name(k)), format!("{k:05}.parquet.tmp-")];
+    for e in std::fs::read_dir(dir)? {
+        let e = e?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        if prefixes.iter().any(|p| name.starts_with(p)) {
+            tracing::info!("removing unfinished {}", e.path().display());
+            std::fs::remove_file(e.path())?;
+        }
+    }
+    Ok(())
+}
+
+/// Checks or records the resolved config of an output folder, so reruns never mix settings.
+fn claim_output(out: &Path, cfg: &PrepConfig, hash: &str) -> Result<()> {
+    std::fs::create_dir_all(out.join("shards")).with_context(|| format!("{}: cannot create", out.display()))?;
+    let path = out.join("prep_config.toml");
+    let text = format!("# config_hash = \"{hash}\"\n{}", cfg.to_toml());
+    match std::fs::read_to_string(&path) {
+        Ok(existing) if existing == text => Ok(()),
+        Ok(existing) => {
+            let old = existing.lines().next().unwrap_or("").to_string();
+            Err(UsageError::new(format!(
+                "{}: this output was prepared with other settings ({old}); use a new --out or the same config",
+                path.display()
+            ))
+            .into())
+        }
+        Err(_) => {
+            let tmp = tmp_path(&path);
+            std::fs::write(&tmp, text)?;
+            std::fs::rename(&tmp, &path)?;
+            Ok(())
+        }
+    }
+}
+
+fn rows_frame(rows: &[PrepRow]) -> PolarsResult<DataFrame> {
+    let r = |f: &dyn Fn(&PrepRow) -> f64| rows.iter().map(f).collect::<Vec<f64>>();
+    DataFrame::new_infer_height(vec![
+        Column::new("clip_id".into(), rows.iter().map(|x| x.result.clip_id.clone()).collect::<Vec<_>>()),
+        Column::new("manifest_row".into(), rows.iter().map(|x| x.result.manifest_row as i64).collect::<Vec<_>>()),
+        Column::new("label".into(), rows.iter().map(|x| x.result.label as i64).collect::<Vec<_>>()),
+        Column::new("shard".into(), rows.iter().map(|x| x.shard as i64).collect::<Vec<_>>()),
+        Column::new("row".into(), rows.iter().map(|x| x.row.map(|v| v as i64)).collect::<Vec<_>>()),
+        Column::new("status".into(), rows.iter().map(|x| x.result.status.clone()).collect::<Vec<_>>()),
+        Column::new("error".into(), rows.iter().map(|x| x.result.error.clone()).collect::<Vec<_>>()),
+        Column::new("detection_rate".into(), rows.iter().map(|x| x.result.detection_rate).collect::<Vec<_>>()),
+        Column::new("mean_score".into(), rows.iter().map(|x| x.result.mean_score).collect::<Vec<_>>()),
+        Column::new("decode_ms".into(), r(&|x| x.result.decode_ms)),
+        Column::new("detect_ms".into(), r(&|x| x.result.detect_ms)),
+        Column::new("crop_ms".into(), r(&|x| x.result.crop_ms)),
+        Column::new("write_ms".into(), r(&|x| x.write_ms)),
+    ])
+}
+
+fn write_parquet(df: &mut DataFrame, path: &Path) -> Result<()> {
+    let tmp = tmp_path(path);
+    let f = File::create(&tmp).with_context(|| format!("{}: cannot create", tmp.display()))?;
+    ParquetWriter::new(f).finish(df).map_err(|e| anyhow!("{}: cannot write parquet: {e}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("{}: cannot rename into place", path.display()))?;
+    Ok(())
+}
+
+/// Joins the per-shard tables into `prep.parquet` once every shard is complete.
+fn write_prep_parquet(out: &Path, shards: usize) -> Result<Option<PathBuf>> {
+    let dir = out.join("shards");
+    let mut frames = Vec::with_capacity(shards);
+    for k in 0..shards {
+        let (h5, pq) = shard_paths(&dir, k);
+        if !h5.exists() || !pq.exists() {
+            return Ok(None);
+        }
+        frames.push(crate::manifest::read_parquet(&pq)?.0);
+    }
+    let mut all = match frames.split_first() {
+        Some((first, rest)) => {
+            let mut acc = first.clone();
+            for f in rest {
+                acc.vstack_mut(f)?;
+            }
+            acc
+        }
+        None => rows_frame(&[])?,
+    };
+    let path = out.join("prep.parquet");
+    write_parquet(&mut all, &path)?;
+    Ok(Some(path))
+}
+
+/// Status counts and mean detection rate of the complete shards in `owned`.
+fn tally(dir: &Path, owned: &[usize]) -> Result<(BTreeMap<String, usize>, Option<f64>)> {
+    let mut statuses = BTreeMap::new();
+    let (mut rate_sum, mut rate_n) = (0.0, 0usize);
+    for &k in owned {
+        let (df, _) = crate::manifest::read_parquet(&shard_paths(dir, k).1)?;
+        for s in df.column("status")?.str()?.iter().flatten() {
+            *statuses.entry(s.to_string()).or_insert(0) += 1;
+        }
+        for r in df.column("detection_rate")?.f32()?.iter().flatten() {
+            rate_sum += r as f64;
+            rate_n += 1;
+        }
+    }
+    Ok((statuses, (rate_n > 0).then(|| rate_sum / rate_n as f64)))
+}
+
+/// Runs prep.
+pub fn run(opts: &PrepOptions) -> Result<PrepSummary> {
+    let started = Instant::now();
+    let cfg = &opts.config;
+    cfg.validate().map_err(UsageError::new)?;
+    if opts.num_shards == 0 || opts.shard_index >= opts.num_shards {
+        return Err(UsageError::new(format!(
+            "--shard-index {} must be below --num-shards {}",
+            opts.shard_index, opts.num_shards
+        ))
+        .into());
+    }
+    let manifest = Manifest::read(&opts.manifest)?;
+    let root = opts.root.clone().unwrap_or_else(|| manifest.root.clone());
+    if !root.is_dir() {
+        return Err(UsageError::new(format!(
+            "{}: dataset root of {} not found (pass --root if it moved)",
+            root.display(),
+            opts.manifest.display()
+        ))
+        .into());
+    }
+    let det_settings =
+        CenterFaceSettings { long_side: cfg.det_long_side, threshold: cfg.det_threshold, nms_iou: cfg.nms_iou };
+    let probe_detector = CenterFace::new(det_settings)?;
+    let detector_hash = probe_detector.model_hash().to_string();
+    let config_hash = cfg.hash(&detector_hash);
+    claim_output(&opts.out, cfg, &config_hash)?;
+    let dir = opts.out.join("shards");
+
+    let n_rows = manifest.rows.len();
+    let shards_total = shard_count(n_rows, cfg.clips_per_shard);
+    let owned: Vec<usize> = (0..shards_total).filter(|k| k % opts.num_shards == opts.shard_index).collect();
+    let mut todo = Vec::new();
+    for &k in &owned {
+        let (h5, pq) = shard_paths(&dir, k);
+        if h5.exists() && pq.exists() {
+            continue;
+        }
+        remove_stale_tmp(&dir, k)?;
+        todo.push(k);
+    }
+    let skipped = owned.len() - todo.len();
+    if skipped > 0 {
+        tracing::info!("{skipped} of {} shards already complete: skipped", owned.len());
+    }
+    let range = |k: usize| (k * cfg.clips_per_shard, ((k + 1) * cfg.clips_per_shard).min(n_rows));
+    // Jobs: (shard, manifest row), in shard then manifest order.
+    let jobs: Vec<(usize, usize)> = todo.iter().flat_map(|&k| (range(k).0..range(k).1).map(move |r| (k, r))).collect();
+    let attrs_for = |k: usize| ShardAttrs {
+        dataset: manifest.desc.name.clone(),
+        label_names: manifest.desc.labels.clone(),
+        label_polarity: (0..manifest.desc.labels.len())
+            .map(|i| format!("{:?}", manifest.desc.polarity_of(i)).to_lowercase())
+            .collect(),
+        frames: cfg.frames,
+        store_frames: cfg.store_frames,
+        face_size: cfg.face_size,
+        scene_size: cfg.scene_size,
+        sampling: "segment_centres_by_time".into(),
+        detector: probe_detector.name().into(),
+        detector_hash: detector_hash.clone(),
+        mask_mode: format!("{:?}", cfg.mask_mode).to_lowercase(),
+        mask_scale: cfg.mask_scale,
+        margin: cfg.margin,
+        scene_fit: format!("{:?}", cfg.scene_fit).to_lowercase(),
+        config_hash: config_hash.clone(),
+        config_toml: cfg.to_toml(),
+        tool_version: env!("CARGO_PKG_VERSION").into(),
+        shard_index: k,
+        manifest_rows: [range(k).0, range(k).1],
+    };
+
+    let threads = opts.threads.max(1);
+    let window = threads * 2;
+    let next_job = AtomicUsize::new(0);
+    let gate = (Mutex::new(0usize), Condvar::new());
+    let abort = AtomicBool::new(false);
+    let worker_error: Mutex<Option<anyhow::Error>> = Mutex::new(None);
+    let (tx, rx) = crossbeam_channel::bounded::<(usize, ClipResult)>(window);
+    let progress = Progress::new(jobs.len() as u64, "preparing clips");
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build()?;
+    let mut shards_written = 0;
+
+    std::thread::scope(|scope| -> Result<()> {
+        let tx_workers = tx.clone();
+        let workers = scope.spawn(|| {
+            let tx = tx_workers;
+            pool.broadcast(|_| {
+                let mut det: Box<dyn Detector> = match CenterFace::new(det_settings) {
+                    Ok(d) => Box::new(d),
+                    Err(e) => {
+                        abort.store(true, Ordering::SeqCst);
+                        worker_error.lock().expect("lock").get_or_insert(e);
+                        return;
+                    }
+                };
+                loop {
+                    let j = next_job.fetch_add(1, Ordering::SeqCst);
+                    if j >= jobs.len() || abort.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    {
+                        let (lock, cv) = &gate;
+                        let mut written = lock.lock().expect("gate");
+                        while j >= *written + window && !abort.load(Ordering::SeqCst) {
+                            written = cv.wait(written).expect("gate");
+                        }
+                    }
+                    let r = jobs[j].1;
+                    let res = clip::process(&manifest.rows[r], r, &root, cfg, det.as_mut());
+                    if let (Some(dir), Some(t)) = (&opts.export_frames, &res.tensors) {
+                        if let Err(e) = export::write_clip(dir, &res.clip_id, t, cfg) {
+                            abort.store(true, Ordering::SeqCst);
+                            worker_error.lock().expect("lock").get_or_insert(e);
+                        }
+                    }
+                    if tx.send((j, res)).is_err() {
+                        break;
+                    }
+                }
+            });
+        });
+        drop(tx);
+        let written_result = (|| -> Result<()> {
+            let mut pending: BTreeMap<usize, ClipResult> = BTreeMap::new();
+            let mut next = 0usize;
+            let mut writer: Option<ShardWriter> = None;
+            let mut rows: Vec<PrepRow> = Vec::new();
+            for (j, res) in rx.iter() {
+                pending.insert(j, res);
+                while let Some(res) = pending.remove(&next) {
+                    let (k, r) = jobs[next];
+                    if r == range(k).0 {
+                        writer = Some(ShardWriter::create(&dir, &attrs_for(k), cfg.gzip)?);
+                        rows.clear();
+                    }
+                    let w = writer.as_mut().expect("shard open");
+                    let t0 = Instant::now();
+                    let row = match &res.tensors {
+                        Some(t) => {
+                            let idx = rows.iter().filter(|x| x.row.is_some()).count();
+                            w.append(&ShardRow {
+                                clip_id: &res.clip_id,
+                                label: res.label,
+                                manifest_row: r,
+                                tensors: t,
+                            })?;
+                            Some(idx)
+                        }
+                        None => None,
+                    };
+                    let write_ms = t0.elapsed().as_secs_f64() * 1000.0;
+                    rows.push(PrepRow { result: ClipResult { tensors: None, ..res }, shard: k, row, write_ms });
+                    progress.inc();
+                    if r + 1 == range(k).1 {
+                        let (_, pq) = shard_paths(&dir, k);
+                        write_parquet(&mut rows_frame(&rows)?, &pq)?;
+                        writer.take().expect("shard open").finish()?;
+                        shards_written += 1;
+                    }
+                    next += 1;
+                    let (lock, cv) = &gate;
+                    *lock.lock().expect("gate") = next;
+                    cv.notify_all();
+                }
+            }
+            Ok(())
+        })();
+        if written_result.is_err() {
+            abort.store(true, Ordering::SeqCst);
+            gate.1.notify_all();
+        }
+        workers.join().map_err(|_| anyhow!("a prep worker panicked"))?;
+        written_result
+    })?;
+    progress.finish();
+    if let Some(e) = worker_error.lock().expect("lock").take() {
+        return Err(e);
+    }
+    let (statuses, mean_rate) = tally(&dir, &owned)?;
+    let prep_parquet = write_prep_parquet(&opts.out, shards_total)?;
+    if let (Some(d), Some(_)) = (&opts.export_frames, &prep_parquet) {
+        export::write_annotations(d, &manifest, &opts.out.join("prep.parquet"), cfg)?;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    Ok(PrepSummary {
+        shards_total,
+        shards_owned: owned.len(),
+        shards_skipped: skipped,
+        shards_written,
+        clips_processed: jobs.len(),
+        statuses,
+        mean_detection_rate: mean_rate,
+        seconds,
+        clips_per_second: jobs.len() as f64 / seconds.max(1e-9),
+        prep_parquet,
+    })
+}

@@ -1,0 +1,182 @@
+//! `dfer inspect shard.h5`: shapes, attributes and a per-clip detection summary, and a contact
+//! sheet (`--grid out.png`) of face crops and scene frames with the face boxes drawn, so a
+//! person can see what prep did.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use image::{imageops, Rgb, RgbImage};
+use imageproc::drawing::draw_hollow_rect_mut;
+use imageproc::rect::Rect;
+use serde::Serialize;
+
+use super::ShardReader;
+use crate::face::geometry::{fit_scene, SceneFit};
+
+/// Per-clip detection summary.
+#[derive(Debug, Serialize)]
+pub struct ClipSummary {
+    pub row: usize,
+    pub clip_id: String,
+    pub label: String,
+    /// Frames by source: detected / interpolated / fallback / none.
+    pub sources: [usize; 4],
+    pub mean_score: Option<f32>,
+}
+
+/// What `dfer inspect` says about a shard.
+#[derive(Debug, Serialize)]
+pub struct ShardSummary {
+    pub path: String,
+    pub clips: usize,
+    pub shapes: BTreeMap<String, Vec<usize>>,
+    pub attributes: BTreeMap<String, String>,
+    pub labels: BTreeMap<String, usize>,
+    pub clip_rows: Vec<ClipSummary>,
+}
+
+pub fn summarise(r: &ShardReader) -> Result<ShardSummary> {
+    let a = &r.attrs;
+    let (t, s, s2) = (a.store_frames, a.face_size as usize, a.scene_size as usize);
+    let n = r.len;
+    let shapes: BTreeMap<String, Vec<usize>> = [
+        ("face", vec![n, t, s, s, 3]),
+        ("scene", vec![n, t, s2, s2, 3]),
+        ("label", vec![n]),
+        ("clip_id", vec![n]),
+        ("frame_index", vec![n, t]),
+        ("face_box", vec![n, t, 4]),
+        ("face_score", vec![n, t]),
+        ("face_source", vec![n, t]),
+        ("landmarks", vec![n, t, 5, 2]),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let attributes: BTreeMap<String, String> = [
+        ("dataset", a.dataset.clone()),
+        ("label_names", a.label_names.join(", ")),
+        ("frames", a.frames.to_string()),
+        ("store_frames", a.store_frames.to_string()),
+        ("sampling", a.sampling.clone()),
+        ("detector", format!("{} ({})", a.detector, &a.detector_hash[..a.detector_hash.len().min(12)])),
+        ("mask", format!("{} x{}", a.mask_mode, a.mask_scale)),
+        ("margin", a.margin.to_string()),
+        ("scene_fit", a.scene_fit.clone()),
+        ("config_hash", a.config_hash.clone()),
+        ("tool_version", a.tool_version.clone()),
+        ("manifest_rows", format!("{}..{}", a.manifest_rows[0], a.manifest_rows[1])),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let labels = r.labels()?;
+    let ids = r.clip_ids()?;
+    let mut by_label = BTreeMap::new();
+    let mut clip_rows = Vec::with_capacity(n);
+    for i in 0..n {
+        let c = r.clip(i)?;
+        let name = a.label_names.get(labels[i] as usize).cloned().unwrap_or_else(|| labels[i].to_string());
+        *by_label.entry(name.clone()).or_insert(0) += 1;
+        let mut sources = [0usize; 4];
+        for &src in &c.face_source {
+            match src {
+                1 => sources[0] += 1,
+                2 => sources[1] += 1,
+                3 => sources[2] += 1,
+                _ => sources[3] += 1,
+            }
+        }
+        let scores: Vec<f32> =
+            c.face_source.iter().zip(&c.face_score).filter(|(s, _)| **s == 1).map(|(_, v)| *v).collect();
+        let mean_score = (!scores.is_empty()).then(|| scores.iter().sum::<f32>() / scores.len() as f32);
+        clip_rows.push(ClipSummary { row: i, clip_id: ids[i].clone(), label: name, sources, mean_score });
+    }
+    Ok(ShardSummary { path: r.path.display().to_string(), clips: n, shapes, attributes, labels: by_label, clip_rows })
+}
+
+pub fn render(s: &ShardSummary) -> String {
+    let mut o = String::new();
+    let _ = writeln!(o, "shard {}  clips {}", s.path, s.clips);
+    let _ = writeln!(o, "\ndatasets:");
+    for (k, v) in &s.shapes {
+        let _ = writeln!(o, "  {k:<12} {v:?}");
+    }
+    let _ = writeln!(o, "\nattributes:");
+    for (k, v) in &s.attributes {
+        let _ = writeln!(o, "  {k:<14} {v}");
+    }
+    let _ = writeln!(
+        o,
+        "\nclips per label: {}",
+        s.labels.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", ")
+    );
+    let _ = writeln!(
+        o,
+        "\n{:>4} {:<24} {:<12} {:>8} {:>6} {:>8} {:>5} {:>6}",
+        "row", "clip", "label", "detected", "interp", "fallback", "none", "score"
+    );
+    for c in &s.clip_rows {
+        let score = c.mean_score.map(|v| format!("{v:.3}")).unwrap_or_else(|| "-".into());
+        let _ = writeln!(
+            o,
+            "{:>4} {:<24} {:<12} {:>8} {:>6} {:>8} {:>5} {:>6}",
+            c.row, c.clip_id, c.label, c.sources[0], c.sources[1], c.sources[2], c.sources[3], score
+        );
+    }
+    o
+}
+
+/// Colour of a frame's face source: detected green, interpolated yellow, fallback red, none grey.
+fn source_colour(src: u8) -> Rgb<u8> {
+    match src {
+        1 => Rgb([0, 220, 0]),
+        2 => Rgb([240, 220, 0]),
+        3 => Rgb([230, 0, 0]),
+        _ => Rgb([128, 128, 128]),
+    }
+}
+
+/// Draws a contact sheet of up to `max_clips` clips: per clip one row of face crops (border
+/// coloured by face source) and one row of scene frames with the face box drawn.
+pub fn grid(r: &ShardReader, out: &Path, max_clips: usize, thumb: u32) -> Result<()> {
+    let a = &r.attrs;
+    let (t, s, s2) = (a.store_frames as u32, a.face_size, a.scene_size);
+    let n = r.len.min(max_clips);
+    let fit = if a.scene_fit == "stretch" { SceneFit::Stretch } else { SceneFit::Letterbox };
+    let mut sheet = RgbImage::from_pixel(t * thumb, (2 * n as u32).max(1) * thumb, Rgb([255, 255, 255]));
+    for i in 0..n {
+        let c = r.clip(i)?;
+        // The scene transform depends only on the source frame size.
+        let [w, h] = c.frame_size;
+        let (_, tr) = fit_scene(&RgbImage::new(w.max(1), h.max(1)), s2, fit);
+        for f in 0..t as usize {
+            let face_len = (s * s * 3) as usize;
+            let face =
+                RgbImage::from_raw(s, s, c.face[f * face_len..(f + 1) * face_len].to_vec()).context("face frame")?;
+            let mut ft = imageops::resize(&face, thumb, thumb, imageops::FilterType::Triangle);
+            let col = source_colour(c.face_source[f]);
+            for k in 0..3 {
+                draw_hollow_rect_mut(&mut ft, Rect::at(k, k).of_size(thumb - 2 * k as u32, thumb - 2 * k as u32), col);
+            }
+            imageops::replace(&mut sheet, &ft, (f as u32 * thumb) as i64, (2 * i as u32 * thumb) as i64);
+            let scene_len = (s2 * s2 * 3) as usize;
+            let scene = RgbImage::from_raw(s2, s2, c.scene[f * scene_len..(f + 1) * scene_len].to_vec())
+                .context("scene frame")?;
+            let mut st = imageops::resize(&scene, thumb, thumb, imageops::FilterType::Triangle);
+            let b = c.face_box[f];
+            if b.iter().all(|v| v.is_finite()) {
+                let sb = tr.apply(&b);
+                let k = thumb as f32 / s2 as f32;
+                let (x0, y0) = ((sb[0] * k) as i32, (sb[1] * k) as i32);
+                let (bw, bh) = ((((sb[2] - sb[0]) * k) as u32).max(1), (((sb[3] - sb[1]) * k) as u32).max(1));
+                draw_hollow_rect_mut(&mut st, Rect::at(x0, y0).of_size(bw, bh), col);
+            }
+            imageops::replace(&mut sheet, &st, (f as u32 * thumb) as i64, ((2 * i as u32 + 1) * thumb) as i64);
+        }
+    }
+    sheet.save(out).with_context(|| format!("{}: cannot write", out.display()))?;
+    Ok(())
+}

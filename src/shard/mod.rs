@@ -1,0 +1,425 @@
+//! HDF5 shards (`shards/NNNNN.h5`, DESIGN §3.3): the only module that touches hdf5. A shard is
+//! written under a temporary name by one writer and renamed when complete; object timestamps
+//! are off, so the same inputs and config give byte-identical files.
+
+pub mod inspect;
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use anyhow::{bail, Context, Result};
+use hdf5::types::VarLenUnicode;
+use hdf5::{Dataset, Extent, File, H5Type, SimpleExtents};
+use ndarray::{ArrayView, IxDyn};
+
+use crate::error::UsageError;
+use crate::prep::clip::ClipTensors;
+
+/// Shard schema version, stored as the `schema_version` attribute.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// File name of shard `index`.
+pub fn shard_name(index: usize) -> String {
+    format!("{index:05}.h5")
+}
+
+/// Shard-level attributes: everything needed to know how the tensors were made.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ShardAttrs {
+    pub dataset: String,
+    pub label_names: Vec<String>,
+    /// Polarity name of each label, in label order.
+    pub label_polarity: Vec<String>,
+    /// Frames the model sees (T) and frames stored per clip.
+    pub frames: usize,
+    pub store_frames: usize,
+    pub face_size: u32,
+    pub scene_size: u32,
+    pub sampling: String,
+    pub detector: String,
+    pub detector_hash: String,
+    pub mask_mode: String,
+    pub mask_scale: f32,
+    pub margin: f32,
+    pub scene_fit: String,
+    pub config_hash: String,
+    pub config_toml: String,
+    pub tool_version: String,
+    pub shard_index: usize,
+    /// Manifest rows this shard covers: `[first, end)`.
+    pub manifest_rows: [usize; 2],
+}
+
+/// One clip row to append.
+pub struct ShardRow<'a> {
+    pub clip_id: &'a str,
+    pub label: usize,
+    pub manifest_row: usize,
+    pub tensors: &'a ClipTensors,
+}
+
+fn vlu(s: &str) -> Result<VarLenUnicode> {
+    VarLenUnicode::from_str(s).map_err(|e| anyhow::anyhow!("string not storable in HDF5: {e}"))
+}
+
+/// Appends clips to a new shard; `finish` renames it into place.
+pub struct ShardWriter {
+    file: File,
+    tmp: PathBuf,
+    path: PathBuf,
+    n: usize,
+    t: usize,
+    face: Dataset,
+    scene: Dataset,
+    label: Dataset,
+    clip_id: Dataset,
+    manifest_row: Dataset,
+    frame_index: Dataset,
+    face_box: Dataset,
+    face_score: Dataset,
+    face_source: Dataset,
+    landmarks: Dataset,
+    frame_size: Dataset,
+}
+
+fn growable<T: H5Type>(file: &File, name: &str, inner: &[usize], gzip: u8) -> Result<Dataset> {
+    let mut ext = vec![Extent::resizable(0)];
+    ext.extend(inner.iter().map(|&d| Extent::fixed(d)));
+    let mut chunk = vec![1usize];
+    chunk.extend_from_slice(inner);
+    let mut b = file.new_dataset::<T>().shape(SimpleExtents::from_vec(ext)).chunk(chunk).obj_track_times(false);
+    if gzip > 0 {
+        b = b.shuffle().deflate(gzip);
+    }
+    b.create(name).with_context(|| format!("cannot create dataset {name}"))
+}
+
+impl ShardWriter {
+    /// Starts shard `attrs.shard_index` in `dir` under a temporary name.
+    pub fn create(dir: &Path, attrs: &ShardAttrs, gzip: u8) -> Result<ShardWriter> {
+        let path = dir.join(shard_name(attrs.shard_index));
+        let tmp = crate::manifest::tmp_path(&path);
+        let file = File::with_options()
+            .with_fcpl(|p| p.obj_track_times(false))
+            .create(&tmp)
+            .with_context(|| format!("{}: cannot create", tmp.display()))?;
+        let (t, s, s2) = (attrs.store_frames, attrs.face_size as usize, attrs.scene_size as usize);
+        let w = ShardWriter {
+            face: growable::<u8>(&file, "face", &[t, s, s, 3], gzip)?,
+            scene: growable::<u8>(&file, "scene", &[t, s2, s2, 3], gzip)?,
+            label: growable::<i64>(&file, "label", &[], 0)?,
+            clip_id: growable::<VarLenUnicode>(&file, "clip_id", &[], 0)?,
+            manifest_row: growable::<i64>(&file, "manifest_row", &[], 0)?,
+            frame_index: growable::<i32>(&file, "frame_index", &[t], 0)?,
+            face_box: growable::<f32>(&file, "face_box", &[t, 4], 0)?,
+            face_score: growable::<f32>(&file, "face_score", &[t], 0)?,
+            face_source: growable::<u8>(&file, "face_source", &[t], 0)?,
+            landmarks: growable::<f32>(&file, "landmarks", &[t, 5, 2], 0)?,
+            frame_size: growable::<u32>(&file, "frame_size", &[2], 0)?,
+            file,
+            tmp,
+            path,
+            n: 0,
+            t,
+        };
+        w.write_attrs(attrs)?;
+        Ok(w)
+    }
+
+    fn write_attrs(&self, a: &ShardAttrs) -> Result<()> {
+        let f = &self.file;
+        let u = |name: &str, v: u64| -> Result<()> { Ok(f.new_attr::<u64>().create(name)?.write_scalar(&v)?) };
+        let fl = |name: &str, v: f32| -> Result<()> { Ok(f.new_attr::<f32>().create(name)?.write_scalar(&v)?) };
+        let st = |name: &str, v: &str| -> Result<()> {
+            Ok(f.new_attr::<VarLenUnicode>().create(name)?.write_scalar(&vlu(v)?)?)
+        };
+        let list = |name: &str, v: &[String]| -> Result<()> {
+            let arr: Vec<VarLenUnicode> = v.iter().map(|s| vlu(s)).collect::<Result<_>>()?;
+            Ok(f.new_attr::<VarLenUnicode>().shape(arr.len()).create(name)?.write(&arr)?)
+        };
+        u("schema_version", SCHEMA_VERSION as u64)?;
+        st("dataset", &a.dataset)?;
+        list("label_names", &a.label_names)?;
+        list("label_polarity", &a.label_polarity)?;
+        u("frames", a.frames as u64)?;
+        u("store_frames", a.store_frames as u64)?;
+        u("face_size", a.face_size as u64)?;
+        u("scene_size", a.scene_size as u64)?;
+        st("sampling", &a.sampling)?;
+        st("detector", &a.detector)?;
+        st("detector_hash", &a.detector_hash)?;
+        st("mask_mode", &a.mask_mode)?;
+        fl("mask_scale", a.mask_scale)?;
+        fl("margin", a.margin)?;
+        st("scene_fit", &a.scene_fit)?;
+        st("config_hash", &a.config_hash)?;
+        st("config_toml", &a.config_toml)?;
+        st("tool_version", &a.tool_version)?;
+        u("shard_index", a.shard_index as u64)?;
+        let rows = [a.manifest_rows[0] as u64, a.manifest_rows[1] as u64];
+        f.new_attr::<u64>().shape(2).create("manifest_rows")?.write(&rows)?;
+        Ok(())
+    }
+
+    /// Appends one clip as the next row.
+    pub fn append(&mut self, row: &ShardRow) -> Result<()> {
+        let (n, t) = (self.n, self.t);
+        let x = row.tensors;
+        if x.frame_index.len() != t {
+            bail!("clip {} has {} frames, the shard stores {t}", row.clip_id, x.frame_index.len());
+        }
+        fn put<T: H5Type>(ds: &Dataset, n: usize, data: &[T]) -> Result<()> {
+            let mut shape = ds.shape();
+            shape[0] = n + 1;
+            ds.resize(shape.clone())?;
+            shape[0] = 1;
+            let view = ArrayView::from_shape(IxDyn(&shape), data)?;
+            let mut sel: Vec<ndarray::SliceInfoElem> = vec![(n..n + 1).into()];
+            sel.extend(shape[1..].iter().map(|_| ndarray::SliceInfoElem::from(..)));
+            ds.write_slice(&view, ndarray::SliceInfo::<_, IxDyn, IxDyn>::try_from(sel)?)?;
+            Ok(())
+        }
+        put(&self.face, n, &x.face)?;
+        put(&self.scene, n, &x.scene)?;
+        put(&self.label, n, &[row.label as i64])?;
+        put(&self.clip_id, n, &[vlu(row.clip_id)?])?;
+        put(&self.manifest_row, n, &[row.manifest_row as i64])?;
+        put(&self.frame_index, n, &x.frame_index)?;
+        put(&self.face_box, n, x.face_box.as_flattened())?;
+        put(&self.face_score, n, &x.face_score)?;
+        put(&self.face_source, n, &x.face_source)?;
+        let lm: Vec<f32> = x.landmarks.iter().flat_map(|l| l.iter().flatten().copied()).collect();
+        put(&self.landmarks, n, &lm)?;
+        put(&self.frame_size, n, &x.frame_size)?;
+        self.n += 1;
+        Ok(())
+    }
+
+    /// Closes the file and renames it to its final name.
+    pub fn finish(self) -> Result<PathBuf> {
+        let ShardWriter { file, tmp, path, .. } = self;
+        file.flush()?;
+        drop(file);
+        std::fs::rename(&tmp, &path).with_context(|| format!("{}: cannot rename into place", path.display()))?;
+        Ok(path)
+    }
+}
+
+/// Read access to a complete shard.
+pub struct ShardReader {
+    pub path: PathBuf,
+    file: File,
+    pub attrs: ShardAttrs,
+    pub len: usize,
+}
+
+impl ShardReader {
+    /// Opens a shard, checking its schema version and datasets.
+    pub fn open(path: &Path) -> Result<ShardReader> {
+        let bad = |m: String| UsageError::new(format!("{}: {m}", path.display()));
+        let file = File::open(path).map_err(|e| bad(format!("not a readable HDF5 shard: {e}")))?;
+        let get_u = |n: &str| -> Result<u64> {
+            file.attr(n).and_then(|a| a.read_scalar::<u64>()).map_err(|e| bad(format!("attribute {n}: {e}")).into())
+        };
+        let get_f = |n: &str| -> Result<f32> {
+            file.attr(n).and_then(|a| a.read_scalar::<f32>()).map_err(|e| bad(format!("attribute {n}: {e}")).into())
+        };
+        let get_s = |n: &str| -> Result<String> {
+            file.attr(n)
+                .and_then(|a| a.read_scalar::<VarLenUnicode>())
+                .map(|s| s.to_string())
+                .map_err(|e| bad(format!("attribute {n}: {e}")).into())
+        };
+        let get_l = |n: &str| -> Result<Vec<String>> {
+            file.attr(n)
+                .and_then(|a| a.read_raw::<VarLenUnicode>())
+                .map(|v| v.iter().map(|s| s.to_string()).collect())
+                .map_err(|e| bad(format!("attribute {n}: {e}")).into())
+        };
+        let version = get_u("schema_version")?;
+        if version != SCHEMA_VERSION as u64 {
+            return Err(bad(format!("shard schema version {version}, this dfer reads {SCHEMA_VERSION}")).into());
+        }
+        let rows = file
+            .attr("manifest_rows")
+            .and_then(|a| a.read_raw::<u64>())
+            .map_err(|e| bad(format!("attribute manifest_rows: {e}")))?;
+        let attrs = ShardAttrs {
+            dataset: get_s("dataset")?,
+            label_names: get_l("label_names")?,
+            label_polarity: get_l("label_polarity")?,
+            frames: get_u("frames")? as usize,
+            store_frames: get_u("store_frames")? as usize,
+            face_size: get_u("face_size")? as u32,
+            scene_size: get_u("scene_size")? as u32,
+            sampling: get_s("sampling")?,
+            detector: get_s("detector")?,
+            detector_hash: get_s("detector_hash")?,
+            mask_mode: get_s("mask_mode")?,
+            mask_scale: get_f("mask_scale")?,
+            margin: get_f("margin")?,
+            scene_fit: get_s("scene_fit")?,
+            config_hash: get_s("config_hash")?,
+            config_toml: get_s("config_toml")?,
+            tool_version: get_s("tool_version")?,
+            shard_index: get_u("shard_index")? as usize,
+            manifest_rows: [*rows.first().unwrap_or(&0) as usize, *rows.get(1).unwrap_or(&0) as usize],
+        };
+        let (t, s, s2) = (attrs.store_frames, attrs.face_size as usize, attrs.scene_size as usize);
+        let expect: [(&str, Vec<usize>); 11] = [
+            ("face", vec![t, s, s, 3]),
+            ("scene", vec![t, s2, s2, 3]),
+            ("label", vec![]),
+            ("clip_id", vec![]),
+            ("manifest_row", vec![]),
+            ("frame_index", vec![t]),
+            ("face_box", vec![t, 4]),
+            ("face_score", vec![t]),
+            ("face_source", vec![t]),
+            ("landmarks", vec![t, 5, 2]),
+            ("frame_size", vec![2]),
+        ];
+        let mut len = None;
+        for (name, inner) in expect {
+            let ds = file.dataset(name).map_err(|_| bad(format!("dataset {name} is missing")))?;
+            let shape = ds.shape();
+            if shape.len() != inner.len() + 1 || shape[1..] != inner[..] {
+                return Err(bad(format!("dataset {name} has shape {shape:?}, expected [N, {inner:?}]")).into());
+            }
+            match len {
+                None => len = Some(shape[0]),
+                Some(n) if n != shape[0] => {
+                    return Err(bad(format!("dataset {name} has {} rows, face has {n}", shape[0])).into())
+                }
+                _ => {}
+            }
+        }
+        Ok(ShardReader { path: path.to_path_buf(), file, attrs, len: len.unwrap_or(0) })
+    }
+
+    fn ds(&self, name: &str) -> Result<Dataset> {
+        Ok(self.file.dataset(name)?)
+    }
+
+    pub fn labels(&self) -> Result<Vec<i64>> {
+        Ok(self.ds("label")?.read_raw::<i64>()?)
+    }
+
+    pub fn clip_ids(&self) -> Result<Vec<String>> {
+        Ok(self.ds("clip_id")?.read_raw::<VarLenUnicode>()?.iter().map(|s| s.to_string()).collect())
+    }
+
+    pub fn manifest_rows(&self) -> Result<Vec<i64>> {
+        Ok(self.ds("manifest_row")?.read_raw::<i64>()?)
+    }
+
+    /// Row `i`'s tensors.
+    pub fn clip(&self, i: usize) -> Result<ClipTensors> {
+        fn row<T: H5Type + Clone>(ds: &Dataset, i: usize) -> Result<Vec<T>> {
+            let shape = ds.shape();
+            let mut sel: Vec<ndarray::SliceInfoElem> = vec![(i..i + 1).into()];
+            sel.extend(shape[1..].iter().map(|_| ndarray::SliceInfoElem::from(..)));
+            let a: ndarray::ArrayD<T> = ds.read_slice(ndarray::SliceInfo::<_, IxDyn, IxDyn>::try_from(sel)?)?;
+            Ok(a.into_raw_vec_and_offset().0)
+        }
+        let boxes: Vec<f32> = row(&self.ds("face_box")?, i)?;
+        let lms: Vec<f32> = row(&self.ds("landmarks")?, i)?;
+        let size: Vec<u32> = row(&self.ds("frame_size")?, i)?;
+        Ok(ClipTensors {
+            face: row(&self.ds("face")?, i)?,
+            scene: row(&self.ds("scene")?, i)?,
+            frame_index: row(&self.ds("frame_index")?, i)?,
+            face_box: boxes.chunks_exact(4).map(|c| [c[0], c[1], c[2], c[3]]).collect(),
+            face_score: row(&self.ds("face_score")?, i)?,
+            face_source: row(&self.ds("face_source")?, i)?,
+            landmarks: lms.chunks_exact(10).map(|c| std::array::from_fn(|k| [c[2 * k], c[2 * k + 1]])).collect(),
+            frame_size: [size[0], size[1]],
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn attrs(index: usize) -> ShardAttrs {
+        ShardAttrs {
+            dataset: "dfew".into(),
+            label_names: vec!["Happy".into(), "Sad".into()],
+            label_polarity: vec!["positive".into(), "negative".into()],
+            frames: 2,
+            store_frames: 2,
+            face_size: 4,
+            scene_size: 6,
+            sampling: "segment_centres".into(),
+            detector: "centerface".into(),
+            detector_hash: "abc".into(),
+            mask_mode: "fill".into(),
+            mask_scale: 1.3,
+            margin: 1.25,
+            scene_fit: "letterbox".into(),
+            config_hash: "h".into(),
+            config_toml: "frames = 2".into(),
+            tool_version: "0.1.0".into(),
+            shard_index: index,
+            manifest_rows: [0, 2],
+        }
+    }
+
+    fn tensors(v: u8) -> ClipTensors {
+        ClipTensors {
+            face: vec![v; 2 * 4 * 4 * 3],
+            scene: (0..2 * 6 * 6 * 3).map(|i| (i % 251) as u8).collect(),
+            frame_index: vec![3, 7],
+            face_box: vec![[1.0, 2.0, 3.0, 4.0], [5.0, 6.0, 7.0, 8.0]],
+            face_score: vec![0.9, 0.0],
+            face_source: vec![1, 2],
+            landmarks: vec![[[0.5; 2]; 5], [[1.5; 2]; 5]],
+            frame_size: [640, 360],
+        }
+    }
+
+    #[test]
+    fn write_read_round_trip_and_atomic_rename() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = ShardWriter::create(dir.path(), &attrs(3), 1).unwrap();
+        assert!(!dir.path().join("00003.h5").exists(), "not visible before finish");
+        let (a, b) = (tensors(10), tensors(20));
+        w.append(&ShardRow { clip_id: "00001", label: 1, manifest_row: 0, tensors: &a }).unwrap();
+        w.append(&ShardRow { clip_id: "vidéo", label: 0, manifest_row: 1, tensors: &b }).unwrap();
+        let path = w.finish().unwrap();
+        assert_eq!(path, dir.path().join("00003.h5"));
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "no temporary file left");
+        let r = ShardReader::open(&path).unwrap();
+        assert_eq!(r.len, 2);
+        assert_eq!(r.attrs, attrs(3));
+        assert_eq!(r.labels().unwrap(), vec![1, 0]);
+        assert_eq!(r.clip_ids().unwrap(), vec!["00001", "vidéo"]);
+        assert_eq!(r.clip(0).unwrap(), a);
+        assert_eq!(r.clip(1).unwrap(), b);
+    }
+
+    #[test]
+    fn same_rows_give_identical_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut paths = vec![];
+        for sub in ["a", "b"] {
+            let d = dir.path().join(sub);
+            std::fs::create_dir(&d).unwrap();
+            let mut w = ShardWriter::create(&d, &attrs(0), 0).unwrap();
+            w.append(&ShardRow { clip_id: "x", label: 0, manifest_row: 0, tensors: &tensors(1) }).unwrap();
+            paths.push(w.finish().unwrap());
+            std::thread::sleep(std::time::Duration::from_millis(1100));
+        }
+        assert!(std::fs::read(&paths[0]).unwrap() == std::fs::read(&paths[1]).unwrap());
+    }
+
+    #[test]
+    fn bad_files_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("00000.h5");
+        std::fs::write(&p, b"not hdf5").unwrap();
+        let e = ShardReader::open(&p).err().unwrap().to_string();
+        assert!(e.contains("00000.h5") && e.contains("not a readable HDF5 shard"), "{e}");
+    }
+}

@@ -1,0 +1,243 @@
+//! `dfer prep` on synthetic datasets, checked against synth's ground truth: boxes on the face,
+//! faces masked out of scenes, labels and ids in line with the manifest, edge-case statuses,
+//! identical shards for any thread count, for split workers and after a killed run.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use common::{dfer, dfer_expect, stdout, synth};
+use dfer::face::geometry::{fit_scene, SceneFit, CLIP_MEAN_RGB};
+use dfer::face::iou;
+use dfer::face::track::scale_box;
+use dfer::manifest::{read_parquet, Manifest};
+use dfer::prep::sample;
+use dfer::shard::ShardReader;
+use dfer::synth::{read_truth, EdgeCase, TruthClip};
+use image::RgbImage;
+
+struct Prepared {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+    manifest: PathBuf,
+}
+
+/// A DFEW-layout dataset with edge cases and its manifest.
+fn dataset(clips: usize) -> Prepared {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("dfew");
+    synth("dfew", clips, &root, true);
+    let manifest = dir.path().join("clips.parquet");
+    dfer_expect(
+        &["manifest", "--dataset", "dfew", "--root", root.to_str().unwrap(), "-o", manifest.to_str().unwrap()],
+        1,
+    );
+    Prepared { _dir: dir, root, manifest }
+}
+
+fn prep(p: &Prepared, out: &Path, extra: &[&str]) -> std::process::Output {
+    let mut args = vec!["prep", "--manifest", p.manifest.to_str().unwrap(), "--out", out.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    dfer(&args)
+}
+
+fn small_shards(dir: &Path) -> PathBuf {
+    let cfg = dir.join("prep.toml");
+    std::fs::write(&cfg, "clips_per_shard = 4\n").unwrap();
+    cfg
+}
+
+fn shard_files(out: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut m = BTreeMap::new();
+    for e in std::fs::read_dir(out.join("shards")).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "h5") {
+            m.insert(p.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read(&p).unwrap());
+        }
+    }
+    m
+}
+
+fn statuses(out: &Path) -> BTreeMap<String, String> {
+    let (df, _) = read_parquet(&out.join("prep.parquet")).unwrap();
+    let ids = df.column("clip_id").unwrap().str().unwrap().clone();
+    let st = df.column("status").unwrap().str().unwrap().clone();
+    ids.iter().zip(st.iter()).map(|(a, b)| (a.unwrap().to_string(), b.unwrap().to_string())).collect()
+}
+
+#[test]
+fn prep_boxes_masks_labels_and_edge_cases() {
+    let p = dataset(14);
+    let out = p._dir.path().join("prep");
+    let export = p._dir.path().join("frames");
+    let o = prep(&p, &out, &["--threads", "2", "--export-frames", export.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "edge cases fail, so exit 1: {}", String::from_utf8_lossy(&o.stderr));
+    let truth: BTreeMap<String, TruthClip> =
+        read_truth(&p.root).unwrap().into_iter().map(|t| (t.clip_id.clone(), t)).collect();
+    let manifest = Manifest::read(&p.manifest).unwrap();
+
+    // Every manifest row has a prep row; edge cases end with the right status.
+    let st = statuses(&out);
+    assert_eq!(st.len(), manifest.rows.len());
+    for t in truth.values() {
+        let want = match t.edge_case {
+            Some(EdgeCase::Truncated) => "truncated",
+            Some(EdgeCase::ZeroByte) => "empty",
+            Some(EdgeCase::NoFace) => "no_face",
+            _ => "ok",
+        };
+        assert_eq!(st[&t.clip_id], want, "{} ({:?})", t.clip_id, t.edge_case);
+    }
+
+    // Shards: ids and labels line up with the manifest; boxes on the true face; faces masked.
+    let (mut frames_with_face, mut good_boxes, mut masked_frames, mut mask_ok) = (0, 0, 0, 0);
+    let mut written = 0;
+    for e in std::fs::read_dir(out.join("shards")).unwrap() {
+        let path = e.unwrap().path();
+        if path.extension().is_none_or(|x| x != "h5") {
+            continue;
+        }
+        let r = ShardReader::open(&path).unwrap();
+        let (ids, labels, rows) = (r.clip_ids().unwrap(), r.labels().unwrap(), r.manifest_rows().unwrap());
+        for i in 0..r.len {
+            written += 1;
+            let m = &manifest.rows[rows[i] as usize];
+            assert_eq!((m.clip_id.as_str(), m.label as i64), (ids[i].as_str(), labels[i]));
+            let t = &truth[&ids[i]];
+            let c = r.clip(i).unwrap();
+            assert_eq!(
+                c.frame_index,
+                sample::by_time(&t.pts_s, 16).iter().map(|&x| x as i32).collect::<Vec<_>>(),
+                "{}",
+                t.clip_id
+            );
+            assert_eq!(c.frame_size, [t.width, t.height], "{}: display size (rotation applied)", t.clip_id);
+            let (_, tr) = fit_scene(&RgbImage::new(t.width, t.height), 224, SceneFit::Letterbox);
+            for f in 0..16 {
+                let Some(tb) = t.boxes[c.frame_index[f] as usize] else { continue };
+                frames_with_face += 1;
+                if iou(&c.face_box[f], &tb) >= 0.5 {
+                    good_boxes += 1;
+                }
+                // The true face, shrunk a little, lies inside the masked region.
+                let sb = tr.apply(&scale_box(&tb, 0.8));
+                let scene = &c.scene[f * 224 * 224 * 3..(f + 1) * 224 * 224 * 3];
+                let (mut n, mut fill) = (0, 0);
+                for y in sb[1].ceil() as usize..(sb[3].floor() as usize).min(224) {
+                    for x in sb[0].ceil() as usize..(sb[2].floor() as usize).min(224) {
+                        n += 1;
+                        let px = &scene[(y * 224 + x) * 3..(y * 224 + x) * 3 + 3];
+                        if px == CLIP_MEAN_RGB {
+                            fill += 1;
+                        }
+                    }
+                }
+                masked_frames += 1;
+                if n > 0 && fill as f32 >= 0.98 * n as f32 {
+                    mask_ok += 1;
+                }
+            }
+        }
+    }
+    let ok_clips = st.values().filter(|s| *s == "ok").count();
+    assert_eq!(written, ok_clips, "exactly the ok clips are in the shards (no_face policy skip)");
+    let rate = good_boxes as f64 / frames_with_face as f64;
+    assert!(rate >= 0.95, "IoU >= 0.5 on {good_boxes}/{frames_with_face} frames with a face ({rate:.3})");
+    assert!(mask_ok as f64 >= 0.95 * masked_frames as f64, "face masked in {mask_ok}/{masked_frames} scene frames");
+
+    // Exported frames and annotation lists.
+    let lists: Vec<String> = std::fs::read_dir(&export)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".txt"))
+        .collect();
+    assert!(
+        lists.contains(&"DFEW_set_1_train.txt".to_string()) && lists.contains(&"DFEW_set_5_test_scene.txt".to_string()),
+        "{lists:?}"
+    );
+    let mut listed = 0;
+    for k in 1..=5 {
+        let text = std::fs::read_to_string(export.join(format!("DFEW_set_{k}_test.txt"))).unwrap_or_default();
+        for line in text.lines() {
+            let parts: Vec<&str> = line.split(' ').collect();
+            assert_eq!(parts.len(), 3, "{line}");
+            assert_eq!(parts[1], "16");
+            assert_eq!(std::fs::read_dir(parts[0]).unwrap().count(), 16, "{line}");
+            listed += 1;
+        }
+    }
+    assert_eq!(listed, ok_clips, "each written clip is in exactly one test list");
+
+    // inspect on a shard: summary and contact sheet.
+    let shard = out.join("shards/00000.h5");
+    let sheet = p._dir.path().join("sheet.png");
+    let text = stdout(&dfer_expect(&["inspect", shard.to_str().unwrap(), "--grid", sheet.to_str().unwrap()], 0));
+    assert!(text.contains("datasets:") && text.contains("config_hash"), "{text}");
+    assert!(image::open(&sheet).unwrap().width() > 0);
+}
+
+#[test]
+fn threads_workers_and_killed_runs_give_identical_shards() {
+    let p = dataset(10);
+    let cfg = small_shards(p._dir.path());
+    let cfg = cfg.to_str().unwrap();
+    let base = p._dir.path().join("one-thread");
+    prep(&p, &base, &["--config", cfg, "--threads", "1"]);
+    let reference = shard_files(&base);
+    assert!(reference.len() >= 4, "{} shards", reference.len());
+
+    let two = p._dir.path().join("two-threads");
+    prep(&p, &two, &["--config", cfg, "--threads", "2"]);
+    assert!(shard_files(&two) == reference, "1 and 2 threads give identical shards");
+
+    // Two workers splitting the shards into one folder.
+    let split = p._dir.path().join("split");
+    let w0 = prep(&p, &split, &["--config", cfg, "--threads", "1", "--shard-index", "0", "--num-shards", "2"]);
+    assert!(!split.join("prep.parquet").exists(), "{}", String::from_utf8_lossy(&w0.stderr));
+    prep(&p, &split, &["--config", cfg, "--threads", "1", "--shard-index", "1", "--num-shards", "2"]);
+    assert!(shard_files(&split) == reference, "split workers give identical shards");
+    assert_eq!(statuses(&split), statuses(&base));
+
+    // SIGKILL midway, then resume.
+    let killed = p._dir.path().join("killed");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_dfer"))
+        .args([
+            "prep",
+            "--manifest",
+            p.manifest.to_str().unwrap(),
+            "--out",
+            killed.to_str().unwrap(),
+            "--config",
+            cfg,
+            "--threads",
+            "1",
+        ])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    while std::time::Instant::now() < deadline && (!killed.join("shards").exists() || shard_files(&killed).is_empty()) {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let partial = shard_files(&killed).len();
+    assert!(partial < reference.len(), "killed before the end ({partial} shards)");
+    let o = prep(&p, &killed, &["--config", cfg, "--threads", "2"]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("already complete"), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(shard_files(&killed) == reference, "resumed run equals the uninterrupted one");
+    let leftovers: Vec<_> = std::fs::read_dir(killed.join("shards"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".tmp-"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+
+    // Other settings into the same folder are refused.
+    std::fs::write(p._dir.path().join("other.toml"), "clips_per_shard = 4\nmargin = 1.4\n").unwrap();
+    let other = p._dir.path().join("other.toml");
+    let o = prep(&p, &base, &["--config", other.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("prepared with other settings"));
+}
