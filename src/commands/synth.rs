@@ -30,15 +30,29 @@ pub struct Args {
     /// Largest frame height (sizes run from 320x240 to 1280x720).
     #[arg(long, default_value_t = 720)]
     pub max_height: u32,
-    /// Most frames in an ordinary clip (at least 16).
+    /// Fewest frames in an ordinary clip (at least 16).
+    #[arg(long, default_value_t = 16)]
+    pub min_frames: u32,
+    /// Most frames in an ordinary clip.
     #[arg(long, default_value_t = 120)]
     pub max_frames: u32,
+    /// Frame sizes to draw from, e.g. 640x360,1280x720 (default: 320x240 … 1280x720).
+    #[arg(long, value_delimiter = ',', value_parser = parse_size)]
+    pub sizes: Option<Vec<(u32, u32)>>,
+    /// Frame rates to draw from, e.g. 25 (default: 24,25,30).
+    #[arg(long, value_delimiter = ',')]
+    pub fps: Option<Vec<u32>>,
     /// LFW faces used as identities besides the astronaut.
     #[arg(long, default_value_t = 8)]
     pub lfw_faces: usize,
     /// Do not write the official face-frame folders.
     #[arg(long)]
     pub no_face_frames: bool,
+}
+
+fn parse_size(s: &str) -> Result<(u32, u32), String> {
+    let (w, h) = s.split_once('x').ok_or_else(|| format!("'{s}' is not WIDTHxHEIGHT"))?;
+    Ok((w.parse().map_err(|_| format!("bad width in '{s}'"))?, h.parse().map_err(|_| format!("bad height in '{s}'"))?))
 }
 
 pub fn run(args: &Args) -> Result<Outcome> {
@@ -49,6 +63,9 @@ pub fn run(args: &Args) -> Result<Outcome> {
         seed: args.seed,
         edge_cases: args.edge_cases,
         max_height: args.max_height,
+        sizes: args.sizes.clone(),
+        fps: args.fps.clone(),
+        min_frames: args.min_frames,
         max_frames: args.max_frames,
         lfw_faces: args.lfw_faces,
         face_frames: !args.no_face_frames,

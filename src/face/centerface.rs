@@ -18,8 +18,6 @@ use crate::assets::{self, Asset};
 /// Settings of the CenterFace detector.
 #[derive(Debug, Clone, Copy)]
 pub struct CenterFaceSettings {
-    /// Frames are resized so their long side is this.
-    pub long_side: u32,
     pub threshold: f32,
     pub nms_iou: f32,
 }
@@ -81,14 +79,10 @@ impl CenterFace {
             .map_err(|e| anyhow!("CenterFace model does not load: {e}"))?;
         Ok(CenterFace { session, hash: hash.clone(), settings })
     }
-
-    /// Network input size for a `w`x`h` frame: long side `long_side`, each side a multiple of
-    /// 32 (at least 32).
-    pub fn input_size(&self, w: u32, h: u32) -> (u32, u32) {
-        input_size(w, h, self.settings.long_side)
-    }
 }
 
+/// Network input size for a `w`x`h` frame: long side `long_side`, each side a multiple of 32
+/// (at least 32).
 pub fn input_size(w: u32, h: u32, long_side: u32) -> (u32, u32) {
     let scale = long_side as f32 / w.max(h) as f32;
     let r = |v: u32| (((v as f32 * scale) / 32.0).round() as u32).max(1) * 32;
@@ -135,10 +129,10 @@ impl Detector for CenterFace {
         &self.hash
     }
 
-    fn detect(&mut self, frames: &[&RgbImage]) -> Result<Vec<Vec<Detection>>> {
+    fn detect(&mut self, frames: &[&RgbImage], long_side: u32) -> Result<Vec<Vec<Detection>>> {
         let Some(first) = frames.first() else { return Ok(vec![]) };
         let (fw, fh) = first.dimensions();
-        let (iw, ih) = self.input_size(fw, fh);
+        let (iw, ih) = input_size(fw, fh, long_side);
         let mut input = Array4::<f32>::zeros((frames.len(), 3, ih as usize, iw as usize));
         for (b, f) in frames.iter().enumerate() {
             let resized;
@@ -234,9 +228,9 @@ mod tests {
 
     #[test]
     fn real_model_finds_the_astronaut() {
-        let mut cf = CenterFace::new(CenterFaceSettings { long_side: 640, threshold: 0.5, nms_iou: 0.3 }).unwrap();
+        let mut cf = CenterFace::new(CenterFaceSettings { threshold: 0.5, nms_iou: 0.3 }).unwrap();
         let img = image::open(assets::path(Asset::Astronaut).unwrap()).unwrap().to_rgb8();
-        let dets = cf.detect(&[&img]).unwrap();
+        let dets = cf.detect(&[&img], 512).unwrap();
         assert_eq!(dets[0].len(), 1, "{:?}", dets[0]);
         let d = &dets[0][0];
         // FACTS.md: box ≈ (181.5, 58.2)–(269.9, 177.8), score 0.929.

@@ -27,8 +27,9 @@ pub trait Detector: Send {
     fn name(&self) -> &str;
     /// Hash of the model file (sha256 hex), recorded in shard attributes.
     fn model_hash(&self) -> &str;
-    /// Faces in each frame (all frames the same size), in frame pixels, best score first.
-    fn detect(&mut self, frames: &[&RgbImage]) -> Result<Vec<Vec<Detection>>>;
+    /// Faces in each frame (all frames the same size), in frame pixels, best score first; the
+    /// frames are resized so their long side is about `long_side` for the network.
+    fn detect(&mut self, frames: &[&RgbImage], long_side: u32) -> Result<Vec<Vec<Detection>>>;
 }
 
 pub fn area(b: &BoxF) -> f32 {

@@ -151,8 +151,8 @@ mod tests {
         let t = vec![None, Some(det([0.0, 0.0, 10.0, 10.0], 0.8)), None, Some(det([20.0, 0.0, 30.0, 10.0], 0.7)), None];
         let f = fill_and_smooth(&t, 1);
         let src: Vec<FaceSource> = f.iter().map(|x| x.source).collect();
-        use FaceSource::*;
-        assert_eq!(src, vec![Interpolated, Detected, Interpolated, Detected, Interpolated]);
+        let (d, i) = (FaceSource::Detected, FaceSource::Interpolated);
+        assert_eq!(src, vec![i, d, i, d, i]);
         assert_eq!(f[2].bbox.unwrap(), [10.0, 0.0, 20.0, 10.0]);
         assert_eq!(f[0].bbox.unwrap(), [0.0, 0.0, 10.0, 10.0]);
         assert_eq!(f[4].bbox.unwrap(), [20.0, 0.0, 30.0, 10.0]);

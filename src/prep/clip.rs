@@ -1,6 +1,7 @@
 //! One clip through the pipeline: decode the sampled frames, detect faces, track the primary
 //! face, crop it, fit and mask the scene. Pure per-clip work, run by many workers at once.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Instant;
 
@@ -81,22 +82,62 @@ pub fn detection_positions(t: usize, every: usize) -> Vec<usize> {
     p
 }
 
+/// Long side at which a face `face_h` pixels tall in a frame whose long side is `frame_long`
+/// becomes about `target` pixels tall, clamped to `[min, max]`.
+pub fn adaptive_long_side(frame_long: u32, face_h: f32, target: u32, min: u32, max: u32) -> u32 {
+    if target == 0 || face_h <= 0.0 {
+        return max;
+    }
+    ((frame_long as f32 * target as f32 / face_h).round() as u32).clamp(min, max)
+}
+
 /// Runs the detector once per distinct frame among `positions`; `None` where it did not run.
+/// The first position is searched at `det_long_side`; the rest, batched, at the long side that
+/// makes the face found there about `det_face_px` tall; a frame with no face at that reduced
+/// size is searched again at `det_long_side`.
 fn detect(
     sampled: &Sampled,
     positions: &[usize],
+    cfg: &PrepConfig,
     det: &mut dyn Detector,
 ) -> anyhow::Result<Vec<Option<Vec<Detection>>>> {
     let mut frames: Vec<usize> = positions.iter().map(|&p| sampled.indices[p]).collect();
-    frames.dedup();
     frames.sort_unstable();
     frames.dedup();
-    let imgs: Vec<&RgbImage> = frames.iter().map(|f| &sampled.images[f]).collect();
-    let found = det.detect(&imgs)?;
+    let img = |f: &usize| &sampled.images[f];
+    let (w, h) = img(&frames[0]).dimensions();
+    let first_frame = sampled.indices[positions[0]];
+    let mut found: BTreeMap<usize, Vec<Detection>> = BTreeMap::new();
+    let first = det.detect(&[img(&first_frame)], cfg.det_long_side)?.remove(0);
+    let long = match first.first() {
+        Some(d) => adaptive_long_side(
+            w.max(h),
+            d.bbox[3] - d.bbox[1],
+            cfg.det_face_px,
+            cfg.det_min_long_side,
+            cfg.det_long_side,
+        ),
+        None => cfg.det_long_side,
+    };
+    found.insert(first_frame, first);
+    let rest: Vec<usize> = frames.iter().copied().filter(|f| *f != first_frame).collect();
+    if !rest.is_empty() {
+        let dets = det.detect(&rest.iter().map(img).collect::<Vec<_>>(), long)?;
+        let mut retry = Vec::new();
+        for (f, d) in rest.into_iter().zip(dets) {
+            if d.is_empty() && long < cfg.det_long_side {
+                retry.push(f);
+            }
+            found.insert(f, d);
+        }
+        if !retry.is_empty() {
+            let dets = det.detect(&retry.iter().map(img).collect::<Vec<_>>(), cfg.det_long_side)?;
+            found.extend(retry.into_iter().zip(dets));
+        }
+    }
     let mut out = vec![None; sampled.indices.len()];
     for &p in positions {
-        let k = frames.binary_search(&sampled.indices[p]).expect("detected frame");
-        out[p] = Some(found[k].clone());
+        out[p] = Some(found[&sampled.indices[p]].clone());
     }
     Ok(out)
 }
@@ -125,7 +166,7 @@ pub fn process(row: &ClipRow, index: usize, root: &Path, cfg: &PrepConfig, det: 
 
     let started = Instant::now();
     let positions = detection_positions(t, cfg.det_every);
-    let dets = match detect(&sampled, &positions, det) {
+    let dets = match detect(&sampled, &positions, cfg, det) {
         Ok(d) => d,
         Err(e) => {
             let mut r = ClipResult::failed(row, index, "detect_error", format!("{}: {e:#}", path.display()));
@@ -242,5 +283,14 @@ mod tests {
         assert_eq!(detection_positions(16, 4), vec![0, 4, 8, 12, 15]);
         assert_eq!(detection_positions(16, 5), vec![0, 5, 10, 15]);
         assert_eq!(detection_positions(1, 3), vec![0]);
+    }
+
+    #[test]
+    fn adaptive_long_side_targets_the_face_height() {
+        // A 150 px face in a 1280 px frame is 48 px tall at a 410 px long side (rounded).
+        assert_eq!(adaptive_long_side(1280, 150.0, 48, 160, 640), 410);
+        assert_eq!(adaptive_long_side(1280, 400.0, 48, 160, 640), 160, "clamped below");
+        assert_eq!(adaptive_long_side(640, 20.0, 48, 160, 640), 640, "clamped above");
+        assert_eq!(adaptive_long_side(1280, 150.0, 0, 160, 640), 640, "0 disables");
     }
 }

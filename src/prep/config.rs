@@ -40,8 +40,13 @@ pub struct PrepConfig {
     pub mask_scale: f32,
     pub mask_mode: MaskMode,
     pub scene_fit: SceneFit,
-    /// Detector input long side in pixels.
+    /// Detector input long side in pixels for the first detection of a clip (and any retry).
     pub det_long_side: u32,
+    /// After the first detection, later frames are detected at a long side where the face is
+    /// about this many pixels tall (never above `det_long_side`, never below
+    /// `det_min_long_side`); 0 keeps `det_long_side` for every frame.
+    pub det_face_px: u32,
+    pub det_min_long_side: u32,
     pub det_threshold: f32,
     pub nms_iou: f32,
     /// Run the detector on every k-th stored frame (always the first and the last); the
@@ -70,6 +75,8 @@ impl Default for PrepConfig {
             mask_mode: MaskMode::Fill,
             scene_fit: SceneFit::Letterbox,
             det_long_side: 640,
+            det_face_px: 48,
+            det_min_long_side: 160,
             det_threshold: 0.4,
             nms_iou: 0.3,
             det_every: 1,
@@ -106,6 +113,9 @@ impl PrepConfig {
         if !(1.0..=4.0).contains(&self.margin) || !(1.0..=4.0).contains(&self.mask_scale) {
             return Err("margin and mask_scale must lie in 1..=4".into());
         }
+        if self.det_min_long_side < 32 || self.det_min_long_side > self.det_long_side {
+            return Err("det_min_long_side must lie in 32..=det_long_side".into());
+        }
         if self.det_long_side < 32 || self.det_every == 0 || self.smooth_window == 0 || self.clips_per_shard == 0 {
             return Err("det_long_side >= 32, det_every >= 1, smooth_window >= 1, clips_per_shard >= 1".into());
         }
@@ -139,9 +149,9 @@ mod tests {
     fn partial_files_take_defaults_and_typos_are_errors() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("prep.toml");
-        std::fs::write(&p, "frames = 8\nmask_mode = \"blur\"\n").unwrap();
+        std::fs::write(&p, "frames = 6\n").unwrap();
         let c = PrepConfig::load(&p).unwrap_err();
-        assert!(c.to_string().contains("store_frames (16) must be a positive multiple of frames (8)"), "{c}");
+        assert!(c.to_string().contains("store_frames (16) must be a positive multiple of frames (6)"), "{c}");
         std::fs::write(&p, "frames = 8\nstore_frames = 16\nmask_mode = \"blur\"\n").unwrap();
         let c = PrepConfig::load(&p).unwrap();
         assert_eq!((c.frames, c.mask_mode, c.face_size), (8, MaskMode::Blur, 224));

@@ -215,8 +215,7 @@ pub fn run(opts: &PrepOptions) -> Result<PrepSummary> {
         ))
         .into());
     }
-    let det_settings =
-        CenterFaceSettings { long_side: cfg.det_long_side, threshold: cfg.det_threshold, nms_iou: cfg.nms_iou };
+    let det_settings = CenterFaceSettings { threshold: cfg.det_threshold, nms_iou: cfg.nms_iou };
     let probe_detector = CenterFace::new(det_settings)?;
     let detector_hash = probe_detector.model_hash().to_string();
     let config_hash = cfg.hash(&detector_hash);

@@ -112,7 +112,12 @@ pub struct SynthOptions {
     pub edge_cases: bool,
     /// Largest frame height drawn (from 240 to 720).
     pub max_height: u32,
-    /// Largest frame count of an ordinary clip (at least 16).
+    /// Frame sizes to draw from instead of the built-in 320x240 … 1280x720 list.
+    pub sizes: Option<Vec<(u32, u32)>>,
+    /// Frame rates to draw from instead of 24, 25, 30.
+    pub fps: Option<Vec<u32>>,
+    /// Frame count range of an ordinary clip (at least 16).
+    pub min_frames: u32,
     pub max_frames: u32,
     /// How many LFW faces join the astronaut as identities.
     pub lfw_faces: usize,
@@ -187,7 +192,11 @@ fn make_ids(layout: Layout, plans: &mut [ClipPlan], labels: &[String], rng: &mut
 
 fn plan(opts: &SynthOptions, desc: &DatasetDesc) -> Vec<ClipPlan> {
     let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
-    let sizes: Vec<(u32, u32)> = SIZES.iter().copied().filter(|s| s.1 <= opts.max_height).collect();
+    let sizes: Vec<(u32, u32)> = match &opts.sizes {
+        Some(s) => s.clone(),
+        None => SIZES.iter().copied().filter(|s| s.1 <= opts.max_height).collect(),
+    };
+    let rates: Vec<u32> = opts.fps.clone().unwrap_or_else(|| FPS.to_vec());
     let n_labels = desc.labels.len();
     let mut edges: Vec<EdgeCase> = if opts.edge_cases { EDGE_CASES.to_vec() } else { vec![] };
     if opts.layout == Layout::Dfew {
@@ -201,7 +210,7 @@ fn plan(opts: &SynthOptions, desc: &DatasetDesc) -> Vec<ClipPlan> {
             let n_frames = match edge {
                 Some(EdgeCase::Short) => 10,
                 Some(EdgeCase::OneFrame) => 1,
-                _ => rng.random_range(16..=opts.max_frames.max(16)) as usize,
+                _ => rng.random_range(opts.min_frames..=opts.max_frames) as usize,
             };
             ClipPlan {
                 index: i,
@@ -210,7 +219,7 @@ fn plan(opts: &SynthOptions, desc: &DatasetDesc) -> Vec<ClipPlan> {
                 edge,
                 width,
                 height,
-                fps: FPS[rng.random_range(0..3)],
+                fps: rates[rng.random_range(0..rates.len())],
                 n_frames,
                 roles: vec![],
             }
@@ -400,8 +409,14 @@ pub fn synthesise(opts: &SynthOptions) -> Result<Vec<TruthClip>> {
     if opts.clips == 0 && !opts.edge_cases {
         return Err(UsageError::new("--clips must be at least 1 (or add --edge-cases)").into());
     }
-    if opts.max_height < 240 || opts.max_frames < 16 {
-        return Err(UsageError::new("--max-height must be at least 240 and --max-frames at least 16").into());
+    if opts.max_height < 240 || opts.min_frames < 16 || opts.max_frames < opts.min_frames {
+        return Err(UsageError::new("--max-height must be at least 240, and 16 <= --min-frames <= --max-frames").into());
+    }
+    if let Some(bad) = opts.sizes.iter().flatten().find(|(w, h)| w % 2 == 1 || h % 2 == 1 || *w < 64 || *h < 64) {
+        return Err(UsageError::new(format!("--sizes: {}x{} must be even and at least 64x64", bad.0, bad.1)).into());
+    }
+    if opts.fps.iter().flatten().any(|f| *f == 0 || *f > 240) || opts.fps.as_ref().is_some_and(|f| f.is_empty()) {
+        return Err(UsageError::new("--fps: rates must lie in 1..=240").into());
     }
     if opts.out.exists() && std::fs::read_dir(&opts.out)?.next().is_some() {
         return Err(
@@ -459,6 +474,9 @@ mod tests {
             seed: 7,
             edge_cases: edge,
             max_height: 720,
+            sizes: None,
+            fps: None,
+            min_frames: 16,
             max_frames: 120,
             lfw_faces: 0,
             face_frames: true,
@@ -499,5 +517,15 @@ mod tests {
         let desc = DatasetDesc::load("mafw").unwrap();
         let plans = plan(&SynthOptions { max_height: 360, ..opts(Layout::Mafw, false) }, &desc);
         assert!(plans.iter().all(|p| p.height <= 360));
+        let sizes = Some(vec![(640, 360), (1280, 720)]);
+        let o =
+            SynthOptions { sizes, fps: Some(vec![25]), min_frames: 70, max_frames: 80, ..opts(Layout::Mafw, false) };
+        for p in plan(&o, &desc) {
+            assert!(
+                matches!((p.width, p.height), (640, 360) | (1280, 720))
+                    && p.fps == 25
+                    && (70..=80).contains(&p.n_frames)
+            );
+        }
     }
 }
