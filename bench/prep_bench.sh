@@ -21,7 +21,7 @@ DFER=target/release/dfer
 if [[ ! -x $OUT/venv/bin/python ]]; then
   echo "bench: creating the Python environment"
   python3 -m venv "$OUT/venv"
-  "$OUT/venv/bin/pip" install --quiet numpy==2.3.5 opencv-python-headless==4.12.0.88 onnxruntime==1.31.1 onnx==1.19.1 h5py==3.15.1
+  "$OUT/venv/bin/pip" install --quiet numpy==2.2.6 opencv-python-headless==4.12.0.88 onnxruntime==1.31.1 onnx==1.19.1 h5py==3.15.1
 fi
 PY=$OUT/venv/bin/python
 

@@ -169,6 +169,11 @@ fn prep_boxes_masks_labels_and_edge_cases() {
     }
     assert_eq!(listed, ok_clips, "each written clip is in exactly one test list");
 
+    // inspect on the prep table: statuses with the failing clips' errors.
+    let text = stdout(&dfer_expect(&["inspect", out.join("prep.parquet").to_str().unwrap()], 0));
+    assert!(text.contains(&format!("prep table: {} clips, {ok_clips} written", st.len())), "{text}");
+    assert!(text.contains("no_face") && text.contains("truncated"), "{text}");
+
     // inspect on a shard: summary and contact sheet.
     let shard = out.join("shards/00000.h5");
     let sheet = p._dir.path().join("sheet.png");

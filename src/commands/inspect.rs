@@ -1,5 +1,5 @@
-//! `dfer inspect`: summarise any dfer artefact (clip manifests, shards), as text or JSON;
-//! `--grid` draws a shard's contact sheet.
+//! `dfer inspect`: summarise any dfer artefact (clip manifests, prep tables, shards), as text
+//! or JSON; `--grid` draws a shard's contact sheet.
 
 use std::path::PathBuf;
 
@@ -7,14 +7,16 @@ use anyhow::Result;
 
 use crate::error::{Outcome, UsageError};
 use crate::manifest::{self, Manifest};
+use crate::prep;
 use crate::shard::{self, ShardReader};
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Example:\n  dfer inspect dfew/clips.parquet\n  \
 dfer inspect dfew/clips.parquet --json > summary.json\n  \
+dfer inspect dfew/prep/prep.parquet\n  \
 dfer inspect dfew/prep/shards/00000.h5 --grid sheet.png")]
 pub struct Args {
-    /// The file to inspect: a clip manifest (.parquet) or a shard (.h5).
+    /// The file to inspect: a clip manifest or prep table (.parquet), or a shard (.h5).
     pub path: PathBuf,
     /// Print JSON for scripts instead of text.
     #[arg(long)]
@@ -40,8 +42,13 @@ pub fn run(args: &Args) -> Result<Outcome> {
     let ext = args.path.extension().map(|e| e.to_string_lossy().to_ascii_lowercase());
     match ext.as_deref() {
         Some("parquet") => {
-            let m = Manifest::read(&args.path)?;
-            print(args.json, &manifest::inspect::summarise(&m)?, manifest::inspect::render)?;
+            let (df, meta) = manifest::read_parquet(&args.path)?;
+            if meta.iter().any(|(k, _)| k == prep::PREP_TABLE_KEY) {
+                print(args.json, &prep::inspect::summarise(&df)?, prep::inspect::render)?;
+            } else {
+                let m = Manifest::read(&args.path)?;
+                print(args.json, &manifest::inspect::summarise(&m)?, manifest::inspect::render)?;
+            }
             Ok(Outcome::Ok)
         }
         Some("h5") => {

@@ -104,13 +104,11 @@ fn make_dims_symbolic(value_info: &[u8], dims: &[usize]) -> Result<Vec<u8>> {
             let mut tensor = parse(&t.value)?;
             for s in tensor.iter_mut().filter(|s| s.number == 2 && s.wire == 2) {
                 let mut shape = parse(&s.value)?;
-                let mut k = 0;
-                for d in shape.iter_mut().filter(|d| d.number == 1 && d.wire == 2) {
+                for (k, d) in shape.iter_mut().filter(|d| d.number == 1 && d.wire == 2).enumerate() {
                     if dims.contains(&k) {
                         // Dimension.dim_param (2)
                         d.value = encode(&[len_field(2, format!("{name}_d{k}").into_bytes())]);
                     }
-                    k += 1;
                 }
                 s.value = encode(&shape);
             }

@@ -207,10 +207,12 @@ pub fn process(row: &ClipRow, index: usize, root: &Path, cfg: &PrepConfig, det: 
                 };
             }
             NoFacePolicy::Centre => {
-                for f in &mut tracked {
-                    *f =
-                        TrackedFrame { bbox: None, score: 0.0, landmarks: [[0.0; 2]; 5], source: FaceSource::Fallback };
-                }
+                tracked.fill(TrackedFrame {
+                    bbox: None,
+                    score: 0.0,
+                    landmarks: [[0.0; 2]; 5],
+                    source: FaceSource::Fallback,
+                });
             }
             NoFacePolicy::Keep => {}
         }

@@ -101,7 +101,7 @@ impl PrepConfig {
     }
 
     pub fn validate(&self) -> Result<(), String> {
-        if self.frames == 0 || self.store_frames < self.frames || self.store_frames % self.frames != 0 {
+        if self.frames == 0 || self.store_frames < self.frames || !self.store_frames.is_multiple_of(self.frames) {
             return Err(format!(
                 "store_frames ({}) must be a positive multiple of frames ({})",
                 self.store_frames, self.frames

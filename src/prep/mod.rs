@@ -7,6 +7,7 @@
 pub mod clip;
 pub mod config;
 pub mod export;
+pub mod inspect;
 pub mod sample;
 
 use std::collections::BTreeMap;
@@ -28,6 +29,9 @@ use crate::manifest::{tmp_path, Manifest};
 use crate::shard::{shard_name, ShardAttrs, ShardRow, ShardWriter};
 use clip::ClipResult;
 use config::PrepConfig;
+
+/// Key-value metadata key that marks a prep table (`prep.parquet`, `shards/NNNNN.parquet`).
+pub const PREP_TABLE_KEY: &str = "dfer.prep_table";
 
 /// Settings of one `dfer prep` run.
 #[derive(Debug, Clone)]
@@ -145,7 +149,11 @@ fn rows_frame(rows: &[PrepRow]) -> PolarsResult<DataFrame> {
 fn write_parquet(df: &mut DataFrame, path: &Path) -> Result<()> {
     let tmp = tmp_path(path);
     let f = File::create(&tmp).with_context(|| format!("{}: cannot create", tmp.display()))?;
-    ParquetWriter::new(f).finish(df).map_err(|e| anyhow!("{}: cannot write parquet: {e}", tmp.display()))?;
+    let meta = KeyValueMetadata::from_static(vec![(PREP_TABLE_KEY.to_string(), "1".to_string())]);
+    ParquetWriter::new(f)
+        .with_key_value_metadata(Some(meta))
+        .finish(df)
+        .map_err(|e| anyhow!("{}: cannot write parquet: {e}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("{}: cannot rename into place", path.display()))?;
     Ok(())
 }

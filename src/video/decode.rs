@@ -76,7 +76,7 @@ impl Collector<'_> {
         let mut decoded = ff::frame::Video::empty();
         while decoder.receive_frame(&mut decoded).is_ok() {
             if self.wanted.contains(&self.n) {
-                let img = self.to_rgb(&decoded)?;
+                let img = self.convert(&decoded)?;
                 self.images.insert(self.n, rotate(img, self.rotation));
             }
             self.n += 1;
@@ -88,7 +88,7 @@ impl Collector<'_> {
     }
 
     /// Converts one frame to packed RGB (swscale rows are padded: copy by stride).
-    fn to_rgb(&mut self, decoded: &ff::frame::Video) -> Result<RgbImage> {
+    fn convert(&mut self, decoded: &ff::frame::Video) -> Result<RgbImage> {
         let sc = match &mut self.scaler {
             Some(s) => s,
             None => self.scaler.insert(ff::software::scaling::Context::get(
