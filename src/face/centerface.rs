@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::OnceLock;
 
 use anyhow::{anyhow, Context, Result};
-use image::{imageops, RgbImage};
+use image::RgbImage;
 use ndarray::{Array4, ArrayViewD};
 use ort::session::Session;
 use ort::value::TensorRef;
@@ -69,7 +69,13 @@ impl CenterFace {
     pub fn new(settings: CenterFaceSettings) -> Result<CenterFace> {
         let env = environment()?;
         let (bytes, hash) = model()?;
+        // Input sizes change from clip to clip: without the arena and memory-pattern caches,
+        // memory goes back after each run instead of growing to the largest batch ever seen.
         let session = Session::builder(env)
+            .map_err(|e| anyhow!("ONNX Runtime session: {e}"))?
+            .with_execution_providers([ort::ep::CPU::default().with_arena_allocator(false).build()])
+            .map_err(|e| anyhow!("ONNX Runtime session: {e}"))?
+            .with_memory_pattern(false)
             .map_err(|e| anyhow!("ONNX Runtime session: {e}"))?
             .with_intra_threads(1)
             .map_err(|e| anyhow!("ONNX Runtime session: {e}"))?
@@ -130,22 +136,39 @@ impl Detector for CenterFace {
     }
 
     fn detect(&mut self, frames: &[&RgbImage], long_side: u32) -> Result<Vec<Vec<Detection>>> {
+        let mut all = Vec::with_capacity(frames.len());
+        for chunk in frames.chunks(MAX_BATCH) {
+            all.extend(self.detect_batch(chunk, long_side)?);
+        }
+        Ok(all)
+    }
+}
+
+/// Frames per ONNX Runtime run: larger batches gain nothing on CPU and cost memory.
+const MAX_BATCH: usize = 4;
+
+impl CenterFace {
+    fn detect_batch(&mut self, frames: &[&RgbImage], long_side: u32) -> Result<Vec<Vec<Detection>>> {
         let Some(first) = frames.first() else { return Ok(vec![]) };
         let (fw, fh) = first.dimensions();
         let (iw, ih) = input_size(fw, fh, long_side);
         let mut input = Array4::<f32>::zeros((frames.len(), 3, ih as usize, iw as usize));
+        let plane = (iw * ih) as usize;
+        let buf = input.as_slice_mut().expect("fresh arrays are contiguous");
         for (b, f) in frames.iter().enumerate() {
             let resized;
             let img: &RgbImage = if (fw, fh) == (iw, ih) {
                 f
             } else {
-                resized = imageops::resize(*f, iw, ih, imageops::FilterType::Triangle);
+                resized = super::geometry::resize(f, None, iw, ih);
                 &resized
             };
-            for (x, y, p) in img.enumerate_pixels() {
-                for c in 0..3 {
-                    input[[b, c, y as usize, x as usize]] = p[c] as f32;
-                }
+            // HWC u8 → planar CHW f32, raw 0–255 (CenterFace takes no mean/std).
+            let planes = &mut buf[b * 3 * plane..(b + 1) * 3 * plane];
+            for (i, px) in img.as_raw().chunks_exact(3).enumerate() {
+                planes[i] = px[0] as f32;
+                planes[plane + i] = px[1] as f32;
+                planes[2 * plane + i] = px[2] as f32;
             }
         }
         let outputs = self

@@ -92,9 +92,10 @@ pub fn adaptive_long_side(frame_long: u32, face_h: f32, target: u32, min: u32, m
 }
 
 /// Runs the detector once per distinct frame among `positions`; `None` where it did not run.
-/// The first position is searched at `det_long_side`; the rest, batched, at the long side that
-/// makes the face found there about `det_face_px` tall; a frame with no face at that reduced
-/// size is searched again at `det_long_side`.
+/// The first position is searched at `det_first_long_side` (then at `det_long_side` if nothing
+/// is found); the rest, batched, at the long side that makes the face found there about
+/// `det_face_px` tall; a frame with no face at that reduced size is searched again at
+/// `det_long_side`.
 fn detect(
     sampled: &Sampled,
     positions: &[usize],
@@ -108,7 +109,10 @@ fn detect(
     let (w, h) = img(&frames[0]).dimensions();
     let first_frame = sampled.indices[positions[0]];
     let mut found: BTreeMap<usize, Vec<Detection>> = BTreeMap::new();
-    let first = det.detect(&[img(&first_frame)], cfg.det_long_side)?.remove(0);
+    let mut first = det.detect(&[img(&first_frame)], cfg.det_first_long_side)?.remove(0);
+    if first.is_empty() && cfg.det_first_long_side < cfg.det_long_side {
+        first = det.detect(&[img(&first_frame)], cfg.det_long_side)?.remove(0);
+    }
     let long = match first.first() {
         Some(d) => adaptive_long_side(
             w.max(h),

@@ -40,7 +40,10 @@ pub struct PrepConfig {
     pub mask_scale: f32,
     pub mask_mode: MaskMode,
     pub scene_fit: SceneFit,
-    /// Detector input long side in pixels for the first detection of a clip (and any retry).
+    /// Detector input long side for the first detection of a clip; when it finds no face, the
+    /// frame is searched again at `det_long_side`.
+    pub det_first_long_side: u32,
+    /// Largest detector input long side (retries search here).
     pub det_long_side: u32,
     /// After the first detection, later frames are detected at a long side where the face is
     /// about this many pixels tall (never above `det_long_side`, never below
@@ -74,12 +77,13 @@ impl Default for PrepConfig {
             mask_scale: 1.3,
             mask_mode: MaskMode::Fill,
             scene_fit: SceneFit::Letterbox,
+            det_first_long_side: 320,
             det_long_side: 640,
-            det_face_px: 48,
+            det_face_px: 64,
             det_min_long_side: 160,
             det_threshold: 0.4,
             nms_iou: 0.3,
-            det_every: 1,
+            det_every: 4,
             min_detection_rate: 0.5,
             no_face_policy: NoFacePolicy::Skip,
             smooth_window: 3,
@@ -115,6 +119,9 @@ impl PrepConfig {
         }
         if self.det_min_long_side < 32 || self.det_min_long_side > self.det_long_side {
             return Err("det_min_long_side must lie in 32..=det_long_side".into());
+        }
+        if self.det_first_long_side < 32 || self.det_first_long_side > self.det_long_side {
+            return Err("det_first_long_side must lie in 32..=det_long_side".into());
         }
         if self.det_long_side < 32 || self.det_every == 0 || self.smooth_window == 0 || self.clips_per_shard == 0 {
             return Err("det_long_side >= 32, det_every >= 1, smooth_window >= 1, clips_per_shard >= 1".into());

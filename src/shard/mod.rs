@@ -82,10 +82,13 @@ pub struct ShardWriter {
     frame_size: Dataset,
 }
 
+/// A dataset that grows along its first axis; image datasets take one clip per chunk, the small
+/// per-clip ones 64 clips per chunk.
 fn growable<T: H5Type>(file: &File, name: &str, inner: &[usize], gzip: u8) -> Result<Dataset> {
     let mut ext = vec![Extent::resizable(0)];
     ext.extend(inner.iter().map(|&d| Extent::fixed(d)));
-    let mut chunk = vec![1usize];
+    let rows = if inner.len() >= 3 && inner[1] >= 16 { 1 } else { 64 };
+    let mut chunk = vec![rows];
     chunk.extend_from_slice(inner);
     let mut b = file.new_dataset::<T>().shape(SimpleExtents::from_vec(ext)).chunk(chunk).obj_track_times(false);
     if gzip > 0 {
