@@ -101,5 +101,7 @@ fn bad_clips_are_recorded_and_the_run_goes_on() {
     assert_eq!(shard.clip_ids().unwrap(), vec!["odd"]);
     let c = shard.clip(0).unwrap();
     assert_eq!(c.frame_size, [333, 251]);
-    assert!(c.face_source.iter().all(|s| *s == 1), "the face is found in every odd-sized frame: {:?}", c.face_source);
+    // Default det_every = 4: detected at stored frames 0, 4, 8, 12, 15, interpolated between.
+    let want: Vec<u8> = (0..16).map(|i| if i % 4 == 0 || i == 15 { 1 } else { 2 }).collect();
+    assert_eq!(c.face_source, want, "the face is found in every odd-sized frame the detector saw");
 }
