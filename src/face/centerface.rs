@@ -49,6 +49,14 @@ fn model() -> Result<&'static (Vec<u8>, String)> {
         .map_err(|e| anyhow!("{e}"))
 }
 
+/// sha256 of the CenterFace model file in the asset cache (what shards record).
+pub fn installed_model_hash() -> Result<String> {
+    Ok(model()?.1.clone())
+}
+
+/// Detector name recorded in shards.
+pub const NAME: &str = "centerface";
+
 /// Reads a CenterFace model file and patches it: dims 0, 2, 3 dynamic, initializers not inputs.
 pub fn load_patched(path: &Path) -> Result<(Vec<u8>, String)> {
     let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
@@ -128,7 +136,7 @@ pub fn decode(
 
 impl Detector for CenterFace {
     fn name(&self) -> &str {
-        "centerface"
+        NAME
     }
 
     fn model_hash(&self) -> &str {

@@ -60,13 +60,15 @@ pub fn nms(mut dets: Vec<Detection>, threshold: f32) -> Vec<Detection> {
     kept
 }
 
+/// A detection without landmarks, for tests.
+#[cfg(test)]
+pub(crate) fn det(b: BoxF, score: f32) -> Detection {
+    Detection { bbox: b, score, landmarks: [[0.0; 2]; 5] }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn det(b: BoxF, score: f32) -> Detection {
-        Detection { bbox: b, score, landmarks: [[0.0; 2]; 5] }
-    }
 
     #[test]
     fn iou_values() {

@@ -124,10 +124,7 @@ pub fn fill_and_smooth(track: &[Option<Detection>], window: usize) -> Vec<Tracke
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn det(b: BoxF, score: f32) -> Detection {
-        Detection { bbox: b, score, landmarks: [[0.0; 2]; 5] }
-    }
+    use crate::face::det;
 
     #[test]
     fn follows_the_big_face_not_a_small_distractor() {

@@ -22,7 +22,7 @@ use polars::prelude::*;
 use serde::Serialize;
 
 use crate::error::UsageError;
-use crate::face::centerface::{CenterFace, CenterFaceSettings};
+use crate::face::centerface::{self, CenterFace, CenterFaceSettings};
 use crate::face::Detector;
 use crate::logging::Progress;
 use crate::manifest::{tmp_path, Manifest};
@@ -224,8 +224,7 @@ pub fn run(opts: &PrepOptions) -> Result<PrepSummary> {
         .into());
     }
     let det_settings = CenterFaceSettings { threshold: cfg.det_threshold, nms_iou: cfg.nms_iou };
-    let probe_detector = CenterFace::new(det_settings)?;
-    let detector_hash = probe_detector.model_hash().to_string();
+    let detector_hash = centerface::installed_model_hash()?;
     let config_hash = cfg.hash(&detector_hash);
     claim_output(&opts.out, cfg, &config_hash)?;
     let dir = opts.out.join("shards");
@@ -260,7 +259,7 @@ pub fn run(opts: &PrepOptions) -> Result<PrepSummary> {
         face_size: cfg.face_size,
         scene_size: cfg.scene_size,
         sampling: "segment_centres_by_time".into(),
-        detector: probe_detector.name().into(),
+        detector: centerface::NAME.into(),
         detector_hash: detector_hash.clone(),
         mask_mode: format!("{:?}", cfg.mask_mode).to_lowercase(),
         mask_scale: cfg.mask_scale,

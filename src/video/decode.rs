@@ -28,13 +28,9 @@ fn frame_times(path: &Path) -> Result<Vec<f64>> {
     let mut times = Vec::new();
     let mut count = 0usize;
     let mut packet = ff::Packet::empty();
-    loop {
-        match packet.read(&mut ictx) {
-            Ok(()) => {}
-            Err(ff::Error::Eof) => break,
-            Err(ff::Error::InvalidData) => continue,
-            Err(e) => bail!("{}: read error after {count} frames: {e}", path.display()),
-        }
+    while super::read_packet(&mut ictx, &mut packet)
+        .with_context(|| format!("{}: read error after {count} frames", path.display()))?
+    {
         if packet.stream() == index {
             count += 1;
             if let Some(pts) = packet.pts() {
@@ -137,11 +133,10 @@ pub fn sample_video(path: &Path, rotation: i32, choose: impl Fn(&[f64]) -> Vec<u
     let mut packet = ff::Packet::empty();
     let mut done = false;
     while !done {
-        match packet.read(&mut ictx) {
-            Ok(()) => {}
-            Err(ff::Error::Eof) => break,
-            Err(ff::Error::InvalidData) => continue,
-            Err(e) => bail!("{}: read error at frame {}: {e}", path.display(), collect.n),
+        let more = super::read_packet(&mut ictx, &mut packet)
+            .with_context(|| format!("{}: read error at frame {}", path.display(), collect.n))?;
+        if !more {
+            break;
         }
         if packet.stream() != index {
             continue;

@@ -16,3 +16,19 @@ pub fn init_ffmpeg() {
         ffmpeg_next::util::log::set_level(ffmpeg_next::util::log::Level::Fatal);
     });
 }
+
+/// Reads the next packet of any stream into `packet`: `Ok(false)` at the end of the file;
+/// corrupt packets that the demuxer can resync past are skipped.
+pub fn read_packet(
+    ictx: &mut ffmpeg_next::format::context::Input,
+    packet: &mut ffmpeg_next::Packet,
+) -> Result<bool, ffmpeg_next::Error> {
+    loop {
+        match packet.read(ictx) {
+            Ok(()) => return Ok(true),
+            Err(ffmpeg_next::Error::Eof) => return Ok(false),
+            Err(ffmpeg_next::Error::InvalidData) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}

@@ -110,18 +110,15 @@ pub fn probe_video(path: &Path) -> Result<ProbeInfo, ProbeError> {
     let mut frame = ff::frame::Video::empty();
     let mut packet = ff::Packet::empty();
     loop {
-        match packet.read(&mut ictx) {
-            Ok(()) => {}
-            Err(ff::Error::Eof) => break,
-            Err(ff::Error::InvalidData) => continue,
+        match super::read_packet(&mut ictx, &mut packet) {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(e) if packets == 0 => return Err(bad("read error before the first frame", &e)),
             Err(e) => {
-                if packets == 0 {
-                    return Err(bad("read error before the first frame", &e));
-                }
                 return Err(ProbeError::Truncated(format!(
                     "{}: read error after {packets} frames: {e}",
                     path.display()
-                )));
+                )))
             }
         }
         if packet.stream() != index {
