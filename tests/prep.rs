@@ -200,7 +200,15 @@ fn threads_workers_and_killed_runs_give_identical_shards() {
     let split = p._dir.path().join("split");
     let w0 = prep(&p, &split, &["--config", cfg, "--threads", "1", "--shard-index", "0", "--num-shards", "2"]);
     assert!(!split.join("prep.parquet").exists(), "{}", String::from_utf8_lossy(&w0.stderr));
-    prep(&p, &split, &["--config", cfg, "--threads", "1", "--shard-index", "1", "--num-shards", "2"]);
+    // The second worker takes its slot from SLURM's array variables instead of flags.
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_dfer"))
+        .args(["prep", "--manifest", p.manifest.to_str().unwrap(), "--out", split.to_str().unwrap(), "--config", cfg])
+        .args(["--threads", "1"])
+        .env("SLURM_ARRAY_TASK_ID", "1")
+        .env("SLURM_ARRAY_TASK_COUNT", "2")
+        .output()
+        .unwrap();
+    assert!(o.status.code().is_some_and(|c| c <= 1), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(shard_files(&split) == reference, "split workers give identical shards");
     assert_eq!(statuses(&split), statuses(&base));
 
@@ -245,4 +253,30 @@ fn threads_workers_and_killed_runs_give_identical_shards() {
     let o = prep(&p, &base, &["--config", other.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("prepared with other settings"));
+}
+
+#[test]
+fn official_face_frame_folders_go_through_the_same_pipeline() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("ferv");
+    synth("ferv39k", 6, &root, false);
+    let manifest = dir.path().join("clips.parquet");
+    let m = manifest.to_str().unwrap();
+    dfer_expect(
+        &["manifest", "--dataset", "ferv39k", "--root", root.to_str().unwrap(), "-o", m, "--source", "frames"],
+        0,
+    );
+    let out = dir.path().join("prep");
+    dfer_expect(&["prep", "--manifest", m, "--out", out.to_str().unwrap(), "--threads", "2"], 0);
+    let truth: BTreeMap<String, TruthClip> =
+        read_truth(&root).unwrap().into_iter().map(|t| (t.clip_id.clone(), t)).collect();
+    let r = ShardReader::open(&out.join("shards/00000.h5")).unwrap();
+    assert_eq!(r.len, 6);
+    for (i, id) in r.clip_ids().unwrap().iter().enumerate() {
+        let c = r.clip(i).unwrap();
+        let want: Vec<i32> = sample::by_index(truth[id].n_frames, 16).iter().map(|&x| x as i32).collect();
+        assert_eq!(c.frame_index, want, "{id}: frame files sampled in numeric order");
+        assert_eq!(c.frame_size, [224, 224]);
+        assert!(c.face_source.iter().all(|s| *s == 1 || *s == 2), "{id}: {:?}", c.face_source);
+    }
 }
