@@ -273,7 +273,9 @@ pub fn run(opts: &PrepOptions) -> Result<PrepSummary> {
     };
 
     let threads = opts.threads.max(1);
-    let window = threads * 2;
+    // Clips may finish out of order: a job starts only when it is fewer than `window` jobs
+    // ahead of the writer, which bounds the results held in memory.
+    let window = threads + 2;
     let next_job = AtomicUsize::new(0);
     let gate = (Mutex::new(0usize), Condvar::new());
     let abort = AtomicBool::new(false);
