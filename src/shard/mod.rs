@@ -82,12 +82,11 @@ pub struct ShardWriter {
     frame_size: Dataset,
 }
 
-/// A dataset that grows along its first axis; image datasets take one clip per chunk, the small
-/// per-clip ones 64 clips per chunk.
-fn growable<T: H5Type>(file: &File, name: &str, inner: &[usize], gzip: u8) -> Result<Dataset> {
+/// A dataset that grows along its first axis, `rows` clips per chunk (image datasets take one
+/// clip per chunk, the small per-clip ones 64).
+fn growable<T: H5Type>(file: &File, name: &str, inner: &[usize], rows: usize, gzip: u8) -> Result<Dataset> {
     let mut ext = vec![Extent::resizable(0)];
     ext.extend(inner.iter().map(|&d| Extent::fixed(d)));
-    let rows = if inner.len() >= 3 && inner[1] >= 16 { 1 } else { 64 };
     let mut chunk = vec![rows];
     chunk.extend_from_slice(inner);
     let mut b = file.new_dataset::<T>().shape(SimpleExtents::from_vec(ext)).chunk(chunk).obj_track_times(false);
@@ -108,17 +107,17 @@ impl ShardWriter {
             .with_context(|| format!("{}: cannot create", tmp.display()))?;
         let (t, s, s2) = (attrs.store_frames, attrs.face_size as usize, attrs.scene_size as usize);
         let w = ShardWriter {
-            face: growable::<u8>(&file, "face", &[t, s, s, 3], gzip)?,
-            scene: growable::<u8>(&file, "scene", &[t, s2, s2, 3], gzip)?,
-            label: growable::<i64>(&file, "label", &[], 0)?,
-            clip_id: growable::<VarLenUnicode>(&file, "clip_id", &[], 0)?,
-            manifest_row: growable::<i64>(&file, "manifest_row", &[], 0)?,
-            frame_index: growable::<i32>(&file, "frame_index", &[t], 0)?,
-            face_box: growable::<f32>(&file, "face_box", &[t, 4], 0)?,
-            face_score: growable::<f32>(&file, "face_score", &[t], 0)?,
-            face_source: growable::<u8>(&file, "face_source", &[t], 0)?,
-            landmarks: growable::<f32>(&file, "landmarks", &[t, 5, 2], 0)?,
-            frame_size: growable::<u32>(&file, "frame_size", &[2], 0)?,
+            face: growable::<u8>(&file, "face", &[t, s, s, 3], 1, gzip)?,
+            scene: growable::<u8>(&file, "scene", &[t, s2, s2, 3], 1, gzip)?,
+            label: growable::<i64>(&file, "label", &[], 64, 0)?,
+            clip_id: growable::<VarLenUnicode>(&file, "clip_id", &[], 64, 0)?,
+            manifest_row: growable::<i64>(&file, "manifest_row", &[], 64, 0)?,
+            frame_index: growable::<i32>(&file, "frame_index", &[t], 64, 0)?,
+            face_box: growable::<f32>(&file, "face_box", &[t, 4], 64, 0)?,
+            face_score: growable::<f32>(&file, "face_score", &[t], 64, 0)?,
+            face_source: growable::<u8>(&file, "face_source", &[t], 64, 0)?,
+            landmarks: growable::<f32>(&file, "landmarks", &[t, 5, 2], 64, 0)?,
+            frame_size: growable::<u32>(&file, "frame_size", &[2], 64, 0)?,
             file,
             tmp,
             path,
