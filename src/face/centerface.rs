@@ -153,7 +153,7 @@ impl Detector for CenterFace {
 }
 
 /// Frames per ONNX Runtime run: larger batches gain nothing on CPU and cost memory.
-const MAX_BATCH: usize = 4;
+const MAX_BATCH: usize = 1;
 
 impl CenterFace {
     fn detect_batch(&mut self, frames: &[&RgbImage], long_side: u32) -> Result<Vec<Vec<Detection>>> {
