@@ -36,6 +36,15 @@ impl Polarity {
     pub fn index(self) -> usize {
         self as usize
     }
+
+    /// The name used in description files, manifests and shard attributes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Polarity::Negative => "negative",
+            Polarity::Neutral => "neutral",
+            Polarity::Positive => "positive",
+        }
+    }
 }
 
 /// How a split file writes its labels.

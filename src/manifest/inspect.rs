@@ -109,7 +109,7 @@ pub fn summarise(m: &Manifest) -> Result<ManifestSummary> {
         .map(|(i, name)| ClassCounts {
             label: i,
             name: name.clone(),
-            polarity: format!("{:?}", m.desc.polarity_of(i)).to_lowercase(),
+            polarity: m.desc.polarity_of(i).as_str().to_string(),
             clips: 0,
             ok: 0,
             roles: BTreeMap::new(),

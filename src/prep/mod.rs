@@ -252,7 +252,7 @@ pub fn run(opts: &PrepOptions) -> Result<PrepSummary> {
         dataset: manifest.desc.name.clone(),
         label_names: manifest.desc.labels.clone(),
         label_polarity: (0..manifest.desc.labels.len())
-            .map(|i| format!("{:?}", manifest.desc.polarity_of(i)).to_lowercase())
+            .map(|i| manifest.desc.polarity_of(i).as_str().to_string())
             .collect(),
         frames: cfg.frames,
         store_frames: cfg.store_frames,
