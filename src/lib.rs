@@ -1,14 +1,17 @@
 //! dfer: dynamic facial expression recognition research tool. Dataset descriptions and clip
-//! manifests, synthetic datasets, and (in later stages) face/scene preprocessing and OUS training.
+//! manifests, synthetic datasets, face/scene preprocessing into shards, and OUS training and evaluation.
 
 pub mod assets;
 pub mod commands;
 pub mod dataset;
 pub mod error;
+pub mod eval;
 pub mod face;
 pub mod logging;
 pub mod manifest;
+pub mod model;
 pub mod prep;
 pub mod shard;
 pub mod synth;
+pub mod train;
 pub mod video;

@@ -30,7 +30,7 @@ pub fn init(verbose: u8, quiet: bool) {
 /// Progress over a known number of items.
 pub struct Progress {
     bar: Option<ProgressBar>,
-    what: &'static str,
+    what: String,
     total: u64,
     done: AtomicU64,
     start: Instant,
@@ -38,7 +38,8 @@ pub struct Progress {
 }
 
 impl Progress {
-    pub fn new(total: u64, what: &'static str) -> Self {
+    pub fn new(total: u64, what: impl Into<String>) -> Self {
+        let what = what.into();
         let bar = std::io::stderr().is_terminal().then(|| {
             let b = ProgressBar::new(total);
             b.set_style(
@@ -46,7 +47,7 @@ impl Progress {
                     .expect("valid template")
                     .progress_chars("=> "),
             );
-            b.set_message(what);
+            b.set_message(what.clone());
             b
         });
         let now = Instant::now();
@@ -55,16 +56,24 @@ impl Progress {
 
     /// Counts one finished item.
     pub fn inc(&self) {
-        let done = self.done.fetch_add(1, Ordering::Relaxed) + 1;
+        self.advance(1, "");
+    }
+
+    /// Counts `n` finished items; `note` (e.g. the current loss) follows the label.
+    pub fn advance(&self, n: u64, note: &str) {
+        let done = self.done.fetch_add(n, Ordering::Relaxed) + n;
         if let Some(b) = &self.bar {
-            b.inc(1);
+            b.inc(n);
+            if !note.is_empty() {
+                b.set_message(format!("{} {note}", self.what));
+            }
             return;
         }
         let mut last = self.last_line.lock().expect("progress lock");
         if last.elapsed() >= Duration::from_secs(10) || done == self.total {
             *last = Instant::now();
             let secs = self.start.elapsed().as_secs_f64().max(1e-9);
-            tracing::info!("{}: {done}/{} ({:.1}/s)", self.what, self.total, done as f64 / secs);
+            tracing::info!("{}: {done}/{} ({:.1}/s) {note}", self.what, self.total, done as f64 / secs);
         }
     }
 

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use dfer::commands::{inspect, manifest, prep, synth};
+use dfer::commands::{embed, eval, inspect, manifest, prep, report, synth, train};
 use dfer::error;
 
 #[derive(Parser)]
@@ -39,6 +39,14 @@ enum Command {
     Inspect(inspect::Args),
     /// Write a synthetic dataset in an official layout (DFEW, FERV39k, MAFW).
     Synth(synth::Args),
+    /// Train the scene-guided OUS model on one fold from prep's shards.
+    Train(train::Args),
+    /// Evaluate a training run: UAR, WAR, per-class recall, confusion matrix (CSV + PNG).
+    Eval(eval::Args),
+    /// Average several runs (e.g. five folds) at the best and the last epoch.
+    Report(report::Args),
+    /// Cache the frozen image tower's features so training runs only the light modules.
+    Embed(embed::Args),
 }
 
 fn main() -> ExitCode {
@@ -49,6 +57,10 @@ fn main() -> ExitCode {
         Command::Prep(a) => prep::run(a),
         Command::Inspect(a) => inspect::run(a),
         Command::Synth(a) => synth::run(a),
+        Command::Train(a) => train::run(a),
+        Command::Eval(a) => eval::run(a),
+        Command::Report(a) => report::run(a),
+        Command::Embed(a) => embed::run(a),
     };
     if let Err(e) = &result {
         eprintln!("error: {e:#}");

@@ -3,7 +3,11 @@
 //!
 //! [`Outcome`]: crate::error::Outcome
 
+pub mod embed;
+pub mod eval;
 pub mod inspect;
 pub mod manifest;
 pub mod prep;
+pub mod report;
 pub mod synth;
+pub mod train;

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 
 use crate::error::Outcome;
-use crate::synth::{self, Layout, SynthOptions};
+use crate::synth::{self, Cue, Layout, SynthOptions};
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Example:\n  dfer synth --layout dfew --clips 40 --out synth-dfew --seed 1 --edge-cases\n  \
@@ -48,6 +48,9 @@ pub struct Args {
     /// Do not write the official face-frame folders.
     #[arg(long)]
     pub no_face_frames: bool,
+    /// Where the label shows: face (class-coloured ring, polarity-coloured scene) or scene only.
+    #[arg(long, value_enum, default_value_t = Cue::Face)]
+    pub cue: Cue,
 }
 
 fn parse_size(s: &str) -> Result<(u32, u32), String> {
@@ -68,6 +71,7 @@ pub fn run(args: &Args) -> Result<Outcome> {
         min_frames: args.min_frames,
         max_frames: args.max_frames,
         lfw_faces: args.lfw_faces,
+        cue: args.cue,
         face_frames: !args.no_face_frames,
     };
     let truth = synth::synthesise(&opts)?;

@@ -2,6 +2,7 @@
 //! written under a temporary name by one writer and renamed when complete; object timestamps
 //! are off, so the same inputs and config give byte-identical files.
 
+pub mod features;
 pub mod inspect;
 
 use std::path::{Path, PathBuf};
@@ -315,25 +316,36 @@ impl ShardReader {
         Ok(self.ds("manifest_row")?.read_raw::<i64>()?)
     }
 
+    /// Row `i` of dataset `name`, flattened.
+    fn row<T: H5Type + Clone>(&self, name: &str, i: usize) -> Result<Vec<T>> {
+        let ds = self.ds(name)?;
+        let shape = ds.shape();
+        let mut sel: Vec<ndarray::SliceInfoElem> = vec![(i..i + 1).into()];
+        sel.extend(shape[1..].iter().map(|_| ndarray::SliceInfoElem::from(..)));
+        let a: ndarray::ArrayD<T> = ds
+            .read_slice(ndarray::SliceInfo::<_, IxDyn, IxDyn>::try_from(sel)?)
+            .with_context(|| format!("{}: reading {name} row {i}", self.path.display()))?;
+        Ok(a.into_raw_vec_and_offset().0)
+    }
+
+    /// Row `i`'s face and scene pixels only (`[T, S, S, 3]`, `[T, S2, S2, 3]`), for training.
+    pub fn pixels(&self, i: usize) -> Result<(Vec<u8>, Vec<u8>)> {
+        Ok((self.row("face", i)?, self.row("scene", i)?))
+    }
+
     /// Row `i`'s tensors.
     pub fn clip(&self, i: usize) -> Result<ClipTensors> {
-        fn row<T: H5Type + Clone>(ds: &Dataset, i: usize) -> Result<Vec<T>> {
-            let shape = ds.shape();
-            let mut sel: Vec<ndarray::SliceInfoElem> = vec![(i..i + 1).into()];
-            sel.extend(shape[1..].iter().map(|_| ndarray::SliceInfoElem::from(..)));
-            let a: ndarray::ArrayD<T> = ds.read_slice(ndarray::SliceInfo::<_, IxDyn, IxDyn>::try_from(sel)?)?;
-            Ok(a.into_raw_vec_and_offset().0)
-        }
-        let boxes: Vec<f32> = row(&self.ds("face_box")?, i)?;
-        let lms: Vec<f32> = row(&self.ds("landmarks")?, i)?;
-        let size: Vec<u32> = row(&self.ds("frame_size")?, i)?;
+        let boxes: Vec<f32> = self.row("face_box", i)?;
+        let lms: Vec<f32> = self.row("landmarks", i)?;
+        let size: Vec<u32> = self.row("frame_size", i)?;
+        let (face, scene) = self.pixels(i)?;
         Ok(ClipTensors {
-            face: row(&self.ds("face")?, i)?,
-            scene: row(&self.ds("scene")?, i)?,
-            frame_index: row(&self.ds("frame_index")?, i)?,
+            face,
+            scene,
+            frame_index: self.row("frame_index", i)?,
             face_box: boxes.chunks_exact(4).map(|c| [c[0], c[1], c[2], c[3]]).collect(),
-            face_score: row(&self.ds("face_score")?, i)?,
-            face_source: row(&self.ds("face_source")?, i)?,
+            face_score: self.row("face_score", i)?,
+            face_source: self.row("face_source", i)?,
             landmarks: lms.chunks_exact(10).map(|c| std::array::from_fn(|k| [c[2 * k], c[2 * k + 1]])).collect(),
             frame_size: [size[0], size[1]],
         })

@@ -123,6 +123,19 @@ pub struct SynthOptions {
     pub lfw_faces: usize,
     /// Write the official face-frame folders where the layout has them.
     pub face_frames: bool,
+    /// Where the label shows.
+    pub cue: Cue,
+}
+
+/// Where a synthetic clip shows its label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Cue {
+    /// A class-coloured ring around the face; the scene palette follows the label's polarity.
+    #[default]
+    Face,
+    /// Only the scene: its palette is the class hue, the face has no ring (a face-only model
+    /// cannot tell the classes apart).
+    Scene,
 }
 
 /// Ground truth of one synthetic clip, one JSON line in `synth_truth.jsonl`.
@@ -309,7 +322,11 @@ fn make_clip(
     let mut rng = ChaCha8Rng::seed_from_u64(opts.seed ^ (p.index as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
     let (w, h) = (p.width, p.height);
     let pan = w / 4;
-    let bg = render::background(w + pan, h, polarity, texture, &mut rng);
+    let pal = match opts.cue {
+        Cue::Face => render::palette(polarity),
+        Cue::Scene => render::class_palette(p.label, desc.labels.len()),
+    };
+    let bg = render::background(w + pan, h, pal, texture, &mut rng);
     let face_idx = rng.random_range(0..faces.len());
     let photo = &faces[face_idx];
     let second = &faces[(face_idx + 1) % faces.len()];
@@ -321,7 +338,7 @@ fn make_clip(
         (rng.random_range(m..(w as f32 - m).max(m + 1.0)), rng.random_range(m..(hf - m).max(m + 1.0)))
     };
     let (c0, c1) = (pos(&mut rng, fh0), pos(&mut rng, fh1));
-    let ring = render::class_colour(p.label, desc.labels.len());
+    let ring = (opts.cue == Cue::Face).then(|| render::class_colour(p.label, desc.labels.len()));
     let edge = p.edge;
     let stored_rotated = edge == Some(EdgeCase::Rotation);
     let frames_dir = frames_rel.as_ref().map(|f| root.join(f));
@@ -349,7 +366,7 @@ fn make_clip(
                 let sb = render::paste_face(&mut frame, second, sx, hf * 0.5, fh * 0.55, None);
                 second_boxes.push(render::clip_box(sb, w, h));
             }
-            render::clip_box(render::paste_face(&mut frame, photo, cx, cy, fh, Some(ring)), w, h)
+            render::clip_box(render::paste_face(&mut frame, photo, cx, cy, fh, ring), w, h)
         };
         if let (true, Some(d), Some(b)) = (writes_frames, &frames_dir, b) {
             let name = if opts.layout == Layout::Dfew { format!("{:05}.jpg", f + 1) } else { format!("{}.jpg", f + 1) };
@@ -480,6 +497,7 @@ mod tests {
             max_frames: 120,
             lfw_faces: 0,
             face_frames: true,
+            cue: Cue::Face,
         }
     }
 

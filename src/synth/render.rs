@@ -125,8 +125,14 @@ pub fn class_colour(label: usize, n_labels: usize) -> [u8; 3] {
     hue_rgb(360.0 * label as f32 / n_labels as f32, 1.0)
 }
 
+/// Scene palette of a class (for datasets whose label only the scene shows): shades of its hue.
+pub fn class_palette(label: usize, n_labels: usize) -> [[u8; 3]; 3] {
+    let hue = 360.0 * label as f32 / n_labels as f32;
+    [hue_rgb(hue, 0.9), hue_rgb(hue, 0.55), hue_rgb(hue + 12.0, 0.75)]
+}
+
 /// Scene palette of a polarity: warm and bright, grey, or cold and dark.
-fn palette(p: Polarity) -> [[u8; 3]; 3] {
+pub fn palette(p: Polarity) -> [[u8; 3]; 3] {
     match p {
         Polarity::Positive => [[250, 200, 60], [245, 130, 70], [255, 170, 190]],
         Polarity::Neutral => [[150, 150, 150], [190, 185, 175], [110, 110, 115]],
@@ -136,8 +142,7 @@ fn palette(p: Polarity) -> [[u8; 3]; 3] {
 
 /// A clip's background, wider than the frame so it can pan: palette gradient, a tinted
 /// photograph texture and random blobs.
-pub fn background(w: u32, h: u32, polarity: Polarity, texture: &RgbImage, rng: &mut impl Rng) -> RgbImage {
-    let pal = palette(polarity);
+pub fn background(w: u32, h: u32, pal: [[u8; 3]; 3], texture: &RgbImage, rng: &mut impl Rng) -> RgbImage {
     let tex = imageops::resize(texture, w, h, imageops::FilterType::Triangle);
     let mut bg = RgbImage::from_fn(w, h, |x, y| {
         let t = (x as f32 / w as f32 + y as f32 / h as f32) / 2.0;

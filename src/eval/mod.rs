@@ -1,0 +1,185 @@
+//! `dfer eval` (one run: metrics on its fold's test clips from a checkpoint, `report.json`,
+//! confusion matrix as CSV and PNG, per-clip predictions) and `dfer report` (several runs, e.g.
+//! DFEW's five folds, averaged the way papers do, at the best and at the last epoch).
+
+pub mod metrics;
+pub mod plot;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+
+use self::metrics::Metrics;
+use crate::error::UsageError;
+use crate::train::checkpoint::Checkpoints;
+use crate::train::config::TrainConfig;
+use crate::train::{read_metrics, write_atomic, EpochLine, Session};
+
+/// `report.json`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Report {
+    pub run: PathBuf,
+    pub dataset: String,
+    pub fold: u32,
+    pub labels: Vec<String>,
+    pub checkpoint_epoch: u32,
+    pub metrics: Metrics,
+    pub data_hash: String,
+    pub config_hash: String,
+    pub tool_version: String,
+}
+
+/// Which checkpoint to evaluate: `best`, `last` or an epoch number.
+pub fn checkpoint_epoch(run: &Path, which: &str) -> Result<u32> {
+    let ck = Checkpoints::new(run);
+    let state = match which {
+        "best" => ck.best()?,
+        "last" => ck.latest()?,
+        n => {
+            let epoch: u32 = n
+                .parse()
+                .map_err(|_| UsageError::new(format!("--checkpoint {n}: expected best, last or an epoch number")))?;
+            return if ck.weights_path(epoch).exists() {
+                Ok(epoch)
+            } else {
+                Err(UsageError::new(format!("{}: no such checkpoint", ck.weights_path(epoch).display())).into())
+            };
+        }
+    };
+    match state {
+        Some(s) => {
+            ck.verify(&s)?;
+            Ok(s.epoch)
+        }
+        None => Err(UsageError::new(format!("{}: no complete checkpoint yet", ck.dir().display())).into()),
+    }
+}
+
+/// Evaluates `run` at checkpoint `which` and writes its report files.
+pub fn evaluate_run(run: &Path, which: &str) -> Result<Report> {
+    let cfg_path = run.join("config.toml");
+    if !cfg_path.exists() {
+        bail!(UsageError::new(format!("{}: not a training run (no config.toml)", run.display())));
+    }
+    let cfg = TrainConfig::read(&cfg_path)?;
+    let epoch = checkpoint_epoch(run, which)?;
+    let mut session = Session::open(cfg)?;
+    session.runner.load_weights(&Checkpoints::new(run).weights_path(epoch))?;
+    let predicted = session.predict_test()?;
+    let labels = session.labels().to_vec();
+    let truth: Vec<usize> = session.test.iter().map(|c| c.label).collect();
+    let metrics = Metrics::from_predictions(&truth, &predicted, labels.len());
+    let report = Report {
+        run: run.to_path_buf(),
+        dataset: session.manifest.desc.name.clone(),
+        fold: session.cfg.data.fold,
+        labels: labels.clone(),
+        checkpoint_epoch: epoch,
+        metrics,
+        data_hash: session.shards.data_hash(),
+        config_hash: session.cfg.hash()?,
+        tool_version: env!("CARGO_PKG_VERSION").to_string(),
+    };
+    let mut predictions = String::from("clip_id,label,predicted\n");
+    for (c, &p) in session.test.iter().zip(&predicted) {
+        predictions.push_str(&format!("{},{},{}\n", c.clip_id, labels[c.label], labels[p]));
+    }
+    write_atomic(&run.join("predictions.csv"), predictions.as_bytes())?;
+    write_atomic(&run.join("confusion.csv"), report.metrics.confusion_csv(&labels).as_bytes())?;
+    let title = format!(
+        "{} fold {} epoch {}: UAR {:.2} WAR {:.2}",
+        report.dataset, report.fold, epoch, report.metrics.uar, report.metrics.war
+    );
+    plot::confusion_png(&run.join("confusion.png"), &report.metrics.confusion, &labels, &title)?;
+    write_atomic(&run.join("report.json"), serde_json::to_string_pretty(&report)?.as_bytes())?;
+    Ok(report)
+}
+
+/// One run's figures in a multi-run report.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct RunSummary {
+    pub run: PathBuf,
+    pub epochs: u32,
+    /// Epoch with the highest test WAR (then UAR): selected on the test fold, as common code does.
+    pub best_epoch: u32,
+    pub best_uar: f64,
+    pub best_war: f64,
+    pub last_uar: f64,
+    pub last_war: f64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct MultiReport {
+    pub runs: Vec<RunSummary>,
+    pub mean_best_uar: f64,
+    pub mean_best_war: f64,
+    pub mean_last_uar: f64,
+    pub mean_last_war: f64,
+}
+
+pub fn summarise(run: &Path) -> Result<RunSummary> {
+    let lines: Vec<EpochLine> = read_metrics(&run.join("metrics.jsonl"))?;
+    let last = lines.last().with_context(|| format!("{}: no finished epoch", run.display()))?;
+    let best = lines
+        .iter()
+        .max_by(|a, b| (a.test_war, a.test_uar).partial_cmp(&(b.test_war, b.test_uar)).expect("finite metrics"))
+        .expect("non-empty");
+    Ok(RunSummary {
+        run: run.to_path_buf(),
+        epochs: last.epoch,
+        best_epoch: best.epoch,
+        best_uar: best.test_uar,
+        best_war: best.test_war,
+        last_uar: last.test_uar,
+        last_war: last.test_war,
+    })
+}
+
+pub fn multi_report(runs: &[PathBuf]) -> Result<MultiReport> {
+    let runs: Vec<RunSummary> = runs.iter().map(|r| summarise(r)).collect::<Result<_>>()?;
+    let mean = |f: fn(&RunSummary) -> f64| runs.iter().map(f).sum::<f64>() / runs.len().max(1) as f64;
+    Ok(MultiReport {
+        mean_best_uar: mean(|r| r.best_uar),
+        mean_best_war: mean(|r| r.best_war),
+        mean_last_uar: mean(|r| r.last_uar),
+        mean_last_war: mean(|r| r.last_war),
+        runs,
+    })
+}
+
+impl MultiReport {
+    pub fn to_text(&self) -> String {
+        let mut out = format!(
+            "{:<40} {:>6} {:>10} {:>8} {:>8} {:>8} {:>8}\n",
+            "run", "epochs", "best epoch", "best UAR", "best WAR", "last UAR", "last WAR"
+        );
+        for r in &self.runs {
+            out.push_str(&format!(
+                "{:<40} {:>6} {:>10} {:>8.2} {:>8.2} {:>8.2} {:>8.2}\n",
+                r.run.display().to_string(),
+                r.epochs,
+                r.best_epoch,
+                r.best_uar,
+                r.best_war,
+                r.last_uar,
+                r.last_war
+            ));
+        }
+        out.push_str(&format!(
+            "{:<40} {:>6} {:>10} {:>8.2} {:>8.2} {:>8.2} {:>8.2}\n",
+            format!("mean of {} runs", self.runs.len()),
+            "",
+            "",
+            self.mean_best_uar,
+            self.mean_best_war,
+            self.mean_last_uar,
+            self.mean_last_war
+        ));
+        out.push_str(
+            "note: the best epoch is chosen on each fold's test clips, as most published DFER code does; \
+             the last-epoch figures involve no selection on test data.\n",
+        );
+        out
+    }
+}

@@ -1,0 +1,218 @@
+//! The CLIP image and text towers (Radford et al. 2021), with the parameter names of the
+//! Hugging Face `openai/clip-vit-base-patch16` safetensors so real weights load by name.
+//! Follows `transformers`' `CLIPVisionTransformer` / `CLIPTextTransformer`: pre-norm blocks,
+//! quick-GELU, pooled image feature = `post_layernorm(CLS)`, pooled text feature = the
+//! end-of-text token, both through a bias-free projection.
+
+use anyhow::{ensure, Result};
+use candle_core::{Module, Tensor, D};
+use serde::{Deserialize, Serialize};
+
+use super::layers::{Block, LayerNorm, Linear};
+use super::params::{Group, ParamStore};
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct VisionConfig {
+    pub image_size: usize,
+    pub patch_size: usize,
+    pub width: usize,
+    pub layers: usize,
+    pub heads: usize,
+    pub mlp: usize,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TextConfig {
+    pub vocab_size: usize,
+    pub context_length: usize,
+    pub width: usize,
+    pub layers: usize,
+    pub heads: usize,
+    pub mlp: usize,
+}
+
+/// ViT-B/16 as in `openai/clip-vit-base-patch16`'s `config.json`.
+pub fn vit_b16() -> (VisionConfig, TextConfig, usize) {
+    (
+        VisionConfig { image_size: 224, patch_size: 16, width: 768, layers: 12, heads: 12, mlp: 3072 },
+        TextConfig { vocab_size: 49408, context_length: 77, width: 512, layers: 12, heads: 8, mlp: 2048 },
+        512,
+    )
+}
+
+pub struct VisionTower {
+    class_embedding: Tensor,
+    patch_embedding: Tensor,
+    position_embedding: Tensor,
+    pre_layrnorm: LayerNorm,
+    layers: Vec<Block>,
+    post_layernorm: LayerNorm,
+    projection: Linear,
+    cfg: VisionConfig,
+}
+
+/// What the image tower returns for `N` images.
+pub struct VisionOutput {
+    /// Projected pooled features `[N, embed_dim]` (`get_image_features`).
+    pub embeds: Tensor,
+    /// Mean over tokens of the outputs of the first `k` blocks, `[N, k, width]`.
+    pub early: Option<Tensor>,
+}
+
+impl VisionTower {
+    pub fn new(store: &mut ParamStore, prefix: &str, cfg: &VisionConfig, embed_dim: usize) -> Result<Self> {
+        ensure!(cfg.image_size % cfg.patch_size == 0, "image_size must be a multiple of patch_size");
+        let mut root = store.scope(prefix, Group::ImageEncoder);
+        let projection = Linear::new(&mut root, "visual_projection", cfg.width, embed_dim, false, 0.02)?;
+        let mut s = root.sub("vision_model");
+        let std = (cfg.width as f64).powf(-0.5);
+        let tokens = (cfg.image_size / cfg.patch_size).pow(2) + 1;
+        let (class_embedding, patch_embedding, position_embedding) = {
+            let mut e = s.sub("embeddings");
+            let class = e.normal("class_embedding", &[cfg.width], std)?;
+            let patch =
+                e.sub("patch_embedding").normal("weight", &[cfg.width, 3, cfg.patch_size, cfg.patch_size], 0.02)?;
+            let pos = e.sub("position_embedding").normal("weight", &[tokens, cfg.width], 0.02)?;
+            (class, patch, pos)
+        };
+        let pre_layrnorm = LayerNorm::new(&mut s, "pre_layrnorm", cfg.width, 1e-5)?;
+        let layers = {
+            let mut enc = s.sub("encoder");
+            let mut l = enc.sub("layers");
+            (0..cfg.layers)
+                .map(|i| Block::new(&mut l, &i.to_string(), cfg.width, cfg.heads, cfg.mlp))
+                .collect::<Result<Vec<_>>>()?
+        };
+        let post_layernorm = LayerNorm::new(&mut s, "post_layernorm", cfg.width, 1e-5)?;
+        Ok(Self {
+            class_embedding,
+            patch_embedding,
+            position_embedding,
+            pre_layrnorm,
+            layers,
+            post_layernorm,
+            projection,
+            cfg: cfg.clone(),
+        })
+    }
+
+    /// `images [N, 3, S, S]` (CLIP-normalised); `early_blocks` > 0 also returns the token means of
+    /// the first `early_blocks` block outputs (the polarity encoder's input).
+    pub fn forward(&self, images: &Tensor, early_blocks: usize) -> Result<VisionOutput> {
+        let (n, c, h, w) = images.dims4()?;
+        let s = self.cfg.image_size;
+        ensure!(c == 3 && h == s && w == s, "image tower expects [N, 3, {s}, {s}], got {:?}", images.dims());
+        let dt = images.dtype();
+        let patches = images.conv2d(&self.patch_embedding.to_dtype(dt)?, 0, self.cfg.patch_size, 1, 1)?;
+        let patches = patches.flatten_from(2)?.transpose(1, 2)?; // [N, P, width]
+        let cls = self.class_embedding.to_dtype(dt)?.reshape((1, 1, self.cfg.width))?.repeat((n, 1, 1))?;
+        let x = Tensor::cat(&[&cls, &patches], 1)?.broadcast_add(&self.position_embedding.to_dtype(dt)?)?;
+        let mut x = self.pre_layrnorm.forward(&x)?;
+        let mut early = Vec::with_capacity(early_blocks);
+        for (i, layer) in self.layers.iter().enumerate() {
+            x = layer.forward(&x, None)?;
+            if i < early_blocks {
+                early.push(x.mean(1)?);
+            }
+        }
+        let pooled = self.post_layernorm.forward(&x.narrow(1, 0, 1)?.squeeze(1)?)?;
+        let early = if early.is_empty() { None } else { Some(Tensor::stack(&early, 1)?) };
+        Ok(VisionOutput { embeds: self.projection.forward(&pooled)?, early })
+    }
+}
+
+pub struct TextTower {
+    token_embedding: Tensor,
+    position_embedding: Tensor,
+    layers: Vec<Block>,
+    final_layer_norm: LayerNorm,
+    projection: Linear,
+    /// CLIP's learned temperature (log of the scale applied to cosine similarities).
+    pub logit_scale: Tensor,
+    mask: Tensor,
+    cfg: TextConfig,
+}
+
+impl TextTower {
+    pub fn new(store: &mut ParamStore, prefix: &str, cfg: &TextConfig, embed_dim: usize) -> Result<Self> {
+        let device = store.device().clone();
+        let mut root = store.scope(prefix, Group::TextEncoder);
+        let projection = Linear::new(&mut root, "text_projection", cfg.width, embed_dim, false, 0.02)?;
+        let logit_scale = root.constant("logit_scale", &[], (1.0f32 / 0.07).ln())?;
+        let mut s = root.sub("text_model");
+        let (token_embedding, position_embedding) = {
+            let mut e = s.sub("embeddings");
+            let tok = e.sub("token_embedding").normal("weight", &[cfg.vocab_size, cfg.width], 0.02)?;
+            let pos = e.sub("position_embedding").normal("weight", &[cfg.context_length, cfg.width], 0.01)?;
+            (tok, pos)
+        };
+        let layers = {
+            let mut enc = s.sub("encoder");
+            let mut l = enc.sub("layers");
+            (0..cfg.layers)
+                .map(|i| Block::new(&mut l, &i.to_string(), cfg.width, cfg.heads, cfg.mlp))
+                .collect::<Result<Vec<_>>>()?
+        };
+        let final_layer_norm = LayerNorm::new(&mut s, "final_layer_norm", cfg.width, 1e-5)?;
+        let l = cfg.context_length;
+        let mask: Vec<f32> = (0..l * l).map(|i| if i % l > i / l { -1e9 } else { 0.0 }).collect();
+        let mask = Tensor::from_vec(mask, (l, l), &device)?;
+        Ok(Self {
+            token_embedding,
+            position_embedding,
+            layers,
+            final_layer_norm,
+            projection,
+            logit_scale,
+            mask,
+            cfg: cfg.clone(),
+        })
+    }
+
+    pub fn context_length(&self) -> usize {
+        self.cfg.context_length
+    }
+
+    /// Token embeddings of `ids [N, L]`.
+    pub fn embed_tokens(&self, ids: &Tensor) -> Result<Tensor> {
+        let (n, l) = ids.dims2()?;
+        Ok(self.token_embedding.index_select(&ids.flatten_all()?, 0)?.reshape((n, l, self.cfg.width))?)
+    }
+
+    /// Runs the tower on token embeddings `[N, L, width]` (L = context length); `eot [N]` gives the
+    /// end-of-text position of each sequence, whose output is pooled and projected.
+    pub fn forward_embeddings(&self, embeds: &Tensor, eot: &[usize]) -> Result<Tensor> {
+        let (n, l, w) = embeds.dims3()?;
+        ensure!(l == self.cfg.context_length && eot.len() == n, "text tower input {:?} does not fit", embeds.dims());
+        let mut x = embeds.broadcast_add(&self.position_embedding)?;
+        for layer in &self.layers {
+            x = layer.forward(&x, Some(&self.mask))?;
+        }
+        let x = self.final_layer_norm.forward(&x)?;
+        let rows: Vec<u32> = eot.iter().enumerate().map(|(i, &p)| (i * l + p) as u32).collect();
+        let rows = Tensor::new(rows.as_slice(), x.device())?;
+        let pooled = x.reshape((n * l, w))?.index_select(&rows, 0)?;
+        Ok(self.projection.forward(&pooled)?)
+    }
+
+    /// `get_text_features` for token ids (the end-of-text token is the first occurrence of `eot_id`).
+    pub fn forward_ids(&self, ids: &[Vec<u32>], eot_id: u32) -> Result<Tensor> {
+        let l = self.cfg.context_length;
+        let mut flat = Vec::with_capacity(ids.len() * l);
+        let mut eot = Vec::with_capacity(ids.len());
+        for seq in ids {
+            ensure!(seq.len() == l, "token sequence of length {} (context length is {l})", seq.len());
+            eot.push(seq.iter().position(|&t| t == eot_id).unwrap_or(l - 1));
+            flat.extend_from_slice(seq);
+        }
+        let ids = Tensor::from_vec(flat, (ids.len(), l), self.token_embedding.device())?;
+        self.forward_embeddings(&self.embed_tokens(&ids)?, &eot)
+    }
+}
+
+/// L2-normalises the last dimension.
+pub fn normalize(x: &Tensor) -> Result<Tensor> {
+    Ok(x.broadcast_div(&(x.sqr()?.sum_keepdim(D::Minus1)?.sqrt()? + 1e-8)?)?)
+}

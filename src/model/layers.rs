@@ -1,0 +1,331 @@
+//! Building blocks with PyTorch / Hugging Face parameter names: linear, a differentiable
+//! LayerNorm (candle's fused one has no backward), multi-head attention (self and cross),
+//! the CLIP pre-norm transformer block and an LSTM (PyTorch gate order i, f, g, o).
+
+use anyhow::Result;
+use candle_core::{DType, Module, Tensor, D};
+use candle_nn::ops::{sigmoid, softmax};
+
+use super::params::Scope;
+
+pub struct Linear {
+    weight: Tensor,
+    bias: Option<Tensor>,
+}
+
+impl Linear {
+    /// `weight [out, in]` ~ N(0, std²), zero bias (CLIP's initialisation).
+    pub fn new(s: &mut Scope, name: &str, input: usize, output: usize, bias: bool, std: f64) -> Result<Self> {
+        let mut s = s.sub(name);
+        let weight = s.normal("weight", &[output, input], std)?;
+        let bias = if bias { Some(s.constant("bias", &[output], 0.0)?) } else { None };
+        Ok(Self { weight, bias })
+    }
+}
+
+impl Module for Linear {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let w = self.weight.to_dtype(x.dtype())?;
+        let y = x.broadcast_matmul(&w.t()?)?;
+        match &self.bias {
+            Some(b) => y.broadcast_add(&b.to_dtype(x.dtype())?),
+            None => Ok(y),
+        }
+    }
+}
+
+/// LayerNorm over the last dimension, written with differentiable primitives; statistics in f32.
+pub struct LayerNorm {
+    weight: Tensor,
+    bias: Tensor,
+    eps: f64,
+}
+
+impl LayerNorm {
+    pub fn new(s: &mut Scope, name: &str, dim: usize, eps: f64) -> Result<Self> {
+        let mut s = s.sub(name);
+        Ok(Self { weight: s.constant("weight", &[dim], 1.0)?, bias: s.constant("bias", &[dim], 0.0)?, eps })
+    }
+}
+
+impl Module for LayerNorm {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let dtype = x.dtype();
+        let x = x.to_dtype(DType::F32)?;
+        let mean = x.mean_keepdim(D::Minus1)?;
+        let centred = x.broadcast_sub(&mean)?;
+        let var = centred.sqr()?.mean_keepdim(D::Minus1)?;
+        let normed = centred.broadcast_div(&(var + self.eps)?.sqrt()?)?;
+        normed.broadcast_mul(&self.weight)?.broadcast_add(&self.bias)?.to_dtype(dtype)
+    }
+}
+
+/// Multi-head attention with `q_proj`, `k_proj`, `v_proj`, `out_proj` (the CLIP names).
+pub struct Attention {
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    out: Linear,
+    heads: usize,
+}
+
+impl Attention {
+    pub fn new(s: &mut Scope, name: &str, dim: usize, heads: usize) -> Result<Self> {
+        anyhow::ensure!(dim % heads == 0, "attention width {dim} is not a multiple of {heads} heads");
+        let mut s = s.sub(name);
+        let std = (dim as f64).powf(-0.5);
+        Ok(Self {
+            q: Linear::new(&mut s, "q_proj", dim, dim, true, std)?,
+            k: Linear::new(&mut s, "k_proj", dim, dim, true, std)?,
+            v: Linear::new(&mut s, "v_proj", dim, dim, true, std)?,
+            out: Linear::new(&mut s, "out_proj", dim, dim, true, std)?,
+            heads,
+        })
+    }
+
+    /// `query [B, Lq, C]` attends to `memory [B, Lk, C]`; `mask [Lq, Lk]` is added to the scores.
+    pub fn forward(&self, query: &Tensor, memory: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+        let (b, lq, c) = query.dims3()?;
+        let lk = memory.dim(1)?;
+        let hd = c / self.heads;
+        let split = |t: Tensor, l: usize| -> Result<Tensor> {
+            Ok(t.reshape((b, l, self.heads, hd))?.transpose(1, 2)?.contiguous()?)
+        };
+        let q = split((self.q.forward(query)? * (hd as f64).powf(-0.5))?, lq)?;
+        let k = split(self.k.forward(memory)?, lk)?;
+        let v = split(self.v.forward(memory)?, lk)?;
+        let mut scores = q.matmul(&k.t()?)?;
+        if let Some(m) = mask {
+            scores = scores.broadcast_add(&m.to_dtype(scores.dtype())?)?;
+        }
+        let probs = softmax(&scores, D::Minus1)?;
+        let y = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, lq, c))?;
+        Ok(self.out.forward(&y)?)
+    }
+}
+
+/// CLIP's activation: `x · σ(1.702 x)`.
+pub fn quick_gelu(x: &Tensor) -> Result<Tensor> {
+    Ok((x * sigmoid(&(x * 1.702)?)?)?)
+}
+
+/// A pre-norm transformer block in the CLIP layout (`layer_norm1`, `self_attn`, `layer_norm2`,
+/// `mlp.fc1`, `mlp.fc2`).
+pub struct Block {
+    ln1: LayerNorm,
+    attn: Attention,
+    ln2: LayerNorm,
+    fc1: Linear,
+    fc2: Linear,
+}
+
+impl Block {
+    pub fn new(s: &mut Scope, name: &str, dim: usize, heads: usize, mlp: usize) -> Result<Self> {
+        let mut s = s.sub(name);
+        let mut m = s.sub("mlp");
+        let fc1 = Linear::new(&mut m, "fc1", dim, mlp, true, (dim as f64).powf(-0.5))?;
+        let fc2 = Linear::new(&mut m, "fc2", mlp, dim, true, (mlp as f64).powf(-0.5))?;
+        Ok(Self {
+            ln1: LayerNorm::new(&mut s, "layer_norm1", dim, 1e-5)?,
+            attn: Attention::new(&mut s, "self_attn", dim, heads)?,
+            ln2: LayerNorm::new(&mut s, "layer_norm2", dim, 1e-5)?,
+            fc1,
+            fc2,
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+        let h = self.ln1.forward(x)?;
+        let x = (x + self.attn.forward(&h, &h, mask)?)?;
+        let h = self.fc2.forward(&quick_gelu(&self.fc1.forward(&self.ln2.forward(&x)?)?)?)?;
+        Ok((x + h)?)
+    }
+}
+
+/// A cross-attention block: learnable queries attend to a memory, then a feed-forward layer.
+pub struct CrossBlock {
+    ln_q: LayerNorm,
+    ln_kv: LayerNorm,
+    attn: Attention,
+    ln2: LayerNorm,
+    fc1: Linear,
+    fc2: Linear,
+}
+
+impl CrossBlock {
+    pub fn new(s: &mut Scope, name: &str, dim: usize, heads: usize) -> Result<Self> {
+        let mut s = s.sub(name);
+        let std = (dim as f64).powf(-0.5);
+        Ok(Self {
+            ln_q: LayerNorm::new(&mut s, "ln_q", dim, 1e-5)?,
+            ln_kv: LayerNorm::new(&mut s, "ln_kv", dim, 1e-5)?,
+            attn: Attention::new(&mut s, "cross_attn", dim, heads)?,
+            ln2: LayerNorm::new(&mut s, "ln2", dim, 1e-5)?,
+            fc1: Linear::new(&mut s, "fc1", dim, 4 * dim, true, std)?,
+            fc2: Linear::new(&mut s, "fc2", 4 * dim, dim, true, std / 2.0)?,
+        })
+    }
+
+    pub fn forward(&self, queries: &Tensor, memory: &Tensor) -> Result<Tensor> {
+        let x = (queries + self.attn.forward(&self.ln_q.forward(queries)?, &self.ln_kv.forward(memory)?, None)?)?;
+        let h = self.fc2.forward(&quick_gelu(&self.fc1.forward(&self.ln2.forward(&x)?)?)?)?;
+        Ok((x + h)?)
+    }
+}
+
+/// 1-D convolution over time with "same" zero padding, `weight [out, in, k]` (PyTorch's Conv1d
+/// layout), on `[B, T, in]` → `[B, T, out]`. Written as shifted matmuls: candle's conv1d backward
+/// underflows on short padded sequences.
+pub struct TemporalConv {
+    taps: Vec<Tensor>,
+    bias: Tensor,
+}
+
+impl TemporalConv {
+    pub fn new(s: &mut Scope, name: &str, input: usize, output: usize, k: usize) -> Result<Self> {
+        anyhow::ensure!(k % 2 == 1, "temporal kernel size must be odd");
+        let mut s = s.sub(name);
+        let weight = s.normal("weight", &[output, input, k], (input as f64 * k as f64).powf(-0.5))?;
+        let bias = s.constant("bias", &[output], 0.0)?;
+        let taps = (0..k).map(|j| weight.narrow(2, j, 1)?.squeeze(2)?.t()).collect::<candle_core::Result<_>>()?;
+        Ok(Self { taps, bias })
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let (b, t, c) = x.dims3()?;
+        let half = self.taps.len() / 2;
+        let pad = Tensor::zeros((b, half, c), x.dtype(), x.device())?;
+        let padded = Tensor::cat(&[&pad, x, &pad], 1)?;
+        let mut y = padded.narrow(1, 0, t)?.broadcast_matmul(&self.taps[0])?;
+        for (j, tap) in self.taps.iter().enumerate().skip(1) {
+            y = (y + padded.narrow(1, j, t)?.broadcast_matmul(tap)?)?;
+        }
+        Ok(y.broadcast_add(&self.bias)?)
+    }
+}
+
+/// Single-layer LSTM over `[B, T, in]`, returning every hidden state `[B, T, hidden]`.
+pub struct Lstm {
+    w_ih: Tensor,
+    w_hh: Tensor,
+    b_ih: Tensor,
+    b_hh: Tensor,
+    hidden: usize,
+}
+
+impl Lstm {
+    pub fn new(s: &mut Scope, name: &str, input: usize, hidden: usize) -> Result<Self> {
+        let mut s = s.sub(name);
+        let k = (hidden as f64).powf(-0.5);
+        Ok(Self {
+            w_ih: s.uniform("weight_ih_l0", &[4 * hidden, input], k)?,
+            w_hh: s.uniform("weight_hh_l0", &[4 * hidden, hidden], k)?,
+            b_ih: s.uniform("bias_ih_l0", &[4 * hidden], k)?,
+            b_hh: s.uniform("bias_hh_l0", &[4 * hidden], k)?,
+            hidden,
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let (b, t, _) = x.dims3()?;
+        let dt = x.dtype();
+        let bias = (&self.b_ih + &self.b_hh)?.to_dtype(dt)?;
+        let projected = x.broadcast_matmul(&self.w_ih.to_dtype(dt)?.t()?)?.broadcast_add(&bias)?;
+        let w_hh = self.w_hh.to_dtype(dt)?.t()?;
+        let mut h = Tensor::zeros((b, self.hidden), dt, x.device())?;
+        let mut c = h.clone();
+        let mut out = Vec::with_capacity(t);
+        for step in 0..t {
+            let gates = (projected.narrow(1, step, 1)?.squeeze(1)? + h.matmul(&w_hh)?)?;
+            let chunk = |i: usize| gates.narrow(1, i * self.hidden, self.hidden);
+            let (i, f, g, o) = (sigmoid(&chunk(0)?)?, sigmoid(&chunk(1)?)?, chunk(2)?.tanh()?, sigmoid(&chunk(3)?)?);
+            c = ((f * c)? + (i * g)?)?;
+            h = (o * c.tanh()?)?;
+            out.push(h.clone());
+        }
+        Ok(Tensor::stack(&out, 1)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::params::{Group, ParamStore};
+    use candle_core::Device;
+
+    #[test]
+    fn layer_norm_normalises_and_passes_gradients() {
+        let mut p = ParamStore::new(&Device::Cpu, 0);
+        let ln = LayerNorm::new(&mut p.scope("", Group::Head), "ln", 4, 1e-5).unwrap();
+        let x = candle_core::Var::new(&[[1f32, 2., 3., 6.], [0., 0., 1., -1.]], &Device::Cpu).unwrap();
+        let y = ln.forward(x.as_tensor()).unwrap();
+        let rows: Vec<Vec<f32>> = y.to_vec2().unwrap();
+        for r in &rows {
+            let mean: f32 = r.iter().sum::<f32>() / 4.0;
+            let var: f32 = r.iter().map(|v| (v - mean).powi(2)).sum::<f32>() / 4.0;
+            assert!(mean.abs() < 1e-5 && (var - 1.0).abs() < 1e-3, "{r:?}");
+        }
+        let loss = (y * Tensor::new(&[[1f32, 0., 0., 2.], [0., 3., 0., 0.]], &Device::Cpu).unwrap())
+            .unwrap()
+            .sum_all()
+            .unwrap();
+        let grads = loss.backward().unwrap();
+        for name in ["ln.weight", "ln.bias"] {
+            let g = grads.get(p.get(name).unwrap().as_tensor()).expect(name);
+            assert!(g.abs().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap() > 0.0, "{name}");
+        }
+        assert!(grads.get(x.as_tensor()).is_some(), "gradient reaches the input");
+    }
+
+    #[test]
+    fn temporal_conv_matches_a_hand_computed_output() {
+        let mut p = ParamStore::new(&Device::Cpu, 0);
+        let conv = TemporalConv::new(&mut p.scope("", Group::Head), "conv", 1, 1, 3).unwrap();
+        let w = Tensor::new(&[[[1f32, 2., 3.]]], &Device::Cpu).unwrap();
+        p.get("conv.weight").unwrap().set(&w).unwrap();
+        let conv = TemporalConv {
+            taps: conv
+                .taps
+                .iter()
+                .enumerate()
+                .map(|(j, _)| w.narrow(2, j, 1).unwrap().squeeze(2).unwrap().t().unwrap())
+                .collect(),
+            bias: conv.bias,
+        };
+        let x = Tensor::new(&[[[1f32], [10.], [100.]]], &Device::Cpu).unwrap();
+        let y: Vec<f32> = conv.forward(&x).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        // PyTorch Conv1d(padding=1) is a cross-correlation: y[t] = w0·x[t−1] + w1·x[t] + w2·x[t+1].
+        assert_eq!(y, vec![2. + 30., 1. + 20. + 300., 10. + 200.]);
+    }
+
+    #[test]
+    fn lstm_matches_a_hand_computed_step() {
+        let mut p = ParamStore::new(&Device::Cpu, 0);
+        let lstm = Lstm::new(&mut p.scope("", Group::Head), "lstm", 1, 1).unwrap();
+        for (name, v) in [("weight_ih_l0", 0.5f32), ("weight_hh_l0", 0.25), ("bias_ih_l0", 0.1), ("bias_hh_l0", 0.0)] {
+            p.get(&format!("lstm.{name}"))
+                .unwrap()
+                .set(
+                    &Tensor::new(&[v; 4], &Device::Cpu)
+                        .unwrap()
+                        .reshape(if name.starts_with("bias") { vec![4] } else { vec![4, 1] })
+                        .unwrap(),
+                )
+                .unwrap();
+        }
+        let x = Tensor::new(&[[[1f32], [2.]]], &Device::Cpu).unwrap();
+        let y: Vec<f32> = lstm.forward(&x).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        let s = |v: f32| 1.0 / (1.0 + (-v).exp());
+        let (mut h, mut c) = (0f32, 0f32);
+        let mut want = vec![];
+        for xt in [1f32, 2.] {
+            let z = 0.5 * xt + 0.25 * h + 0.1;
+            c = s(z) * c + s(z) * z.tanh();
+            h = s(z) * c.tanh();
+            want.push(h);
+        }
+        for (a, b) in y.iter().zip(&want) {
+            assert!((a - b).abs() < 1e-6, "{y:?} vs {want:?}");
+        }
+    }
+}

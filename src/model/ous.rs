@@ -1,0 +1,370 @@
+//! The scene-guided OUS model (Mai et al., arXiv 2405.18769) as DESIGN.md §5 describes it.
+//! The paper's full text is not public: every setting below says whether it is the paper's
+//! (from its architecture figure and summary) or our choice.
+//!
+//! Face frames and masked scene frames go through one shared CLIP image tower. Faces: LSTM →
+//! Frame Encoder (transformer with a class token). Scenes: LSTM → Frames Mean. `L_sim` pulls conv +
+//! FC projections of both together; the Polarity Encoder reads the first blocks' hidden states of
+//! the scene frames (`L_pol`); the Type Fusion Encoder's learnable Gaussian queries (shared by
+//! all its blocks) attend to face tokens, scene token and polarity feature; the fused feature is
+//! matched against CoOp prompts through the CLIP text tower (`L_cont`), plus `L_global`.
+
+use anyhow::{ensure, Result};
+use candle_core::{DType, Module, Tensor, D};
+use candle_nn::loss::cross_entropy;
+use candle_nn::ops::softmax;
+use serde::{Deserialize, Serialize};
+
+use super::clip::{normalize, vit_b16, TextConfig, TextTower, VisionConfig, VisionTower};
+use super::layers::{quick_gelu, Block, CrossBlock, LayerNorm, Linear, Lstm, TemporalConv};
+use super::params::{Group, ParamStore};
+use super::prompts::{PromptLearner, PromptTokens};
+
+/// Number of polarity classes (positive, neutral, negative), as in the dataset descriptions.
+pub const POLARITIES: usize = 3;
+/// Names of the CLIP tower parameters start with this (the rest is the Hugging Face name).
+pub const CLIP_PREFIX: &str = "clip";
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct OusConfig {
+    /// `vit-b16` (the paper's backbone, CLIP ViT-B/16) or `tiny` (ours: 32 px, for tests and the demo).
+    #[serde(default = "default_arch")]
+    pub arch: String,
+    /// Prompt context length (ours; CoOp uses 4–16).
+    #[serde(default = "default_n_ctx")]
+    pub n_ctx: usize,
+    /// Frame Encoder depth (ours: the paper names the module, not its size).
+    #[serde(default = "one")]
+    pub frame_encoder_layers: usize,
+    /// Heads of the Frame Encoder and the Type Fusion Encoder (ours).
+    #[serde(default = "default_heads")]
+    pub heads: usize,
+    /// Early image-tower blocks read by the Polarity Encoder (paper: the first four).
+    #[serde(default = "default_polarity_blocks")]
+    pub polarity_blocks: usize,
+    /// Cross-type attention blocks in the Type Fusion Encoder (ours).
+    #[serde(default = "default_fusion_blocks")]
+    pub fusion_blocks: usize,
+    /// Learnable queries of the Type Fusion Encoder, N(0, 1) initialised (paper: Gaussian; count ours).
+    #[serde(default = "default_fusion_queries")]
+    pub fusion_queries: usize,
+    /// Width of the `L_sim` projections (ours).
+    #[serde(default = "default_sim_dim")]
+    pub sim_dim: usize,
+    /// The scene stream (off = face-only ablation: no scene frames, `L_sim`, `L_pol`).
+    #[serde(default = "yes")]
+    pub use_scene: bool,
+    /// The Polarity Encoder and `L_pol` (needs the scene stream).
+    #[serde(default = "yes")]
+    pub use_polarity: bool,
+    /// `words` (a word-level vocabulary of the label names, for random-weight configs) or the
+    /// path of the CLIP model's `tokenizer.json`.
+    #[serde(default = "words")]
+    pub tokenizer: String,
+    /// CLIP weights in the Hugging Face `openai/clip-vit-base-patch16` safetensors layout
+    /// (absent: random initialisation).
+    #[serde(default)]
+    pub clip_weights: Option<std::path::PathBuf>,
+    /// Seed of the parameter initialisation.
+    #[serde(default)]
+    pub seed: u64,
+}
+
+fn words() -> String {
+    "words".into()
+}
+
+fn default_arch() -> String {
+    "vit-b16".into()
+}
+fn default_n_ctx() -> usize {
+    8
+}
+fn one() -> usize {
+    1
+}
+fn default_heads() -> usize {
+    8
+}
+fn default_polarity_blocks() -> usize {
+    4
+}
+fn default_fusion_blocks() -> usize {
+    2
+}
+fn default_fusion_queries() -> usize {
+    4
+}
+fn default_sim_dim() -> usize {
+    256
+}
+fn yes() -> bool {
+    true
+}
+
+impl Default for OusConfig {
+    fn default() -> Self {
+        toml::from_str("").expect("defaults")
+    }
+}
+
+impl OusConfig {
+    /// The CLIP tower sizes and the joint embedding width of `arch`.
+    pub fn towers(&self) -> Result<(VisionConfig, TextConfig, usize)> {
+        match self.arch.as_str() {
+            "vit-b16" => Ok(vit_b16()),
+            "tiny" => Ok((
+                VisionConfig { image_size: 32, patch_size: 8, width: 48, layers: 4, heads: 4, mlp: 96 },
+                TextConfig { vocab_size: 64, context_length: 16, width: 32, layers: 2, heads: 4, mlp: 64 },
+                32,
+            )),
+            other => anyhow::bail!("unknown model arch {other:?} (vit-b16 | tiny)"),
+        }
+    }
+}
+
+/// Per-frame image-tower outputs of a batch: what the feature cache stores.
+pub struct Features {
+    /// `V_f [B, T, E]`.
+    pub face: Tensor,
+    /// `V_s [B, T, E]` (absent in the face-only ablation).
+    pub scene: Option<Tensor>,
+    /// Token means of the first `polarity_blocks` blocks on the scene frames, averaged over frames `[B, P, W]`.
+    pub early: Option<Tensor>,
+}
+
+/// Head outputs for a batch.
+pub struct Outputs {
+    /// Scaled cosine similarities to the class prompts `[B, K]` (the prediction).
+    pub logits: Tensor,
+    pub polarity_logits: Option<Tensor>,
+    pub global_logits: Tensor,
+    /// `L_sim` for the batch (scalar), when the scene stream is on.
+    pub sim: Option<Tensor>,
+}
+
+/// Loss weights (`λ`); defaults are ours, the paper does not state them in its summary.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LossWeights {
+    #[serde(default = "half")]
+    pub sim: f64,
+    #[serde(default = "half")]
+    pub pol: f64,
+    #[serde(default = "half")]
+    pub global: f64,
+}
+
+fn half() -> f64 {
+    0.5
+}
+
+impl Default for LossWeights {
+    fn default() -> Self {
+        toml::from_str("").expect("defaults")
+    }
+}
+
+/// Total loss and its parts (as f32 values for logging).
+pub struct Losses {
+    pub total: Tensor,
+    pub parts: Vec<(&'static str, f32)>,
+}
+
+pub struct Ous {
+    cfg: OusConfig,
+    frames: usize,
+    pub vision: VisionTower,
+    pub text: TextTower,
+    prompts: PromptLearner,
+    face_lstm: Lstm,
+    scene_lstm: Lstm,
+    frame_cls: Tensor,
+    frame_pos: Tensor,
+    frame_encoder: Vec<Block>,
+    sim_conv: TemporalConv,
+    sim_face: Linear,
+    sim_scene: Linear,
+    pol_proj: Linear,
+    pol_head: Linear,
+    queries: Tensor,
+    fusion: Vec<CrossBlock>,
+    fusion_ln: LayerNorm,
+    video_proj: Linear,
+    global_head: Linear,
+}
+
+impl Ous {
+    /// Builds the model with seeded random weights; `frames` is T.
+    pub fn new(store: &mut ParamStore, cfg: &OusConfig, frames: usize, tokens: PromptTokens) -> Result<Self> {
+        let (vcfg, tcfg, e) = cfg.towers()?;
+        ensure!(cfg.use_scene || !cfg.use_polarity, "use_polarity needs use_scene");
+        ensure!(cfg.polarity_blocks <= vcfg.layers, "polarity_blocks exceeds the image tower's depth");
+        ensure!(e % cfg.heads == 0, "embedding width {e} is not a multiple of heads = {}", cfg.heads);
+        let vision = VisionTower::new(store, CLIP_PREFIX, &vcfg, e)?;
+        let text = TextTower::new(store, CLIP_PREFIX, &tcfg, e)?;
+        let prompts = PromptLearner::new(store, tokens, tcfg.width)?;
+        let k = prompts.classes();
+        let mut s = store.scope("ous", Group::Head);
+        let std = (e as f64).powf(-0.5);
+        let face_lstm = Lstm::new(&mut s, "face_lstm", e, e)?;
+        let scene_lstm = Lstm::new(&mut s, "scene_lstm", e, e)?;
+        let (frame_cls, frame_pos, frame_encoder) = {
+            let mut f = s.sub("frame_encoder");
+            let cls = f.normal("cls", &[e], 0.02)?;
+            let pos = f.normal("pos", &[frames + 1, e], 0.02)?;
+            let mut layers = f.sub("layers");
+            let blocks = (0..cfg.frame_encoder_layers)
+                .map(|i| Block::new(&mut layers, &i.to_string(), e, cfg.heads, 4 * e))
+                .collect::<Result<Vec<_>>>()?;
+            (cls, pos, blocks)
+        };
+        let mut sim = s.sub("similarity");
+        let sim_conv = TemporalConv::new(&mut sim, "conv", e, e, 3)?;
+        let sim_face = Linear::new(&mut sim, "face_fc", e, cfg.sim_dim, true, std)?;
+        let sim_scene = Linear::new(&mut sim, "scene_fc", e, cfg.sim_dim, true, std)?;
+        let mut pol = s.sub("polarity");
+        let pin = cfg.polarity_blocks * vcfg.width;
+        let pol_proj = Linear::new(&mut pol, "proj", pin, e, true, (pin as f64).powf(-0.5))?;
+        let pol_head = Linear::new(&mut pol, "head", e, POLARITIES, true, std)?;
+        let mut fu = s.sub("type_fusion");
+        let queries = fu.normal("queries", &[cfg.fusion_queries, e], 1.0)?;
+        let fusion = {
+            let mut b = fu.sub("blocks");
+            (0..cfg.fusion_blocks)
+                .map(|i| CrossBlock::new(&mut b, &i.to_string(), e, cfg.heads))
+                .collect::<Result<_>>()?
+        };
+        let fusion_ln = LayerNorm::new(&mut fu, "ln", e, 1e-5)?;
+        let video_proj = Linear::new(&mut fu, "proj", e, e, true, std)?;
+        let gin = e + if cfg.use_polarity { POLARITIES } else { 0 };
+        let global_head = Linear::new(&mut s, "global_head", gin, k, true, (gin as f64).powf(-0.5))?;
+        Ok(Self {
+            cfg: cfg.clone(),
+            frames,
+            vision,
+            text,
+            prompts,
+            face_lstm,
+            scene_lstm,
+            frame_cls,
+            frame_pos,
+            frame_encoder,
+            sim_conv,
+            sim_face,
+            sim_scene,
+            pol_proj,
+            pol_head,
+            queries,
+            fusion,
+            fusion_ln,
+            video_proj,
+            global_head,
+        })
+    }
+
+    pub fn config(&self) -> &OusConfig {
+        &self.cfg
+    }
+
+    /// Early blocks the polarity encoder needs from the image tower (0 when it is off).
+    pub fn early_blocks(&self) -> usize {
+        if self.cfg.use_polarity {
+            self.cfg.polarity_blocks
+        } else {
+            0
+        }
+    }
+
+    /// Runs the image tower over `face [B, T, 3, S, S]` and `scene` (same shape) in one batch.
+    /// `dtype` is the compute type of the tower (bf16 on CUDA); outputs are f32.
+    pub fn encode(&self, face: &Tensor, scene: Option<&Tensor>, dtype: DType) -> Result<Features> {
+        let (b, t, c, h, w) = face.dims5()?;
+        let face_flat = face.reshape((b * t, c, h, w))?.to_dtype(dtype)?;
+        let f = self.vision.forward(&face_flat, 0)?.embeds.to_dtype(DType::F32)?.reshape((b, t, ()))?;
+        let (scene, early) = match scene {
+            Some(s) if self.cfg.use_scene => {
+                let out = self.vision.forward(&s.reshape((b * t, c, h, w))?.to_dtype(dtype)?, self.early_blocks())?;
+                let early = match out.early {
+                    Some(x) => Some(x.to_dtype(DType::F32)?.reshape((b, t, self.cfg.polarity_blocks, ()))?.mean(1)?),
+                    None => None,
+                };
+                (Some(out.embeds.to_dtype(DType::F32)?.reshape((b, t, ()))?), early)
+            }
+            _ => (None, None),
+        };
+        Ok(Features { face: f, scene, early })
+    }
+
+    /// Class text features through the learnable prompts `[K, E]`.
+    pub fn class_features(&self) -> Result<Tensor> {
+        self.prompts.class_features(&self.text)
+    }
+
+    /// Everything after the image tower.
+    pub fn head(&self, x: &Features, text: &Tensor) -> Result<Outputs> {
+        let (b, t, e) = x.face.dims3()?;
+        ensure!(t == self.frames, "model was built for T = {}, batch has {t} frames", self.frames);
+        // Face stream: LSTM, then the Frame Encoder over [CLS; frames] with position embeddings.
+        let face = self.face_lstm.forward(&x.face)?;
+        let cls = self.frame_cls.reshape((1, 1, e))?.repeat((b, 1, 1))?;
+        let mut tokens = Tensor::cat(&[&cls, &face], 1)?.broadcast_add(&self.frame_pos)?;
+        for block in &self.frame_encoder {
+            tokens = block.forward(&tokens, None)?;
+        }
+        let face_tokens = tokens.narrow(1, 1, t)?;
+        let mut memory = vec![tokens.clone()];
+        let mut sim = None;
+        let mut polarity_logits = None;
+        if let (true, Some(scene)) = (self.cfg.use_scene, &x.scene) {
+            // Scene stream: LSTM, then Frames Mean.
+            let scene_token = self.scene_lstm.forward(scene)?.mean(1)?; // [B, E]
+            memory.push(scene_token.unsqueeze(1)?);
+            // L_sim: temporal conv + FC on faces, FC on the scene, cosine pulled to 1.
+            let conv = self.sim_conv.forward(&face_tokens)?.mean(1)?;
+            let zf = normalize(&self.sim_face.forward(&conv)?)?;
+            let zs = normalize(&self.sim_scene.forward(&scene_token)?)?;
+            sim = Some((1.0 - (zf * zs)?.sum(1)?.mean_all()?)?);
+            if let (true, Some(early)) = (self.cfg.use_polarity, &x.early) {
+                let pol = quick_gelu(&self.pol_proj.forward(&early.flatten_from(1)?)?)?; // [B, E]
+                polarity_logits = Some(self.pol_head.forward(&pol)?);
+                memory.push(pol.unsqueeze(1)?);
+            }
+        }
+        // Type Fusion Encoder: the same learnable queries enter every block; outputs are summed.
+        let memory = Tensor::cat(&memory, 1)?;
+        let q = self.queries.unsqueeze(0)?.repeat((b, 1, 1))?;
+        let mut fused = self.fusion[0].forward(&q, &memory)?;
+        for block in &self.fusion[1..] {
+            fused = (fused + block.forward(&q, &memory)?)?;
+        }
+        let video = self.video_proj.forward(&self.fusion_ln.forward(&fused.mean(1)?)?)?;
+        let scale = self.text.logit_scale.exp()?;
+        let logits = normalize(&video)?.matmul(&normalize(text)?.t()?)?.broadcast_mul(&scale)?;
+        // L_global's classifier is conditioned on the predicted polarity distribution (ours).
+        let global_in = match &polarity_logits {
+            Some(p) => Tensor::cat(&[&video, &softmax(p, D::Minus1)?], 1)?,
+            None => video,
+        };
+        Ok(Outputs { logits, polarity_logits, global_logits: self.global_head.forward(&global_in)?, sim })
+    }
+
+    /// `L_cont + λ_sim L_sim + λ_pol L_pol + λ_glob L_global`.
+    pub fn losses(&self, out: &Outputs, labels: &Tensor, polarity: &Tensor, w: &LossWeights) -> Result<Losses> {
+        let cont = cross_entropy(&out.logits, labels)?;
+        let global = cross_entropy(&out.global_logits, labels)?;
+        let mut total = (&cont + (&global * w.global)?)?;
+        let mut parts = vec![("cont", cont.to_scalar::<f32>()?), ("global", global.to_scalar::<f32>()?)];
+        if let Some(sim) = &out.sim {
+            total = (total + (sim * w.sim)?)?;
+            parts.push(("sim", sim.to_scalar::<f32>()?));
+        }
+        if let Some(p) = &out.polarity_logits {
+            let pol = cross_entropy(p, polarity)?;
+            total = (total + (&pol * w.pol)?)?;
+            parts.push(("pol", pol.to_scalar::<f32>()?));
+        }
+        Ok(Losses { total, parts })
+    }
+}

@@ -1,0 +1,218 @@
+//! Named trainable parameters: seeded initialisation (candle cannot seed its CPU generator),
+//! parameter groups for the optimiser, and safetensors save / load by name.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use candle_core::{DType, Device, Tensor, Var};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// Which optimiser group a parameter belongs to (each group has its own learning rate).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Group {
+    /// The CLIP image tower (frozen by default, fine-tuned at a small rate on request).
+    ImageEncoder,
+    /// The CLIP text tower (always frozen: CoOp trains only the prompt context).
+    TextEncoder,
+    /// Learnable prompt context vectors.
+    Prompts,
+    /// Everything OUS adds on top of CLIP.
+    Head,
+}
+
+/// All parameters of a model, by full name (Hugging Face names for the CLIP towers).
+pub struct ParamStore {
+    device: Device,
+    rng: ChaCha8Rng,
+    vars: BTreeMap<String, (Var, Group)>,
+}
+
+impl ParamStore {
+    pub fn new(device: &Device, seed: u64) -> Self {
+        Self { device: device.clone(), rng: ChaCha8Rng::seed_from_u64(seed), vars: BTreeMap::new() }
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// A view that prefixes names with `prefix.` and files new parameters under `group`.
+    pub fn scope(&mut self, prefix: &str, group: Group) -> Scope<'_> {
+        Scope { store: self, prefix: prefix.to_string(), group }
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Var> {
+        self.vars.get(name).map(|(v, _)| v)
+    }
+
+    /// `(name, var)` pairs of one group, in name order.
+    pub fn group(&self, group: Group) -> Vec<(String, Var)> {
+        self.vars.iter().filter(|(_, (_, g))| *g == group).map(|(n, (v, _))| (n.clone(), v.clone())).collect()
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = (&str, Group)> {
+        self.vars.iter().map(|(n, (_, g))| (n.as_str(), *g))
+    }
+
+    pub fn num_elements(&self, group: Group) -> usize {
+        self.vars.values().filter(|(_, g)| *g == group).map(|(v, _)| v.elem_count()).sum()
+    }
+
+    fn insert(&mut self, name: String, group: Group, values: Vec<f32>, shape: &[usize]) -> Result<Tensor> {
+        if self.vars.contains_key(&name) {
+            bail!("parameter {name} defined twice");
+        }
+        let var = Var::from_tensor(&Tensor::from_vec(values, shape, &Device::Cpu)?.to_device(&self.device)?)?;
+        let t = var.as_tensor().clone();
+        self.vars.insert(name, (var, group));
+        Ok(t)
+    }
+
+    /// Every parameter as a name → tensor map (what a checkpoint stores).
+    pub fn tensors(&self) -> HashMap<String, Tensor> {
+        self.vars.iter().map(|(n, (v, _))| (n.clone(), v.as_tensor().clone())).collect()
+    }
+
+    /// Writes every parameter to a safetensors file.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        candle_core::safetensors::save(&self.tensors(), path).with_context(|| format!("writing {}", path.display()))
+    }
+
+    /// Sets every parameter from `file`, which must hold each of them with the same shape.
+    pub fn load(&mut self, path: &Path) -> Result<()> {
+        let stored = candle_core::safetensors::load(path, &self.device)
+            .with_context(|| format!("{}: not a readable safetensors file", path.display()))?;
+        for (name, (var, _)) in &self.vars {
+            let t = stored.get(name).with_context(|| format!("{}: has no tensor {name}", path.display()))?;
+            set_checked(var, t, name, path)?;
+        }
+        Ok(())
+    }
+
+    /// Sets the parameters whose names start with `prefix` from a file that names them without it
+    /// (CLIP weights in the Hugging Face layout); returns how many were set. Extra tensors in the
+    /// file (e.g. `position_ids` buffers) are ignored; a missing one is an error.
+    pub fn load_prefixed(&mut self, path: &Path, prefix: &str) -> Result<usize> {
+        let stored = candle_core::safetensors::load(path, &self.device)
+            .with_context(|| format!("{}: not a readable safetensors file", path.display()))?;
+        let mut n = 0;
+        for (name, (var, _)) in &self.vars {
+            let Some(short) = name.strip_prefix(prefix) else { continue };
+            let t = stored.get(short).with_context(|| format!("{}: has no tensor {short}", path.display()))?;
+            set_checked(var, t, short, path)?;
+            n += 1;
+        }
+        Ok(n)
+    }
+}
+
+fn set_checked(var: &Var, t: &Tensor, name: &str, path: &Path) -> Result<()> {
+    if t.dims() != var.dims() {
+        bail!("{}: tensor {name} has shape {:?}, the model expects {:?}", path.display(), t.dims(), var.dims());
+    }
+    var.set(&t.to_dtype(DType::F32)?)?;
+    Ok(())
+}
+
+/// A named corner of a [`ParamStore`].
+pub struct Scope<'a> {
+    store: &'a mut ParamStore,
+    prefix: String,
+    group: Group,
+}
+
+impl Scope<'_> {
+    pub fn sub(&mut self, name: &str) -> Scope<'_> {
+        let prefix = self.name(name);
+        Scope { store: self.store, prefix, group: self.group }
+    }
+
+    pub fn with_group(&mut self, group: Group) -> Scope<'_> {
+        Scope { store: self.store, prefix: self.prefix.clone(), group }
+    }
+
+    fn name(&self, name: &str) -> String {
+        if self.prefix.is_empty() {
+            name.to_string()
+        } else {
+            format!("{}.{name}", self.prefix)
+        }
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.store.device
+    }
+
+    /// Normal(0, std²) values drawn from the store's seeded generator (Box–Muller).
+    pub fn normal(&mut self, name: &str, shape: &[usize], std: f64) -> Result<Tensor> {
+        let n: usize = shape.iter().product();
+        let rng = &mut self.store.rng;
+        let values = (0..n)
+            .map(|_| {
+                let u1: f64 = rng.random::<f64>().max(f64::MIN_POSITIVE);
+                let u2: f64 = rng.random();
+                ((-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos() * std) as f32
+            })
+            .collect();
+        self.store.insert(self.name(name), self.group, values, shape)
+    }
+
+    /// Uniform(−bound, bound) values (PyTorch's default for linear layers: bound = 1/√fan_in).
+    pub fn uniform(&mut self, name: &str, shape: &[usize], bound: f64) -> Result<Tensor> {
+        let n: usize = shape.iter().product();
+        let rng = &mut self.store.rng;
+        let values = (0..n).map(|_| rng.random_range(-bound..bound) as f32).collect();
+        self.store.insert(self.name(name), self.group, values, shape)
+    }
+
+    pub fn constant(&mut self, name: &str, shape: &[usize], value: f32) -> Result<Tensor> {
+        let n: usize = shape.iter().product();
+        self.store.insert(self.name(name), self.group, vec![value; n], shape)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_seed_same_values_and_save_load_round_trip() {
+        let make = |seed| {
+            let mut s = ParamStore::new(&Device::Cpu, seed);
+            s.scope("a", Group::Head).normal("w", &[3, 4], 0.02).unwrap();
+            s.scope("a", Group::Head).uniform("b", &[4], 0.5).unwrap();
+            s
+        };
+        let (x, y, z) = (make(1), make(1), make(2));
+        let v = |s: &ParamStore| s.get("a.w").unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert_eq!(v(&x), v(&y));
+        assert_ne!(v(&x), v(&z));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.safetensors");
+        x.save(&path).unwrap();
+        let mut w = make(3);
+        w.load(&path).unwrap();
+        assert_eq!(v(&w), v(&x));
+        let mut dup = make(1);
+        assert!(dup.scope("a", Group::Head).normal("w", &[1], 1.0).is_err(), "duplicate names are refused");
+    }
+
+    #[test]
+    fn load_names_the_missing_tensor_and_wrong_shape() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.safetensors");
+        let mut a = ParamStore::new(&Device::Cpu, 0);
+        a.scope("m", Group::Head).normal("w", &[2, 2], 1.0).unwrap();
+        a.save(&path).unwrap();
+        let mut b = ParamStore::new(&Device::Cpu, 0);
+        b.scope("m", Group::Head).normal("w", &[2, 3], 1.0).unwrap();
+        let e = format!("{:#}", b.load(&path).unwrap_err());
+        assert!(e.contains("m.w") && e.contains("[2, 2]"), "{e}");
+        let mut c = ParamStore::new(&Device::Cpu, 0);
+        c.scope("m", Group::Head).normal("v", &[2, 2], 1.0).unwrap();
+        let e = format!("{:#}", c.load(&path).unwrap_err());
+        assert!(e.contains("has no tensor m.v"), "{e}");
+    }
+}

@@ -1,0 +1,314 @@
+//! The boundary between the trainer and candle: builds the OUS model on a device, runs training
+//! steps, predictions and image-tower encodings on host buffers, and saves / restores weights
+//! and optimiser state. `train/` and `eval/` only see plain vectors.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use anyhow::{ensure, Context, Result};
+use candle_core::{DType, Device, Tensor};
+
+use super::optim::{schedule, AdamW, GroupSettings};
+use super::ous::{Features, LossWeights, Losses, Ous, OusConfig, CLIP_PREFIX};
+use super::params::{Group, ParamStore};
+use super::prompts::{load_tokenizer, tokenize_prompts, word_tokenizer};
+
+/// A batch on the host: pixels (`[B, T, 3, S, S]`, scene empty when off) or cached features.
+pub enum HostInput<'a> {
+    Pixels { face: &'a [f32], scene: &'a [f32], batch: usize },
+    Features(&'a HostFeatures),
+}
+
+/// Image-tower outputs on the host (what `dfer embed` caches): `face`, `scene` `[B, T, E]`,
+/// `early` `[B, P, W]` (empty when not computed).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct HostFeatures {
+    pub batch: usize,
+    pub face: Vec<f32>,
+    pub scene: Vec<f32>,
+    pub early: Vec<f32>,
+}
+
+/// Optimiser settings per group.
+pub struct OptimSettings {
+    pub lr: f64,
+    pub lr_prompts: f64,
+    pub lr_image: Option<f64>,
+    pub weight_decay: f64,
+    pub grad_clip: f64,
+    pub warmup_steps: u64,
+    pub total_steps: u64,
+    pub min_lr_ratio: f64,
+}
+
+/// What one training step did.
+pub struct StepStats {
+    pub losses: Vec<(&'static str, f32)>,
+    pub total: f32,
+    pub grad_norm: f64,
+    pub lr_factor: f64,
+}
+
+pub struct Runner {
+    device: Device,
+    dtype: DType,
+    store: ParamStore,
+    model: Ous,
+    frames: usize,
+    image_size: usize,
+    dims: (usize, usize, usize),
+    opt: Option<(AdamW, OptimSettings)>,
+    weights: LossWeights,
+}
+
+impl Runner {
+    /// Builds the model for `labels` and `frames` per clip on `device` (`cpu` | `cuda[:N]`),
+    /// loading CLIP weights when the config names them.
+    pub fn new(cfg: &OusConfig, labels: &[String], frames: usize, device: &str, weights: LossWeights) -> Result<Self> {
+        let (device, dtype) = super::device(device)?;
+        let (vcfg, tcfg, e) = cfg.towers()?;
+        let tok =
+            if cfg.tokenizer == "words" { word_tokenizer(labels)? } else { load_tokenizer(Path::new(&cfg.tokenizer))? };
+        let tokens = tokenize_prompts(&tok, labels, cfg.n_ctx, tcfg.context_length)?;
+        let mut store = ParamStore::new(&device, cfg.seed);
+        let model = Ous::new(&mut store, cfg, frames, tokens)?;
+        if let Some(w) = &cfg.clip_weights {
+            let n = store.load_prefixed(w, &format!("{CLIP_PREFIX}."))?;
+            tracing::info!("loaded {n} CLIP tensors from {}", w.display());
+        }
+        let early = if cfg.use_polarity { cfg.polarity_blocks } else { 0 };
+        Ok(Self {
+            device,
+            dtype,
+            store,
+            model,
+            frames,
+            image_size: vcfg.image_size,
+            dims: (e, early, vcfg.width),
+            opt: None,
+            weights,
+        })
+    }
+
+    /// Input side length the image tower expects.
+    pub fn image_size(&self) -> usize {
+        self.image_size
+    }
+
+    /// `(E, P, W)`: embedding width, early blocks cached, image-tower width.
+    pub fn feature_dims(&self) -> (usize, usize, usize) {
+        self.dims
+    }
+
+    pub fn uses_scene(&self) -> bool {
+        self.model.config().use_scene
+    }
+
+    /// Parameter counts: (all, being trained).
+    pub fn parameter_counts(&self) -> (usize, usize) {
+        let all = [Group::ImageEncoder, Group::TextEncoder, Group::Prompts, Group::Head]
+            .iter()
+            .map(|&g| self.store.num_elements(g))
+            .sum();
+        let trained = self.opt.as_ref().map_or(0, |(o, _)| o.trained().map(|(_, v)| v.elem_count()).sum());
+        (all, trained)
+    }
+
+    pub fn set_optimizer(&mut self, s: OptimSettings) -> Result<()> {
+        let mut groups = vec![
+            GroupSettings { group: Group::Head, lr: s.lr, weight_decay: s.weight_decay },
+            GroupSettings { group: Group::Prompts, lr: s.lr_prompts, weight_decay: 0.0 },
+        ];
+        if let Some(lr) = s.lr_image {
+            groups.push(GroupSettings { group: Group::ImageEncoder, lr, weight_decay: s.weight_decay });
+        }
+        self.opt = Some((AdamW::new(&self.store, groups)?, s));
+        Ok(())
+    }
+
+    fn tensor(&self, data: &[f32], shape: &[usize]) -> Result<Tensor> {
+        Ok(Tensor::from_slice(data, shape, &Device::Cpu)?.to_device(&self.device)?)
+    }
+
+    fn features(&self, input: &HostInput, train_image: bool) -> Result<Features> {
+        let t = self.frames;
+        match input {
+            HostInput::Pixels { face, scene, batch } => {
+                let s = self.image_size;
+                let shape = [*batch, t, 3, s, s];
+                let face = self.tensor(face, &shape)?;
+                let scene = if scene.is_empty() { None } else { Some(self.tensor(scene, &shape)?) };
+                let f = self.model.encode(&face, scene.as_ref(), self.dtype)?;
+                if train_image {
+                    return Ok(f);
+                }
+                // Frozen tower: cut the graph so no gradient flows (or is stored) through it.
+                Ok(Features {
+                    face: f.face.detach(),
+                    scene: f.scene.map(|x| x.detach()),
+                    early: f.early.map(|x| x.detach()),
+                })
+            }
+            HostInput::Features(h) => {
+                let (e, p, w) = self.dims;
+                let b = h.batch;
+                Ok(Features {
+                    face: self.tensor(&h.face, &[b, t, e])?,
+                    scene: if h.scene.is_empty() { None } else { Some(self.tensor(&h.scene, &[b, t, e])?) },
+                    early: if h.early.is_empty() { None } else { Some(self.tensor(&h.early, &[b, p, w])?) },
+                })
+            }
+        }
+    }
+
+    /// Runs the image tower only (no gradients) and returns the features on the host.
+    pub fn encode(&self, face: &[f32], scene: &[f32], batch: usize) -> Result<HostFeatures> {
+        let f = self.features(&HostInput::Pixels { face, scene, batch }, false)?;
+        let host = |t: &Tensor| -> Result<Vec<f32>> { Ok(t.flatten_all()?.to_vec1::<f32>()?) };
+        Ok(HostFeatures {
+            batch,
+            face: host(&f.face)?,
+            scene: f.scene.as_ref().map(host).transpose()?.unwrap_or_default(),
+            early: f.early.as_ref().map(host).transpose()?.unwrap_or_default(),
+        })
+    }
+
+    fn loss(&self, input: &HostInput, labels: &[u32], polarity: &[u32], train_image: bool) -> Result<Losses> {
+        let feats = self.features(input, train_image)?;
+        let out = self.model.head(&feats, &self.model.class_features()?)?;
+        let labels = Tensor::from_slice(labels, labels.len(), &self.device)?;
+        let polarity = Tensor::from_slice(polarity, polarity.len(), &self.device)?;
+        self.model.losses(&out, &labels, &polarity, &self.weights)
+    }
+
+    /// One optimisation step on a batch; returns the losses before the update.
+    pub fn train_step(&mut self, input: &HostInput, labels: &[u32], polarity: &[u32]) -> Result<StepStats> {
+        let (opt, s) = self.opt.as_ref().context("train_step before set_optimizer")?;
+        let train_image = s.lr_image.is_some();
+        let step = opt.step_count();
+        let lr_factor = schedule(step, s.warmup_steps, s.total_steps, s.min_lr_ratio);
+        let clip = (s.grad_clip > 0.0).then_some(s.grad_clip);
+        let losses = self.loss(input, labels, polarity, train_image)?;
+        let total = losses.total.to_scalar::<f32>()?;
+        ensure!(total.is_finite(), "loss is {total} at step {}", step + 1);
+        let grads = losses.total.backward()?;
+        let (opt, _) = self.opt.as_mut().expect("checked above");
+        let grad_norm = opt.step(&grads, lr_factor, clip)?;
+        Ok(StepStats { losses: losses.parts, total, grad_norm, lr_factor })
+    }
+
+    /// Class scores `[B][K]` for a batch.
+    pub fn predict(&self, input: &HostInput) -> Result<Vec<Vec<f32>>> {
+        let feats = self.features(input, false)?;
+        let text = self.model.class_features()?.detach();
+        let out = self.model.head(&feats, &text)?;
+        Ok(out.logits.to_dtype(DType::F32)?.to_vec2::<f32>()?)
+    }
+
+    /// Writes the weights (`<stem>.safetensors`) and, when training, the optimiser moments
+    /// (`<stem>.optim.safetensors`); returns the optimiser step.
+    pub fn save(&self, weights: &Path, optim: &Path) -> Result<u64> {
+        self.store.save(weights)?;
+        match &self.opt {
+            Some((opt, _)) => {
+                candle_core::safetensors::save(&opt.state(), optim)
+                    .with_context(|| format!("writing {}", optim.display()))?;
+                Ok(opt.step_count())
+            }
+            None => Ok(0),
+        }
+    }
+
+    pub fn load_weights(&mut self, weights: &Path) -> Result<()> {
+        self.store.load(weights)
+    }
+
+    pub fn load_optimizer(&mut self, optim: &Path, step: u64) -> Result<()> {
+        let state: HashMap<String, Tensor> = candle_core::safetensors::load(optim, &self.device)
+            .with_context(|| format!("{}: not a readable optimizer state", optim.display()))?;
+        let (opt, _) = self.opt.as_mut().context("load_optimizer before set_optimizer")?;
+        opt.load_state(&state, step, &optim.display().to_string())
+    }
+
+    /// For tests: names of trainable tensors whose gradient on this batch is missing, zero or
+    /// not finite.
+    pub fn dead_gradients(&self, input: &HostInput, labels: &[u32], polarity: &[u32]) -> Result<Vec<String>> {
+        let (opt, s) = self.opt.as_ref().context("dead_gradients before set_optimizer")?;
+        let grads = self.loss(input, labels, polarity, s.lr_image.is_some())?.total.backward()?;
+        let mut dead = Vec::new();
+        for (name, var) in opt.trained() {
+            let ok = match grads.get(var.as_tensor()) {
+                Some(g) => {
+                    let a = g.abs()?.sum_all()?.to_scalar::<f32>()?;
+                    a.is_finite() && a > 0.0
+                }
+                None => false,
+            };
+            if !ok {
+                dead.push(name.to_string());
+            }
+        }
+        Ok(dead)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tiny(use_scene: bool) -> (Runner, Vec<f32>, Vec<f32>) {
+        let cfg = OusConfig {
+            arch: "tiny".into(),
+            heads: 4,
+            n_ctx: 2,
+            sim_dim: 8,
+            use_scene,
+            use_polarity: use_scene,
+            ..Default::default()
+        };
+        let labels: Vec<String> = ["Happy", "Sad", "Angry"].iter().map(|s| s.to_string()).collect();
+        let mut r = Runner::new(&cfg, &labels, 2, "cpu", LossWeights::default()).unwrap();
+        r.set_optimizer(OptimSettings {
+            lr: 1e-3,
+            lr_prompts: 1e-3,
+            lr_image: Some(1e-4),
+            weight_decay: 0.0,
+            grad_clip: 1.0,
+            warmup_steps: 0,
+            total_steps: 10,
+            min_lr_ratio: 0.1,
+        })
+        .unwrap();
+        let n = 3 * 2 * 3 * 32 * 32;
+        let face: Vec<f32> = (0..n).map(|i| ((i * 7919) % 255) as f32 / 128.0 - 1.0).collect();
+        let scene: Vec<f32> = (0..n).map(|i| ((i * 104_729) % 253) as f32 / 128.0 - 1.0).collect();
+        (r, face, scene)
+    }
+
+    #[test]
+    fn every_trainable_tensor_receives_a_gradient() {
+        let (r, face, scene) = tiny(true);
+        let input = HostInput::Pixels { face: &face, scene: &scene, batch: 3 };
+        let dead = r.dead_gradients(&input, &[0, 1, 2], &[2, 0, 0]).unwrap();
+        assert!(dead.is_empty(), "no gradient for {dead:?}");
+        let (all, trained) = r.parameter_counts();
+        assert!(trained > 0 && trained < all, "text tower stays frozen: {trained} of {all}");
+    }
+
+    #[test]
+    fn training_steps_lower_the_loss_and_face_only_runs() {
+        let (mut r, face, scene) = tiny(true);
+        let input = HostInput::Pixels { face: &face, scene: &scene, batch: 3 };
+        let first = r.train_step(&input, &[0, 1, 2], &[2, 0, 0]).unwrap().total;
+        let mut last = first;
+        for _ in 0..8 {
+            last = r.train_step(&input, &[0, 1, 2], &[2, 0, 0]).unwrap().total;
+        }
+        assert!(last < first, "loss {first} → {last}");
+        let (mut f, face, _) = tiny(false);
+        let input = HostInput::Pixels { face: &face, scene: &[], batch: 3 };
+        let s = f.train_step(&input, &[0, 1, 2], &[0, 0, 0]).unwrap();
+        assert!(s.losses.iter().all(|(n, _)| *n == "cont" || *n == "global"), "{:?}", s.losses);
+        assert_eq!(f.predict(&input).unwrap().len(), 3);
+    }
+}

@@ -1,0 +1,160 @@
+//! Checkpoints of a run (`runs/<name>/checkpoints/`): per epoch `epoch-NNNN.safetensors`
+//! (weights), `epoch-NNNN.optim.safetensors` (AdamW moments) and `epoch-NNNN.json` (epoch, step,
+//! test metrics, data and config hashes, SHA-256 of both files). The JSON is written last, so a
+//! checkpoint without it is incomplete and never used; `best.json` names the best epoch (test
+//! WAR, then UAR). Only the latest and the best epoch are kept.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::write_atomic;
+use crate::error::UsageError;
+use crate::manifest::tmp_path;
+use crate::model::runner::Runner;
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct EpochState {
+    pub epoch: u32,
+    pub step: u64,
+    pub test_uar: f64,
+    pub test_war: f64,
+    pub data_hash: String,
+    pub config_hash: String,
+    /// File name → SHA-256 of the checkpoint's files.
+    pub files: BTreeMap<String, String>,
+}
+
+pub struct Checkpoints {
+    dir: PathBuf,
+}
+
+fn stem(epoch: u32) -> String {
+    format!("epoch-{epoch:04}")
+}
+
+fn sha256_file(path: &Path) -> Result<String> {
+    let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    Ok(format!("{:x}", Sha256::digest(&bytes)))
+}
+
+impl Checkpoints {
+    pub fn new(run: &Path) -> Self {
+        Self { dir: run.join("checkpoints") }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn weights_path(&self, epoch: u32) -> PathBuf {
+        self.dir.join(format!("{}.safetensors", stem(epoch)))
+    }
+
+    fn optim_path(&self, epoch: u32) -> PathBuf {
+        self.dir.join(format!("{}.optim.safetensors", stem(epoch)))
+    }
+
+    fn json_path(&self, epoch: u32) -> PathBuf {
+        self.dir.join(format!("{}.json", stem(epoch)))
+    }
+
+    /// Saves epoch `state.epoch`, updates `best.json` and removes epochs that are neither.
+    pub fn save(&self, mut state: EpochState, runner: &Runner) -> Result<()> {
+        let (w, o) = (self.weights_path(state.epoch), self.optim_path(state.epoch));
+        let (wt, ot) = (tmp_path(&w), tmp_path(&o));
+        runner.save(&wt, &ot)?;
+        for (tmp, fin) in [(&wt, &w), (&ot, &o)] {
+            let name = fin.file_name().expect("file name").to_string_lossy().into_owned();
+            state.files.insert(name, sha256_file(tmp)?);
+            std::fs::rename(tmp, fin).with_context(|| format!("{}: cannot rename into place", fin.display()))?;
+        }
+        write_atomic(&self.json_path(state.epoch), serde_json::to_string_pretty(&state)?.as_bytes())?;
+        self.update_best(&state)
+    }
+
+    fn update_best(&self, state: &EpochState) -> Result<()> {
+        let best = self.best()?;
+        let better = best
+            .as_ref()
+            .is_none_or(|b| (state.test_war, state.test_uar) > (b.test_war, b.test_uar) || b.epoch == state.epoch);
+        let best = if better { state.clone() } else { best.expect("checked") };
+        if better {
+            write_atomic(&self.dir.join("best.json"), serde_json::to_string_pretty(state)?.as_bytes())?;
+        }
+        for entry in std::fs::read_dir(&self.dir)? {
+            let path = entry?.path();
+            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let Some(epoch) = name.strip_prefix("epoch-").and_then(|r| r.get(..4)).and_then(|d| d.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            if epoch != state.epoch && epoch != best.epoch {
+                std::fs::remove_file(&path).with_context(|| format!("{}: cannot remove", path.display()))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn read_state(path: &Path) -> Result<EpochState> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))?;
+        serde_json::from_str(&text)
+            .map_err(|e| UsageError::new(format!("{}: not a checkpoint record: {e}", path.display())).into())
+    }
+
+    /// The best epoch so far, if any.
+    pub fn best(&self) -> Result<Option<EpochState>> {
+        let p = self.dir.join("best.json");
+        if p.exists() {
+            Self::read_state(&p).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// The latest complete checkpoint (its files present and matching their hashes).
+    pub fn latest(&self) -> Result<Option<EpochState>> {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else { return Ok(None) };
+        let mut epochs: Vec<u32> = entries
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                name.strip_prefix("epoch-")?.strip_suffix(".json")?.parse().ok()
+            })
+            .collect();
+        epochs.sort_unstable();
+        let Some(&epoch) = epochs.last() else { return Ok(None) };
+        let state = Self::read_state(&self.json_path(epoch))?;
+        self.verify(&state)?;
+        // A crash between the epoch record and best.json leaves best behind: bring it up to date.
+        self.update_best(&state)?;
+        Ok(Some(state))
+    }
+
+    /// Checks that the checkpoint's files exist and match the hashes in its record.
+    pub fn verify(&self, state: &EpochState) -> Result<()> {
+        for (name, hash) in &state.files {
+            let path = self.dir.join(name);
+            if !path.exists() {
+                bail!(UsageError::new(format!("{}: missing (named by epoch {})", path.display(), state.epoch)));
+            }
+            if &sha256_file(&path)? != hash {
+                bail!(UsageError::new(format!(
+                    "{}: content differs from the hash in {}",
+                    path.display(),
+                    self.json_path(state.epoch).display()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Loads weights and optimiser state of `state` into `runner`.
+    pub fn restore(&self, state: &EpochState, runner: &mut Runner) -> Result<()> {
+        runner.load_weights(&self.weights_path(state.epoch))?;
+        runner.load_optimizer(&self.optim_path(state.epoch), state.step)
+    }
+}

@@ -1,0 +1,206 @@
+//! The training configuration (`train.toml`, saved resolved as `runs/<name>/config.toml`).
+//! Relative paths are resolved against the directory of the file they appear in.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::error::UsageError;
+use crate::model::ous::{LossWeights, OusConfig};
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    pub data: DataConfig,
+    #[serde(default)]
+    pub model: OusConfig,
+    #[serde(default)]
+    pub loss: LossWeights,
+    #[serde(default)]
+    pub train: Schedule,
+    #[serde(default)]
+    pub aug: Augment,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DataConfig {
+    /// Clip manifest (`clips.parquet`) the shards were made from: fold membership comes from it.
+    pub manifest: PathBuf,
+    /// Folder of prep's shards (`NNNNN.h5`).
+    pub shards: PathBuf,
+    /// Fold (1-based) for k-fold datasets; ignored by single-split ones. `--fold` overrides.
+    #[serde(default = "one")]
+    pub fold: u32,
+    /// Feature cache made by `dfer embed` (train only the light modules from it).
+    #[serde(default)]
+    pub features: Option<PathBuf>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// Optimisation settings (DFER-CLIP-like defaults, ours).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Schedule {
+    /// `cpu`, `cuda` or `cuda:N`.
+    pub device: String,
+    pub epochs: u32,
+    pub batch_size: usize,
+    /// Learning rate of the OUS modules.
+    pub lr: f64,
+    /// Learning rate of the prompt context.
+    pub lr_prompts: f64,
+    /// Fine-tune the image tower at `lr_image` (off: frozen, the default recipe).
+    pub finetune_image: bool,
+    pub lr_image: f64,
+    pub weight_decay: f64,
+    pub warmup_epochs: f64,
+    /// Final learning rate as a fraction of the peak (cosine schedule).
+    pub min_lr_ratio: f64,
+    /// Global gradient-norm clip (0 = none).
+    pub grad_clip: f64,
+    /// Seed of data order and augmentation (each epoch derives its own generator from it).
+    pub seed: u64,
+    /// Threads preparing batches.
+    pub loader_threads: usize,
+    /// Batches prepared ahead.
+    pub prefetch: usize,
+}
+
+impl Default for Schedule {
+    fn default() -> Self {
+        Self {
+            device: "cpu".into(),
+            epochs: 20,
+            batch_size: 32,
+            lr: 1e-3,
+            lr_prompts: 2e-3,
+            finetune_image: false,
+            lr_image: 1e-5,
+            weight_decay: 0.01,
+            warmup_epochs: 1.0,
+            min_lr_ratio: 0.01,
+            grad_clip: 1.0,
+            seed: 0,
+            loader_threads: 2,
+            prefetch: 2,
+        }
+    }
+}
+
+/// Clip-consistent augmentation: one random resized crop per stream and one flip per clip,
+/// shared by all its frames, plus colour jitter (the field's train transform).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Augment {
+    /// Area range of the random resized crop (fraction of the image).
+    pub crop_area: [f64; 2],
+    /// Aspect-ratio range of the crop.
+    pub crop_aspect: [f64; 2],
+    pub flip: bool,
+    /// Brightness / contrast / saturation factors drawn from `[1 − j, 1 + j]`.
+    pub jitter: f64,
+}
+
+impl Default for Augment {
+    fn default() -> Self {
+        Self { crop_area: [0.08, 1.0], crop_aspect: [0.75, 4.0 / 3.0], flip: true, jitter: 0.2 }
+    }
+}
+
+impl TrainConfig {
+    /// Reads `path`, resolving relative paths against its folder.
+    pub fn read(path: &Path) -> Result<TrainConfig> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| UsageError::new(format!("{}: cannot read training config: {e}", path.display())))?;
+        let mut cfg: TrainConfig =
+            toml::from_str(&text).map_err(|e| UsageError::new(format!("{}: {}", path.display(), e.message())))?;
+        let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let base = std::fs::canonicalize(parent).with_context(|| format!("{}: cannot resolve", parent.display()))?;
+        cfg.resolve(&base);
+        cfg.check().with_context(|| format!("{}", path.display()))?;
+        Ok(cfg)
+    }
+
+    fn resolve(&mut self, base: &Path) {
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        fix(&mut self.data.manifest);
+        fix(&mut self.data.shards);
+        if let Some(f) = &mut self.data.features {
+            fix(f);
+        }
+        if let Some(w) = &mut self.model.clip_weights {
+            fix(w);
+        }
+        if self.model.tokenizer != "words" && Path::new(&self.model.tokenizer).is_relative() {
+            self.model.tokenizer = base.join(&self.model.tokenizer).to_string_lossy().into_owned();
+        }
+    }
+
+    fn check(&self) -> Result<()> {
+        let t = &self.train;
+        let bad = |m: &str| Err(UsageError::new(m.to_string()).into());
+        if t.epochs == 0 || t.batch_size == 0 {
+            return bad("train.epochs and train.batch_size must be at least 1");
+        }
+        if !(0.0 < self.aug.crop_area[0]
+            && self.aug.crop_area[0] <= self.aug.crop_area[1]
+            && self.aug.crop_area[1] <= 1.0)
+        {
+            return bad("aug.crop_area must satisfy 0 < min <= max <= 1");
+        }
+        if !(0.0..1.0).contains(&self.aug.jitter) {
+            return bad("aug.jitter must be in [0, 1)");
+        }
+        self.model.towers()?;
+        Ok(())
+    }
+
+    /// The resolved configuration as TOML.
+    pub fn to_toml(&self) -> Result<String> {
+        Ok(toml::to_string(self)?)
+    }
+
+    /// SHA-256 of the resolved configuration (goes into checkpoints and reports).
+    pub fn hash(&self) -> Result<String> {
+        Ok(format!("{:x}", Sha256::digest(self.to_toml()?.as_bytes())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_defaults_resolves_paths_and_rejects_unknown_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("train.toml");
+        std::fs::write(
+            &p,
+            "[data]\nmanifest = \"m/clips.parquet\"\nshards = \"/abs/shards\"\n[model]\narch = \"tiny\"\n",
+        )
+        .unwrap();
+        let c = TrainConfig::read(&p).unwrap();
+        assert_eq!(c.data.manifest, dir.path().canonicalize().unwrap().join("m/clips.parquet"));
+        assert_eq!(c.data.shards, PathBuf::from("/abs/shards"));
+        assert_eq!(c.model.arch, "tiny");
+        assert_eq!(c.train.epochs, 20);
+        let again: TrainConfig = toml::from_str(&c.to_toml().unwrap()).unwrap();
+        assert_eq!(again, c, "resolved config round-trips");
+        std::fs::write(&p, "[data]\nmanifest = \"a\"\nshards = \"b\"\n[train]\nepoch = 3\n").unwrap();
+        let e = format!("{:#}", TrainConfig::read(&p).unwrap_err());
+        assert!(e.contains("train.toml") && e.contains("unknown field `epoch`"), "{e}");
+        std::fs::write(&p, "[data]\nmanifest = \"a\"\nshards = \"b\"\n[model]\narch = \"vit-l14\"\n").unwrap();
+        let e = format!("{:#}", TrainConfig::read(&p).unwrap_err());
+        assert!(e.contains("unknown model arch"), "{e}");
+    }
+}

@@ -1,0 +1,406 @@
+//! Training data from prep's shards: which clips belong to a fold's train / test side (from the
+//! clip manifest), and a loader that prepares batches on background threads with prefetch:
+//! frame choice within segments, clip-consistent augmentation, CLIP normalisation. Shards are
+//! opened once; batches are deterministic for a seed and epoch whatever the thread count.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, ensure, Context, Result};
+use crossbeam_channel::{bounded, Receiver};
+use image::RgbImage;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
+use sha2::{Digest, Sha256};
+
+use super::config::Augment;
+use crate::dataset::splits::Role;
+use crate::error::UsageError;
+use crate::face::geometry::resize;
+use crate::manifest::Manifest;
+use crate::model::runner::{HostFeatures, HostInput};
+use crate::shard::{ShardAttrs, ShardReader};
+
+/// CLIP's normalisation constants (RGB, on 0–1 values).
+pub const CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
+pub const CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_58, 0.275_777_1];
+
+/// One clip in a shard.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClipRef {
+    pub shard: usize,
+    pub row: usize,
+    pub label: usize,
+    pub polarity: usize,
+    pub clip_id: String,
+    pub manifest_row: usize,
+}
+
+/// Every shard of a prep output folder, opened once.
+pub struct ShardSet {
+    pub dir: PathBuf,
+    pub readers: Vec<ShardReader>,
+}
+
+impl ShardSet {
+    pub fn open(dir: &Path) -> Result<ShardSet> {
+        let entries = std::fs::read_dir(dir)
+            .map_err(|e| UsageError::new(format!("{}: cannot read shard folder: {e}", dir.display())))?;
+        let mut paths: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "h5"))
+            .collect();
+        paths.sort();
+        if paths.is_empty() {
+            return Err(UsageError::new(format!("{}: no shards (*.h5); run dfer prep first", dir.display())).into());
+        }
+        let readers = paths.iter().map(|p| ShardReader::open(p)).collect::<Result<Vec<_>>>()?;
+        let first = &readers[0].attrs;
+        for r in &readers[1..] {
+            if r.attrs.config_hash != first.config_hash || r.attrs.label_names != first.label_names {
+                bail!(UsageError::new(format!(
+                    "{}: made with other prep settings than {} (config hash {} vs {})",
+                    r.path.display(),
+                    readers[0].path.display(),
+                    r.attrs.config_hash,
+                    first.config_hash
+                )));
+            }
+        }
+        Ok(ShardSet { dir: dir.to_path_buf(), readers })
+    }
+
+    pub fn attrs(&self) -> &ShardAttrs {
+        &self.readers[0].attrs
+    }
+
+    /// Identifies the data: prep config hash, shard names and row counts.
+    pub fn data_hash(&self) -> String {
+        let mut h = Sha256::new();
+        for r in &self.readers {
+            h.update(r.attrs.config_hash.as_bytes());
+            h.update(r.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
+            h.update(r.len.to_le_bytes());
+        }
+        format!("{:x}", h.finalize())
+    }
+
+    /// Clips whose role in `fold` (1-based; ignored for single-split datasets) is `role`, in
+    /// manifest order.
+    pub fn clips(&self, manifest: &Manifest, fold: u32, role: Role) -> Result<Vec<ClipRef>> {
+        let col = if manifest.folds == 0 {
+            0
+        } else {
+            ensure!(
+                (1..=manifest.folds).contains(&fold),
+                UsageError::new(format!("fold {fold} does not exist (the manifest has {} folds)", manifest.folds))
+            );
+            fold as usize - 1
+        };
+        self.select(manifest, |roles| roles.get(col).copied().flatten() == Some(role))
+    }
+
+    /// Every clip of the shards, in manifest order.
+    pub fn all_clips(&self, manifest: &Manifest) -> Result<Vec<ClipRef>> {
+        self.select(manifest, |_| true)
+    }
+
+    /// Clips whose manifest roles satisfy `keep`. Checks that shards and manifest agree.
+    fn select(&self, manifest: &Manifest, keep: impl Fn(&[Option<Role>]) -> bool) -> Result<Vec<ClipRef>> {
+        ensure!(
+            self.attrs().label_names == manifest.desc.labels,
+            UsageError::new(format!(
+                "{}: label names {:?} differ from the manifest's {:?}",
+                self.readers[0].path.display(),
+                self.attrs().label_names,
+                manifest.desc.labels
+            ))
+        );
+        let mut out = Vec::new();
+        for (si, r) in self.readers.iter().enumerate() {
+            let rows = r.manifest_rows()?;
+            let labels = r.labels()?;
+            let ids = r.clip_ids()?;
+            for (i, ((&mr, &label), id)) in rows.iter().zip(&labels).zip(ids).enumerate() {
+                let m = manifest.rows.get(mr as usize).with_context(|| {
+                    format!("{}: row {i} points at manifest row {mr}, which does not exist", r.path.display())
+                })?;
+                ensure!(
+                    m.clip_id == id && m.label as i64 == label,
+                    UsageError::new(format!(
+                        "{}: row {i} is clip {id} label {label}, the manifest's row {mr} is {} label {}",
+                        r.path.display(),
+                        m.clip_id,
+                        m.label
+                    ))
+                );
+                if keep(&m.roles) {
+                    let label = label as usize;
+                    out.push(ClipRef {
+                        shard: si,
+                        row: i,
+                        label,
+                        polarity: manifest.desc.polarity_of(label).index(),
+                        clip_id: id,
+                        manifest_row: mr as usize,
+                    });
+                }
+            }
+        }
+        out.sort_by_key(|c| c.manifest_row);
+        Ok(out)
+    }
+}
+
+/// How clips are turned into model input.
+#[derive(Clone, Debug)]
+pub enum View {
+    /// Random frame within each segment, augmentation; generator from (seed, epoch, clip).
+    Train { aug: Augment, seed: u64, epoch: u32 },
+    /// Centre frame of each segment, plain resize.
+    Test,
+}
+
+/// A batch, ready for the model.
+pub struct Batch {
+    pub payload: Payload,
+    pub labels: Vec<u32>,
+    pub polarity: Vec<u32>,
+    /// Positions of the batch's clips in the clip list.
+    pub clips: Vec<usize>,
+}
+
+pub enum Payload {
+    /// `face [B, T, 3, S, S]` CLIP-normalised; `scene` the same, or empty when the scene stream is off.
+    Pixels { face: Vec<f32>, scene: Vec<f32> },
+    /// Cached image-tower features (`dfer embed`).
+    Features(HostFeatures),
+}
+
+impl Batch {
+    pub fn input(&self) -> HostInput<'_> {
+        match &self.payload {
+            Payload::Pixels { face, scene } => HostInput::Pixels { face, scene, batch: self.labels.len() },
+            Payload::Features(f) => HostInput::Features(f),
+        }
+    }
+}
+
+/// Shape of a model input: `frames` of `size`² pixels, and whether scenes are wanted.
+#[derive(Clone, Copy, Debug)]
+pub struct InputShape {
+    pub frames: usize,
+    pub size: u32,
+    pub scene: bool,
+}
+
+/// Batches over `order` in chunks of `batch_size`, made by `make` on a background thread and
+/// handed over through a bounded queue of `prefetch` batches. Stops at the first error.
+pub fn prefetch<F>(order: Vec<usize>, batch_size: usize, prefetch: usize, make: F) -> Receiver<Result<Batch>>
+where
+    F: Fn(&[usize]) -> Result<Batch> + Send + 'static,
+{
+    let (tx, rx) = bounded(prefetch.max(1));
+    std::thread::spawn(move || {
+        for chunk in order.chunks(batch_size) {
+            let batch = make(chunk);
+            let failed = batch.is_err();
+            if tx.send(batch).is_err() || failed {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+/// Pixel batches of `clips[chunk]` from the shards, clips prepared in parallel on `pool`.
+pub fn pixel_batch(
+    set: &ShardSet,
+    clips: &[ClipRef],
+    chunk: &[usize],
+    shape: InputShape,
+    view: &View,
+    pool: &rayon::ThreadPool,
+) -> Result<Batch> {
+    pool.install(|| make_batch(set, clips, chunk, shape, view))
+}
+
+fn make_batch(set: &ShardSet, clips: &[ClipRef], chunk: &[usize], shape: InputShape, view: &View) -> Result<Batch> {
+    let per = shape.frames * 3 * (shape.size as usize).pow(2);
+    let prepared: Vec<(Vec<f32>, Vec<f32>)> =
+        chunk.par_iter().map(|&i| prepare_clip(set, &clips[i], shape, view)).collect::<Result<_>>()?;
+    let mut face = Vec::with_capacity(per * chunk.len());
+    let mut scene = Vec::with_capacity(if shape.scene { per * chunk.len() } else { 0 });
+    for (f, s) in prepared {
+        face.extend_from_slice(&f);
+        scene.extend_from_slice(&s);
+    }
+    Ok(Batch {
+        payload: Payload::Pixels { face, scene },
+        labels: chunk.iter().map(|&i| clips[i].label as u32).collect(),
+        polarity: chunk.iter().map(|&i| clips[i].polarity as u32).collect(),
+        clips: chunk.to_vec(),
+    })
+}
+
+/// Per-clip random draws shared by all frames of the clip.
+struct ClipAug {
+    offsets: Vec<usize>,
+    face_crop: Option<[f64; 4]>,
+    scene_crop: Option<[f64; 4]>,
+    flip: bool,
+    colour: [f32; 3],
+}
+
+fn draw(view: &View, clip: &ClipRef, frames: usize, per_segment: usize, face: u32, scene: u32) -> ClipAug {
+    match view {
+        View::Test => ClipAug {
+            offsets: (0..frames).map(|i| i * per_segment + per_segment / 2).collect(),
+            face_crop: None,
+            scene_crop: None,
+            flip: false,
+            colour: [1.0; 3],
+        },
+        View::Train { aug, seed, epoch } => {
+            let key = seed ^ (u64::from(*epoch) << 40) ^ (clip.manifest_row as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            let mut rng = ChaCha8Rng::seed_from_u64(key);
+            let offsets = (0..frames).map(|i| i * per_segment + rng.random_range(0..per_segment)).collect();
+            let face_crop = Some(random_resized_crop(&mut rng, face, aug));
+            let scene_crop = Some(random_resized_crop(&mut rng, scene, aug));
+            let flip = aug.flip && rng.random_bool(0.5);
+            let j = aug.jitter;
+            let mut factor = || if j > 0.0 { rng.random_range(1.0 - j..1.0 + j) as f32 } else { 1.0 };
+            let colour = [factor(), factor(), factor()];
+            ClipAug { offsets, face_crop, scene_crop, flip, colour }
+        }
+    }
+}
+
+/// torchvision's `RandomResizedCrop.get_params`: `[left, top, width, height]` on a `size`² image.
+fn random_resized_crop(rng: &mut ChaCha8Rng, size: u32, aug: &Augment) -> [f64; 4] {
+    let s = size as f64;
+    let (lr0, lr1) = (aug.crop_aspect[0].ln(), aug.crop_aspect[1].ln());
+    for _ in 0..10 {
+        let area = s * s * rng.random_range(aug.crop_area[0]..=aug.crop_area[1]);
+        let ratio = rng.random_range(lr0..=lr1).exp();
+        let w = (area * ratio).sqrt().round();
+        let h = (area / ratio).sqrt().round();
+        if w >= 1.0 && h >= 1.0 && w <= s && h <= s {
+            let left = rng.random_range(0..=(s - w) as u32) as f64;
+            let top = rng.random_range(0..=(s - h) as u32) as f64;
+            return [left, top, w, h];
+        }
+    }
+    [0.0, 0.0, s, s]
+}
+
+fn prepare_clip(set: &ShardSet, clip: &ClipRef, shape: InputShape, view: &View) -> Result<(Vec<f32>, Vec<f32>)> {
+    let reader = &set.readers[clip.shard];
+    let a = &reader.attrs;
+    let per_segment = a.store_frames / shape.frames;
+    ensure!(
+        per_segment >= 1 && a.store_frames % shape.frames == 0,
+        "{}: stores {} frames per clip, not a multiple of T = {}",
+        reader.path.display(),
+        a.store_frames,
+        shape.frames
+    );
+    let (face_px, scene_px) = reader.pixels(clip.row)?;
+    let aug = draw(view, clip, shape.frames, per_segment, a.face_size, a.scene_size);
+    let face = stream(&face_px, a.face_size, aug.face_crop, &aug, shape.size);
+    let scene = if shape.scene { stream(&scene_px, a.scene_size, aug.scene_crop, &aug, shape.size) } else { vec![] };
+    Ok((face, scene))
+}
+
+/// Selected frames of one stream → `[T, 3, out, out]` normalised floats.
+fn stream(pixels: &[u8], size: u32, crop: Option<[f64; 4]>, aug: &ClipAug, out: u32) -> Vec<f32> {
+    let frame_len = (size * size * 3) as usize;
+    let plane = (out * out) as usize;
+    let mut result = vec![0f32; aug.offsets.len() * 3 * plane];
+    for (t, &f) in aug.offsets.iter().enumerate() {
+        let src = RgbImage::from_raw(size, size, pixels[f * frame_len..(f + 1) * frame_len].to_vec())
+            .expect("frame buffer matches its size");
+        let img = if crop.is_none() && size == out { src } else { resize(&src, crop, out, out) };
+        let dst = &mut result[t * 3 * plane..(t + 1) * 3 * plane];
+        write_normalised(&img, aug.flip, aug.colour, dst);
+    }
+    result
+}
+
+/// Flip, colour jitter (brightness, contrast, saturation), CLIP normalisation, HWC → CHW.
+fn write_normalised(img: &RgbImage, flip: bool, [bright, contrast, sat]: [f32; 3], dst: &mut [f32]) {
+    let (w, h) = img.dimensions();
+    let plane = (w * h) as usize;
+    let jitter = (bright, contrast, sat) != (1.0, 1.0, 1.0);
+    let grey_mean = if jitter {
+        img.pixels().map(|p| luma(p.0.map(|v| v as f32 / 255.0)) * bright).sum::<f32>() / plane as f32
+    } else {
+        0.0
+    };
+    for y in 0..h {
+        for x in 0..w {
+            let sx = if flip { w - 1 - x } else { x };
+            let mut rgb = img.get_pixel(sx, y).0.map(|v| v as f32 / 255.0);
+            if jitter {
+                rgb = rgb.map(|v| v * bright);
+                rgb = rgb.map(|v| (v - grey_mean) * contrast + grey_mean);
+                let g = luma(rgb);
+                rgb = rgb.map(|v| ((v - g) * sat + g).clamp(0.0, 1.0));
+            }
+            let i = (y * w + x) as usize;
+            for c in 0..3 {
+                dst[c * plane + i] = (rgb[c] - CLIP_MEAN[c]) / CLIP_STD[c];
+            }
+        }
+    }
+}
+
+fn luma([r, g, b]: [f32; 3]) -> f32 {
+    0.299 * r + 0.587 * g + 0.114 * b
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn clip(row: usize) -> ClipRef {
+        ClipRef { shard: 0, row: 0, label: 0, polarity: 0, clip_id: "c".into(), manifest_row: row }
+    }
+
+    #[test]
+    fn draws_are_per_clip_and_epoch_and_crops_stay_inside() {
+        let aug = Augment::default();
+        let v = |epoch| View::Train { aug: aug.clone(), seed: 7, epoch };
+        let a = draw(&v(0), &clip(3), 4, 2, 224, 224);
+        let b = draw(&v(0), &clip(3), 4, 2, 224, 224);
+        let c = draw(&v(1), &clip(3), 4, 2, 224, 224);
+        assert_eq!((a.offsets.clone(), a.face_crop, a.flip), (b.offsets.clone(), b.face_crop, b.flip));
+        assert_ne!((a.face_crop, a.scene_crop), (c.face_crop, c.scene_crop));
+        for (i, o) in a.offsets.iter().enumerate() {
+            assert!((2 * i..2 * i + 2).contains(o), "offset {o} outside segment {i}");
+        }
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        for _ in 0..500 {
+            let [l, t, w, h] = random_resized_crop(&mut rng, 224, &aug);
+            assert!(l >= 0.0 && t >= 0.0 && l + w <= 224.0 && t + h <= 224.0 && w >= 1.0 && h >= 1.0);
+            let area = w * h / (224.0 * 224.0);
+            assert!((0.07..=1.0).contains(&area), "{area}");
+        }
+        let t = draw(&View::Test, &clip(3), 4, 3, 224, 224);
+        assert_eq!(t.offsets, vec![1, 4, 7, 10]);
+        assert!(t.face_crop.is_none() && !t.flip);
+    }
+
+    #[test]
+    fn normalisation_flip_and_layout() {
+        let mut img = RgbImage::new(2, 1);
+        img.put_pixel(0, 0, image::Rgb([255, 0, 0]));
+        img.put_pixel(1, 0, image::Rgb([0, 0, 255]));
+        let mut dst = vec![0f32; 6];
+        write_normalised(&img, false, [1.0; 3], &mut dst);
+        assert!((dst[0] - (1.0 - CLIP_MEAN[0]) / CLIP_STD[0]).abs() < 1e-6, "red plane, pixel 0");
+        assert!((dst[5] - (1.0 - CLIP_MEAN[2]) / CLIP_STD[2]).abs() < 1e-6, "blue plane, pixel 1");
+        write_normalised(&img, true, [1.0; 3], &mut dst);
+        assert!((dst[1] - (1.0 - CLIP_MEAN[0]) / CLIP_STD[0]).abs() < 1e-6, "flipped: red at pixel 1");
+    }
+}

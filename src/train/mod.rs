@@ -1,0 +1,324 @@
+//! `dfer train`: fold-aware OUS training from prep's shards (or `dfer embed`'s feature cache),
+//! evaluation on the fold's test side after every epoch, `metrics.jsonl`, and checkpoints that
+//! resume exactly: weights, optimiser moments and step are saved; data order and augmentation
+//! derive from (seed, epoch), so a resumed run ends bit-identical to an uninterrupted one on CPU.
+
+pub mod cache;
+pub mod checkpoint;
+pub mod config;
+pub mod data;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use self::checkpoint::{Checkpoints, EpochState};
+use self::config::TrainConfig;
+use self::data::{Batch, ClipRef, InputShape, ShardSet, View};
+use crate::dataset::splits::Role;
+use crate::error::UsageError;
+use crate::eval::metrics::{argmax, Metrics};
+use crate::logging::Progress;
+use crate::manifest::Manifest;
+use crate::model::runner::{OptimSettings, Runner};
+
+pub struct TrainOptions {
+    pub config: PathBuf,
+    pub run: PathBuf,
+    pub fold: Option<u32>,
+    pub resume: bool,
+    /// Stop after this many epochs of this invocation (time-sliced clusters; tests).
+    pub stop_after: Option<u32>,
+}
+
+/// One line of `metrics.jsonl`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct EpochLine {
+    pub epoch: u32,
+    pub step: u64,
+    pub lr_factor: f64,
+    pub train_loss: f64,
+    /// Mean of each loss part over the epoch.
+    pub losses: Vec<(String, f64)>,
+    pub test_uar: f64,
+    pub test_war: f64,
+    pub seconds: f64,
+    pub clips_per_s: f64,
+}
+
+/// Everything a run needs: config, data, clip lists, model.
+pub struct Session {
+    pub cfg: TrainConfig,
+    pub manifest: Manifest,
+    pub shards: Arc<ShardSet>,
+    pub train: Arc<Vec<ClipRef>>,
+    pub test: Arc<Vec<ClipRef>>,
+    pub runner: Runner,
+    pub cache: Option<Arc<cache::FeatureCache>>,
+    pool: Arc<rayon::ThreadPool>,
+}
+
+impl Session {
+    pub fn open(cfg: TrainConfig) -> Result<Session> {
+        let manifest = Manifest::read(&cfg.data.manifest)?;
+        let shards = Arc::new(ShardSet::open(&cfg.data.shards)?);
+        let train = Arc::new(shards.clips(&manifest, cfg.data.fold, Role::Train)?);
+        let test = Arc::new(shards.clips(&manifest, cfg.data.fold, Role::Test)?);
+        if train.is_empty() || test.is_empty() {
+            bail!(UsageError::new(format!(
+                "{}: fold {} has {} training and {} test clips in the shards; both must be non-empty",
+                cfg.data.shards.display(),
+                cfg.data.fold,
+                train.len(),
+                test.len()
+            )));
+        }
+        let attrs = shards.attrs();
+        let runner = Runner::new(&cfg.model, &attrs.label_names, attrs.frames, &cfg.train.device, cfg.loss.clone())?;
+        let cache = match &cfg.data.features {
+            Some(dir) => Some(Arc::new(cache::FeatureCache::open(dir, &shards, &runner, &cfg)?)),
+            None => None,
+        };
+        let pool = Arc::new(rayon::ThreadPoolBuilder::new().num_threads(cfg.train.loader_threads.max(1)).build()?);
+        Ok(Session { cfg, manifest, shards, train, test, runner, cache, pool })
+    }
+
+    pub fn labels(&self) -> &[String] {
+        &self.shards.attrs().label_names
+    }
+
+    fn shape(&self) -> InputShape {
+        InputShape {
+            frames: self.shards.attrs().frames,
+            size: self.runner.image_size() as u32,
+            scene: self.runner.uses_scene(),
+        }
+    }
+
+    /// Batches over `clips` (train or test list) in `order`.
+    pub fn batches(
+        &self,
+        clips: &Arc<Vec<ClipRef>>,
+        order: Vec<usize>,
+        view: View,
+    ) -> crossbeam_channel::Receiver<Result<Batch>> {
+        let t = &self.cfg.train;
+        let clips = clips.clone();
+        match &self.cache {
+            Some(cache) => {
+                let cache = cache.clone();
+                data::prefetch(order, t.batch_size, t.prefetch, move |chunk| cache.batch(&clips, chunk, &view))
+            }
+            None => {
+                let (set, pool, shape) = (self.shards.clone(), self.pool.clone(), self.shape());
+                data::prefetch(order, t.batch_size, t.prefetch, move |chunk| {
+                    data::pixel_batch(&set, &clips, chunk, shape, &view, &pool)
+                })
+            }
+        }
+    }
+
+    /// Predicted class of every test clip, in test-list order.
+    pub fn predict_test(&self) -> Result<Vec<usize>> {
+        let order: Vec<usize> = (0..self.test.len()).collect();
+        let mut predicted = Vec::with_capacity(order.len());
+        for batch in self.batches(&self.test, order, View::Test) {
+            let batch = batch?;
+            predicted.extend(self.runner.predict(&batch.input())?.iter().map(|s| argmax(s)));
+        }
+        Ok(predicted)
+    }
+
+    pub fn evaluate(&self) -> Result<Metrics> {
+        let predicted = self.predict_test()?;
+        let truth: Vec<usize> = self.test.iter().map(|c| c.label).collect();
+        Ok(Metrics::from_predictions(&truth, &predicted, self.labels().len()))
+    }
+}
+
+/// Reads the config given on the command line (or the run's own, on resume) with the fold set.
+fn resolve_config(opts: &TrainOptions) -> Result<TrainConfig> {
+    let mut cfg = TrainConfig::read(&opts.config)?;
+    if let Some(f) = opts.fold {
+        cfg.data.fold = f;
+    }
+    Ok(cfg)
+}
+
+pub fn run(opts: &TrainOptions) -> Result<()> {
+    let cfg = resolve_config(opts)?;
+    let ckpts = Checkpoints::new(&opts.run);
+    let config_path = opts.run.join("config.toml");
+    let text = cfg.to_toml()?;
+    if config_path.exists() {
+        let old = std::fs::read_to_string(&config_path)?;
+        if !opts.resume {
+            bail!(UsageError::new(format!(
+                "{}: run folder already has a config; pass --resume to continue it or choose another --run",
+                opts.run.display()
+            )));
+        }
+        if old != text {
+            bail!(UsageError::new(format!(
+                "{}: differs from the configuration given now; a run resumes only with the same settings",
+                config_path.display()
+            )));
+        }
+    } else {
+        std::fs::create_dir_all(ckpts.dir()).with_context(|| format!("creating {}", opts.run.display()))?;
+        write_atomic(&config_path, text.as_bytes())?;
+    }
+    let mut s = Session::open(cfg)?;
+    let t = s.cfg.train.clone();
+    let steps_per_epoch = s.train.len().div_ceil(t.batch_size) as u64;
+    s.runner.set_optimizer(OptimSettings {
+        lr: t.lr,
+        lr_prompts: t.lr_prompts,
+        lr_image: t.finetune_image.then_some(t.lr_image),
+        weight_decay: t.weight_decay,
+        grad_clip: t.grad_clip,
+        warmup_steps: (t.warmup_epochs * steps_per_epoch as f64).round() as u64,
+        total_steps: steps_per_epoch * u64::from(t.epochs),
+        min_lr_ratio: t.min_lr_ratio,
+    })?;
+    let (all, trained) = s.runner.parameter_counts();
+    tracing::info!(
+        "{} training / {} test clips, fold {}; {all} parameters, {trained} trained",
+        s.train.len(),
+        s.test.len(),
+        s.cfg.data.fold
+    );
+    let metrics_path = opts.run.join("metrics.jsonl");
+    let mut start = 1;
+    let resumed = if opts.resume { ckpts.latest()? } else { None };
+    if let Some(state) = &resumed {
+        ckpts.restore(state, &mut s.runner)?;
+        start = state.epoch + 1;
+        tracing::info!("resuming after epoch {} (step {})", state.epoch, state.step);
+    }
+    keep_metrics_until(&metrics_path, resumed.map_or(0, |st| st.epoch))?;
+    let data_hash = s.shards.data_hash();
+    let config_hash = s.cfg.hash()?;
+    let mut done = 0;
+    for epoch in start..=t.epochs {
+        if opts.stop_after.is_some_and(|n| done >= n) {
+            tracing::info!("stopping after {done} epochs as asked (--stop-after); --resume continues");
+            return Ok(());
+        }
+        let line = train_epoch(&mut s, epoch)?;
+        let state = EpochState {
+            epoch,
+            step: line.step,
+            test_uar: line.test_uar,
+            test_war: line.test_war,
+            data_hash: data_hash.clone(),
+            config_hash: config_hash.clone(),
+            files: Default::default(),
+        };
+        append_line(&metrics_path, &serde_json::to_string(&line)?)?;
+        ckpts.save(state, &s.runner)?;
+        eprintln!(
+            "epoch {epoch}/{}: loss {:.4}, test UAR {:.2} WAR {:.2} ({:.1} clips/s)",
+            t.epochs, line.train_loss, line.test_uar, line.test_war, line.clips_per_s
+        );
+        done += 1;
+    }
+    Ok(())
+}
+
+fn train_epoch(s: &mut Session, epoch: u32) -> Result<EpochLine> {
+    let t = s.cfg.train.clone();
+    let started = Instant::now();
+    let mut order: Vec<usize> = (0..s.train.len()).collect();
+    order.shuffle(&mut ChaCha8Rng::seed_from_u64(t.seed ^ (u64::from(epoch) << 32)));
+    let view = View::Train { aug: s.cfg.aug.clone(), seed: t.seed, epoch };
+    let progress = Progress::new(s.train.len() as u64, format!("epoch {epoch}"));
+    let (mut sum, mut n, mut parts) = (0f64, 0usize, Vec::<(String, f64)>::new());
+    let mut last = None;
+    for batch in s.batches(&s.train, order, view) {
+        let batch = batch?;
+        let stats = s.runner.train_step(&batch.input(), &batch.labels, &batch.polarity)?;
+        let b = batch.labels.len();
+        sum += f64::from(stats.total) * b as f64;
+        n += b;
+        for (name, v) in &stats.losses {
+            match parts.iter_mut().find(|(p, _)| p == name) {
+                Some((_, acc)) => *acc += f64::from(*v) * b as f64,
+                None => parts.push((name.to_string(), f64::from(*v) * b as f64)),
+            }
+        }
+        progress.advance(b as u64, &format!("loss {:.4}", stats.total));
+        last = Some(stats);
+    }
+    progress.finish();
+    let train_seconds = started.elapsed().as_secs_f64();
+    let m = s.evaluate()?;
+    let last = last.context("an epoch without batches")?;
+    Ok(EpochLine {
+        epoch,
+        step: epoch as u64 * s.train.len().div_ceil(t.batch_size) as u64,
+        lr_factor: last.lr_factor,
+        train_loss: sum / n as f64,
+        losses: parts.into_iter().map(|(k, v)| (k, v / n as f64)).collect(),
+        test_uar: m.uar,
+        test_war: m.war,
+        seconds: started.elapsed().as_secs_f64(),
+        clips_per_s: n as f64 / train_seconds,
+    })
+}
+
+/// Reads `metrics.jsonl` (one [`EpochLine`] per line).
+pub fn read_metrics(path: &Path) -> Result<Vec<EpochLine>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            serde_json::from_str(l).with_context(|| format!("{}:{}: not a metrics line", path.display(), i + 1))
+        })
+        .collect()
+}
+
+/// Drops lines of epochs after `epoch` (written before a crash, redone on resume).
+fn keep_metrics_until(path: &Path, epoch: u32) -> Result<()> {
+    if !path.exists() {
+        return Ok(());
+    }
+    let kept: Vec<String> = read_metrics(path)?
+        .into_iter()
+        .filter(|l| l.epoch <= epoch)
+        .map(|l| serde_json::to_string(&l))
+        .collect::<Result<_, _>>()?;
+    let mut text = kept.join("\n");
+    if !text.is_empty() {
+        text.push('\n');
+    }
+    write_atomic(path, text.as_bytes())
+}
+
+fn append_line(path: &Path, line: &str) -> Result<()> {
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("{}: cannot open", path.display()))?;
+    writeln!(f, "{line}").with_context(|| format!("{}: cannot write", path.display()))?;
+    f.sync_data()?;
+    Ok(())
+}
+
+/// Writes `path` through a temporary file in the same folder, renamed when complete.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = crate::manifest::tmp_path(path);
+    let mut f = std::fs::File::create(&tmp).with_context(|| format!("{}: cannot create", tmp.display()))?;
+    f.write_all(bytes).and_then(|_| f.sync_all()).with_context(|| format!("{}: cannot write", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("{}: cannot rename into place", path.display()))?;
+    Ok(())
+}

@@ -1,0 +1,189 @@
+//! `dfer train`, `eval`, `report` and `embed` on synthetic DFEW-layout datasets with the tiny
+//! OUS config on CPU: it learns held-out clips, the scene stream matters when only the scene
+//! shows the label, a resumed run is bit-identical to an uninterrupted one, and training from
+//! the feature cache agrees with training from pixels.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use common::{dfer, dfer_expect, stdout};
+use dfer::eval::Report;
+use dfer::train::{read_metrics, EpochLine};
+
+/// Prep settings for training tests: T = 4 frames, 48 px crops (the tiny model sees 32 px).
+const PREP: &str = "frames = 4\nstore_frames = 4\nface_size = 48\nscene_size = 48\nclips_per_shard = 32\n";
+
+struct Data {
+    _dir: tempfile::TempDir,
+    manifest: PathBuf,
+    shards: PathBuf,
+}
+
+/// Synth → manifest → prep, once per cue for the whole test binary.
+fn data(cue: &str) -> &'static Data {
+    static FACE: OnceLock<Data> = OnceLock::new();
+    static SCENE: OnceLock<Data> = OnceLock::new();
+    let cell = if cue == "face" { &FACE } else { &SCENE };
+    cell.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("dfew");
+        let r = root.to_str().unwrap();
+        let args = ["synth", "--layout", "dfew", "--clips", "105", "--out", r, "--seed", "5", "--cue", cue];
+        let mut args = args.to_vec();
+        args.extend(["--max-height", "240", "--max-frames", "20", "--lfw-faces", "6", "--no-face-frames"]);
+        dfer_expect(&args, 0);
+        let manifest = dir.path().join("clips.parquet");
+        let m = manifest.to_str().unwrap();
+        dfer_expect(&["manifest", "--dataset", "dfew", "--root", r, "-o", m, "--source", "video"], 0);
+        let prep_cfg = dir.path().join("prep.toml");
+        std::fs::write(&prep_cfg, PREP).unwrap();
+        let out = dir.path().join("prep");
+        let o = out.to_str().unwrap();
+        dfer_expect(&["prep", "--manifest", m, "--out", o, "--config", prep_cfg.to_str().unwrap()], 0);
+        Data { manifest, shards: out.join("shards"), _dir: dir }
+    })
+}
+
+/// A tiny-model training config next to `dir`; `extra` is appended (TOML tables may repeat keys
+/// only once, so callers pass whole tables that the base leaves out).
+fn config(dir: &Path, d: &Data, model: &str, train: &str, extra: &str) -> PathBuf {
+    let text = format!(
+        "[data]\nmanifest = {:?}\nshards = {:?}\nfold = 1\n{extra}\n\
+         [model]\narch = \"tiny\"\nheads = 4\nn_ctx = 4\nsim_dim = 16\n{model}\n\
+         [train]\nbatch_size = 8\nloader_threads = 2\nwarmup_epochs = 0.5\n{train}\n\
+         [aug]\ncrop_area = [0.6, 1.0]\njitter = 0.1\n",
+        d.manifest, d.shards
+    );
+    let p = dir.join("train.toml");
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn train(cfg: &Path, run: &Path, extra: &[&str]) -> std::process::Output {
+    let mut args = vec!["train", "--config", cfg.to_str().unwrap(), "--run", run.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    dfer_expect(&args, 0)
+}
+
+fn eval(run: &Path) -> Report {
+    let out = dfer_expect(&["eval", "--run", run.to_str().unwrap(), "--json"], 0);
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn learns_held_out_clips_and_reports() {
+    let d = data("face");
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), d, "", "epochs = 12\nfinetune_image = true\nlr_image = 0.001\nlr = 0.003", "");
+    let run = dir.path().join("run");
+    train(&cfg, &run, &[]);
+    let r = eval(&run);
+    assert!(r.metrics.war >= 90.0, "held-out WAR {:.1} < 90 (UAR {:.1})", r.metrics.war, r.metrics.uar);
+    assert_eq!(r.fold, 1);
+    assert_eq!(r.labels.len(), 7);
+    let test_clips: u64 = r.metrics.confusion.iter().flatten().sum();
+    assert_eq!(test_clips, r.metrics.clips);
+    assert!(test_clips >= 15, "{test_clips} test clips");
+    for f in ["report.json", "confusion.csv", "confusion.png", "predictions.csv", "metrics.jsonl", "config.toml"] {
+        assert!(run.join(f).exists(), "{f} missing");
+    }
+    let png = image::open(run.join("confusion.png")).unwrap();
+    assert!(png.width() > 400 && png.height() > 400);
+    let csv = std::fs::read_to_string(run.join("predictions.csv")).unwrap();
+    assert_eq!(csv.lines().count() as u64, test_clips + 1);
+    let lines = read_metrics(&run.join("metrics.jsonl")).unwrap();
+    assert_eq!(lines.len(), 12);
+    assert!(
+        lines[11].train_loss < lines[0].train_loss,
+        "loss fell: {} → {}",
+        lines[0].train_loss,
+        lines[11].train_loss
+    );
+    let rep = stdout(&dfer_expect(&["report", run.to_str().unwrap(), run.to_str().unwrap()], 0));
+    assert!(rep.contains("mean of 2 runs") && rep.contains("chosen on each fold's test clips"), "{rep}");
+    // A run folder is never silently overwritten.
+    let again = dfer(&["train", "--config", cfg.to_str().unwrap(), "--run", run.to_str().unwrap()]);
+    assert_eq!(again.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("--resume"));
+}
+
+fn comparable(lines: Vec<EpochLine>) -> Vec<EpochLine> {
+    lines.into_iter().map(|l| EpochLine { seconds: 0.0, clips_per_s: 0.0, ..l }).collect()
+}
+
+#[test]
+fn resumed_run_is_bit_identical() {
+    let d = data("face");
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), d, "", "epochs = 3", "");
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    train(&cfg, &a, &[]);
+    train(&cfg, &b, &["--stop-after", "1"]);
+    assert!(b.join("checkpoints/epoch-0001.json").exists() && !b.join("checkpoints/epoch-0002.json").exists());
+    train(&cfg, &b, &["--resume"]);
+    for f in ["epoch-0003.safetensors", "epoch-0003.optim.safetensors"] {
+        let (x, y) = (
+            std::fs::read(a.join("checkpoints").join(f)).unwrap(),
+            std::fs::read(b.join("checkpoints").join(f)).unwrap(),
+        );
+        assert!(x == y, "{f} differs between the uninterrupted and the resumed run");
+    }
+    assert_eq!(
+        comparable(read_metrics(&a.join("metrics.jsonl")).unwrap()),
+        comparable(read_metrics(&b.join("metrics.jsonl")).unwrap())
+    );
+    // Resuming with other settings is refused, naming the run's config.
+    let other = config(dir.path(), d, "", "epochs = 4", "");
+    let out = dfer(&["train", "--config", other.to_str().unwrap(), "--run", b.to_str().unwrap(), "--resume"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("config.toml"));
+}
+
+#[test]
+fn scene_stream_matters_when_only_the_scene_shows_the_label() {
+    let d = data("scene");
+    let dir = tempfile::tempdir().unwrap();
+    let train_opts = "epochs = 10\nfinetune_image = true\nlr_image = 0.001\nlr = 0.003";
+    let with = dir.path().join("with");
+    let without = dir.path().join("without");
+    std::fs::create_dir_all(&with).unwrap();
+    std::fs::create_dir_all(&without).unwrap();
+    let c1 = config(&with, d, "", train_opts, "");
+    let c2 = config(&without, d, "use_scene = false\nuse_polarity = false", train_opts, "");
+    train(&c1, &with.join("run"), &[]);
+    train(&c2, &without.join("run"), &[]);
+    let (a, b) = (eval(&with.join("run")), eval(&without.join("run")));
+    assert!(
+        a.metrics.war >= b.metrics.war + 30.0,
+        "scene stream on: WAR {:.1}; off: {:.1} (chance ≈ 14)",
+        a.metrics.war,
+        b.metrics.war
+    );
+}
+
+#[test]
+fn feature_cache_training_agrees_with_pixels() {
+    let d = data("face");
+    let dir = tempfile::tempdir().unwrap();
+    let (p, c) = (dir.path().join("pixels"), dir.path().join("cached"));
+    std::fs::create_dir_all(&p).unwrap();
+    std::fs::create_dir_all(&c).unwrap();
+    let no_aug = "epochs = 4";
+    let cfg_p = config(&p, d, "", no_aug, "");
+    let feats = dir.path().join("features");
+    dfer_expect(&["embed", "--config", cfg_p.to_str().unwrap(), "--out", feats.to_str().unwrap()], 0);
+    let cfg_c = config(&c, d, "", no_aug, &format!("features = {feats:?}"));
+    train(&cfg_p, &p.join("run"), &[]);
+    train(&cfg_c, &c.join("run"), &[]);
+    let (a, b) =
+        (read_metrics(&p.join("run/metrics.jsonl")).unwrap(), read_metrics(&c.join("run/metrics.jsonl")).unwrap());
+    let (wa, wb) = (a.last().unwrap().test_war, b.last().unwrap().test_war);
+    assert!((wa - wb).abs() <= 15.0, "pixels WAR {wa:.1}, cache WAR {wb:.1}");
+    // Features made with another image tower are refused.
+    let stale = config(&c, d, "seed = 9", no_aug, &format!("features = {feats:?}"));
+    let out = dfer(&["train", "--config", stale.to_str().unwrap(), "--run", c.join("stale").to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("run dfer embed again"));
+}
