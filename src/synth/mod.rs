@@ -366,6 +366,10 @@ fn make_clip(
                 let sb = render::paste_face(&mut frame, second, sx, hf * 0.5, fh * 0.55, None);
                 second_boxes.push(render::clip_box(sb, w, h));
             }
+            if opts.cue == Cue::Scene {
+                // A grey halo, so a face crop (1.25x the box) shows none of the class-coloured scene.
+                render::fill_ellipse(&mut frame, cx, cy, fh * 0.95, fh * 0.95, [128, 128, 128], 1.0);
+            }
             render::clip_box(render::paste_face(&mut frame, photo, cx, cy, fh, ring), w, h)
         };
         if let (true, Some(d), Some(b)) = (writes_frames, &frames_dir, b) {
