@@ -13,3 +13,5 @@ test: setup
 lint:
 	cargo fmt --check
 	cargo clippy --all-targets -- -D warnings
+	# The trainer-only build (no ffmpeg, no ONNX Runtime) must keep compiling.
+	cargo build --no-default-features --lib

@@ -10,8 +10,10 @@ pub mod face;
 pub mod logging;
 pub mod manifest;
 pub mod model;
+#[cfg(feature = "media")]
 pub mod prep;
 pub mod shard;
 pub mod synth;
 pub mod train;
+#[cfg(feature = "media")]
 pub mod video;

@@ -3,7 +3,9 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use dfer::commands::{embed, eval, inspect, manifest, prep, report, synth, train};
+use dfer::commands::{embed, eval, inspect, report, synth, train};
+#[cfg(feature = "media")]
+use dfer::commands::{manifest, prep};
 use dfer::error;
 
 #[derive(Parser)]
@@ -32,8 +34,10 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Build a clip manifest (clips.parquet) from a dataset root and its split files.
+    #[cfg(feature = "media")]
     Manifest(manifest::Args),
     /// Turn a clip manifest into HDF5 shards of face crops and masked scene frames.
+    #[cfg(feature = "media")]
     Prep(prep::Args),
     /// Summarise a dfer artefact (clip manifest, shard).
     Inspect(inspect::Args),
@@ -53,7 +57,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     dfer::logging::init(cli.verbose, cli.quiet);
     let result = match &cli.command {
+        #[cfg(feature = "media")]
         Command::Manifest(a) => manifest::run(a),
+        #[cfg(feature = "media")]
         Command::Prep(a) => prep::run(a),
         Command::Inspect(a) => inspect::run(a),
         Command::Synth(a) => synth::run(a),

@@ -7,7 +7,6 @@ use anyhow::Result;
 
 use crate::error::{Outcome, UsageError};
 use crate::manifest::{self, Manifest};
-use crate::prep;
 use crate::shard::{self, ShardReader};
 
 #[derive(Debug, clap::Args)]
@@ -38,13 +37,27 @@ fn print<T: serde::Serialize>(json: bool, value: &T, text: impl FnOnce(&T) -> St
     Ok(())
 }
 
+#[cfg(feature = "media")]
+fn prep_table(args: &Args, df: &polars::prelude::DataFrame) -> Result<()> {
+    print(args.json, &crate::prep::inspect::summarise(df)?, crate::prep::inspect::render)
+}
+
+#[cfg(not(feature = "media"))]
+fn prep_table(args: &Args, _: &polars::prelude::DataFrame) -> Result<()> {
+    Err(UsageError::new(format!(
+        "{}: a prep table; this dfer was built without the media feature",
+        args.path.display()
+    ))
+    .into())
+}
+
 pub fn run(args: &Args) -> Result<Outcome> {
     let ext = args.path.extension().map(|e| e.to_string_lossy().to_ascii_lowercase());
     match ext.as_deref() {
         Some("parquet") => {
             let (df, meta) = manifest::read_parquet(&args.path)?;
-            if meta.iter().any(|(k, _)| k == prep::PREP_TABLE_KEY) {
-                print(args.json, &prep::inspect::summarise(&df)?, prep::inspect::render)?;
+            if meta.iter().any(|(k, _)| k == manifest::PREP_TABLE_KEY) {
+                prep_table(args, &df)?;
             } else {
                 let m = Manifest::read(&args.path)?;
                 print(args.json, &manifest::inspect::summarise(&m)?, manifest::inspect::render)?;

@@ -6,7 +6,9 @@
 pub mod embed;
 pub mod eval;
 pub mod inspect;
+#[cfg(feature = "media")]
 pub mod manifest;
+#[cfg(feature = "media")]
 pub mod prep;
 pub mod report;
 pub mod synth;

@@ -1,8 +1,10 @@
 //! Faces: the detector trait and its CenterFace implementation (ort), primary-face tracking,
 //! and crop / scene-mask geometry.
 
+#[cfg(feature = "media")]
 pub mod centerface;
 pub mod geometry;
+#[cfg(feature = "media")]
 pub mod onnx_patch;
 pub mod track;
 

@@ -1,23 +1,43 @@
 //! Clip manifests (`clips.parquet`, DESIGN §3.2): building one from a dataset description and
 //! its split files (probing every source in parallel), and reading / writing it with polars.
 
+#[cfg(feature = "media")]
+mod build;
 pub mod inspect;
+
+#[cfg(feature = "media")]
+pub use build::build;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use polars::prelude::*;
-use rayon::prelude::*;
+use serde::Serialize;
 
-use crate::dataset::splits::{self, Diagnostic, Role};
+use crate::dataset::splits::{Diagnostic, Role};
 use crate::dataset::{DatasetDesc, SourceKind};
 use crate::error::UsageError;
-use crate::logging::Progress;
-use crate::video::probe::{self, ProbeInfo};
 
 /// Manifest format version, stored in the file's key-value metadata.
 pub const SCHEMA_VERSION: &str = "1";
+
+/// Key-value metadata key that marks a prep table (`prep.parquet`, `shards/NNNNN.parquet`).
+pub const PREP_TABLE_KEY: &str = "dfer.prep_table";
+
+/// What probing learnt about a readable clip.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ProbeInfo {
+    pub n_frames: u32,
+    pub fps: Option<f64>,
+    /// Display size: the stored size with `rotation` applied.
+    pub width: u32,
+    pub height: u32,
+    pub duration_s: Option<f64>,
+    /// Clockwise rotation in degrees that a player applies for display (the value of the
+    /// legacy `rotate` tag), 0 if none.
+    pub rotation: i32,
+}
 
 /// One clip of the manifest.
 #[derive(Debug, Clone, PartialEq)]
@@ -54,70 +74,6 @@ pub fn role_columns(folds: u32) -> Vec<String> {
     } else {
         (1..=folds).map(|k| format!("fold_{k}_role")).collect()
     }
-}
-
-fn probe_source(kind: SourceKind, path: &Path) -> Result<ProbeInfo, probe::ProbeError> {
-    match kind {
-        SourceKind::Video => probe::probe_video(path),
-        SourceKind::Frames => probe::probe_frames(path),
-    }
-}
-
-/// Builds a manifest: reads the split files, then probes every clip's source in parallel.
-/// Problems with single clips become rows with a status, never an error.
-pub fn build(desc: &DatasetDesc, root: &Path, source: Option<SourceKind>) -> Result<Manifest> {
-    if !root.is_dir() {
-        return Err(UsageError::new(format!("{}: dataset root is not a folder", root.display())).into());
-    }
-    let index = splits::read(desc, root)?;
-    if let (Some(kind), Some(src)) = (source, &desc.sources) {
-        if src.pattern(kind).is_none() {
-            return Err(UsageError::new(format!("dataset {} has no {} sources", desc.name, kind.as_str())).into());
-        }
-    }
-    let progress = Progress::new(index.entries.len() as u64, "probing clips");
-    let rows: Vec<ClipRow> = index
-        .entries
-        .par_iter()
-        .map(|e| {
-            let (kind, rel) = match (&e.path, &desc.sources) {
-                (Some(p), _) => {
-                    let kind = if root.join(p).is_dir() { SourceKind::Frames } else { SourceKind::Video };
-                    (kind, p.clone())
-                }
-                (None, Some(src)) => {
-                    let kind = source.unwrap_or(src.default);
-                    let pat = src.pattern(kind).expect("checked above");
-                    (kind, pat.replace("{id}", &e.id))
-                }
-                (None, None) => unreachable!("validated: split files come with sources"),
-            };
-            let probed = probe_source(kind, &root.join(&rel));
-            let (probe, mut status, mut error) = match probed {
-                Ok(p) => (Some(p), "ok".to_string(), None),
-                Err(err) => (None, err.status().to_string(), Some(err.message().to_string())),
-            };
-            if let Some(c) = &e.conflict {
-                let kind = c.split(':').next().unwrap_or("conflict").to_string();
-                status = kind;
-                error = Some(c.clone());
-            }
-            progress.inc();
-            ClipRow {
-                clip_id: e.id.clone(),
-                label: e.label,
-                roles: e.roles.clone(),
-                source_kind: kind,
-                source_path: rel,
-                probe,
-                status,
-                error,
-            }
-        })
-        .collect();
-    progress.finish();
-    let root = root.canonicalize().unwrap_or_else(|_| root.to_path_buf());
-    Ok(Manifest { desc: desc.clone(), root, folds: index.folds, rows, diagnostics: index.diagnostics })
 }
 
 impl Manifest {
@@ -329,7 +285,7 @@ mod tests {
         let diagnostics = vec![Diagnostic {
             file: "a.csv".into(),
             line: Some(3),
-            severity: splits::Severity::Error,
+            severity: crate::dataset::splits::Severity::Error,
             message: "bad".into(),
         }];
         let m = Manifest {

@@ -63,7 +63,7 @@ pub struct VisionOutput {
 
 impl VisionTower {
     pub fn new(store: &mut ParamStore, prefix: &str, cfg: &VisionConfig, embed_dim: usize) -> Result<Self> {
-        ensure!(cfg.image_size % cfg.patch_size == 0, "image_size must be a multiple of patch_size");
+        ensure!(cfg.image_size.is_multiple_of(cfg.patch_size), "image_size must be a multiple of patch_size");
         let mut root = store.scope(prefix, Group::ImageEncoder);
         let projection = Linear::new(&mut root, "visual_projection", cfg.width, embed_dim, false, 0.02)?;
         let mut s = root.sub("vision_model");

@@ -71,7 +71,7 @@ pub struct Attention {
 
 impl Attention {
     pub fn new(s: &mut Scope, name: &str, dim: usize, heads: usize) -> Result<Self> {
-        anyhow::ensure!(dim % heads == 0, "attention width {dim} is not a multiple of {heads} heads");
+        anyhow::ensure!(dim.is_multiple_of(heads), "attention width {dim} is not a multiple of {heads} heads");
         let mut s = s.sub(name);
         let std = (dim as f64).powf(-0.5);
         Ok(Self {

@@ -12,25 +12,10 @@ use super::sample;
 use crate::dataset::SourceKind;
 use crate::face::geometry::{self, centre_box, crop_resize, fit_scene, mask_face, square_box};
 use crate::face::track::{fill_and_smooth, primary_track, FaceSource, TrackedFrame};
-use crate::face::{BoxF, Detection, Detector};
+use crate::face::{Detection, Detector};
 use crate::manifest::ClipRow;
+use crate::shard::ClipTensors;
 use crate::video::decode::{self, Sampled};
-
-/// The tensors of one clip, in shard layout (T = stored frames).
-#[derive(Debug, Clone, PartialEq)]
-pub struct ClipTensors {
-    /// `[T, S, S, 3]` uint8.
-    pub face: Vec<u8>,
-    /// `[T, S2, S2, 3]` uint8.
-    pub scene: Vec<u8>,
-    pub frame_index: Vec<i32>,
-    pub face_box: Vec<BoxF>,
-    pub face_score: Vec<f32>,
-    pub face_source: Vec<u8>,
-    pub landmarks: Vec<[[f32; 2]; 5]>,
-    /// Display size (width, height) of the source frames the boxes refer to.
-    pub frame_size: [u32; 2],
-}
 
 /// What happened to one manifest row.
 #[derive(Debug, Clone)]

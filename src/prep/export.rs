@@ -8,9 +8,9 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use image::RgbImage;
 
-use super::clip::ClipTensors;
 use super::config::PrepConfig;
 use crate::manifest::{role_columns, Manifest};
+use crate::shard::ClipTensors;
 
 /// Writes `DIR/face/<clip_id>/NNNNN.jpg` and `DIR/scene/<clip_id>/NNNNN.jpg` (1-based, zero
 /// padded so lexicographic order is frame order).

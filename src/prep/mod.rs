@@ -25,13 +25,10 @@ use crate::error::UsageError;
 use crate::face::centerface::{self, CenterFace, CenterFaceSettings};
 use crate::face::Detector;
 use crate::logging::Progress;
-use crate::manifest::{tmp_path, Manifest};
+use crate::manifest::{tmp_path, Manifest, PREP_TABLE_KEY};
 use crate::shard::{shard_name, ShardAttrs, ShardRow, ShardWriter};
 use clip::ClipResult;
 use config::PrepConfig;
-
-/// Key-value metadata key that marks a prep table (`prep.parquet`, `shards/NNNNN.parquet`).
-pub const PREP_TABLE_KEY: &str = "dfer.prep_table";
 
 /// Settings of one `dfer prep` run.
 #[derive(Debug, Clone)]

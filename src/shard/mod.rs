@@ -14,7 +14,7 @@ use hdf5::{Dataset, Extent, File, H5Type, SimpleExtents};
 use ndarray::{ArrayView, IxDyn};
 
 use crate::error::UsageError;
-use crate::prep::clip::ClipTensors;
+use crate::face::BoxF;
 
 /// Shard schema version, stored as the `schema_version` attribute.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -49,6 +49,22 @@ pub struct ShardAttrs {
     pub shard_index: usize,
     /// Manifest rows this shard covers: `[first, end)`.
     pub manifest_rows: [usize; 2],
+}
+
+/// The tensors of one clip, in shard layout (T = stored frames).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClipTensors {
+    /// `[T, S, S, 3]` uint8.
+    pub face: Vec<u8>,
+    /// `[T, S2, S2, 3]` uint8.
+    pub scene: Vec<u8>,
+    pub frame_index: Vec<i32>,
+    pub face_box: Vec<BoxF>,
+    pub face_score: Vec<f32>,
+    pub face_source: Vec<u8>,
+    pub landmarks: Vec<[[f32; 2]; 5]>,
+    /// Display size (width, height) of the source frames the boxes refer to.
+    pub frame_size: [u32; 2],
 }
 
 /// One clip row to append.

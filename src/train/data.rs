@@ -23,7 +23,7 @@ use crate::shard::{ShardAttrs, ShardReader};
 
 /// CLIP's normalisation constants (RGB, on 0–1 values).
 pub const CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
-pub const CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_58, 0.275_777_1];
+pub const CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_6, 0.275_777_1];
 
 /// One clip in a shard.
 #[derive(Debug, Clone, PartialEq)]
@@ -299,7 +299,7 @@ fn prepare_clip(set: &ShardSet, clip: &ClipRef, shape: InputShape, view: &View) 
     let a = &reader.attrs;
     let per_segment = a.store_frames / shape.frames;
     ensure!(
-        per_segment >= 1 && a.store_frames % shape.frames == 0,
+        per_segment >= 1 && a.store_frames.is_multiple_of(shape.frames),
         "{}: stores {} frames per clip, not a multiple of T = {}",
         reader.path.display(),
         a.store_frames,

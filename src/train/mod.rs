@@ -206,9 +206,8 @@ pub fn run(opts: &TrainOptions) -> Result<()> {
     keep_metrics_until(&metrics_path, resumed.map_or(0, |st| st.epoch))?;
     let data_hash = s.shards.data_hash();
     let config_hash = s.cfg.hash()?;
-    let mut done = 0;
-    for epoch in start..=t.epochs {
-        if opts.stop_after.is_some_and(|n| done >= n) {
+    for (done, epoch) in (start..=t.epochs).enumerate() {
+        if opts.stop_after.is_some_and(|n| done as u32 >= n) {
             tracing::info!("stopping after {done} epochs as asked (--stop-after); --resume continues");
             return Ok(());
         }
@@ -228,7 +227,6 @@ pub fn run(opts: &TrainOptions) -> Result<()> {
             "epoch {epoch}/{}: loss {:.4}, test UAR {:.2} WAR {:.2} ({:.1} clips/s)",
             t.epochs, line.train_loss, line.test_uar, line.test_war, line.clips_per_s
         );
-        done += 1;
     }
     Ok(())
 }

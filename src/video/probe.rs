@@ -4,23 +4,10 @@
 use std::path::Path;
 
 use ffmpeg_next as ff;
-use serde::Serialize;
+
+pub use crate::manifest::ProbeInfo;
 
 use super::frames;
-
-/// What probing learnt about a readable clip.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ProbeInfo {
-    pub n_frames: u32,
-    pub fps: Option<f64>,
-    /// Display size: the stored size with `rotation` applied.
-    pub width: u32,
-    pub height: u32,
-    pub duration_s: Option<f64>,
-    /// Clockwise rotation in degrees that a player applies for display (the value of the
-    /// legacy `rotate` tag), 0 if none.
-    pub rotation: i32,
-}
 
 /// Why a clip cannot be used; `status()` is the manifest's status column.
 #[derive(Debug, Clone, PartialEq)]
