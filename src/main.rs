@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use dfer::commands::{embed, eval, inspect, report, synth, train};
+use dfer::commands::{bench, embed, eval, inspect, report, synth, train};
 #[cfg(feature = "media")]
 use dfer::commands::{manifest, prep};
 use dfer::error;
@@ -51,6 +51,8 @@ enum Command {
     Report(report::Args),
     /// Cache the frozen image tower's features so training runs only the light modules.
     Embed(embed::Args),
+    /// Developer measurements: CLIP parity features, timed training steps.
+    Bench(bench::Args),
 }
 
 fn main() -> ExitCode {
@@ -67,6 +69,7 @@ fn main() -> ExitCode {
         Command::Eval(a) => eval::run(a),
         Command::Report(a) => report::run(a),
         Command::Embed(a) => embed::run(a),
+        Command::Bench(a) => bench::run(a),
     };
     if let Err(e) = &result {
         eprintln!("error: {e:#}");

@@ -3,6 +3,7 @@
 //!
 //! [`Outcome`]: crate::error::Outcome
 
+pub mod bench;
 pub mod embed;
 pub mod eval;
 pub mod inspect;

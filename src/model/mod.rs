@@ -1,6 +1,7 @@
 //! The trainer's model code, the only modules that touch the deep-learning framework (candle):
 //! named parameters, layers, the CLIP towers, prompts, the OUS model and its optimiser.
 
+pub mod bench;
 pub mod clip;
 pub mod layers;
 pub mod optim;

@@ -90,6 +90,10 @@ impl Runner {
         })
     }
 
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
     /// Input side length the image tower expects.
     pub fn image_size(&self) -> usize {
         self.image_size

@@ -1,0 +1,70 @@
+//! `dfer bench`: developer measurements of the model code (CLIP parity features, timed training
+//! steps); `bench/clip_parity.py` and `bench/train_bench.sh` drive them against PyTorch.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+
+use crate::error::Outcome;
+use crate::model::bench;
+
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Example:\n  dfer bench train-step --arch vit-b16 --device cuda --recipe frozen --batch 8\n  \
+dfer bench clip-features --weights clip.safetensors --inputs in.safetensors --out ours.safetensors")]
+pub struct Args {
+    #[command(subcommand)]
+    pub what: What,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum What {
+    /// ViT-B/16 CLIP image and text features for given weights and inputs (parity check).
+    ClipFeatures {
+        /// CLIP weights in the Hugging Face safetensors layout.
+        #[arg(long)]
+        weights: PathBuf,
+        /// safetensors with pixel_values [N, 3, 224, 224] and input_ids [M, 77].
+        #[arg(long)]
+        inputs: PathBuf,
+        /// Output safetensors (image_embeds, text_embeds).
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value = "cpu")]
+        device: String,
+        /// End-of-text token id (CLIP's <|endoftext|>).
+        #[arg(long, default_value_t = 49407)]
+        eot_id: u32,
+    },
+    /// Time OUS training steps on random inputs; prints JSON.
+    TrainStep {
+        #[arg(long, default_value = "vit-b16")]
+        arch: String,
+        #[arg(long, default_value = "cpu")]
+        device: String,
+        /// frozen (image tower frozen), finetune, or cached (from features).
+        #[arg(long, default_value = "frozen")]
+        recipe: String,
+        #[arg(long, default_value_t = 8)]
+        batch: usize,
+        #[arg(long, default_value_t = 16)]
+        frames: usize,
+        #[arg(long, default_value_t = 10)]
+        steps: usize,
+        #[arg(long, default_value_t = 3)]
+        warmup: usize,
+    },
+}
+
+pub fn run(a: &Args) -> Result<Outcome> {
+    match &a.what {
+        What::ClipFeatures { weights, inputs, out, device, eot_id } => {
+            bench::clip_features(weights, inputs, out, device, *eot_id)?;
+            println!("wrote {}", out.display());
+        }
+        What::TrainStep { arch, device, recipe, batch, frames, steps, warmup } => {
+            let t = bench::train_steps(arch, device, recipe, *batch, *frames, *steps, *warmup)?;
+            println!("{}", serde_json::to_string(&t)?);
+        }
+    }
+    Ok(Outcome::Ok)
+}

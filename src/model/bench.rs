@@ -1,0 +1,127 @@
+//! Developer measurements of the model code: CLIP features for a numeric parity check against
+//! Hugging Face `transformers` (`bench/clip_parity.py`), and timed OUS training steps on random
+//! inputs for the PyTorch comparison (`bench/train_bench.sh`).
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use candle_core::{DType, Device, Tensor};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+
+use super::clip::{vit_b16, TextTower, VisionTower};
+use super::ous::{LossWeights, OusConfig};
+use super::params::ParamStore;
+use super::runner::{HostFeatures, HostInput, OptimSettings, Runner};
+
+/// Reads `pixel_values [N, 3, 224, 224]` and `input_ids [M, 77]` from `inputs`, runs ViT-B/16
+/// towers loaded from `weights` (Hugging Face names) and writes `image_embeds [N, 512]` and
+/// `text_embeds [M, 512]` (unnormalised, as `get_image_features` / `get_text_features`) to `out`.
+pub fn clip_features(weights: &Path, inputs: &Path, out: &Path, device: &str, eot_id: u32) -> Result<()> {
+    let (device, _) = super::device(device)?;
+    let (v, t, e) = vit_b16();
+    let mut store = ParamStore::new(&device, 0);
+    let vision = VisionTower::new(&mut store, "", &v, e)?;
+    let text = TextTower::new(&mut store, "", &t, e)?;
+    store.load_prefixed(weights, "")?;
+    let io = candle_core::safetensors::load(inputs, &device)
+        .with_context(|| format!("{}: not a readable safetensors file", inputs.display()))?;
+    let get = |n: &str| io.get(n).with_context(|| format!("{}: has no tensor {n}", inputs.display()));
+    let pixels = get("pixel_values")?.to_dtype(DType::F32)?;
+    let ids: Vec<Vec<u32>> = get("input_ids")?.to_dtype(DType::U32)?.to_vec2()?;
+    let image = vision.forward(&pixels, 0)?.embeds;
+    let text = text.forward_ids(&ids, eot_id)?;
+    let result: HashMap<String, Tensor> =
+        [("image_embeds".to_string(), image), ("text_embeds".to_string(), text)].into_iter().collect();
+    candle_core::safetensors::save(&result, out).with_context(|| format!("writing {}", out.display()))
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StepTiming {
+    pub arch: String,
+    pub device: String,
+    pub recipe: String,
+    pub batch: usize,
+    pub frames: usize,
+    pub steps: usize,
+    pub seconds_per_step: f64,
+    pub clips_per_s: f64,
+    pub trained_parameters: usize,
+}
+
+/// Times `steps` OUS training steps (after `warmup` untimed ones) on random inputs.
+/// `recipe`: `frozen` (image tower frozen), `finetune`, or `cached` (from features).
+pub fn train_steps(
+    arch: &str,
+    device: &str,
+    recipe: &str,
+    batch: usize,
+    frames: usize,
+    steps: usize,
+    warmup: usize,
+) -> Result<StepTiming> {
+    let labels: Vec<String> =
+        ["Happy", "Sad", "Neutral", "Angry", "Surprise", "Disgust", "Fear"].iter().map(|s| s.to_string()).collect();
+    let cfg = OusConfig { arch: arch.to_string(), ..Default::default() };
+    let mut runner = Runner::new(&cfg, &labels, frames, device, LossWeights::default())?;
+    runner.set_optimizer(OptimSettings {
+        lr: 1e-4,
+        lr_prompts: 1e-4,
+        lr_image: (recipe == "finetune").then_some(1e-6),
+        weight_decay: 0.01,
+        grad_clip: 1.0,
+        warmup_steps: 0,
+        total_steps: (steps + warmup) as u64,
+        min_lr_ratio: 0.1,
+    })?;
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let mut random = |n: usize| -> Vec<f32> { (0..n).map(|_| rng.random_range(-1.5f32..1.5)).collect() };
+    let s = runner.image_size();
+    let (e, p, w) = runner.feature_dims();
+    let (face, scene) = (random(batch * frames * 3 * s * s), random(batch * frames * 3 * s * s));
+    let features = HostFeatures {
+        batch,
+        face: random(batch * frames * e),
+        scene: random(batch * frames * e),
+        early: random(batch * p * w),
+    };
+    let input = match recipe {
+        "cached" => HostInput::Features(&features),
+        "frozen" | "finetune" => HostInput::Pixels { face: &face, scene: &scene, batch },
+        other => anyhow::bail!("unknown recipe {other:?} (frozen | finetune | cached)"),
+    };
+    let labels: Vec<u32> = (0..batch as u32).map(|i| i % 7).collect();
+    let polarity: Vec<u32> = labels.iter().map(|l| [2, 0, 1, 0, 2, 0, 0][*l as usize]).collect();
+    for _ in 0..warmup {
+        runner.train_step(&input, &labels, &polarity)?;
+    }
+    synchronize(&runner)?;
+    let started = Instant::now();
+    for _ in 0..steps {
+        runner.train_step(&input, &labels, &polarity)?;
+    }
+    synchronize(&runner)?;
+    let secs = started.elapsed().as_secs_f64() / steps.max(1) as f64;
+    Ok(StepTiming {
+        arch: arch.to_string(),
+        device: device.to_string(),
+        recipe: recipe.to_string(),
+        batch,
+        frames,
+        steps,
+        seconds_per_step: secs,
+        clips_per_s: batch as f64 / secs,
+        trained_parameters: runner.parameter_counts().1,
+    })
+}
+
+/// Waits for queued device work (each step already reads its loss back, so this is a safeguard).
+fn synchronize(runner: &Runner) -> Result<()> {
+    match runner.device() {
+        Device::Cpu => Ok(()),
+        d => Ok(d.synchronize()?),
+    }
+}
