@@ -70,6 +70,8 @@ ldd "$dist/dfer" | awk '/=> \// {print $3}' | while read -r lib; do
     *) cp -L "$lib" "$dist/lib/" ;;
   esac
 done
-du -sh "$dist" "$dist/dfer"
-echo "built $dist: run on the GPU machine with"
+# The PTX of candle's kernels makes the binary large (~125 MB); compressed it travels in < 64 MiB.
+tar -C dist -cf - gpu | xz -T0 -6 > dist/gpu.tar.xz
+du -sh "$dist" "$dist/dfer" dist/gpu.tar.xz
+echo "built $dist and dist/gpu.tar.xz (unpack with: tar -xJf gpu.tar.xz); run on the GPU machine with"
 echo "  LD_LIBRARY_PATH=$dist/lib:\$(python3 -c 'import nvidia; print(list(nvidia.__path__)[0] + \"/cu13/lib\")') $dist/dfer ..."

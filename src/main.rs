@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use dfer::commands::{bench, embed, eval, inspect, report, synth, train};
 #[cfg(feature = "media")]
-use dfer::commands::{manifest, prep};
+use dfer::commands::{manifest, prep, verify};
 use dfer::error;
 
 #[derive(Parser)]
@@ -53,6 +53,9 @@ enum Command {
     Embed(embed::Args),
     /// Developer measurements: CLIP parity features, timed training steps.
     Bench(bench::Args),
+    /// Check a prep output: every shard present, complete and readable; which to redo.
+    #[cfg(feature = "media")]
+    Verify(verify::Args),
 }
 
 fn main() -> ExitCode {
@@ -70,6 +73,8 @@ fn main() -> ExitCode {
         Command::Report(a) => report::run(a),
         Command::Embed(a) => embed::run(a),
         Command::Bench(a) => bench::run(a),
+        #[cfg(feature = "media")]
+        Command::Verify(a) => verify::run(a),
     };
     if let Err(e) = &result {
         eprintln!("error: {e:#}");

@@ -255,6 +255,69 @@ fn threads_workers_and_killed_runs_give_identical_shards() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("prepared with other settings"));
 }
 
+/// prep.parquet without its timing columns, which differ from run to run.
+fn prep_table_without_timings(out: &Path) -> polars::prelude::DataFrame {
+    let (df, _) = read_parquet(&out.join("prep.parquet")).unwrap();
+    df.drop_many(["decode_ms", "detect_ms", "crop_ms", "write_ms"])
+}
+
+#[test]
+fn three_workers_one_killed_then_verify_and_merge_equal_one_process() {
+    let p = dataset(10);
+    let cfg = small_shards(p._dir.path());
+    let cfg = cfg.to_str().unwrap();
+    let single = p._dir.path().join("single");
+    prep(&p, &single, &["--config", cfg, "--threads", "1"]);
+    let reference = shard_files(&single);
+    assert!(reference.len() >= 5, "{} shards", reference.len());
+
+    let out = p._dir.path().join("workers");
+    let worker = |i: usize| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_dfer"))
+            .args(["prep", "--manifest", p.manifest.to_str().unwrap(), "--out", out.to_str().unwrap()])
+            .args(["--config", cfg, "--threads", "1", "--shard-index", &i.to_string(), "--num-shards", "3"])
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let mut children: Vec<_> = (0..3).map(worker).collect();
+    // Worker 1 owns shards 1 and 4: kill it once shard 1 is complete.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    while std::time::Instant::now() < deadline && !out.join("shards/00001.h5").exists() {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    children[1].kill().unwrap();
+    for c in &mut children {
+        c.wait().unwrap();
+    }
+    let dir = out.to_str().unwrap();
+    let v = dfer(&["verify", dir]);
+    assert_eq!(v.status.code(), Some(1), "{}", stdout(&v));
+    assert!(stdout(&v).contains("shards to prepare again: 4"), "{}", stdout(&v));
+    // The killed worker runs again; being the last, it also writes prep.parquet.
+    let again = worker(1).wait_with_output().unwrap();
+    assert!(again.status.code().is_some_and(|c| c <= 1));
+    assert!(out.join("prep.parquet").exists());
+    // Merging the per-shard tables by hand gives the same table.
+    std::fs::remove_file(out.join("prep.parquet")).unwrap();
+    assert_eq!(dfer(&["verify", dir]).status.code(), Some(1), "prep.parquet missing");
+    let mut merge = vec!["manifest".to_string(), "merge".into(), "-o".into(), format!("{dir}/prep.parquet")];
+    for k in 0..reference.len() {
+        merge.push(format!("{dir}/shards/{k:05}.parquet"));
+    }
+    let merge: Vec<&str> = merge.iter().map(String::as_str).collect();
+    dfer_expect(&merge, 0);
+    let ok = dfer_expect(&["verify", dir], 0);
+    assert!(stdout(&ok).contains("all shards complete"), "{}", stdout(&ok));
+    assert!(shard_files(&out) == reference, "shards equal the single-process run's byte for byte");
+    assert!(prep_table_without_timings(&out).equals_missing(&prep_table_without_timings(&single)));
+    // A clip in two inputs is refused.
+    let twice = [merge[0], merge[1], merge[2], merge[3], merge[4], merge[4]];
+    let o = dfer(&twice);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("is in both"));
+}
+
 #[test]
 fn official_face_frame_folders_go_through_the_same_pipeline() {
     let dir = tempfile::tempdir().unwrap();

@@ -12,14 +12,18 @@ use crate::manifest;
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Example:\n  dfer manifest --dataset dfew --root /data/DFEW -o dfew/clips.parquet\n  \
 dfer manifest --dataset ferv39k --root /data/FERV39k --source frames -o ferv/clips.parquet\n  \
-dfer manifest --dataset my-data.toml --root /data/mine -o mine/clips.parquet")]
+dfer manifest --dataset my-data.toml --root /data/mine -o mine/clips.parquet\n  \
+dfer manifest merge -o prep/prep.parquet worker-a/prep.parquet worker-b/prep.parquet")]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct Args {
+    #[command(subcommand)]
+    pub merge: Option<Merge>,
     /// Built-in dataset (dfew, ferv39k, mafw) or a dataset description TOML file.
-    #[arg(long)]
-    pub dataset: String,
+    #[arg(long, required = true)]
+    pub dataset: Option<String>,
     /// Dataset root folder (the folder holding the official layout).
-    #[arg(long)]
-    pub root: PathBuf,
+    #[arg(long, required = true)]
+    pub root: Option<PathBuf>,
     /// Output manifest (Parquet).
     #[arg(short, long, default_value = "clips.parquet")]
     pub output: PathBuf,
@@ -29,9 +33,30 @@ pub struct Args {
     pub source: Option<SourceKind>,
 }
 
+#[derive(Debug, clap::Subcommand)]
+pub enum Merge {
+    /// Join per-worker prep tables (prep.parquet or shards/NNNNN.parquet) into one, in manifest order.
+    Merge {
+        /// Output prep table.
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Prep tables to join; a clip in two of them is an error.
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
+    },
+}
+
 pub fn run(args: &Args) -> Result<Outcome> {
-    let desc = DatasetDesc::load(&args.dataset)?;
-    let m = manifest::build(&desc, &args.root, args.source)?;
+    if let Some(Merge::Merge { output, inputs }) = &args.merge {
+        let n = crate::prep::merge_tables(inputs, output)?;
+        tracing::info!("wrote {}: {n} clips from {} tables", output.display(), inputs.len());
+        return Ok(Outcome::Ok);
+    }
+    let (Some(dataset), Some(root)) = (&args.dataset, &args.root) else {
+        unreachable!("clap requires --dataset and --root without a subcommand")
+    };
+    let desc = DatasetDesc::load(dataset)?;
+    let m = manifest::build(&desc, root, args.source)?;
     for d in &m.diagnostics {
         match d.severity {
             Severity::Error => tracing::error!("{d}"),

@@ -14,3 +14,5 @@ pub mod prep;
 pub mod report;
 pub mod synth;
 pub mod train;
+#[cfg(feature = "media")]
+pub mod verify;

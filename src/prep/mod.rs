@@ -26,7 +26,7 @@ use crate::face::centerface::{self, CenterFace, CenterFaceSettings};
 use crate::face::Detector;
 use crate::logging::Progress;
 use crate::manifest::{tmp_path, Manifest, PREP_TABLE_KEY};
-use crate::shard::{shard_name, ShardAttrs, ShardRow, ShardWriter};
+use crate::shard::{shard_name, ShardAttrs, ShardReader, ShardRow, ShardWriter};
 use clip::ClipResult;
 use config::PrepConfig;
 
@@ -124,6 +124,135 @@ fn claim_output(out: &Path, cfg: &PrepConfig, hash: &str) -> Result<()> {
     }
 }
 
+/// What an output folder is meant to hold (`prep_plan.json`): `dfer verify` checks against it.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct Plan {
+    pub manifest_rows: usize,
+    pub clips_per_shard: usize,
+    pub shards: usize,
+}
+
+fn claim_plan(out: &Path, plan: &Plan) -> Result<()> {
+    let path = out.join("prep_plan.json");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let old: Plan = serde_json::from_str(&text).with_context(|| format!("{}: unreadable", path.display()))?;
+            if &old != plan {
+                return Err(UsageError::new(format!(
+                    "{}: this output was prepared from a manifest of {} rows, not {}; use a new --out",
+                    path.display(),
+                    old.manifest_rows,
+                    plan.manifest_rows
+                ))
+                .into());
+            }
+            Ok(())
+        }
+        Err(_) => {
+            let tmp = tmp_path(&path);
+            std::fs::write(&tmp, serde_json::to_string_pretty(plan)?)?;
+            std::fs::rename(&tmp, &path)?;
+            Ok(())
+        }
+    }
+}
+
+/// One shard's problem found by [`verify`].
+#[derive(Debug, Clone, Serialize)]
+pub struct ShardProblem {
+    pub shard: usize,
+    pub problem: String,
+}
+
+/// What `dfer verify` found in a prep output folder.
+#[derive(Debug, Clone, Serialize)]
+pub struct Verification {
+    pub shards: usize,
+    pub complete: usize,
+    pub clips_written: usize,
+    pub problems: Vec<ShardProblem>,
+    /// Temporary files left by killed runs (removed when their shard is redone).
+    pub unfinished_files: Vec<String>,
+    pub prep_parquet: bool,
+}
+
+impl Verification {
+    /// Shard indices to prepare again.
+    pub fn to_redo(&self) -> Vec<usize> {
+        let mut v: Vec<usize> = self.problems.iter().map(|p| p.shard).collect();
+        v.dedup();
+        v
+    }
+}
+
+/// `dfer verify`: every expected shard present, readable, made with the folder's settings, its
+/// clip count equal to its table's and its manifest range the planned one.
+pub fn verify(out: &Path) -> Result<Verification> {
+    let plan_path = out.join("prep_plan.json");
+    let text = std::fs::read_to_string(&plan_path).map_err(|_| {
+        UsageError::new(format!("{}: missing; is {} a dfer prep output?", plan_path.display(), out.display()))
+    })?;
+    let plan: Plan = serde_json::from_str(&text).with_context(|| format!("{}: unreadable", plan_path.display()))?;
+    let cfg_text = std::fs::read_to_string(out.join("prep_config.toml"))
+        .map_err(|e| UsageError::new(format!("{}: {e}", out.join("prep_config.toml").display())))?;
+    let hash = cfg_text.lines().next().and_then(|l| l.split('"').nth(1)).unwrap_or_default().to_string();
+    let dir = out.join("shards");
+    let mut v = Verification {
+        shards: plan.shards,
+        complete: 0,
+        clips_written: 0,
+        problems: vec![],
+        unfinished_files: vec![],
+        prep_parquet: out.join("prep.parquet").exists(),
+    };
+    for k in 0..plan.shards {
+        let (h5, pq) = shard_paths(&dir, k);
+        let expect = [k * plan.clips_per_shard, ((k + 1) * plan.clips_per_shard).min(plan.manifest_rows)];
+        match check_shard(&h5, &pq, &hash, expect) {
+            Ok(n) => {
+                v.complete += 1;
+                v.clips_written += n;
+            }
+            Err(problem) => v.problems.push(ShardProblem { shard: k, problem }),
+        }
+    }
+    if let Ok(entries) = std::fs::read_dir(&dir) {
+        let mut tmp: Vec<String> = entries
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains(".tmp-"))
+            .collect();
+        tmp.sort();
+        v.unfinished_files = tmp;
+    }
+    Ok(v)
+}
+
+fn check_shard(h5: &Path, pq: &Path, hash: &str, expect: [usize; 2]) -> Result<usize, String> {
+    if !h5.exists() {
+        return Err(format!("{} is missing", h5.display()));
+    }
+    if !pq.exists() {
+        return Err(format!("{} is missing", pq.display()));
+    }
+    let r = ShardReader::open(h5).map_err(|e| format!("{e:#}"))?;
+    if r.attrs.config_hash != hash {
+        return Err(format!("{}: made with other settings (config hash {})", h5.display(), r.attrs.config_hash));
+    }
+    if r.attrs.manifest_rows != expect {
+        return Err(format!("{}: covers manifest rows {:?}, expected {expect:?}", h5.display(), r.attrs.manifest_rows));
+    }
+    let (df, _) = crate::manifest::read_parquet(pq).map_err(|e| format!("{e:#}"))?;
+    if df.height() != expect[1] - expect[0] {
+        return Err(format!("{}: {} rows, expected {}", pq.display(), df.height(), expect[1] - expect[0]));
+    }
+    let written = df.column("row").map(|c| c.len() - c.null_count()).map_err(|e| format!("{}: {e}", pq.display()))?;
+    if written != r.len {
+        return Err(format!("{}: {} clips, its table says {written}", h5.display(), r.len));
+    }
+    Ok(r.len)
+}
+
 fn rows_frame(rows: &[PrepRow]) -> PolarsResult<DataFrame> {
     let r = |f: &dyn Fn(&PrepRow) -> f64| rows.iter().map(f).collect::<Vec<f64>>();
     DataFrame::new_infer_height(vec![
@@ -155,29 +284,55 @@ fn write_parquet(df: &mut DataFrame, path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// `dfer manifest merge`: joins prep tables into `output`, sorted by manifest row. A manifest row
+/// present in two inputs is an error naming both files. Returns the row count.
+pub fn merge_tables(inputs: &[PathBuf], output: &Path) -> Result<usize> {
+    let mut seen: BTreeMap<i64, PathBuf> = BTreeMap::new();
+    let mut all: Option<DataFrame> = None;
+    for path in inputs {
+        let (df, meta) = crate::manifest::read_parquet(path)?;
+        if !meta.iter().any(|(k, _)| k == PREP_TABLE_KEY) {
+            return Err(UsageError::new(format!("{}: not a prep table (prep.parquet)", path.display())).into());
+        }
+        let rows = df
+            .column("manifest_row")
+            .and_then(|c| c.i64().cloned())
+            .map_err(|e| UsageError::new(format!("{}: no manifest_row column: {e}", path.display())))?;
+        for r in rows.iter().flatten() {
+            if let Some(first) = seen.insert(r, path.clone()) {
+                return Err(UsageError::new(format!(
+                    "manifest row {r} is in both {} and {}",
+                    first.display(),
+                    path.display()
+                ))
+                .into());
+            }
+        }
+        match &mut all {
+            None => all = Some(df),
+            Some(acc) => {
+                acc.vstack_mut(&df).map_err(|e| UsageError::new(format!("{}: other columns: {e}", path.display())))?;
+            }
+        }
+    }
+    let mut all = all.map_or_else(|| rows_frame(&[]), Ok)?.sort(["manifest_row"], Default::default())?;
+    write_parquet(&mut all, output)?;
+    Ok(all.height())
+}
+
 /// Joins the per-shard tables into `prep.parquet` once every shard is complete.
 fn write_prep_parquet(out: &Path, shards: usize) -> Result<Option<PathBuf>> {
     let dir = out.join("shards");
-    let mut frames = Vec::with_capacity(shards);
+    let mut tables = Vec::with_capacity(shards);
     for k in 0..shards {
         let (h5, pq) = shard_paths(&dir, k);
         if !h5.exists() || !pq.exists() {
             return Ok(None);
         }
-        frames.push(crate::manifest::read_parquet(&pq)?.0);
+        tables.push(pq);
     }
-    let mut all = match frames.split_first() {
-        Some((first, rest)) => {
-            let mut acc = first.clone();
-            for f in rest {
-                acc.vstack_mut(f)?;
-            }
-            acc
-        }
-        None => rows_frame(&[])?,
-    };
     let path = out.join("prep.parquet");
-    write_parquet(&mut all, &path)?;
+    merge_tables(&tables, &path)?;
     Ok(Some(path))
 }
 
@@ -228,6 +383,7 @@ pub fn run(opts: &PrepOptions) -> Result<PrepSummary> {
 
     let n_rows = manifest.rows.len();
     let shards_total = shard_count(n_rows, cfg.clips_per_shard);
+    claim_plan(&opts.out, &Plan { manifest_rows: n_rows, clips_per_shard: cfg.clips_per_shard, shards: shards_total })?;
     let owned: Vec<usize> = (0..shards_total).filter(|k| k % opts.num_shards == opts.shard_index).collect();
     let mut todo = Vec::new();
     for &k in &owned {
