@@ -98,6 +98,21 @@ impl VisionTower {
         })
     }
 
+    /// The tower on untracked copies of its weights (shared storage): a frozen forward that
+    /// builds no graph, so activations are freed layer by layer (candle has no no-grad mode).
+    pub fn detached(&self) -> Self {
+        Self {
+            class_embedding: self.class_embedding.detach(),
+            patch_embedding: self.patch_embedding.detach(),
+            position_embedding: self.position_embedding.detach(),
+            pre_layrnorm: self.pre_layrnorm.detached(),
+            layers: self.layers.iter().map(Block::detached).collect(),
+            post_layernorm: self.post_layernorm.detached(),
+            projection: self.projection.detached(),
+            cfg: self.cfg.clone(),
+        }
+    }
+
     /// `images [N, 3, S, S]` (CLIP-normalised); `early_blocks` > 0 also returns the token means of
     /// the first `early_blocks` block outputs (the polarity encoder's input).
     pub fn forward(&self, images: &Tensor, early_blocks: usize) -> Result<VisionOutput> {
@@ -169,6 +184,21 @@ impl TextTower {
             mask,
             cfg: cfg.clone(),
         })
+    }
+
+    /// The tower on untracked weights: gradients still flow through it to its inputs (the prompt
+    /// context) but none is computed for its own frozen weights.
+    pub fn detached(&self) -> Self {
+        Self {
+            token_embedding: self.token_embedding.detach(),
+            position_embedding: self.position_embedding.detach(),
+            layers: self.layers.iter().map(Block::detached).collect(),
+            final_layer_norm: self.final_layer_norm.detached(),
+            projection: self.projection.detached(),
+            logit_scale: self.logit_scale.detach(),
+            mask: self.mask.clone(),
+            cfg: self.cfg.clone(),
+        }
     }
 
     pub fn context_length(&self) -> usize {

@@ -23,6 +23,13 @@ impl Linear {
     }
 }
 
+impl Linear {
+    /// The same layer on untracked copies of its weights (shared storage): no graph is built.
+    pub fn detached(&self) -> Self {
+        Self { weight: self.weight.detach(), bias: self.bias.as_ref().map(Tensor::detach) }
+    }
+}
+
 impl Module for Linear {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let w = self.weight.to_dtype(x.dtype())?;
@@ -45,6 +52,12 @@ impl LayerNorm {
     pub fn new(s: &mut Scope, name: &str, dim: usize, eps: f64) -> Result<Self> {
         let mut s = s.sub(name);
         Ok(Self { weight: s.constant("weight", &[dim], 1.0)?, bias: s.constant("bias", &[dim], 0.0)?, eps })
+    }
+}
+
+impl LayerNorm {
+    pub fn detached(&self) -> Self {
+        Self { weight: self.weight.detach(), bias: self.bias.detach(), eps: self.eps }
     }
 }
 
@@ -81,6 +94,16 @@ impl Attention {
             out: Linear::new(&mut s, "out_proj", dim, dim, true, std)?,
             heads,
         })
+    }
+
+    pub fn detached(&self) -> Self {
+        Self {
+            q: self.q.detached(),
+            k: self.k.detached(),
+            v: self.v.detached(),
+            out: self.out.detached(),
+            heads: self.heads,
+        }
     }
 
     /// `query [B, Lq, C]` attends to `memory [B, Lk, C]`; `mask [Lq, Lk]` is added to the scores.
@@ -132,6 +155,16 @@ impl Block {
             fc1,
             fc2,
         })
+    }
+
+    pub fn detached(&self) -> Self {
+        Self {
+            ln1: self.ln1.detached(),
+            attn: self.attn.detached(),
+            ln2: self.ln2.detached(),
+            fc1: self.fc1.detached(),
+            fc2: self.fc2.detached(),
+        }
     }
 
     pub fn forward(&self, x: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {

@@ -175,8 +175,11 @@ pub struct Losses {
 pub struct Ous {
     cfg: OusConfig,
     frames: usize,
-    pub vision: VisionTower,
-    pub text: TextTower,
+    vision: VisionTower,
+    /// The same tower on untracked weights, for the frozen recipe.
+    vision_frozen: VisionTower,
+    /// The text tower is always frozen (CoOp): untracked weights.
+    text: TextTower,
     prompts: PromptLearner,
     face_lstm: Lstm,
     scene_lstm: Lstm,
@@ -203,7 +206,8 @@ impl Ous {
         ensure!(cfg.polarity_blocks <= vcfg.layers, "polarity_blocks exceeds the image tower's depth");
         ensure!(e % cfg.heads == 0, "embedding width {e} is not a multiple of heads = {}", cfg.heads);
         let vision = VisionTower::new(store, CLIP_PREFIX, &vcfg, e)?;
-        let text = TextTower::new(store, CLIP_PREFIX, &tcfg, e)?;
+        let text = TextTower::new(store, CLIP_PREFIX, &tcfg, e)?.detached();
+        let vision_frozen = vision.detached();
         let prompts = PromptLearner::new(store, tokens, tcfg.width)?;
         let k = prompts.classes();
         let mut s = store.scope("ous", Group::Head);
@@ -244,6 +248,7 @@ impl Ous {
             cfg: cfg.clone(),
             frames,
             vision,
+            vision_frozen,
             text,
             prompts,
             face_lstm,
@@ -277,15 +282,17 @@ impl Ous {
         }
     }
 
-    /// Runs the image tower over `face [B, T, 3, S, S]` and `scene` (same shape) in one batch.
-    /// `dtype` is the compute type of the tower (bf16 on CUDA); outputs are f32.
-    pub fn encode(&self, face: &Tensor, scene: Option<&Tensor>, dtype: DType) -> Result<Features> {
+    /// Runs the image tower over `face [B, T, 3, S, S]` and `scene` (same shape). `dtype` is the
+    /// compute type of the tower (bf16 on CUDA); outputs are f32. `train_image` = false runs the
+    /// frozen tower, which builds no graph.
+    pub fn encode(&self, face: &Tensor, scene: Option<&Tensor>, dtype: DType, train_image: bool) -> Result<Features> {
+        let tower = if train_image { &self.vision } else { &self.vision_frozen };
         let (b, t, c, h, w) = face.dims5()?;
         let face_flat = face.reshape((b * t, c, h, w))?.to_dtype(dtype)?;
-        let f = self.vision.forward(&face_flat, 0)?.embeds.to_dtype(DType::F32)?.reshape((b, t, ()))?;
+        let f = tower.forward(&face_flat, 0)?.embeds.to_dtype(DType::F32)?.reshape((b, t, ()))?;
         let (scene, early) = match scene {
             Some(s) if self.cfg.use_scene => {
-                let out = self.vision.forward(&s.reshape((b * t, c, h, w))?.to_dtype(dtype)?, self.early_blocks())?;
+                let out = tower.forward(&s.reshape((b * t, c, h, w))?.to_dtype(dtype)?, self.early_blocks())?;
                 let early = match out.early {
                     Some(x) => Some(x.to_dtype(DType::F32)?.reshape((b, t, self.cfg.polarity_blocks, ()))?.mean(1)?),
                     None => None,

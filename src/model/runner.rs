@@ -142,16 +142,7 @@ impl Runner {
                 let shape = [*batch, t, 3, s, s];
                 let face = self.tensor(face, &shape)?;
                 let scene = if scene.is_empty() { None } else { Some(self.tensor(scene, &shape)?) };
-                let f = self.model.encode(&face, scene.as_ref(), self.dtype)?;
-                if train_image {
-                    return Ok(f);
-                }
-                // Frozen tower: cut the graph so no gradient flows (or is stored) through it.
-                Ok(Features {
-                    face: f.face.detach(),
-                    scene: f.scene.map(|x| x.detach()),
-                    early: f.early.map(|x| x.detach()),
-                })
+                self.model.encode(&face, scene.as_ref(), self.dtype, train_image)
             }
             HostInput::Features(h) => {
                 let (e, p, w) = self.dims;
