@@ -23,7 +23,9 @@ pub fn device(name: &str) -> Result<(Device, DType)> {
             if !candle_core::utils::cuda_is_available() {
                 bail!("device {n}: this dfer was built without the `cuda` feature (see README, GPU build)");
             }
-            Ok((Device::new_cuda(index)?, DType::BF16))
+            let dev = Device::new_cuda(index)
+                .map_err(|e| anyhow::anyhow!("device {n}: cannot open it ({e}); is the NVIDIA driver installed?"))?;
+            Ok((dev, DType::BF16))
         }
         other => bail!("unknown device {other:?} (cpu | cuda | cuda:N)"),
     }
