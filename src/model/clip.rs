@@ -9,7 +9,7 @@ use candle_core::{Module, Tensor, D};
 use serde::{Deserialize, Serialize};
 
 use super::layers::{Block, LayerNorm, Linear};
-use super::params::{Group, ParamStore};
+use super::params::{Group, ParamStore, Scope};
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -78,13 +78,7 @@ impl VisionTower {
             (class, patch, pos)
         };
         let pre_layrnorm = LayerNorm::new(&mut s, "pre_layrnorm", cfg.width, 1e-5)?;
-        let layers = {
-            let mut enc = s.sub("encoder");
-            let mut l = enc.sub("layers");
-            (0..cfg.layers)
-                .map(|i| Block::new(&mut l, &i.to_string(), cfg.width, cfg.heads, cfg.mlp))
-                .collect::<Result<Vec<_>>>()?
-        };
+        let layers = encoder_layers(&mut s, cfg.layers, cfg.width, cfg.heads, cfg.mlp)?;
         let post_layernorm = LayerNorm::new(&mut s, "post_layernorm", cfg.width, 1e-5)?;
         Ok(Self {
             class_embedding,
@@ -163,13 +157,7 @@ impl TextTower {
             let pos = e.sub("position_embedding").normal("weight", &[cfg.context_length, cfg.width], 0.01)?;
             (tok, pos)
         };
-        let layers = {
-            let mut enc = s.sub("encoder");
-            let mut l = enc.sub("layers");
-            (0..cfg.layers)
-                .map(|i| Block::new(&mut l, &i.to_string(), cfg.width, cfg.heads, cfg.mlp))
-                .collect::<Result<Vec<_>>>()?
-        };
+        let layers = encoder_layers(&mut s, cfg.layers, cfg.width, cfg.heads, cfg.mlp)?;
         let final_layer_norm = LayerNorm::new(&mut s, "final_layer_norm", cfg.width, 1e-5)?;
         let l = cfg.context_length;
         let mask: Vec<f32> = (0..l * l).map(|i| if i % l > i / l { -1e9 } else { 0.0 }).collect();
@@ -240,6 +228,13 @@ impl TextTower {
         let ids = Tensor::from_vec(flat, (ids.len(), l), self.token_embedding.device())?;
         self.forward_embeddings(&self.embed_tokens(&ids)?, &eot)
     }
+}
+
+/// `encoder.layers.{0..n}`: the transformer blocks of either tower.
+fn encoder_layers(s: &mut Scope, n: usize, width: usize, heads: usize, mlp: usize) -> Result<Vec<Block>> {
+    let mut enc = s.sub("encoder");
+    let mut l = enc.sub("layers");
+    (0..n).map(|i| Block::new(&mut l, &i.to_string(), width, heads, mlp)).collect()
 }
 
 /// L2-normalises the last dimension.

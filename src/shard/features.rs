@@ -120,15 +120,8 @@ impl FeatureReader {
     pub fn open(path: &Path) -> Result<FeatureReader> {
         let bad = |m: String| UsageError::new(format!("{}: {m}", path.display()));
         let file = File::open(path).map_err(|e| bad(format!("not a readable feature cache: {e}")))?;
-        let get_u = |n: &str| -> Result<u64> {
-            file.attr(n).and_then(|a| a.read_scalar::<u64>()).map_err(|e| bad(format!("attribute {n}: {e}")).into())
-        };
-        let get_s = |n: &str| -> Result<String> {
-            file.attr(n)
-                .and_then(|a| a.read_scalar::<VarLenUnicode>())
-                .map(|s| s.to_string())
-                .map_err(|e| bad(format!("attribute {n}: {e}")).into())
-        };
+        let get_u = |n: &str| super::attr_u64(&file, n, path);
+        let get_s = |n: &str| super::attr_string(&file, n, path);
         let version = get_u("schema_version")?;
         ensure!(
             version == u64::from(FEATURES_SCHEMA),

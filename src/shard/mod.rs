@@ -232,23 +232,31 @@ pub struct ShardReader {
     pub len: usize,
 }
 
+/// A scalar u64 attribute; a missing or unreadable one is an error naming the file.
+pub(crate) fn attr_u64(file: &File, name: &str, path: &Path) -> Result<u64> {
+    file.attr(name)
+        .and_then(|a| a.read_scalar::<u64>())
+        .map_err(|e| UsageError::new(format!("{}: attribute {name}: {e}", path.display())).into())
+}
+
+/// A scalar UTF-8 string attribute; a missing or unreadable one is an error naming the file.
+pub(crate) fn attr_string(file: &File, name: &str, path: &Path) -> Result<String> {
+    file.attr(name)
+        .and_then(|a| a.read_scalar::<VarLenUnicode>())
+        .map(|s| s.to_string())
+        .map_err(|e| UsageError::new(format!("{}: attribute {name}: {e}", path.display())).into())
+}
+
 impl ShardReader {
     /// Opens a shard, checking its schema version and datasets.
     pub fn open(path: &Path) -> Result<ShardReader> {
         let bad = |m: String| UsageError::new(format!("{}: {m}", path.display()));
         let file = File::open(path).map_err(|e| bad(format!("not a readable HDF5 shard: {e}")))?;
-        let get_u = |n: &str| -> Result<u64> {
-            file.attr(n).and_then(|a| a.read_scalar::<u64>()).map_err(|e| bad(format!("attribute {n}: {e}")).into())
-        };
+        let get_u = |n: &str| attr_u64(&file, n, path);
         let get_f = |n: &str| -> Result<f32> {
             file.attr(n).and_then(|a| a.read_scalar::<f32>()).map_err(|e| bad(format!("attribute {n}: {e}")).into())
         };
-        let get_s = |n: &str| -> Result<String> {
-            file.attr(n)
-                .and_then(|a| a.read_scalar::<VarLenUnicode>())
-                .map(|s| s.to_string())
-                .map_err(|e| bad(format!("attribute {n}: {e}")).into())
-        };
+        let get_s = |n: &str| attr_string(&file, n, path);
         let get_l = |n: &str| -> Result<Vec<String>> {
             file.attr(n)
                 .and_then(|a| a.read_raw::<VarLenUnicode>())
