@@ -43,6 +43,7 @@ jitter = 0.1
 TOML
 $dfer train --config "$out/train.toml" --run "$out/runs/fold1"
 $dfer eval --run "$out/runs/fold1"
+$dfer inspect "$out/runs/fold1"
 echo "demo: manifest $out/clips.parquet, shards $out/prep/shards, table $out/prep/prep.parquet"
 echo "demo: contact sheet $out/contact-sheet.png, exported frames and annotation lists in $out/frames"
-echo "demo: run $out/runs/fold1 (report.json, confusion.png, metrics.jsonl)"
+echo "demo: run $out/runs/fold1 (report.json, confusion.png, curves.png, metrics.jsonl)"

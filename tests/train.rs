@@ -103,6 +103,9 @@ fn learns_held_out_clips_and_reports() {
         lines[0].train_loss,
         lines[11].train_loss
     );
+    let shown = stdout(&dfer_expect(&["inspect", run.to_str().unwrap()], 0));
+    assert!(shown.contains("12 of 12 epochs done") && shown.contains("report (epoch"), "{shown}");
+    assert!(image::open(run.join("curves.png")).is_ok(), "training curves drawn");
     let rep = stdout(&dfer_expect(&["report", run.to_str().unwrap(), run.to_str().unwrap()], 0));
     assert!(rep.contains("mean of 2 runs") && rep.contains("chosen on each fold's test clips"), "{rep}");
     // A run folder is never silently overwritten.

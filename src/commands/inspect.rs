@@ -13,9 +13,10 @@ use crate::shard::{self, ShardReader};
 #[command(after_help = "Example:\n  dfer inspect dfew/clips.parquet\n  \
 dfer inspect dfew/clips.parquet --json > summary.json\n  \
 dfer inspect dfew/prep/prep.parquet\n  \
-dfer inspect dfew/prep/shards/00000.h5 --grid sheet.png")]
+dfer inspect dfew/prep/shards/00000.h5 --grid sheet.png\n  \
+dfer inspect runs/dfew-fold1")]
 pub struct Args {
-    /// The file to inspect: a clip manifest or prep table (.parquet), or a shard (.h5).
+    /// What to inspect: a clip manifest or prep table (.parquet), a shard (.h5), or a training run folder.
     pub path: PathBuf,
     /// Print JSON for scripts instead of text.
     #[arg(long)]
@@ -52,6 +53,10 @@ fn prep_table(args: &Args, _: &polars::prelude::DataFrame) -> Result<()> {
 }
 
 pub fn run(args: &Args) -> Result<Outcome> {
+    if args.path.is_dir() {
+        print(args.json, &crate::eval::inspect_run(&args.path)?, |r| r.to_text())?;
+        return Ok(Outcome::Ok);
+    }
     let ext = args.path.extension().map(|e| e.to_string_lossy().to_ascii_lowercase());
     match ext.as_deref() {
         Some("parquet") => {
@@ -74,7 +79,7 @@ pub fn run(args: &Args) -> Result<Outcome> {
             Ok(Outcome::Ok)
         }
         _ => Err(UsageError::new(format!(
-            "{}: cannot inspect this kind of file (expected a .parquet manifest or a .h5 shard)",
+            "{}: cannot inspect this kind of file (expected a .parquet manifest or prep table, a .h5 shard or a run folder)",
             args.path.display()
         ))
         .into()),

@@ -96,6 +96,103 @@ pub fn evaluate_run(run: &Path, which: &str) -> Result<Report> {
     Ok(report)
 }
 
+/// `dfer inspect runs/NAME`: the run's settings, per-epoch figures, best epoch and report.
+#[derive(Clone, Debug, Serialize)]
+pub struct RunInspection {
+    pub run: PathBuf,
+    pub dataset_manifest: PathBuf,
+    pub fold: u32,
+    pub arch: String,
+    pub recipe: String,
+    pub epochs_planned: u32,
+    pub epochs: Vec<EpochLine>,
+    pub best_epoch: Option<u32>,
+    pub report: Option<Report>,
+    /// Training curves written next to the run's files.
+    pub curves_png: Option<PathBuf>,
+}
+
+pub fn inspect_run(run: &Path) -> Result<RunInspection> {
+    let cfg_path = run.join("config.toml");
+    if !cfg_path.exists() {
+        bail!(UsageError::new(format!("{}: not a training run (no config.toml)", run.display())));
+    }
+    let cfg = TrainConfig::read(&cfg_path)?;
+    let metrics = run.join("metrics.jsonl");
+    let epochs = if metrics.exists() { read_metrics(&metrics)? } else { vec![] };
+    let report_path = run.join("report.json");
+    let report = if report_path.exists() {
+        let text = std::fs::read_to_string(&report_path)?;
+        Some(serde_json::from_str(&text).with_context(|| format!("{}: not a report", report_path.display()))?)
+    } else {
+        None
+    };
+    let curves_png = if epochs.is_empty() {
+        None
+    } else {
+        let path = run.join("curves.png");
+        let x: Vec<u32> = epochs.iter().map(|l| l.epoch).collect();
+        let loss: Vec<f64> = epochs.iter().map(|l| l.train_loss).collect();
+        let uar = epochs.iter().map(|l| l.test_uar).collect();
+        let war = epochs.iter().map(|l| l.test_war).collect();
+        plot::curves_png(&path, &x, &loss, &[("test UAR", uar), ("test WAR", war)])?;
+        Some(path)
+    };
+    let recipe = if cfg.data.features.is_some() {
+        "frozen image tower, feature cache"
+    } else if cfg.train.finetune_image {
+        "image tower fine-tuned"
+    } else {
+        "frozen image tower"
+    };
+    Ok(RunInspection {
+        run: run.to_path_buf(),
+        dataset_manifest: cfg.data.manifest.clone(),
+        fold: cfg.data.fold,
+        arch: cfg.model.arch.clone(),
+        recipe: recipe.to_string(),
+        epochs_planned: cfg.train.epochs,
+        best_epoch: Checkpoints::new(run).best()?.map(|b| b.epoch),
+        epochs,
+        report,
+        curves_png,
+    })
+}
+
+impl RunInspection {
+    pub fn to_text(&self) -> String {
+        let mut out = format!(
+            "run {}\n  manifest {}, fold {}\n  model {} ({}), {} of {} epochs done, best epoch {}\n",
+            self.run.display(),
+            self.dataset_manifest.display(),
+            self.fold,
+            self.arch,
+            self.recipe,
+            self.epochs.len(),
+            self.epochs_planned,
+            self.best_epoch.map_or("-".to_string(), |e| e.to_string())
+        );
+        out.push_str(&format!("  {:>5} {:>10} {:>8} {:>8} {:>9}\n", "epoch", "train loss", "UAR", "WAR", "clips/s"));
+        for l in &self.epochs {
+            out.push_str(&format!(
+                "  {:>5} {:>10.4} {:>8.2} {:>8.2} {:>9.1}\n",
+                l.epoch, l.train_loss, l.test_uar, l.test_war, l.clips_per_s
+            ));
+        }
+        match &self.report {
+            Some(r) => out.push_str(&format!(
+                "  report (epoch {}): UAR {:.2} WAR {:.2} on {} test clips\n",
+                r.checkpoint_epoch, r.metrics.uar, r.metrics.war, r.metrics.clips
+            )),
+            None => out.push_str("  no report yet (dfer eval --run ...)\n"),
+        }
+        if let Some(p) = &self.curves_png {
+            out.push_str(&format!("  curves {}\n", p.display()));
+        }
+        out
+    }
+}
+
 /// One run's figures in a multi-run report.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct RunSummary {
