@@ -189,10 +189,6 @@ impl TextTower {
         }
     }
 
-    pub fn context_length(&self) -> usize {
-        self.cfg.context_length
-    }
-
     /// Token embeddings of `ids [N, L]`.
     pub fn embed_tokens(&self, ids: &Tensor) -> Result<Tensor> {
         let (n, l) = ids.dims2()?;

@@ -52,10 +52,6 @@ impl ParamStore {
         self.vars.iter().filter(|(_, (_, g))| *g == group).map(|(n, (v, _))| (n.clone(), v.clone())).collect()
     }
 
-    pub fn names(&self) -> impl Iterator<Item = (&str, Group)> {
-        self.vars.iter().map(|(n, (_, g))| (n.as_str(), *g))
-    }
-
     pub fn num_elements(&self, group: Group) -> usize {
         self.vars.values().filter(|(_, g)| *g == group).map(|(v, _)| v.elem_count()).sum()
     }
