@@ -10,7 +10,7 @@ use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
 
 use super::config::TrainConfig;
-use super::data::{pixel_batch, Batch, ClipRef, InputShape, Payload, ShardSet, View};
+use super::data::{clip_key, pixel_batch, Batch, ClipRef, InputShape, Payload, ShardSet, View};
 use crate::error::UsageError;
 use crate::logging::Progress;
 use crate::manifest::Manifest;
@@ -64,8 +64,7 @@ impl FeatureCache {
             View::Test => 0,
             View::Train { .. } if k == 0 => 0,
             View::Train { seed, epoch, .. } => {
-                let key =
-                    seed ^ (u64::from(*epoch) << 40) ^ (clip.manifest_row as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                let key = clip_key(*seed, *epoch, clip);
                 1 + (key.wrapping_mul(0xD6E8_FEB8_6659_FD93) >> 33) as usize % k
             }
         }

@@ -262,8 +262,7 @@ fn draw(view: &View, clip: &ClipRef, frames: usize, per_segment: usize, face: u3
             colour: [1.0; 3],
         },
         View::Train { aug, seed, epoch } => {
-            let key = seed ^ (u64::from(*epoch) << 40) ^ (clip.manifest_row as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-            let mut rng = ChaCha8Rng::seed_from_u64(key);
+            let mut rng = ChaCha8Rng::seed_from_u64(clip_key(*seed, *epoch, clip));
             let offsets = (0..frames).map(|i| i * per_segment + rng.random_range(0..per_segment)).collect();
             let face_crop = Some(random_resized_crop(&mut rng, face, aug));
             let scene_crop = Some(random_resized_crop(&mut rng, scene, aug));
@@ -274,6 +273,11 @@ fn draw(view: &View, clip: &ClipRef, frames: usize, per_segment: usize, face: u3
             ClipAug { offsets, face_crop, scene_crop, flip, colour }
         }
     }
+}
+
+/// The key of a clip's random draws in an epoch: independent of batching and thread count.
+pub fn clip_key(seed: u64, epoch: u32, clip: &ClipRef) -> u64 {
+    seed ^ (u64::from(epoch) << 40) ^ (clip.manifest_row as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 
 /// torchvision's `RandomResizedCrop.get_params`: `[left, top, width, height]` on a `size`² image.
