@@ -11,6 +11,8 @@ pub mod logging;
 pub mod manifest;
 pub mod model;
 #[cfg(feature = "media")]
+pub mod pipeline;
+#[cfg(feature = "media")]
 pub mod prep;
 pub mod shard;
 pub mod synth;

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use dfer::commands::{bench, embed, eval, inspect, report, synth, train};
 #[cfg(feature = "media")]
-use dfer::commands::{manifest, prep, verify};
+use dfer::commands::{manifest, prep, run, verify};
 use dfer::error;
 
 #[derive(Parser)]
@@ -18,7 +18,8 @@ use dfer::error;
     after_help = "Exit codes: 0 ok, 1 some clips failed (recorded, the rest is done), 2 bad usage or unusable input.\n\n\
 Example:\n  dfer synth --layout dfew --clips 40 --out synth-dfew\n  \
 dfer manifest --dataset dfew --root synth-dfew -o synth-dfew/clips.parquet\n  \
-dfer inspect synth-dfew/clips.parquet"
+dfer inspect synth-dfew/clips.parquet\n  \
+dfer run pipelines/demo.toml"
 )]
 struct Cli {
     /// More log output (-v debug, -vv trace); RUST_LOG overrides.
@@ -53,6 +54,9 @@ enum Command {
     Embed(embed::Args),
     /// Developer measurements: CLIP parity features, timed training steps.
     Bench(bench::Args),
+    /// Run a pipeline file: manifest → prep → train → eval → report, skipping what is up to date.
+    #[cfg(feature = "media")]
+    Run(run::Args),
     /// Check a prep output: every shard present, complete and readable; which to redo.
     #[cfg(feature = "media")]
     Verify(verify::Args),
@@ -73,6 +77,8 @@ fn main() -> ExitCode {
         Command::Report(a) => report::run(a),
         Command::Embed(a) => embed::run(a),
         Command::Bench(a) => bench::run(a),
+        #[cfg(feature = "media")]
+        Command::Run(a) => run::run(a),
         #[cfg(feature = "media")]
         Command::Verify(a) => verify::run(a),
     };

@@ -14,10 +14,15 @@ use crate::shard::{self, ShardReader};
 dfer inspect dfew/clips.parquet --json > summary.json\n  \
 dfer inspect dfew/prep/prep.parquet\n  \
 dfer inspect dfew/prep/shards/00000.h5 --grid sheet.png\n  \
-dfer inspect runs/dfew-fold1")]
+dfer inspect runs/dfew-fold1\n  \
+dfer inspect pipelines/dfew-ous.toml --set dataset.root=/data/DFEW")]
 pub struct Args {
-    /// What to inspect: a clip manifest or prep table (.parquet), a shard (.h5), or a training run folder.
+    /// What to inspect: a clip manifest or prep table (.parquet), a shard (.h5), a training run
+    /// folder, or a pipeline file (.toml: each stage's state).
     pub path: PathBuf,
+    /// Pipelines: override a setting, as `dfer run --set` does (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub sets: Vec<String>,
     /// Print JSON for scripts instead of text.
     #[arg(long)]
     pub json: bool,
@@ -52,6 +57,19 @@ fn prep_table(args: &Args, _: &polars::prelude::DataFrame) -> Result<()> {
     .into())
 }
 
+#[cfg(feature = "media")]
+fn pipeline(args: &Args) -> Result<()> {
+    let p = super::run::load(&args.path, &args.sets)?;
+    let steps = crate::pipeline::plan(&p, crate::pipeline::Selection::default())?;
+    print(args.json, &steps, |s| crate::pipeline::render_states(&p, s))
+}
+
+#[cfg(not(feature = "media"))]
+fn pipeline(args: &Args) -> Result<()> {
+    Err(UsageError::new(format!("{}: a pipeline; this dfer was built without the media feature", args.path.display()))
+        .into())
+}
+
 pub fn run(args: &Args) -> Result<Outcome> {
     if args.path.is_dir() {
         print(args.json, &crate::eval::inspect_run(&args.path)?, |r| r.to_text())?;
@@ -78,8 +96,12 @@ pub fn run(args: &Args) -> Result<Outcome> {
             }
             Ok(Outcome::Ok)
         }
+        Some("toml") => {
+            pipeline(args)?;
+            Ok(Outcome::Ok)
+        }
         _ => Err(UsageError::new(format!(
-            "{}: cannot inspect this kind of file (expected a .parquet manifest or prep table, a .h5 shard or a run folder)",
+            "{}: cannot inspect this kind of file (expected a .parquet manifest or prep table, a .h5 shard, a run folder or a pipeline .toml)",
             args.path.display()
         ))
         .into()),

@@ -12,6 +12,8 @@ pub mod manifest;
 #[cfg(feature = "media")]
 pub mod prep;
 pub mod report;
+#[cfg(feature = "media")]
+pub mod run;
 pub mod synth;
 pub mod train;
 #[cfg(feature = "media")]

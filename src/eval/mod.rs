@@ -198,7 +198,7 @@ impl RunInspection {
 pub struct RunSummary {
     pub run: PathBuf,
     pub epochs: u32,
-    /// Epoch with the highest test WAR (then UAR): selected on the test fold, as common code does.
+    /// Earliest epoch with the highest test WAR (then UAR): selected on the test fold, as common code does.
     pub best_epoch: u32,
     pub best_uar: f64,
     pub best_war: f64,
@@ -218,9 +218,10 @@ pub struct MultiReport {
 pub fn summarise(run: &Path) -> Result<RunSummary> {
     let lines: Vec<EpochLine> = read_metrics(&run.join("metrics.jsonl"))?;
     let last = lines.last().with_context(|| format!("{}: no finished epoch", run.display()))?;
+    // The earliest epoch with the highest (WAR, UAR), as the trainer's best.json records it.
     let best = lines
         .iter()
-        .max_by(|a, b| (a.test_war, a.test_uar).partial_cmp(&(b.test_war, b.test_uar)).expect("finite metrics"))
+        .reduce(|a, b| if (b.test_war, b.test_uar) > (a.test_war, a.test_uar) { b } else { a })
         .expect("non-empty");
     Ok(RunSummary {
         run: run.to_path_buf(),

@@ -75,6 +75,10 @@ impl Runner {
         if let Some(w) = &cfg.clip_weights {
             let n = store.load_prefixed(w, &format!("{CLIP_PREFIX}."))?;
             tracing::info!("loaded {n} CLIP tensors from {}", w.display());
+        } else if cfg.arch == "vit-b16" {
+            tracing::warn!(
+                "ViT-B/16 towers start from random weights (model.clip_weights is not set); the paper's setting loads CLIP's"
+            );
         }
         let early = if cfg.use_polarity { cfg.polarity_blocks } else { 0 };
         Ok(Self {

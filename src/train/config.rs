@@ -118,12 +118,17 @@ impl TrainConfig {
     pub fn read(path: &Path) -> Result<TrainConfig> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| UsageError::new(format!("{}: cannot read training config: {e}", path.display())))?;
-        let mut cfg: TrainConfig =
-            toml::from_str(&text).map_err(|e| UsageError::new(format!("{}: {}", path.display(), e.message())))?;
         let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
         let base = std::fs::canonicalize(parent).with_context(|| format!("{}: cannot resolve", parent.display()))?;
-        cfg.resolve(&base);
-        cfg.check().with_context(|| format!("{}", path.display()))?;
+        Self::from_toml(&text, &base, path)
+    }
+
+    /// Parses and checks a config; relative paths are taken from `base`, errors name `origin`.
+    pub fn from_toml(text: &str, base: &Path, origin: &Path) -> Result<TrainConfig> {
+        let mut cfg: TrainConfig =
+            toml::from_str(text).map_err(|e| UsageError::new(format!("{}: {}", origin.display(), e.message())))?;
+        cfg.resolve(base);
+        cfg.check().with_context(|| format!("{}", origin.display()))?;
         Ok(cfg)
     }
 

@@ -1,0 +1,125 @@
+//! `dfer run PIPELINE.toml`: plan the pipeline's stages from their stamps, print the plan
+//! (`--dry-run` stops there), run the stages that need it in this process, and print the
+//! results with the paths of the reports and confusion matrices.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use clap::Parser;
+
+use super::{embed, eval, manifest, prep, report, synth, train};
+use crate::error::{Outcome, UsageError};
+use crate::pipeline::stamp::StageOutcome;
+use crate::pipeline::{self, Pipeline, Selection, StageKind};
+
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Example:\n  dfer run pipelines/demo.toml\n  \
+dfer run pipelines/dfew-ous.toml --set dataset.root=/data/DFEW --dry-run\n  \
+dfer run pipelines/dfew-ous.toml --set dataset.root=/data/DFEW --set train.epochs=30 --from train\n  \
+dfer run pipelines/ferv39k-ous.toml --set dataset.root=/data/FERV39k --only eval --set eval.checkpoint=last")]
+pub struct Args {
+    /// Pipeline file (see pipelines/).
+    pub pipeline: PathBuf,
+    /// Override a setting of the pipeline file, e.g. --set train.epochs=12 (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub sets: Vec<String>,
+    /// Run this stage and every stage after it, even if up to date.
+    #[arg(long, value_enum, conflicts_with = "only")]
+    pub from: Option<StageKind>,
+    /// Run only this stage (all its folds), even if up to date; its inputs must be done.
+    #[arg(long, value_enum)]
+    pub only: Option<StageKind>,
+    /// Print the plan (each stage, whether it runs and why, its command) and stop.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// The subcommands a pipeline stage can run.
+#[derive(Parser)]
+#[command(name = "dfer", no_binary_name = true)]
+enum StageCommand {
+    Synth(synth::Args),
+    Manifest(manifest::Args),
+    Prep(prep::Args),
+    Embed(embed::Args),
+    Train(train::Args),
+    Eval(eval::Args),
+    Report(report::Args),
+}
+
+fn parse(argv: &[String]) -> Result<StageCommand> {
+    StageCommand::try_parse_from(argv).map_err(|e| {
+        let text = e.to_string();
+        let first = text.lines().next().unwrap_or_default().trim_start_matches("error: ").to_string();
+        UsageError::new(first).into()
+    })
+}
+
+fn exec(argv: &[String]) -> Result<Outcome> {
+    match parse(argv)? {
+        StageCommand::Synth(a) => synth::run(&a),
+        StageCommand::Manifest(a) => manifest::run(&a),
+        StageCommand::Prep(a) => prep::run(&a),
+        StageCommand::Embed(a) => embed::run(&a),
+        StageCommand::Train(a) => train::run(&a),
+        StageCommand::Eval(a) => eval::run(&a),
+        StageCommand::Report(a) => report::run(&a),
+    }
+}
+
+/// Reads a pipeline and checks every stage's command line, so a misspelt key fails before
+/// anything runs.
+pub fn load(file: &Path, sets: &[String]) -> Result<Pipeline> {
+    let p = Pipeline::load(file, sets)?;
+    for s in &p.stages {
+        parse(&s.argv).map_err(|e| UsageError::new(format!("{}: [{}] {e}", file.display(), s.kind.section())))?;
+    }
+    Ok(p)
+}
+
+pub fn run(a: &Args) -> Result<Outcome> {
+    let p = load(&a.pipeline, &a.sets)?;
+    let steps = pipeline::plan(&p, Selection { from: a.from, only: a.only })?;
+    if a.dry_run {
+        print!("{}", pipeline::render_plan(&p, &steps));
+        return Ok(Outcome::Ok);
+    }
+    let outcome = pipeline::execute(&p, &steps, &exec)?;
+    print_results(&p)?;
+    Ok(match outcome {
+        StageOutcome::Ok => Outcome::Ok,
+        StageOutcome::SomeFailed => Outcome::SomeFailed,
+    })
+}
+
+/// Each run's evaluated figures, their mean, and where the reports and plots are.
+fn print_results(p: &Pipeline) -> Result<()> {
+    let mut figures = Vec::new();
+    for run in p.runs() {
+        let path = run.join("report.json");
+        let Ok(text) = std::fs::read_to_string(&path) else { continue };
+        let r: crate::eval::Report = serde_json::from_str(&text)
+            .map_err(|e| UsageError::new(format!("{}: not an evaluation report: {e}", path.display())))?;
+        println!(
+            "{}: UAR {:.2}  WAR {:.2}  (fold {}, epoch {}, {} test clips)",
+            run.display(),
+            r.metrics.uar,
+            r.metrics.war,
+            r.fold,
+            r.checkpoint_epoch,
+            r.metrics.clips
+        );
+        println!("    report {}  confusion matrix {}", path.display(), run.join("confusion.png").display());
+        figures.push((r.metrics.uar, r.metrics.war));
+    }
+    if !figures.is_empty() {
+        let n = figures.len() as f64;
+        let (uar, war) = figures.iter().fold((0.0, 0.0), |(u, w), (a, b)| (u + a / n, w + b / n));
+        println!("{}: UAR {uar:.2}  WAR {war:.2}  (mean of {} runs)", p.name, figures.len());
+    }
+    let summary = p.out.join("report.json");
+    if summary.exists() {
+        println!("summary of all runs: {}", summary.display());
+    }
+    Ok(())
+}

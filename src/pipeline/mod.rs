@@ -1,0 +1,268 @@
+//! Pipelines: `dfer run PIPELINE.toml` chains synth → manifest → prep → embed → train → eval
+//! → report. Each stage's stamp records the key it ran with; the plan skips stages whose key
+//! and outputs are unchanged, re-runs a stage whose settings, inputs or dfer version changed
+//! (and, through the keys, everything downstream), and continues an interrupted stage.
+
+pub mod spec;
+pub mod stamp;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+
+pub use spec::{Pipeline, Stage, StageKind};
+use stamp::{Phase, StageOutcome, Stamp, State};
+
+/// How `dfer run` was asked to treat the stamps.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Selection {
+    /// Run this stage and everything after it, whatever the stamps say.
+    pub from: Option<StageKind>,
+    /// Run only this stage (every fold of it), whatever its stamp says; its inputs must be done.
+    pub only: Option<StageKind>,
+}
+
+/// What the plan does with one stage, and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct Step {
+    pub stage: String,
+    #[serde(skip)]
+    pub key: String,
+    #[serde(skip)]
+    pub inputs: BTreeMap<String, String>,
+    #[serde(skip)]
+    pub state: State,
+    /// done, missing, interrupted, stale, output missing
+    #[serde(rename = "state")]
+    pub state_label: &'static str,
+    pub run: bool,
+    /// Remove the stage's outputs before it runs (otherwise it continues from them).
+    pub fresh: bool,
+    pub reason: String,
+    pub command: String,
+    /// When the stage last started (Unix seconds) and how long its finished run took.
+    pub started: Option<u64>,
+    pub seconds: Option<f64>,
+}
+
+/// Quotes an argument for a POSIX shell when it needs it.
+fn shell_word(a: &str) -> String {
+    if !a.is_empty() && a.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=,:+@%".contains(c)) {
+        a.to_string()
+    } else {
+        format!("'{}'", a.replace('\'', r"'\''"))
+    }
+}
+
+pub fn command_line(argv: &[String]) -> String {
+    std::iter::once("dfer".to_string()).chain(argv.iter().map(|a| shell_word(a))).collect::<Vec<_>>().join(" ")
+}
+
+/// Decides for every stage whether it runs, from its stamp and the selection.
+pub fn plan(p: &Pipeline, sel: Selection) -> Result<Vec<Step>> {
+    for kind in [sel.from, sel.only].into_iter().flatten() {
+        if !p.has(kind) {
+            return Err(
+                crate::error::UsageError::new(format!("{}: has no {} stage", p.file.display(), kind.name())).into()
+            );
+        }
+    }
+    let mut steps: Vec<Step> = Vec::new();
+    for s in &p.stages {
+        let inputs: BTreeMap<String, String> =
+            s.inputs.iter().map(|&j| (p.stages[j].id.clone(), steps[j].key.clone())).collect();
+        let key = stamp::key(s, &inputs);
+        let stamp = Stamp::read(&p.stamp_path(s));
+        let state = match &stamp {
+            Ok(Some(st)) => st.state(s, &key, &inputs),
+            Ok(None) => State::Missing,
+            Err(e) => State::Stale(format!("{e:#}")),
+        };
+        let upstream = s.inputs.iter().find(|&&j| steps[j].run).map(|&j| p.stages[j].id.clone());
+        let (run, fresh, reason) = if let Some(only) = sel.only {
+            if s.kind == only {
+                if let Some(&j) = s.inputs.iter().find(|&&j| !matches!(steps[j].state, State::Done(_))) {
+                    return Err(crate::error::UsageError::new(format!(
+                        "--only {}: its input {} is not done ({}); run without --only first",
+                        only.name(),
+                        p.stages[j].id,
+                        steps[j].state.describe()
+                    ))
+                    .into());
+                }
+                (true, true, format!("asked for (--only {})", only.name()))
+            } else {
+                (false, false, format!("not asked for (--only {})", only.name()))
+            }
+        } else if sel.from.is_some_and(|f| s.kind >= f) {
+            (true, true, format!("asked for (--from {})", sel.from.expect("checked").name()))
+        } else {
+            match (&state, upstream) {
+                (State::Done(_), Some(u)) => (true, true, format!("input {u} runs again")),
+                (State::Done(_), None) => (false, false, state.describe()),
+                (State::Interrupted, _) => (true, s.kind == StageKind::Synth, state.describe()),
+                (State::OutputMissing(_), _) => (true, false, state.describe()),
+                (State::Missing | State::Stale(_), _) => (true, true, state.describe()),
+            }
+        };
+        let recorded = stamp.ok().flatten();
+        steps.push(Step {
+            stage: s.id.clone(),
+            key,
+            inputs,
+            state_label: state.label(),
+            state,
+            run,
+            fresh,
+            reason,
+            command: command_line(&s.argv),
+            started: recorded.as_ref().map(|r| r.started),
+            seconds: recorded.and_then(|r| r.seconds),
+        });
+    }
+    Ok(steps)
+}
+
+/// The plan as text: one line per stage (run or skip, and why) with the command it runs.
+pub fn render_plan(p: &Pipeline, steps: &[Step]) -> String {
+    let mut s = format!("pipeline {} ({}) → {}\n", p.name, p.file.display(), p.out.display());
+    for st in steps {
+        let action = if st.run { "run " } else { "skip" };
+        s += &format!("  {action}  {:<12} {}\n", st.stage, st.reason);
+        if st.run {
+            s += &format!("        $ {}\n", st.command);
+        }
+    }
+    s
+}
+
+/// Each stage's state for `dfer inspect PIPELINE.toml`.
+pub fn render_states(p: &Pipeline, steps: &[Step]) -> String {
+    let mut s = format!("pipeline {} ({}) → {}, dfer {}\n", p.name, p.file.display(), p.out.display(), stamp::VERSION);
+    let now = stamp::now();
+    for st in steps {
+        let when = match (&st.state, st.started, st.seconds) {
+            (State::Done(_), Some(t), Some(secs)) => {
+                format!("  (finished {} ago, took {})", duration(now.saturating_sub(t) as f64 - secs), duration(secs))
+            }
+            _ => String::new(),
+        };
+        let detail = match &st.state {
+            State::Done(_) => st.reason.clone(),
+            other => format!("{}: {}", other.label(), other.describe()),
+        };
+        s += &format!("  {:<12} {detail}{when}\n", st.stage);
+    }
+    s
+}
+
+fn duration(secs: f64) -> String {
+    let secs = secs.max(0.0);
+    match secs {
+        s if s < 90.0 => format!("{s:.1} s"),
+        s if s < 5400.0 => format!("{:.0} min", s / 60.0),
+        s if s < 172_800.0 => format!("{:.1} h", s / 3600.0),
+        s => format!("{:.1} days", s / 86400.0),
+    }
+}
+
+fn remove(path: &Path) -> Result<()> {
+    let r = if path.is_dir() { std::fs::remove_dir_all(path) } else { std::fs::remove_file(path) };
+    match r {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("{}: cannot remove before re-running", path.display()))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Runs the planned stages in order through `exec` (which runs one `dfer` command line) and
+/// stamps them. A stage that fails stops the pipeline; finished stages keep their stamps.
+/// Returns the worst outcome over all stages, skipped ones included.
+pub fn execute(
+    p: &Pipeline,
+    steps: &[Step],
+    exec: &dyn Fn(&[String]) -> Result<crate::error::Outcome>,
+) -> Result<StageOutcome> {
+    for dir in [p.out.join("stamps"), p.out.join("pipeline")] {
+        std::fs::create_dir_all(&dir).with_context(|| format!("{}: cannot create", dir.display()))?;
+    }
+    for (path, text) in &p.files {
+        if std::fs::read_to_string(path).ok().as_deref() != Some(text.as_str()) {
+            crate::train::write_atomic(path, text.as_bytes())?;
+        }
+    }
+    let mut worst = StageOutcome::Ok;
+    let total = steps.iter().filter(|s| s.run).count();
+    let mut n = 0;
+    for (s, step) in p.stages.iter().zip(steps) {
+        if !step.run {
+            println!("skip {}: {}", s.id, step.reason);
+            if let State::Done(StageOutcome::SomeFailed) = step.state {
+                worst = StageOutcome::SomeFailed;
+            }
+            continue;
+        }
+        n += 1;
+        let mut argv = s.argv.clone();
+        if let Some(run) = &s.resumable_run {
+            if !step.fresh && run.join("config.toml").exists() {
+                argv.push("--resume".into());
+            }
+        }
+        println!("==> [{n}/{total}] {}: {}\n    $ {}", s.id, step.reason, command_line(&argv));
+        let path = p.stamp_path(s);
+        let mut stamp = Stamp {
+            stage: s.id.clone(),
+            key: step.key.clone(),
+            version: stamp::VERSION.into(),
+            settings: s.settings.clone(),
+            inputs: step.inputs.clone(),
+            command: command_line(&argv),
+            phase: Phase::Started,
+            outcome: None,
+            started: stamp::now(),
+            seconds: None,
+        };
+        stamp.write(&path)?;
+        if step.fresh {
+            for o in &s.outputs {
+                remove(o)?;
+            }
+        }
+        let t0 = Instant::now();
+        let outcome = exec(&argv).with_context(|| {
+            format!(
+                "{}: stage {} failed (the stages before it are kept; `dfer run` again continues from here)",
+                p.file.display(),
+                s.id
+            )
+        })?;
+        let outcome = match outcome {
+            crate::error::Outcome::Ok => StageOutcome::Ok,
+            crate::error::Outcome::SomeFailed => StageOutcome::SomeFailed,
+        };
+        if outcome == StageOutcome::SomeFailed {
+            worst = outcome;
+        }
+        stamp.phase = Phase::Done;
+        stamp.outcome = Some(outcome);
+        stamp.seconds = Some(t0.elapsed().as_secs_f64());
+        stamp.write(&path)?;
+    }
+    Ok(worst)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shell_words_are_quoted_only_when_needed() {
+        let argv: Vec<String> = ["prep", "--out", "a b/c", "it's", "x=1,2"].iter().map(|s| s.to_string()).collect();
+        assert_eq!(command_line(&argv), r"dfer prep --out 'a b/c' 'it'\''s' x=1,2");
+    }
+}

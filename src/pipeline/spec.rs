@@ -1,0 +1,564 @@
+//! The pipeline file (`pipelines/NAME.toml`) and `--set` overrides, turned into stages: each
+//! with its resolved settings, the exact `dfer` command it runs, its input stages and outputs.
+//!
+//! Sections: `[pipeline]` (name, out), `[synth]` (optional: `dfer synth` flags), `[dataset]`
+//! (name, root, source), `[prep]` (prep.toml keys, plus `threads` and `export_frames`),
+//! `[embed]` (optional: views), `[train]` (schedule keys, `folds`, and `[train.model]`,
+//! `[train.loss]`, `[train.aug]`), `[eval]` (checkpoint). Relative paths are taken from the
+//! folder `dfer run` is started in.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use serde::de::DeserializeOwned;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use toml::Table;
+
+use crate::dataset::DatasetDesc;
+use crate::error::UsageError;
+use crate::prep::config::PrepConfig;
+use crate::train::config::TrainConfig;
+
+const SECTIONS: [&str; 7] = ["pipeline", "synth", "dataset", "prep", "embed", "train", "eval"];
+
+/// Stage kinds in pipeline order; `--from` and `--only` name them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
+pub enum StageKind {
+    Synth,
+    Manifest,
+    Prep,
+    Embed,
+    Train,
+    Eval,
+    Report,
+}
+
+impl StageKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            StageKind::Synth => "synth",
+            StageKind::Manifest => "manifest",
+            StageKind::Prep => "prep",
+            StageKind::Embed => "embed",
+            StageKind::Train => "train",
+            StageKind::Eval => "eval",
+            StageKind::Report => "report",
+        }
+    }
+
+    /// The pipeline section whose keys make this stage's settings (for messages).
+    pub fn section(self) -> &'static str {
+        match self {
+            StageKind::Manifest => "dataset",
+            k => k.name(),
+        }
+    }
+}
+
+/// One step of a pipeline: a `dfer` subcommand with fixed arguments.
+#[derive(Debug, Clone)]
+pub struct Stage {
+    pub kind: StageKind,
+    /// `prep`, `train-fold3`, …: names the stamp file.
+    pub id: String,
+    /// The subcommand and its arguments (without `dfer`).
+    pub argv: Vec<String>,
+    /// Everything that decides the stage's outputs, as written in its stamp.
+    pub settings: Value,
+    /// Indices of the stages whose outputs it reads.
+    pub inputs: Vec<usize>,
+    /// A file that exists once the stage has finished.
+    pub marker: PathBuf,
+    /// Files and folders removed before the stage starts afresh.
+    pub outputs: Vec<PathBuf>,
+    /// A training run folder that `--resume` continues after an interruption.
+    pub resumable_run: Option<PathBuf>,
+}
+
+/// A pipeline file read with its overrides.
+#[derive(Debug)]
+pub struct Pipeline {
+    pub file: PathBuf,
+    pub name: String,
+    /// Folder of every output (as given, relative to the working folder).
+    pub out: PathBuf,
+    pub stages: Vec<Stage>,
+    /// Config files the stages read, written under `out/pipeline/` before a run.
+    pub files: Vec<(PathBuf, String)>,
+}
+
+fn bad(file: &Path, msg: impl std::fmt::Display) -> anyhow::Error {
+    UsageError::new(format!("{}: {msg}", file.display())).into()
+}
+
+impl Pipeline {
+    /// Reads `file`, applies `--set KEY=VALUE` overrides and builds the stages.
+    pub fn load(file: &Path, sets: &[String]) -> Result<Pipeline> {
+        let text = std::fs::read_to_string(file).map_err(|e| bad(file, format!("cannot read pipeline: {e}")))?;
+        let mut doc: Table = toml::from_str(&text).map_err(|e| bad(file, format!("not a valid pipeline file: {e}")))?;
+        for s in sets {
+            apply_set(&mut doc, s)?;
+        }
+        let cwd = std::env::current_dir()?;
+        build(file, &cwd, doc)
+    }
+
+    pub fn stamp_path(&self, stage: &Stage) -> PathBuf {
+        self.out.join("stamps").join(format!("{}.json", stage.id))
+    }
+
+    pub fn has(&self, kind: StageKind) -> bool {
+        self.stages.iter().any(|s| s.kind == kind)
+    }
+
+    /// The training run folders, in fold order.
+    pub fn runs(&self) -> Vec<PathBuf> {
+        self.stages.iter().filter_map(|s| s.resumable_run.clone()).collect()
+    }
+}
+
+/// `--set train.epochs=12`: the value is read as TOML (number, bool, array, quoted string),
+/// else taken as a plain string (`--set dataset.root=/data/DFEW`).
+fn apply_set(doc: &mut Table, set: &str) -> Result<()> {
+    let fail = |m: &str| -> anyhow::Error { UsageError::new(format!("--set {set}: {m}")).into() };
+    let (key, raw) =
+        set.split_once('=').ok_or_else(|| fail("expected KEY=VALUE, e.g. --set dataset.root=/data/DFEW"))?;
+    let parts: Vec<&str> = key.trim().split('.').collect();
+    if parts.iter().any(|p| p.is_empty()) {
+        return Err(fail("the key has an empty part"));
+    }
+    let raw = raw.trim();
+    let value = toml::from_str::<Table>(&format!("v = {raw}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_string()));
+    let (last, path) = parts.split_last().expect("split gives at least one part");
+    let mut table = doc;
+    for p in path {
+        let entry = table.entry(p.to_string()).or_insert_with(|| toml::Value::Table(Table::new()));
+        table = entry.as_table_mut().ok_or_else(|| fail(&format!("'{p}' is a value, not a section")))?;
+    }
+    table.insert(last.to_string(), value);
+    Ok(())
+}
+
+/// Reads and removes a typed key of a section.
+fn take<T: DeserializeOwned>(file: &Path, t: &mut Table, section: &str, key: &str) -> Result<Option<T>> {
+    match t.remove(key) {
+        None => Ok(None),
+        Some(v) => v.try_into().map(Some).map_err(|e| bad(file, format!("{section}.{key}: {}", e.message()))),
+    }
+}
+
+fn take_section(file: &Path, doc: &mut Table, name: &str) -> Result<Option<Table>> {
+    match doc.remove(name) {
+        None => Ok(None),
+        Some(toml::Value::Table(t)) => Ok(Some(t)),
+        Some(_) => Err(bad(file, format!("[{name}] must be a section"))),
+    }
+}
+
+fn no_more(file: &Path, t: &Table, section: &str) -> Result<()> {
+    match t.keys().next() {
+        Some(k) => Err(bad(file, format!("unknown key {section}.{k}"))),
+        None => Ok(()),
+    }
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> Result<Value> {
+    Ok(serde_json::to_value(v)?)
+}
+
+/// A section's keys as command-line flags: `edge_cases = true` → `--edge-cases`,
+/// `fps = [24, 30]` → `--fps 24,30`.
+fn flags(file: &Path, section: &str, t: &Table) -> Result<Vec<String>> {
+    let scalar = |k: &str, v: &toml::Value| -> Result<String> {
+        match v {
+            toml::Value::String(s) => Ok(s.clone()),
+            toml::Value::Integer(i) => Ok(i.to_string()),
+            toml::Value::Float(f) => Ok(f.to_string()),
+            _ => Err(bad(file, format!("{section}.{k}: expected a string, number, bool or list of them"))),
+        }
+    };
+    let mut out = Vec::new();
+    for (k, v) in t {
+        let flag = format!("--{}", k.replace('_', "-"));
+        match v {
+            toml::Value::Boolean(true) => out.push(flag),
+            toml::Value::Boolean(false) => {}
+            toml::Value::Array(items) => {
+                let parts: Vec<String> = items.iter().map(|i| scalar(k, i)).collect::<Result<_>>()?;
+                out.extend([flag, parts.join(",")]);
+            }
+            v => out.extend([flag, scalar(k, v)?]),
+        }
+    }
+    Ok(out)
+}
+
+fn path_arg(p: &Path) -> String {
+    p.to_string_lossy().into_owned()
+}
+
+/// Makes a path given relative to the working folder absolute (for settings and configs
+/// that live elsewhere).
+fn absolute(cwd: &Path, p: &str) -> String {
+    path_arg(&cwd.join(p))
+}
+
+fn build(file: &Path, cwd: &Path, mut doc: Table) -> Result<Pipeline> {
+    if let Some(k) = doc.keys().find(|k| !SECTIONS.contains(&k.as_str())) {
+        return Err(bad(file, format!("unknown section [{k}]; sections are [{}]", SECTIONS.join("], ["))));
+    }
+    let effective = toml::to_string(&doc)?;
+    let mut pl = take_section(file, &mut doc, "pipeline")?.unwrap_or_default();
+    let stem = file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = take::<String>(file, &mut pl, "pipeline", "name")?.unwrap_or(stem);
+    let out: PathBuf = take::<String>(file, &mut pl, "pipeline", "out")?
+        .ok_or_else(|| bad(file, "pipeline.out is not set: the folder for every output, e.g. out = \"out/demo\""))?
+        .into();
+    no_more(file, &pl, "pipeline")?;
+    let conf_dir = out.join("pipeline");
+    let mut files = vec![(conf_dir.join("pipeline.toml"), effective)];
+    let mut stages: Vec<Stage> = Vec::new();
+
+    // synth (optional) and the dataset.
+    let synth = take_section(file, &mut doc, "synth")?;
+    let mut ds = take_section(file, &mut doc, "dataset")?
+        .ok_or_else(|| bad(file, "[dataset] is missing: name = \"dfew\" and root = \"/path/to/DFEW\""))?;
+    let ds_name: String = take(file, &mut ds, "dataset", "name")?
+        .ok_or_else(|| bad(file, "dataset.name is not set: dfew, ferv39k, mafw or a description TOML file"))?;
+    let root_given: Option<String> = take(file, &mut ds, "dataset", "root")?;
+    let source: Option<String> = take(file, &mut ds, "dataset", "source")?;
+    no_more(file, &ds, "dataset")?;
+    let desc = DatasetDesc::load(&ds_name).map_err(|e| bad(file, format!("dataset.name: {e}")))?;
+    let root = match (&synth, root_given) {
+        (Some(_), Some(_)) => {
+            return Err(bad(file, "dataset.root cannot be set with [synth]: synth writes the dataset into OUT/dataset"))
+        }
+        (Some(t), None) => {
+            let root = out.join("dataset");
+            let mut argv = vec!["synth".to_string(), "--out".into(), path_arg(&root)];
+            argv.extend(flags(file, "synth", t)?);
+            stages.push(Stage {
+                kind: StageKind::Synth,
+                id: "synth".into(),
+                argv,
+                settings: to_json(t)?,
+                inputs: vec![],
+                marker: root.join("synth_truth.jsonl"),
+                outputs: vec![root.clone()],
+                resumable_run: None,
+            });
+            root
+        }
+        (None, Some(r)) if r.is_empty() => return Err(bad(file, "dataset.root is empty")),
+        (None, Some(r)) => {
+            let root = PathBuf::from(r);
+            if !cwd.join(&root).is_dir() {
+                return Err(bad(file, format!("dataset.root {}: no such folder", root.display())));
+            }
+            root
+        }
+        (None, None) => {
+            return Err(bad(
+                file,
+                format!("dataset.root is not set; give it with --set dataset.root=/path/to/{}", desc.name),
+            ))
+        }
+    };
+
+    // manifest
+    let manifest = out.join("clips.parquet");
+    let mut argv = vec!["manifest".to_string(), "--dataset".into(), ds_name.clone(), "--root".into(), path_arg(&root)];
+    argv.extend(["-o".into(), path_arg(&manifest)]);
+    let mut settings = json!({ "name": ds_name, "root": absolute(cwd, &path_arg(&root)), "source": source });
+    if let Some(s) = &source {
+        argv.extend(["--source".into(), s.clone()]);
+    }
+    if Path::new(&ds_name).is_file() {
+        let bytes = std::fs::read(&ds_name).map_err(|e| bad(file, format!("dataset.name {ds_name}: {e}")))?;
+        settings["description_sha256"] = json!(format!("{:x}", Sha256::digest(bytes)));
+    }
+    stages.push(Stage {
+        kind: StageKind::Manifest,
+        id: "manifest".into(),
+        argv,
+        settings,
+        inputs: stages.iter().position(|s| s.kind == StageKind::Synth).into_iter().collect(),
+        marker: manifest.clone(),
+        outputs: vec![manifest.clone()],
+        resumable_run: None,
+    });
+    let manifest_stage = stages.len() - 1;
+
+    // prep
+    let Some(mut prep) = take_section(file, &mut doc, "prep")? else {
+        for later in ["embed", "train", "eval"] {
+            if doc.contains_key(later) {
+                return Err(bad(file, format!("[{later}] needs [prep]: training reads prep's shards")));
+            }
+        }
+        return Ok(Pipeline { file: file.to_path_buf(), name, out, stages, files });
+    };
+    let threads: Option<usize> = take(file, &mut prep, "prep", "threads")?;
+    let export: bool = take(file, &mut prep, "prep", "export_frames")?.unwrap_or(false);
+    let prep_cfg: PrepConfig = toml::Value::Table(prep)
+        .try_into()
+        .map_err(|e: toml::de::Error| bad(file, format!("[prep]: {}", e.message())))?;
+    prep_cfg.validate().map_err(|m| bad(file, format!("[prep]: {m}")))?;
+    let prep_toml = conf_dir.join("prep.toml");
+    files.push((prep_toml.clone(), toml::to_string(&prep_cfg)?));
+    let prep_out = out.join("prep");
+    let frames = out.join("frames");
+    let mut argv =
+        vec!["prep".to_string(), "--manifest".into(), path_arg(&manifest), "--out".into(), path_arg(&prep_out)];
+    argv.extend(["--config".into(), path_arg(&prep_toml)]);
+    if let Some(n) = threads {
+        argv.extend(["--threads".into(), n.to_string()]);
+    }
+    if export {
+        argv.extend(["--export-frames".into(), path_arg(&frames)]);
+    }
+    let mut settings = to_json(&prep_cfg)?;
+    settings["export_frames"] = json!(export);
+    stages.push(Stage {
+        kind: StageKind::Prep,
+        id: "prep".into(),
+        argv,
+        settings,
+        inputs: vec![manifest_stage],
+        marker: prep_out.join("prep.parquet"),
+        outputs: vec![prep_out, frames],
+        resumable_run: None,
+    });
+    let prep_stage = stages.len() - 1;
+
+    // train (with embed before it, eval and report after it)
+    let embed = take_section(file, &mut doc, "embed")?;
+    let eval = take_section(file, &mut doc, "eval")?;
+    let Some(mut train) = take_section(file, &mut doc, "train")? else {
+        if embed.is_some() || eval.is_some() {
+            return Err(bad(file, "[embed] and [eval] need [train]"));
+        }
+        return Ok(Pipeline { file: file.to_path_buf(), name, out, stages, files });
+    };
+    let folds: Option<Vec<u32>> = take(file, &mut train, "train", "folds")?;
+    let folds: Vec<Option<u32>> = match (desc.splits.as_ref().and_then(|s| s.folds), folds) {
+        (None, None) => vec![None],
+        (None, Some(_)) => {
+            return Err(bad(file, format!("train.folds: {} has one train/test split, not folds", desc.name)))
+        }
+        (Some(n), None) => (1..=n).map(Some).collect(),
+        (Some(n), Some(f)) => {
+            if f.is_empty() || f.iter().any(|k| *k == 0 || *k > n) {
+                return Err(bad(file, format!("train.folds: {} has folds 1 to {n}", desc.name)));
+            }
+            f.into_iter().map(Some).collect()
+        }
+    };
+    let mut model = match train.remove("model") {
+        Some(toml::Value::Table(t)) => t,
+        None => Table::new(),
+        Some(_) => return Err(bad(file, "train.model must be a section")),
+    };
+    for key in ["clip_weights", "tokenizer"] {
+        if let Some(toml::Value::String(p)) = model.get(key) {
+            if !(key == "tokenizer" && p == "words") {
+                let abs = absolute(cwd, p);
+                if !Path::new(&abs).is_file() {
+                    return Err(bad(file, format!("train.model.{key} {p}: no such file")));
+                }
+                model.insert(key.into(), toml::Value::String(abs));
+            }
+        }
+    }
+    let mut data = Table::new();
+    data.insert("manifest".into(), "../clips.parquet".into());
+    data.insert("shards".into(), "../prep/shards".into());
+    let features = out.join("features");
+    if embed.is_some() {
+        data.insert("features".into(), "../features".into());
+    }
+    let mut config = Table::new();
+    config.insert("data".into(), data.into());
+    config.insert("model".into(), model.into());
+    for sub in ["loss", "aug"] {
+        if let Some(v) = train.remove(sub) {
+            config.insert(sub.into(), v);
+        }
+    }
+    config.insert("train".into(), train.into());
+    let train_text = toml::to_string(&config)?;
+    let train_toml = conf_dir.join("train.toml");
+    let cfg = TrainConfig::from_toml(&train_text, &cwd.join(&conf_dir), &file.join("[train]"))
+        .map_err(|e| bad(file, format!("[train]: {e:#}")))?;
+    files.push((train_toml.clone(), train_text));
+    let mut train_inputs = vec![prep_stage];
+    if let Some(mut e) = embed {
+        let views: usize = take(file, &mut e, "embed", "views")?.unwrap_or(0);
+        no_more(file, &e, "embed")?;
+        if cfg.train.finetune_image {
+            return Err(bad(file, "[embed] caches the frozen image tower; it needs train.finetune_image = false"));
+        }
+        let argv = vec![
+            "embed".to_string(),
+            "--config".into(),
+            path_arg(&train_toml),
+            "--out".into(),
+            path_arg(&features),
+            "--views".into(),
+            views.to_string(),
+        ];
+        stages.push(Stage {
+            kind: StageKind::Embed,
+            id: "embed".into(),
+            argv,
+            settings: json!({ "views": views, "model": to_json(&cfg.model)?, "device": cfg.train.device }),
+            inputs: vec![prep_stage],
+            marker: features.join(crate::train::cache::FILE_NAME),
+            outputs: vec![features],
+            resumable_run: None,
+        });
+        train_inputs.push(stages.len() - 1);
+    }
+    let mut train_settings = to_json(&cfg.train)?;
+    for (k, v) in [("model", to_json(&cfg.model)?), ("loss", to_json(&cfg.loss)?), ("aug", to_json(&cfg.aug)?)] {
+        train_settings[k] = v;
+    }
+    let mut eval = eval.unwrap_or_default();
+    let checkpoint: String = take(file, &mut eval, "eval", "checkpoint")?.unwrap_or_else(|| "best".into());
+    no_more(file, &eval, "eval")?;
+    let mut evals = Vec::new();
+    for fold in folds {
+        let (suffix, run) = match fold {
+            Some(k) => (format!("-fold{k}"), out.join("runs").join(format!("fold{k}"))),
+            None => (String::new(), out.join("runs").join("main")),
+        };
+        let mut argv =
+            vec!["train".to_string(), "--config".into(), path_arg(&train_toml), "--run".into(), path_arg(&run)];
+        let mut settings = train_settings.clone();
+        if let Some(k) = fold {
+            argv.extend(["--fold".into(), k.to_string()]);
+            settings["fold"] = json!(k);
+        }
+        stages.push(Stage {
+            kind: StageKind::Train,
+            id: format!("train{suffix}"),
+            argv,
+            settings,
+            inputs: train_inputs.clone(),
+            marker: run.join("metrics.jsonl"),
+            outputs: vec![run.clone()],
+            resumable_run: Some(run.clone()),
+        });
+        let train_stage = stages.len() - 1;
+        stages.push(Stage {
+            kind: StageKind::Eval,
+            id: format!("eval{suffix}"),
+            argv: vec!["eval".into(), "--run".into(), path_arg(&run), "--checkpoint".into(), checkpoint.clone()],
+            settings: json!({ "checkpoint": checkpoint }),
+            inputs: vec![train_stage],
+            marker: run.join("report.json"),
+            outputs: ["report.json", "confusion.csv", "confusion.png", "predictions.csv"]
+                .iter()
+                .map(|f| run.join(f))
+                .collect(),
+            resumable_run: None,
+        });
+        evals.push(stages.len() - 1);
+    }
+    let report = out.join("report.json");
+    let mut argv = vec!["report".to_string()];
+    argv.extend(evals.iter().map(|&i| path_arg(stages[i].marker.parent().expect("run folder"))));
+    argv.extend(["--output".into(), path_arg(&report)]);
+    stages.push(Stage {
+        kind: StageKind::Report,
+        id: "report".into(),
+        argv,
+        settings: json!({}),
+        inputs: evals,
+        marker: report.clone(),
+        outputs: vec![report],
+        resumable_run: None,
+    });
+    Ok(Pipeline { file: file.to_path_buf(), name, out, stages, files })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str, sets: &[&str]) -> Result<Pipeline> {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("p.toml");
+        std::fs::write(&file, text).unwrap();
+        let mut doc: Table = toml::from_str(text).unwrap();
+        for s in sets {
+            apply_set(&mut doc, s)?;
+        }
+        build(&file, dir.path(), doc)
+    }
+
+    const DEMO: &str = "[pipeline]\nout = \"o\"\n[synth]\nlayout = \"dfew\"\nclips = 14\nedge_cases = true\n\
+        fps = [25, 30]\n[dataset]\nname = \"dfew\"\n[prep]\nframes = 8\nstore_frames = 8\n\
+        [train]\nfolds = [1, 3]\nepochs = 2\n[train.model]\narch = \"tiny\"\n";
+
+    #[test]
+    fn stages_commands_and_fold_fan_out() {
+        let p = load(DEMO, &[]).unwrap();
+        let ids: Vec<&str> = p.stages.iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            ["synth", "manifest", "prep", "train-fold1", "eval-fold1", "train-fold3", "eval-fold3", "report"]
+        );
+        assert_eq!(
+            p.stages[0].argv.join(" "),
+            "synth --out o/dataset --clips 14 --edge-cases --fps 25,30 --layout dfew"
+        );
+        assert_eq!(p.stages[3].argv.join(" "), "train --config o/pipeline/train.toml --run o/runs/fold1 --fold 1");
+        assert_eq!(p.stages[7].argv.join(" "), "report o/runs/fold1 o/runs/fold3 --output o/report.json");
+        assert_eq!(p.stages[7].inputs, vec![4, 6]);
+        assert_eq!(p.stages[3].settings["epochs"], json!(2));
+        assert_eq!(p.stages[3].settings["fold"], json!(1));
+        assert_eq!(p.stages[2].settings["frames"], json!(8));
+    }
+
+    #[test]
+    fn set_overrides_values_and_sections() {
+        let p =
+            load(DEMO, &["train.epochs=5", "train.folds=[2]", "synth.layout=dfew", "eval.checkpoint=last"]).unwrap();
+        assert_eq!(p.stages[3].settings["epochs"], json!(5));
+        assert_eq!(p.stages[3].id, "train-fold2");
+        assert_eq!(p.stages[4].argv.last().unwrap(), "last");
+        let e = load(DEMO, &["train.epochs"]).unwrap_err().to_string();
+        assert!(e.contains("expected KEY=VALUE"), "{e}");
+        let e = load(DEMO, &["train.epochs.x=1"]).unwrap_err().to_string();
+        assert!(e.contains("'epochs' is a value"), "{e}");
+    }
+
+    #[test]
+    fn mistakes_are_named() {
+        let cases = [
+            ("[pipelin]\n", "unknown section [pipelin]"),
+            ("[dataset]\nname = \"dfew\"\n", "pipeline.out is not set"),
+            ("[pipeline]\nout = \"o\"\n[dataset]\nname = \"dfew\"\n", "dataset.root is not set"),
+            ("[pipeline]\nout = \"o\"\n[dataset]\nname = \"nope\"\nroot = \".\"\n", "unknown dataset 'nope'"),
+            ("[pipeline]\nout = \"o\"\n[dataset]\nname = \"dfew\"\nroot = \"/no/such\"\n", "no such folder"),
+            ("[pipeline]\nout = \"o\"\nfoo = 1\n", "unknown key pipeline.foo"),
+        ];
+        for (text, want) in cases {
+            let e = load(text, &[]).unwrap_err().to_string();
+            assert!(e.contains(want) && e.contains("p.toml"), "{text:?}: {e}");
+        }
+        let e = load(DEMO, &["prep.frame=3"]).unwrap_err().to_string();
+        assert!(e.contains("[prep]") && e.contains("frame"), "{e}");
+        let e = load(DEMO, &["train.folds=[6]"]).unwrap_err().to_string();
+        assert!(e.contains("folds 1 to 5"), "{e}");
+        let e = load(DEMO, &["train.epochs=0"]).unwrap_err().to_string();
+        assert!(e.contains("epochs"), "{e}");
+        let e = load(DEMO, &["embed.views=2", "train.finetune_image=true"]).unwrap_err().to_string();
+        assert!(e.contains("finetune_image = false"), "{e}");
+    }
+}

@@ -1,0 +1,204 @@
+//! `dfer run` on the shipped pipeline files: the demo pipeline shrunk with `--set` runs end to
+//! end, a second run skips every stage, a changed setting re-runs exactly the stages after it,
+//! `--from` / `--only` / `--dry-run`, a killed run continues where it stopped and ends
+//! identical to an uninterrupted one, `dfer inspect` on pipeline files, and the real-data
+//! pipelines' plans.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
+
+use common::{dfer, dfer_expect, stderr, stdout};
+
+/// `dfer run pipelines/demo.toml` shrunk to 14 small clips and `epochs` tiny epochs in `out`.
+fn demo(out: &Path, epochs: u32, extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = vec!["run".into(), "pipelines/demo.toml".into()];
+    let sets = [
+        format!("pipeline.out={}", out.display()),
+        "synth.clips=14".into(),
+        "synth.edge_cases=false".into(),
+        "synth.max_height=240".into(),
+        "synth.max_frames=24".into(),
+        "prep.export_frames=false".into(),
+        format!("train.epochs={epochs}"),
+    ];
+    for s in sets {
+        args.extend(["--set".into(), s]);
+    }
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
+fn run(args: &[String], code: i32) -> String {
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    stdout(&dfer_expect(&refs, code))
+}
+
+fn mtime(p: &Path) -> SystemTime {
+    std::fs::metadata(p).and_then(|m| m.modified()).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+fn lines_with<'a>(text: &'a str, prefix: &str) -> Vec<&'a str> {
+    text.lines().filter(|l| l.starts_with(prefix)).collect()
+}
+
+#[test]
+fn stamps_skip_done_stages_and_rerun_exactly_the_changed_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("demo");
+
+    let plan = run(&demo(&out, 2, &["--dry-run"]), 0);
+    for stage in ["synth", "manifest", "prep", "train-fold1", "eval-fold1", "report"] {
+        assert!(plan.contains(&format!("run   {stage:<12} never run")), "{stage}:\n{plan}");
+    }
+    assert!(!out.exists(), "--dry-run wrote {}", out.display());
+
+    let first = run(&demo(&out, 2, &[]), 0);
+    assert_eq!(lines_with(&first, "==> ").len(), 6, "{first}");
+    let fold = out.join("runs/fold1");
+    for f in ["report.json", "confusion.png", "metrics.jsonl"] {
+        assert!(fold.join(f).is_file(), "{f} missing");
+    }
+    assert!(out.join("report.json").is_file());
+    assert!(first.contains("UAR") && first.contains("WAR"), "{first}");
+    assert!(first.contains(&fold.join("confusion.png").display().to_string()), "{first}");
+    let prep_table = out.join("prep/prep.parquet");
+    let prep_time = mtime(&prep_table);
+    let shard = std::fs::read(out.join("prep/shards/00000.h5")).unwrap();
+
+    // Nothing changed: every stage is skipped.
+    let again = run(&demo(&out, 2, &[]), 0);
+    assert!(lines_with(&again, "==> ").is_empty(), "{again}");
+    assert_eq!(lines_with(&again, "skip ").len(), 6, "{again}");
+    assert_eq!(mtime(&prep_table), prep_time);
+
+    // One more epoch: train, eval and report re-run; synth, manifest and prep do not.
+    let plan = run(&demo(&out, 3, &["--dry-run"]), 0);
+    for (stage, reason) in [
+        ("synth", "skip  synth        up to date"),
+        ("prep", "skip  prep         up to date"),
+        ("train", "run   train-fold1  settings changed: train.epochs 2 → 3"),
+        ("eval", "run   eval-fold1   input train-fold1 changed"),
+        ("report", "run   report       input eval-fold1 changed"),
+    ] {
+        assert!(plan.contains(reason), "{stage}:\n{plan}");
+    }
+    let third = run(&demo(&out, 3, &[]), 0);
+    let ran: Vec<&str> = lines_with(&third, "==> ");
+    assert_eq!(ran.len(), 3, "{third}");
+    assert!(ran[0].contains("train-fold1"), "{third}");
+    assert_eq!(mtime(&prep_table), prep_time);
+    assert_eq!(std::fs::read(out.join("prep/shards/00000.h5")).unwrap(), shard);
+    let epochs = std::fs::read_to_string(fold.join("metrics.jsonl")).unwrap().lines().count();
+    assert_eq!(epochs, 3);
+
+    // `dfer inspect` on the pipeline: done under the settings it ran with, stale otherwise.
+    let mut inspect = vec!["inspect".to_string()];
+    inspect.extend(demo(&out, 3, &[]).into_iter().skip(1));
+    let states = run(&inspect, 0);
+    assert_eq!(states.matches("up to date").count(), 6, "{states}");
+    let mut inspect = vec!["inspect".to_string()];
+    inspect.extend(demo(&out, 2, &[]).into_iter().skip(1));
+    let states = run(&inspect, 0);
+    assert!(states.contains("train-fold1  stale: settings changed: train.epochs 3 → 2"), "{states}");
+
+    // --only runs one stage; its inputs must be done.
+    let only = run(&demo(&out, 3, &["--only", "eval"]), 0);
+    assert_eq!(lines_with(&only, "==> "), ["==> [1/1] eval-fold1: asked for (--only eval)"], "{only}");
+    let refused = dfer(&demo(&out, 2, &["--only", "eval"]).iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(stderr(&refused).contains("its input train-fold1 is not done"), "{}", stderr(&refused));
+
+    // --from re-runs a stage and everything after it.
+    let plan = run(&demo(&out, 3, &["--from", "prep", "--dry-run"]), 0);
+    assert_eq!(lines_with(&plan, "  run ").len(), 4, "{plan}");
+    assert!(plan.contains("run   prep         asked for (--from prep)"), "{plan}");
+}
+
+#[test]
+fn killed_run_continues_where_it_stopped_and_matches_an_uninterrupted_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("demo");
+    let epochs = 6;
+    let args = demo(&out, epochs, &[]);
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_dfer"))
+        .args(&args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let first_epoch = out.join("runs/fold1/checkpoints/epoch-0001.json");
+    let t0 = Instant::now();
+    while !first_epoch.exists() {
+        assert!(child.try_wait().unwrap().is_none(), "dfer run ended before it could be killed");
+        assert!(t0.elapsed() < Duration::from_secs(600), "no checkpoint after 10 minutes");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let stamp = std::fs::read_to_string(out.join("stamps/train-fold1.json")).unwrap();
+    assert!(stamp.contains("\"phase\": \"started\""), "{stamp}");
+
+    let resumed = run(&args, 0);
+    for stage in ["synth", "manifest", "prep"] {
+        assert!(resumed.contains(&format!("skip {stage}: up to date")), "{stage}:\n{resumed}");
+    }
+    assert!(resumed.contains("==> [1/3] train-fold1: interrupted; continues where it stopped"), "{resumed}");
+    assert!(resumed.contains("--fold 1 --resume"), "{resumed}");
+
+    // The same training without interruption, from the pipeline's own config.
+    let straight = dir.path().join("straight");
+    let config = out.join("pipeline/train.toml");
+    let s = |p: &PathBuf| p.to_str().unwrap().to_string();
+    dfer_expect(&["train", "--config", &s(&config), "--run", &s(&straight), "--fold", "1"], 0);
+    let last = format!("checkpoints/epoch-{epochs:04}.safetensors");
+    let a = std::fs::read(out.join("runs/fold1").join(&last)).unwrap();
+    let b = std::fs::read(straight.join(&last)).unwrap();
+    assert!(a == b, "resumed weights differ from an uninterrupted run");
+}
+
+#[test]
+fn ready_pipelines_need_only_the_dataset_root() {
+    let root = tempfile::tempdir().unwrap();
+    let root_set = format!("dataset.root={}", root.path().display());
+    for (name, folds) in [("dfew", 5), ("ferv39k", 0), ("mafw", 5)] {
+        let file = format!("pipelines/{name}-ous.toml");
+        let o = dfer(&["run", &file]);
+        assert_eq!(o.status.code(), Some(2));
+        let e = stderr(&o);
+        assert!(e.contains(&file) && e.contains("--set dataset.root="), "{e}");
+
+        let plan = stdout(&dfer_expect(&["run", &file, "--set", &root_set, "--dry-run"], 0));
+        assert_eq!(plan.matches("$ dfer train ").count(), folds.max(1), "{plan}");
+        assert_eq!(plan.matches("--fold ").count(), folds, "{plan}");
+        assert!(plan.contains("$ dfer embed "), "{plan}");
+        let states = stdout(&dfer_expect(&["inspect", &file, "--set", &root_set], 0));
+        assert_eq!(states.matches("missing: never run").count(), 2 * folds.max(1) + 4, "{states}");
+    }
+}
+
+#[test]
+fn pipeline_mistakes_are_refused_before_anything_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("never");
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[pipeline]\nout = \"x\"\n[dataset]\nname = \"dfew\"\n[prep\n").unwrap();
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (demo(&out, 2, &["--set", "synth.colour=red"]), "[synth] unexpected argument '--colour'"),
+        (demo(&out, 2, &["--set", "prep.frame=8"]), "[prep]: unknown field `frame`"),
+        (demo(&out, 2, &["--set", "train.model.arch=vit-l14"]), "vit-l14"),
+        (demo(&out, 2, &["--set", "train.folds=[7]"]), "train.folds: dfew has folds 1 to 5"),
+        (demo(&out, 2, &["--set", "pipeline"]), "--set pipeline: expected KEY=VALUE"),
+        (demo(&out, 2, &["--set", "dataset.root=/data"]), "dataset.root cannot be set with [synth]"),
+        (vec!["run".into(), bad.display().to_string()], "not a valid pipeline file"),
+    ];
+    for (args, want) in cases {
+        let o = dfer(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        let e = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {e}");
+        assert!(e.contains(want), "{args:?}: wanted {want:?} in {e}");
+        assert!(e.contains("demo.toml") || e.contains("bad.toml") || e.contains("--set"), "{e}");
+    }
+    assert!(!out.exists(), "a refused pipeline wrote {}", out.display());
+}
