@@ -159,6 +159,25 @@ fn killed_run_continues_where_it_stopped_and_matches_an_uninterrupted_one() {
 }
 
 #[test]
+fn shards_prepared_outside_the_pipeline_are_continued_not_redone() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("demo");
+    run(&demo(&out, 1, &["--only", "synth"]), 0);
+    run(&demo(&out, 1, &["--only", "manifest"]), 0);
+    // A cluster worker's prep, with the config the pipeline wrote.
+    let s = |p: PathBuf| p.to_str().unwrap().to_string();
+    let (manifest, prep, config) =
+        (s(out.join("clips.parquet")), s(out.join("prep")), s(out.join("pipeline/prep.toml")));
+    dfer_expect(&["prep", "--manifest", &manifest, "--out", &prep, "--config", &config], 0);
+    let shard = out.join("prep/shards/00000.h5");
+    let before = mtime(&shard);
+    let rest = run(&demo(&out, 1, &[]), 0);
+    assert!(rest.contains("==> [1/4] prep: never run"), "{rest}");
+    assert_eq!(mtime(&shard), before, "a complete shard was written again");
+    assert!(out.join("runs/fold1/report.json").is_file());
+}
+
+#[test]
 fn ready_pipelines_need_only_the_dataset_root() {
     let root = tempfile::tempdir().unwrap();
     let root_set = format!("dataset.root={}", root.path().display());

@@ -104,8 +104,10 @@ pub fn plan(p: &Pipeline, sel: Selection) -> Result<Vec<Step>> {
                 (State::Done(_), Some(u)) => (true, true, format!("input {u} runs again")),
                 (State::Done(_), None) => (false, false, state.describe()),
                 (State::Interrupted, _) => (true, s.kind == StageKind::Synth, state.describe()),
-                (State::OutputMissing(_), _) => (true, false, state.describe()),
-                (State::Missing | State::Stale(_), _) => (true, true, state.describe()),
+                // Without a stamp nothing is removed: outputs made outside the pipeline (shards
+                // from cluster workers) are continued, or refused by the stage if they differ.
+                (State::OutputMissing(_) | State::Missing, _) => (true, false, state.describe()),
+                (State::Stale(_), _) => (true, true, state.describe()),
             }
         };
         let recorded = stamp.ok().flatten();
