@@ -165,7 +165,7 @@ fn unusable_input_exits_2_naming_the_file() {
 
 #[test]
 fn every_subcommand_has_help_with_an_example() {
-    for sub in ["manifest", "inspect", "synth"] {
+    for sub in ["manifest", "prep", "inspect", "synth", "train", "eval", "report", "embed", "bench", "verify", "run"] {
         let o = dfer_expect(&[sub, "--help"], 0);
         assert!(stdout(&o).contains("Example:"), "{sub} --help lacks an example");
     }

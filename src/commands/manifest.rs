@@ -66,6 +66,13 @@ pub fn run(args: &Args) -> Result<Outcome> {
     }
     m.write(&args.output)?;
     let problems = m.problem_count();
+    const SHOWN: usize = 10;
+    for r in m.rows.iter().filter(|r| r.status != "ok").take(SHOWN) {
+        tracing::warn!("clip {}: {}: {}", r.clip_id, r.status, r.error.as_deref().unwrap_or(""));
+    }
+    if problems > SHOWN {
+        tracing::warn!("… and {} more clips with problems (dfer inspect {})", problems - SHOWN, args.output.display());
+    }
     let line_errors = m.diagnostics.iter().filter(|d| d.severity == Severity::Error).count();
     tracing::info!(
         "wrote {}: {} clips, {} usable, {} with problems, {} split-file errors",

@@ -246,6 +246,25 @@ impl Sources {
     }
 }
 
+/// The path of `rel` under `root`, refused when it reaches outside the root: an absolute
+/// path, a `..` component, or a symbolic link (of the clip or a folder above it) whose target
+/// lies outside.
+pub fn path_inside_root(root: &Path, rel: &str) -> Result<PathBuf, String> {
+    splits::check_inside_root(rel)?;
+    let path = root.join(rel);
+    if let (Ok(real), Ok(real_root)) = (path.canonicalize(), root.canonicalize()) {
+        if !real.starts_with(&real_root) {
+            return Err(format!(
+                "{}: resolves to {}, outside the dataset root {}",
+                path.display(),
+                real.display(),
+                real_root.display()
+            ));
+        }
+    }
+    Ok(path)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -233,7 +233,7 @@ fn fields<'a>(line: &'a str, delimiter: &str) -> Vec<&'a str> {
 }
 
 /// Rejects ids that would reach outside the dataset root.
-fn check_inside_root(id: &str) -> Result<(), String> {
+pub(crate) fn check_inside_root(id: &str) -> Result<(), String> {
     let p = Path::new(id);
     if p.is_absolute() || id.starts_with('/') || id.contains('\\') {
         return Err(format!("'{id}' is an absolute path; paths must be relative to the dataset root"));

@@ -40,11 +40,7 @@ pub fn checkpoint_epoch(run: &Path, which: &str) -> Result<u32> {
             let epoch: u32 = n
                 .parse()
                 .map_err(|_| UsageError::new(format!("--checkpoint {n}: expected best, last or an epoch number")))?;
-            return if ck.weights_path(epoch).exists() {
-                Ok(epoch)
-            } else {
-                Err(UsageError::new(format!("{}: no such checkpoint", ck.weights_path(epoch).display())).into())
-            };
+            Some(ck.record(epoch)?)
         }
     };
     match state {

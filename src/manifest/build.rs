@@ -8,7 +8,7 @@ use rayon::prelude::*;
 
 use super::{ClipRow, Manifest, ProbeInfo};
 use crate::dataset::splits;
-use crate::dataset::{DatasetDesc, SourceKind};
+use crate::dataset::{path_inside_root, DatasetDesc, SourceKind};
 use crate::error::UsageError;
 use crate::logging::Progress;
 use crate::video::probe;
@@ -49,10 +49,12 @@ pub fn build(desc: &DatasetDesc, root: &Path, source: Option<SourceKind>) -> Res
                 }
                 (None, None) => unreachable!("validated: split files come with sources"),
             };
-            let probed = probe_source(kind, &root.join(&rel));
-            let (probe, mut status, mut error) = match probed {
-                Ok(p) => (Some(p), "ok".to_string(), None),
-                Err(err) => (None, err.status().to_string(), Some(err.message().to_string())),
+            let (probe, mut status, mut error) = match path_inside_root(root, &rel) {
+                Err(m) => (None, "outside_root".to_string(), Some(m)),
+                Ok(path) => match probe_source(kind, &path) {
+                    Ok(p) => (Some(p), "ok".to_string(), None),
+                    Err(err) => (None, err.status().to_string(), Some(err.message().to_string())),
+                },
             };
             if let Some(c) = &e.conflict {
                 let kind = c.split(':').next().unwrap_or("conflict").to_string();

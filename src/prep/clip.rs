@@ -139,7 +139,10 @@ pub fn process(row: &ClipRow, index: usize, root: &Path, cfg: &PrepConfig, det: 
     }
     let t = cfg.store_frames;
     let started = Instant::now();
-    let path = root.join(&row.source_path);
+    let path = match crate::dataset::path_inside_root(root, &row.source_path) {
+        Ok(p) => p,
+        Err(m) => return ClipResult::failed(row, index, "outside_root", m),
+    };
     let sampled = match row.source_kind {
         SourceKind::Video => {
             let rotation = row.probe.as_ref().map(|p| p.rotation).unwrap_or(0);

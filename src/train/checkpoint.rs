@@ -134,8 +134,25 @@ impl Checkpoints {
         Ok(Some(state))
     }
 
-    /// Checks that the checkpoint's files exist and match the hashes in its record.
+    /// The record of `epoch` (`epoch-NNNN.json`).
+    pub fn record(&self, epoch: u32) -> Result<EpochState> {
+        let path = self.json_path(epoch);
+        if !path.exists() {
+            bail!(UsageError::new(format!("{}: no such checkpoint", path.display())));
+        }
+        Self::read_state(&path)
+    }
+
+    /// Checks that the checkpoint's record is readable and agrees with `state` (which may come
+    /// from best.json), and that its files exist and match the hashes in it.
     pub fn verify(&self, state: &EpochState) -> Result<()> {
+        if self.record(state.epoch)?.files != state.files {
+            bail!(UsageError::new(format!(
+                "{}: names other files than {}",
+                self.json_path(state.epoch).display(),
+                self.dir.join("best.json").display()
+            )));
+        }
         for (name, hash) in &state.files {
             let path = self.dir.join(name);
             if !path.exists() {

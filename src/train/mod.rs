@@ -171,11 +171,13 @@ pub fn run(opts: &TrainOptions) -> Result<()> {
                 config_path.display()
             )));
         }
-    } else {
+    }
+    // Data, model and device are checked before the run folder is made.
+    let mut s = Session::open(cfg)?;
+    if !config_path.exists() {
         std::fs::create_dir_all(ckpts.dir()).with_context(|| format!("creating {}", opts.run.display()))?;
         write_atomic(&config_path, text.as_bytes())?;
     }
-    let mut s = Session::open(cfg)?;
     let t = s.cfg.train.clone();
     let steps_per_epoch = s.train.len().div_ceil(t.batch_size) as u64;
     s.runner.set_optimizer(OptimSettings {
