@@ -52,6 +52,9 @@ fn check(case: &str, args: &[&str], code: i32, wants: &[&str], out: &Path, may_c
     err
 }
 
+/// A change made to a file before a case runs.
+type Damage<'a> = Box<dyn Fn() + 'a>;
+
 fn copy_dir(from: &Path, to: &Path) {
     let st = Command::new("cp").arg("-r").arg(from).arg(to).status().unwrap();
     assert!(st.success());
@@ -323,7 +326,7 @@ fn malformed_configs_shards_and_checkpoints() {
     let bad_shards = dir.path().join("bad");
     std::fs::create_dir_all(&bad_shards).unwrap();
     let copy = bad_shards.join("00000.h5");
-    let shard_cases: Vec<(&str, Box<dyn Fn()>, &str)> = vec![
+    let shard_cases: Vec<(&str, Damage, &str)> = vec![
         ("truncated shard", Box::new(|| std::fs::write(&copy, &bytes[..bytes.len() / 2]).unwrap()), "00000.h5"),
         ("text as shard", Box::new(|| std::fs::write(&copy, "not hdf5").unwrap()), "00000.h5"),
         (
@@ -364,7 +367,7 @@ fn malformed_configs_shards_and_checkpoints() {
         std::fs::write(&record, &good_record).unwrap();
         std::fs::write(&optim, &good_optim).unwrap();
     };
-    let ck_cases: Vec<(&str, Box<dyn Fn()>, Vec<&str>)> = vec![
+    let ck_cases: Vec<(&str, Damage, Vec<&str>)> = vec![
         (
             "weights truncated",
             Box::new(|| std::fs::write(&weights, &good_weights[..good_weights.len() / 2]).unwrap()),
