@@ -200,6 +200,21 @@ fn malformed_videos_and_paths_leaving_the_root_are_recorded() {
     ffmpeg(&["-f", "lavfi", "-i", "sine=frequency=440:duration=1", "-c:a", "aac", &r("audio.mp4")]);
     ffmpeg(&["-i", s(&src), "-c", "copy", "-f", "matroska", &r("mkv_named.mp4")]);
     ffmpeg(&["-i", s(&src), "-c", "copy", "-output_ts_offset", "-1", &r("negative_ts.mkv")]);
+    ffmpeg(&["-f", "lavfi", "-i", "color=size=160x120:rate=0.001", "-frames:v", "3", "-c:v", "mpeg4", &r("slow.avi")]);
+    ffmpeg(&["-f", "lavfi", "-i", "color=size=8192x4352", "-frames:v", "1", "-c:v", "mjpeg", &r("huge.avi")]);
+    std::fs::create_dir_all(root.join("huge_frames")).unwrap();
+    ffmpeg(&["-f", "lavfi", "-i", "color=size=8192x4352", "-frames:v", "1", &r("huge_frames/1.png")]);
+    // Display matrices: all zero, and a 45° turn (tkhd matrix of the first track patched).
+    let base = std::fs::read(&src).unwrap();
+    let tkhd = base.windows(4).position(|w| w == b"tkhd").unwrap() - 4;
+    for (name, m) in
+        [("zero_matrix.mp4", [0i32; 9]), ("turned_45.mp4", [46341, 46341, 0, -46341, 46341, 0, 0, 0, 1 << 30])]
+    {
+        let mut b = base.clone();
+        let bytes: Vec<u8> = m.iter().flat_map(|v| v.to_be_bytes()).collect();
+        b[tkhd + 48..tkhd + 84].copy_from_slice(&bytes);
+        std::fs::write(r(name), b).unwrap();
+    }
     std::fs::create_dir_all(root.join("empty_frames")).unwrap();
     std::fs::create_dir_all(root.join("sub")).unwrap();
     let outside = dir.path().join("outside.mp4");
@@ -218,6 +233,11 @@ fn malformed_videos_and_paths_leaving_the_root_are_recorded() {
         ("mkv_named.mp4", "ok", ""),
         ("negative_ts.mkv", "ok", ""),
         ("empty_frames", "empty", "empty_frames"),
+        ("slow.avi", "ok", ""),
+        ("huge.avi", "too_large", "frame size 8192x4352 is over"),
+        ("huge_frames", "too_large", "1.png: frame size 8192x4352"),
+        ("zero_matrix.mp4", "unreadable", "display matrix is degenerate"),
+        ("turned_45.mp4", "unreadable", "not a multiple of 90°"),
         ("link_out.mp4", "outside_root", "outside the dataset root"),
         ("sub/up/outside.mp4", "outside_root", "outside the dataset root"),
         ("nothere.mp4", "missing", "nothere.mp4"),

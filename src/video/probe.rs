@@ -16,6 +16,7 @@ pub enum ProbeError {
     Empty(String),
     Unreadable(String),
     Truncated(String),
+    TooLarge(String),
 }
 
 impl ProbeError {
@@ -25,32 +26,56 @@ impl ProbeError {
             ProbeError::Empty(_) => "empty",
             ProbeError::Unreadable(_) => "unreadable",
             ProbeError::Truncated(_) => "truncated",
+            ProbeError::TooLarge(_) => "too_large",
         }
     }
 
     pub fn message(&self) -> &str {
         match self {
-            ProbeError::Missing(m) | ProbeError::Empty(m) | ProbeError::Unreadable(m) | ProbeError::Truncated(m) => m,
+            ProbeError::Missing(m)
+            | ProbeError::Empty(m)
+            | ProbeError::Unreadable(m)
+            | ProbeError::Truncated(m)
+            | ProbeError::TooLarge(m) => m,
         }
     }
 }
 
 /// Clockwise display rotation of an FFmpeg display matrix (nine 16.16 / 2.30 fixed-point i32,
-/// row major), rounded to a multiple of 90 degrees: the angle `av_display_rotation_get`
-/// computes, which FFmpeg's CLI writes as `-rotate` for a `rotate=R` tag.
-pub fn display_matrix_rotation(data: &[u8]) -> Option<i32> {
+/// row major) as a multiple of 90 degrees: the angle `av_display_rotation_get` computes, which
+/// FFmpeg's CLI writes as `-rotate` for a `rotate=R` tag. `Ok(None)`: too short to be a
+/// matrix. A degenerate matrix, or an angle more than 1° from a right angle (which frames
+/// cannot be turned by without resampling), is an error.
+pub fn display_matrix_rotation(data: &[u8]) -> Result<Option<i32>, String> {
     if data.len() < 36 {
-        return None;
+        return Ok(None);
     }
     let m: Vec<f64> = data[..36].chunks_exact(4).map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64).collect();
     let scale0 = m[0].hypot(m[3]);
     let scale1 = m[1].hypot(m[4]);
     if scale0 == 0.0 || scale1 == 0.0 {
-        return None;
+        return Err("its display matrix is degenerate (zero scale)".into());
     }
     let deg = -(m[1] / scale1).atan2(m[0] / scale0).to_degrees();
-    let r = ((deg / 90.0).round() as i32 * 90).rem_euclid(360);
-    Some(r)
+    let right = (deg / 90.0).round() * 90.0;
+    if (deg - right).abs() > 1.0 {
+        return Err(format!("its display matrix rotates by {deg:.1}°, not a multiple of 90°"));
+    }
+    Ok(Some((right as i32).rem_euclid(360)))
+}
+
+/// The largest frame dfer prepares: 8K UHD. Larger frames would hold gigabytes per clip in
+/// prep (every sampled frame is kept as full-size RGB until cropped).
+pub const MAX_PIXELS: u64 = 7680 * 4320;
+
+fn check_size(path: &Path, width: u32, height: u32) -> Result<(), ProbeError> {
+    if u64::from(width) * u64::from(height) > MAX_PIXELS {
+        return Err(ProbeError::TooLarge(format!(
+            "{}: frame size {width}x{height} is over the {MAX_PIXELS} pixels (7680x4320) dfer prepares",
+            path.display()
+        )));
+    }
+    Ok(())
 }
 
 fn check_exists(path: &Path) -> Result<std::fs::Metadata, ProbeError> {
@@ -80,11 +105,12 @@ pub fn probe_video(path: &Path) -> Result<ProbeInfo, ProbeError> {
     let rate = [stream.avg_frame_rate(), stream.rate()].into_iter().find(|r| r.numerator() > 0 && r.denominator() > 0);
     let stream_duration =
         (stream.duration() > 0 && tb.denominator() > 0).then(|| stream.duration() as f64 * f64::from(tb));
-    let rotation = stream
-        .side_data()
-        .find(|sd| sd.kind() == ff::codec::packet::side_data::Type::DisplayMatrix)
-        .and_then(|sd| display_matrix_rotation(sd.data()))
-        .unwrap_or(0);
+    let rotation = match stream.side_data().find(|sd| sd.kind() == ff::codec::packet::side_data::Type::DisplayMatrix) {
+        Some(sd) => display_matrix_rotation(sd.data())
+            .map_err(|m| ProbeError::Unreadable(format!("{}: {m}", path.display())))?
+            .unwrap_or(0),
+        None => 0,
+    };
     let mut decoder = ff::codec::context::Context::from_parameters(stream.parameters())
         .and_then(|c| c.decoder().video())
         .map_err(|e| bad("unsupported video codec", &e))?;
@@ -130,6 +156,7 @@ pub fn probe_video(path: &Path) -> Result<ProbeInfo, ProbeError> {
     if width == 0 || height == 0 {
         return Err(ProbeError::Unreadable(format!("{}: frame size is {width}x{height}", path.display())));
     }
+    check_size(path, width, height)?;
     if header_frames > packets {
         return Err(ProbeError::Truncated(format!(
             "{}: the header lists {header_frames} frames but only {packets} can be read",
@@ -160,6 +187,7 @@ pub fn probe_frames(dir: &Path) -> Result<ProbeInfo, ProbeError> {
     let first = files.first().ok_or_else(|| ProbeError::Empty(format!("{}: no image files", dir.display())))?;
     let (width, height) = image::image_dimensions(first)
         .map_err(|e| ProbeError::Unreadable(format!("{}: not a readable image: {e}", first.display())))?;
+    check_size(first, width, height)?;
     Ok(ProbeInfo { n_frames: files.len() as u32, fps: None, width, height, duration_s: None, rotation: 0 })
 }
 
@@ -175,13 +203,16 @@ mod tests {
     #[test]
     fn display_matrix_angles() {
         let one = 1 << 16;
-        assert_eq!(display_matrix_rotation(&matrix(one, 0, 0, one)), Some(0));
+        assert_eq!(display_matrix_rotation(&matrix(one, 0, 0, one)), Ok(Some(0)));
         // A `rotate=90` tag is stored as av_display_rotation_set(m, -90): [0, -1; 1, 0]
         // (checked end to end by the synth rotation edge case).
-        assert_eq!(display_matrix_rotation(&matrix(0, -one, one, 0)), Some(90));
-        assert_eq!(display_matrix_rotation(&matrix(0, one, -one, 0)), Some(270));
-        assert_eq!(display_matrix_rotation(&matrix(-one, 0, 0, -one)), Some(180));
-        assert_eq!(display_matrix_rotation(&[0u8; 8]), None);
+        assert_eq!(display_matrix_rotation(&matrix(0, -one, one, 0)), Ok(Some(90)));
+        assert_eq!(display_matrix_rotation(&matrix(0, one, -one, 0)), Ok(Some(270)));
+        assert_eq!(display_matrix_rotation(&matrix(-one, 0, 0, -one)), Ok(Some(180)));
+        assert_eq!(display_matrix_rotation(&[0u8; 8]), Ok(None));
+        let e = display_matrix_rotation(&matrix(46341, 46341, -46341, 46341)).unwrap_err();
+        assert!(e.contains("45.0°"), "{e}");
+        assert!(display_matrix_rotation(&matrix(0, 0, 0, 0)).unwrap_err().contains("degenerate"));
     }
 
     #[test]
