@@ -264,13 +264,23 @@ fn prep_table_without_timings(out: &Path) -> polars::prelude::DataFrame {
 #[test]
 fn three_workers_one_killed_then_verify_and_merge_equal_one_process() {
     let p = dataset(10);
-    let cfg = small_shards(p._dir.path());
+    // 18 manifest rows (the last two broken) in 6 shards of 3 rows.
+    let cfg = p._dir.path().join("prep.toml");
+    std::fs::write(&cfg, "clips_per_shard = 3\n").unwrap();
     let cfg = cfg.to_str().unwrap();
     let single = p._dir.path().join("single");
     prep(&p, &single, &["--config", cfg, "--threads", "1"]);
     let reference = shard_files(&single);
     assert!(reference.len() >= 5, "{} shards", reference.len());
 
+    // Worker 1 owns shards 1 and 4. One of shard 4's videos becomes a named pipe, so worker 1
+    // blocks opening it once shard 1 is written: the kill below always lands between the two.
+    let m = dfer::manifest::Manifest::read(&p.manifest).unwrap();
+    let row = m.rows.iter().skip(12).take(3).find(|r| r.status == "ok").expect("an ok clip in shard 4");
+    let video = m.root.join(&row.source_path);
+    let real = video.with_extension("real");
+    std::fs::rename(&video, &real).unwrap();
+    assert!(std::process::Command::new("mkfifo").arg(&video).status().unwrap().success());
     let out = p._dir.path().join("workers");
     let worker = |i: usize| {
         std::process::Command::new(env!("CARGO_BIN_EXE_dfer"))
@@ -281,7 +291,6 @@ fn three_workers_one_killed_then_verify_and_merge_equal_one_process() {
             .unwrap()
     };
     let mut children: Vec<_> = (0..3).map(worker).collect();
-    // Worker 1 owns shards 1 and 4: kill it once shard 1 is complete.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
     while std::time::Instant::now() < deadline && !out.join("shards/00001.h5").exists() {
         std::thread::sleep(std::time::Duration::from_millis(10));
@@ -290,6 +299,8 @@ fn three_workers_one_killed_then_verify_and_merge_equal_one_process() {
     for c in &mut children {
         c.wait().unwrap();
     }
+    std::fs::remove_file(&video).unwrap();
+    std::fs::rename(&real, &video).unwrap();
     let dir = out.to_str().unwrap();
     let v = dfer(&["verify", dir]);
     assert_eq!(v.status.code(), Some(1), "{}", stdout(&v));
