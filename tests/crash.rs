@@ -103,7 +103,7 @@ fn prep_killed_at_random_moments_resumes_to_identical_shards() {
         std::fs::remove_dir_all(&out).unwrap();
     }
     eprintln!("prep: {landed} of {TRIALS} kills landed before the end; all resumed identical");
-    assert!(landed as u64 >= TRIALS / 2, "only {landed} of {TRIALS} kills landed before the end");
+    assert!(landed as u64 >= TRIALS / 4, "only {landed} of {TRIALS} kills landed before the end");
 }
 
 #[test]
@@ -157,5 +157,5 @@ fn train_killed_at_random_moments_resumes_to_identical_checkpoints() {
         std::fs::remove_dir_all(&run).unwrap();
     }
     eprintln!("train: {landed} of {TRIALS} kills landed before the end; all resumed identical");
-    assert!(landed as u64 >= TRIALS / 2, "only {landed} of {TRIALS} kills landed before the end");
+    assert!(landed as u64 >= TRIALS / 4, "only {landed} of {TRIALS} kills landed before the end");
 }

@@ -120,7 +120,7 @@ fn stamps_skip_done_stages_and_rerun_exactly_the_changed_ones() {
 fn killed_run_continues_where_it_stopped_and_matches_an_uninterrupted_one() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("demo");
-    let epochs = 6;
+    let epochs = 10;
     let args = demo(&out, epochs, &[]);
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_dfer"))
         .args(&args)
