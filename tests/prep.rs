@@ -48,6 +48,30 @@ fn small_shards(dir: &Path) -> PathBuf {
     cfg
 }
 
+/// Turns the first usable video among manifest rows `rows` into a named pipe, so a worker
+/// that reaches it blocks there (and a kill lands before it); dropping the guard restores it.
+struct Held {
+    video: PathBuf,
+    real: PathBuf,
+}
+
+fn hold(p: &Prepared, rows: std::ops::Range<usize>) -> Held {
+    let m = dfer::manifest::Manifest::read(&p.manifest).unwrap();
+    let row = m.rows[rows].iter().find(|r| r.status == "ok").expect("a usable clip in these rows");
+    let video = m.root.join(&row.source_path);
+    let real = video.with_extension("real");
+    std::fs::rename(&video, &real).unwrap();
+    assert!(std::process::Command::new("mkfifo").arg(&video).status().unwrap().success());
+    Held { video, real }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.video);
+        let _ = std::fs::rename(&self.real, &self.video);
+    }
+}
+
 fn shard_files(out: &Path) -> BTreeMap<String, Vec<u8>> {
     let mut m = BTreeMap::new();
     for e in std::fs::read_dir(out.join("shards")).unwrap() {
@@ -212,8 +236,9 @@ fn threads_workers_and_killed_runs_give_identical_shards() {
     assert!(shard_files(&split) == reference, "split workers give identical shards");
     assert_eq!(statuses(&split), statuses(&base));
 
-    // SIGKILL midway, then resume.
+    // SIGKILL midway (held in shard 3 after shard 0 is written), then resume.
     let killed = p._dir.path().join("killed");
+    let held = hold(&p, 12..16);
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_dfer"))
         .args([
             "prep",
@@ -235,6 +260,7 @@ fn threads_workers_and_killed_runs_give_identical_shards() {
     }
     child.kill().unwrap();
     child.wait().unwrap();
+    drop(held);
     let partial = shard_files(&killed).len();
     assert!(partial < reference.len(), "killed before the end ({partial} shards)");
     let o = prep(&p, &killed, &["--config", cfg, "--threads", "2"]);
@@ -273,14 +299,9 @@ fn three_workers_one_killed_then_verify_and_merge_equal_one_process() {
     let reference = shard_files(&single);
     assert!(reference.len() >= 5, "{} shards", reference.len());
 
-    // Worker 1 owns shards 1 and 4. One of shard 4's videos becomes a named pipe, so worker 1
-    // blocks opening it once shard 1 is written: the kill below always lands between the two.
-    let m = dfer::manifest::Manifest::read(&p.manifest).unwrap();
-    let row = m.rows.iter().skip(12).take(3).find(|r| r.status == "ok").expect("an ok clip in shard 4");
-    let video = m.root.join(&row.source_path);
-    let real = video.with_extension("real");
-    std::fs::rename(&video, &real).unwrap();
-    assert!(std::process::Command::new("mkfifo").arg(&video).status().unwrap().success());
+    // Worker 1 owns shards 1 and 4; a pipe in shard 4 holds it there once shard 1 is written,
+    // so the kill below always lands between the two.
+    let held = hold(&p, 12..15);
     let out = p._dir.path().join("workers");
     let worker = |i: usize| {
         std::process::Command::new(env!("CARGO_BIN_EXE_dfer"))
@@ -299,8 +320,7 @@ fn three_workers_one_killed_then_verify_and_merge_equal_one_process() {
     for c in &mut children {
         c.wait().unwrap();
     }
-    std::fs::remove_file(&video).unwrap();
-    std::fs::rename(&real, &video).unwrap();
+    drop(held);
     let dir = out.to_str().unwrap();
     let v = dfer(&["verify", dir]);
     assert_eq!(v.status.code(), Some(1), "{}", stdout(&v));
