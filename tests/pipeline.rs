@@ -110,6 +110,14 @@ fn stamps_skip_done_stages_and_rerun_exactly_the_changed_ones() {
     assert_eq!(refused.status.code(), Some(2));
     assert!(stderr(&refused).contains("its input train-fold1 is not done"), "{}", stderr(&refused));
 
+    // A second `dfer run` on the same folder is refused while the first is alive.
+    let lock = out.join("dfer-run.lock");
+    std::fs::write(&lock, std::process::id().to_string()).unwrap();
+    let busy = dfer(&demo(&out, 3, &[]).iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(busy.status.code(), Some(2));
+    assert!(stderr(&busy).contains("another dfer run"), "{}", stderr(&busy));
+    std::fs::remove_file(&lock).unwrap();
+
     // --from re-runs a stage and everything after it.
     let plan = run(&demo(&out, 3, &["--from", "prep", "--dry-run"]), 0);
     assert_eq!(lines_with(&plan, "  run ").len(), 4, "{plan}");
@@ -137,6 +145,7 @@ fn killed_run_continues_where_it_stopped_and_matches_an_uninterrupted_one() {
     }
     child.kill().unwrap();
     child.wait().unwrap();
+    assert!(out.join("dfer-run.lock").exists(), "the killed run's lock is left behind");
     let stamp = std::fs::read_to_string(out.join("stamps/train-fold1.json")).unwrap();
     assert!(stamp.contains("\"phase\": \"started\""), "{stamp}");
 
@@ -146,6 +155,7 @@ fn killed_run_continues_where_it_stopped_and_matches_an_uninterrupted_one() {
     }
     assert!(resumed.contains("==> [1/3] train-fold1: interrupted; continues where it stopped"), "{resumed}");
     assert!(resumed.contains("--fold 1 --resume"), "{resumed}");
+    assert!(!out.join("dfer-run.lock").exists(), "a dead run's lock is taken over and removed");
 
     // The same training without interruption, from the pipeline's own config.
     let straight = dir.path().join("straight");

@@ -181,6 +181,45 @@ fn remove(path: &Path) -> Result<()> {
     }
 }
 
+/// `OUT/dfer-run.lock` while a `dfer run` uses the folder; removed when it ends. A lock whose
+/// process is gone (killed) is taken over.
+struct Lock(std::path::PathBuf);
+
+impl Lock {
+    fn take(out: &Path) -> Result<Lock> {
+        use std::io::Write;
+        let path = out.join("dfer-run.lock");
+        loop {
+            match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+                Ok(mut f) => {
+                    write!(f, "{}", std::process::id()).with_context(|| format!("{}: cannot write", path.display()))?;
+                    return Ok(Lock(path));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let pid = std::fs::read_to_string(&path).unwrap_or_default();
+                    let pid = pid.trim();
+                    if !pid.is_empty() && Path::new("/proc").join(pid).exists() {
+                        return Err(crate::error::UsageError::new(format!(
+                            "{}: another dfer run (process {pid}) is using this output folder",
+                            path.display()
+                        ))
+                        .into());
+                    }
+                    std::fs::remove_file(&path)
+                        .with_context(|| format!("{}: cannot remove stale lock", path.display()))?;
+                }
+                Err(e) => return Err(e).with_context(|| format!("{}: cannot create", path.display())),
+            }
+        }
+    }
+}
+
+impl Drop for Lock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
 /// Runs the planned stages in order through `exec` (which runs one `dfer` command line) and
 /// stamps them. A stage that fails stops the pipeline; finished stages keep their stamps.
 /// Returns the worst outcome over all stages, skipped ones included.
@@ -192,6 +231,7 @@ pub fn execute(
     for dir in [p.out.join("stamps"), p.out.join("pipeline")] {
         std::fs::create_dir_all(&dir).with_context(|| format!("{}: cannot create", dir.display()))?;
     }
+    let _lock = Lock::take(&p.out)?;
     for (path, text) in &p.files {
         if std::fs::read_to_string(path).ok().as_deref() != Some(text.as_str()) {
             crate::train::write_atomic(path, text.as_bytes())?;
