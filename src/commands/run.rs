@@ -1,6 +1,6 @@
-//! `dfer run PIPELINE.toml`: plan the pipeline's stages from their stamps, print the plan
-//! (`--dry-run` stops there), run the stages that need it in this process, and print the
-//! results with the paths of the reports and confusion matrices.
+//! `dfer run PIPELINE.toml`: plan the pipeline's stages from their stamps; with `--dry-run`
+//! print the plan and stop, otherwise run the stages that need it in this process and print
+//! the results with the paths of the reports and confusion matrices.
 
 use std::path::{Path, PathBuf};
 
