@@ -2,6 +2,7 @@
 //! manifests, synthetic datasets, face/scene preprocessing into shards, and OUS training and evaluation.
 
 pub mod assets;
+pub mod atomic;
 pub mod commands;
 pub mod dataset;
 pub mod error;

@@ -154,6 +154,13 @@ fn train_killed_at_random_moments_resumes_to_identical_checkpoints() {
             "trial {trial}: checkpoints differ from the uninterrupted run"
         );
         assert_eq!(metrics(&run), metrics(&reference), "trial {trial}: metrics differ");
+        let leftovers: Vec<_> = [run.clone(), run.join("checkpoints")]
+            .iter()
+            .flat_map(|d| files(d))
+            .map(|(name, _)| name)
+            .filter(|n| n.contains(".tmp-"))
+            .collect();
+        assert!(leftovers.is_empty(), "trial {trial}: temporary files left: {leftovers:?}");
         std::fs::remove_dir_all(&run).unwrap();
     }
     eprintln!("train: {landed} of {TRIALS} kills landed before the end; all resumed identical");

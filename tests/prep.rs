@@ -83,6 +83,18 @@ fn shard_files(out: &Path) -> BTreeMap<String, Vec<u8>> {
     m
 }
 
+/// Asserts two sets of shard files are byte-identical, naming the first file and offset that differ.
+fn assert_same_shards(got: &BTreeMap<String, Vec<u8>>, want: &BTreeMap<String, Vec<u8>>) {
+    assert_eq!(got.keys().collect::<Vec<_>>(), want.keys().collect::<Vec<_>>(), "shard names");
+    for (name, bytes) in got {
+        let other = &want[name];
+        if let Some(at) = bytes.iter().zip(other.iter()).position(|(a, b)| a != b) {
+            panic!("{name}: first differing byte at offset {at} of {} (reference {} bytes)", bytes.len(), other.len());
+        }
+        assert_eq!(bytes.len(), other.len(), "{name}: length");
+    }
+}
+
 fn statuses(out: &Path) -> BTreeMap<String, String> {
     let (df, _) = read_parquet(&out.join("prep.parquet")).unwrap();
     let ids = df.column("clip_id").unwrap().str().unwrap().clone();
@@ -218,7 +230,7 @@ fn threads_workers_and_killed_runs_give_identical_shards() {
 
     let two = p._dir.path().join("two-threads");
     prep(&p, &two, &["--config", cfg, "--threads", "2"]);
-    assert!(shard_files(&two) == reference, "1 and 2 threads give identical shards");
+    assert_same_shards(&shard_files(&two), &reference);
 
     // Two workers splitting the shards into one folder.
     let split = p._dir.path().join("split");
@@ -233,7 +245,7 @@ fn threads_workers_and_killed_runs_give_identical_shards() {
         .output()
         .unwrap();
     assert!(o.status.code().is_some_and(|c| c <= 1), "{}", String::from_utf8_lossy(&o.stderr));
-    assert!(shard_files(&split) == reference, "split workers give identical shards");
+    assert_same_shards(&shard_files(&split), &reference);
     assert_eq!(statuses(&split), statuses(&base));
 
     // SIGKILL midway (held in shard 3 after shard 0 is written), then resume.
@@ -265,7 +277,7 @@ fn threads_workers_and_killed_runs_give_identical_shards() {
     assert!(partial < reference.len(), "killed before the end ({partial} shards)");
     let o = prep(&p, &killed, &["--config", cfg, "--threads", "2"]);
     assert!(String::from_utf8_lossy(&o.stderr).contains("already complete"), "{}", String::from_utf8_lossy(&o.stderr));
-    assert!(shard_files(&killed) == reference, "resumed run equals the uninterrupted one");
+    assert_same_shards(&shard_files(&killed), &reference);
     let leftovers: Vec<_> = std::fs::read_dir(killed.join("shards"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -340,7 +352,7 @@ fn three_workers_one_killed_then_verify_and_merge_equal_one_process() {
     dfer_expect(&merge, 0);
     let ok = dfer_expect(&["verify", dir], 0);
     assert!(stdout(&ok).contains("all shards complete"), "{}", stdout(&ok));
-    assert!(shard_files(&out) == reference, "shards equal the single-process run's byte for byte");
+    assert_same_shards(&shard_files(&out), &reference);
     assert!(prep_table_without_timings(&out).equals_missing(&prep_table_without_timings(&single)));
     // A clip in two inputs is refused.
     let twice = [merge[0], merge[1], merge[2], merge[3], merge[4], merge[4]];

@@ -26,7 +26,7 @@ pub struct Args {
 pub fn run(a: &Args) -> Result<Outcome> {
     let r = eval::multi_report(&a.runs)?;
     if let Some(path) = &a.output {
-        crate::train::write_atomic(path, serde_json::to_string_pretty(&r)?.as_bytes())?;
+        crate::atomic::write_atomic(path, serde_json::to_string_pretty(&r)?.as_bytes())?;
     }
     if a.json {
         println!("{}", serde_json::to_string_pretty(&r)?);

@@ -11,10 +11,11 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
 use self::metrics::Metrics;
+use crate::atomic::write_atomic;
 use crate::error::UsageError;
 use crate::train::checkpoint::Checkpoints;
 use crate::train::config::TrainConfig;
-use crate::train::{read_metrics, write_atomic, EpochLine, Session};
+use crate::train::{read_metrics, EpochLine, Session};
 
 /// `report.json`.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

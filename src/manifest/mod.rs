@@ -124,16 +124,10 @@ impl Manifest {
             kv("dfer.folds", &self.folds.to_string()),
             kv("dfer.diagnostics", &serde_json::to_string(&self.diagnostics)?),
         ];
-        let tmp = tmp_path(path);
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create folder", dir.display()))?;
         }
-        let file = File::create(&tmp).with_context(|| format!("{}: cannot create", tmp.display()))?;
-        ParquetWriter::new(file)
-            .with_key_value_metadata(Some(KeyValueMetadata::from_static(meta)))
-            .finish(&mut df)
-            .map_err(|e| anyhow::anyhow!("{}: cannot write parquet: {e}", tmp.display()))?;
-        std::fs::rename(&tmp, path).with_context(|| format!("{}: cannot rename into place", path.display()))?;
+        write_parquet(&mut df, meta, path)?;
         Ok(())
     }
 
@@ -168,11 +162,16 @@ fn kv(k: &str, v: &str) -> (String, String) {
     (k.to_string(), v.to_string())
 }
 
-/// `name.tmp-PID` beside `path`: written first, renamed when complete.
-pub fn tmp_path(path: &Path) -> PathBuf {
-    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
-    name.push(format!(".tmp-{}", std::process::id()));
-    path.with_file_name(name)
+/// Writes `df` with key-value metadata to `path`, whole or not at all.
+pub fn write_parquet(df: &mut DataFrame, meta: Vec<(String, String)>, path: &Path) -> Result<()> {
+    crate::atomic::write_via_tmp(path, |tmp| {
+        let file = File::create(tmp).with_context(|| format!("{}: cannot create", tmp.display()))?;
+        ParquetWriter::new(file)
+            .with_key_value_metadata(Some(KeyValueMetadata::from_static(meta)))
+            .finish(df)
+            .map_err(|e| anyhow::anyhow!("{}: cannot write parquet: {e}", tmp.display()))?;
+        Ok(())
+    })
 }
 
 /// Reads a parquet file and its key-value metadata.

@@ -73,7 +73,8 @@ impl ParamStore {
 
     /// Writes every parameter to a safetensors file.
     pub fn save(&self, path: &Path) -> Result<()> {
-        candle_core::safetensors::save(&self.tensors(), path).with_context(|| format!("writing {}", path.display()))
+        candle_core::safetensors::save(&self.tensors(), path)
+            .with_context(|| format!("{}: cannot write", path.display()))
     }
 
     /// Sets every parameter from `file`, which must hold each of them with the same shape.

@@ -211,7 +211,7 @@ impl Runner {
         match &self.opt {
             Some((opt, _)) => {
                 candle_core::safetensors::save(&opt.state(), optim)
-                    .with_context(|| format!("writing {}", optim.display()))?;
+                    .with_context(|| format!("{}: cannot write", optim.display()))?;
                 Ok(opt.step_count())
             }
             None => Ok(0),

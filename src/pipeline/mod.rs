@@ -234,7 +234,7 @@ pub fn execute(
     let _lock = Lock::take(&p.out)?;
     for (path, text) in &p.files {
         if std::fs::read_to_string(path).ok().as_deref() != Some(text.as_str()) {
-            crate::train::write_atomic(path, text.as_bytes())?;
+            crate::atomic::write_atomic(path, text.as_bytes())?;
         }
     }
     let mut worst = StageOutcome::Ok;

@@ -96,12 +96,16 @@ impl Pipeline {
     /// Reads `file`, applies `--set KEY=VALUE` overrides and builds the stages.
     pub fn load(file: &Path, sets: &[String]) -> Result<Pipeline> {
         let text = std::fs::read_to_string(file).map_err(|e| bad(file, format!("cannot read pipeline: {e}")))?;
-        let mut doc: Table = toml::from_str(&text).map_err(|e| bad(file, format!("not a valid pipeline file: {e}")))?;
+        Self::parse(file, &text, sets, &std::env::current_dir()?)
+    }
+
+    /// Builds the pipeline from `text` (the contents of `file`), relative paths taken from `cwd`.
+    pub fn parse(file: &Path, text: &str, sets: &[String], cwd: &Path) -> Result<Pipeline> {
+        let mut doc: Table = toml::from_str(text).map_err(|e| bad(file, format!("not a valid pipeline file: {e}")))?;
         for s in sets {
             apply_set(&mut doc, s)?;
         }
-        let cwd = std::env::current_dir()?;
-        build(file, &cwd, doc)
+        build(file, cwd, doc)
     }
 
     pub fn stamp_path(&self, stage: &Stage) -> PathBuf {

@@ -109,7 +109,7 @@ impl Stamp {
     }
 
     pub fn write(&self, path: &Path) -> Result<()> {
-        crate::train::write_atomic(path, serde_json::to_string_pretty(self)?.as_bytes())
+        crate::atomic::write_atomic(path, serde_json::to_string_pretty(self)?.as_bytes())
     }
 
     /// The state of `stage` (whose key is now `key`) given this stamp.

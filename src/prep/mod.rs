@@ -11,7 +11,6 @@ pub mod inspect;
 pub mod sample;
 
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex};
@@ -21,11 +20,12 @@ use anyhow::{anyhow, Context, Result};
 use polars::prelude::*;
 use serde::Serialize;
 
+use crate::atomic::{remove_unfinished, write_atomic};
 use crate::error::UsageError;
 use crate::face::centerface::{self, CenterFace, CenterFaceSettings};
 use crate::face::Detector;
 use crate::logging::Progress;
-use crate::manifest::{tmp_path, Manifest, PREP_TABLE_KEY};
+use crate::manifest::{write_parquet, Manifest, PREP_TABLE_KEY};
 use crate::shard::{shard_name, ShardAttrs, ShardReader, ShardRow, ShardWriter};
 use clip::ClipResult;
 use config::PrepConfig;
@@ -86,20 +86,6 @@ pub fn shard_count(rows: usize, per_shard: usize) -> usize {
     rows.div_ceil(per_shard)
 }
 
-/// Removes temporary files a killed run left for shard `k`.
-fn remove_stale_tmp(dir: &Path, k: usize) -> Result<()> {
-    let prefixes = [format!("{}.tmp-", shard_name(k)), format!("{k:05}.parquet.tmp-")];
-    for e in std::fs::read_dir(dir)? {
-        let e = e?;
-        let name = e.file_name().to_string_lossy().into_owned();
-        if prefixes.iter().any(|p| name.starts_with(p)) {
-            tracing::info!("removing unfinished {}", e.path().display());
-            std::fs::remove_file(e.path())?;
-        }
-    }
-    Ok(())
-}
-
 /// Checks or records the resolved config of an output folder, so reruns never mix settings.
 fn claim_output(out: &Path, cfg: &PrepConfig, hash: &str) -> Result<()> {
     std::fs::create_dir_all(out.join("shards")).with_context(|| format!("{}: cannot create", out.display()))?;
@@ -115,12 +101,7 @@ fn claim_output(out: &Path, cfg: &PrepConfig, hash: &str) -> Result<()> {
             ))
             .into())
         }
-        Err(_) => {
-            let tmp = tmp_path(&path);
-            std::fs::write(&tmp, text)?;
-            std::fs::rename(&tmp, &path)?;
-            Ok(())
-        }
+        Err(_) => write_atomic(&path, text.as_bytes()),
     }
 }
 
@@ -148,12 +129,7 @@ fn claim_plan(out: &Path, plan: &Plan) -> Result<()> {
             }
             Ok(())
         }
-        Err(_) => {
-            let tmp = tmp_path(&path);
-            std::fs::write(&tmp, serde_json::to_string_pretty(plan)?)?;
-            std::fs::rename(&tmp, &path)?;
-            Ok(())
-        }
+        Err(_) => write_atomic(&path, serde_json::to_string_pretty(plan)?.as_bytes()),
     }
 }
 
@@ -272,16 +248,9 @@ fn rows_frame(rows: &[PrepRow]) -> PolarsResult<DataFrame> {
     ])
 }
 
-fn write_parquet(df: &mut DataFrame, path: &Path) -> Result<()> {
-    let tmp = tmp_path(path);
-    let f = File::create(&tmp).with_context(|| format!("{}: cannot create", tmp.display()))?;
-    let meta = KeyValueMetadata::from_static(vec![(PREP_TABLE_KEY.to_string(), "1".to_string())]);
-    ParquetWriter::new(f)
-        .with_key_value_metadata(Some(meta))
-        .finish(df)
-        .map_err(|e| anyhow!("{}: cannot write parquet: {e}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("{}: cannot rename into place", path.display()))?;
-    Ok(())
+/// A prep table (`prep.parquet` or a shard's own), marked as such in its metadata.
+fn write_prep_table(df: &mut DataFrame, path: &Path) -> Result<()> {
+    write_parquet(df, vec![(PREP_TABLE_KEY.to_string(), "1".to_string())], path)
 }
 
 /// `dfer manifest merge`: joins prep tables into `output`, sorted by manifest row. A manifest row
@@ -316,7 +285,7 @@ pub fn merge_tables(inputs: &[PathBuf], output: &Path) -> Result<usize> {
         }
     }
     let mut all = all.map_or_else(|| rows_frame(&[]), Ok)?.sort(["manifest_row"], Default::default())?;
-    write_parquet(&mut all, output)?;
+    write_prep_table(&mut all, output)?;
     Ok(all.height())
 }
 
@@ -391,7 +360,7 @@ pub fn run(opts: &PrepOptions) -> Result<PrepSummary> {
         if h5.exists() && pq.exists() {
             continue;
         }
-        remove_stale_tmp(&dir, k)?;
+        remove_unfinished(&dir, |name| name == shard_name(k) || name == format!("{k:05}.parquet"))?;
         todo.push(k);
     }
     let skipped = owned.len() - todo.len();
@@ -511,7 +480,7 @@ pub fn run(opts: &PrepOptions) -> Result<PrepSummary> {
                     progress.inc();
                     if r + 1 == range(k).1 {
                         let (_, pq) = shard_paths(&dir, k);
-                        write_parquet(&mut rows_frame(&rows)?, &pq)?;
+                        write_prep_table(&mut rows_frame(&rows)?, &pq)?;
                         writer.take().expect("shard open").finish()?;
                         shards_written += 1;
                     }
@@ -526,6 +495,8 @@ pub fn run(opts: &PrepOptions) -> Result<PrepSummary> {
         if written_result.is_err() {
             abort.store(true, Ordering::SeqCst);
             gate.1.notify_all();
+            // The shard being written when it failed (a full disk, say) leaves no temporary file.
+            remove_unfinished(&dir, |name| todo.iter().any(|&k| name == shard_name(k)))?;
         }
         workers.join().map_err(|_| anyhow!("a prep worker panicked"))?;
         written_result

@@ -11,8 +11,8 @@ use hdf5::types::VarLenUnicode;
 use hdf5::File;
 use ndarray::{s, ArrayView2};
 
+use crate::atomic::tmp_path;
 use crate::error::UsageError;
-use crate::manifest::tmp_path;
 
 pub const FEATURES_SCHEMA: u32 = 1;
 
@@ -102,7 +102,7 @@ impl FeatureWriter {
     }
 
     pub fn finish(self) -> Result<PathBuf> {
-        self.file.close()?;
+        self.file.close().with_context(|| format!("{}: cannot write", self.tmp.display()))?;
         std::fs::rename(&self.tmp, &self.path)
             .with_context(|| format!("{}: cannot rename into place", self.path.display()))?;
         Ok(self.path)

@@ -86,6 +86,11 @@ pub struct ShardWriter {
     path: PathBuf,
     n: usize,
     t: usize,
+    columns: Columns,
+}
+
+/// The open datasets of a shard being written.
+struct Columns {
     face: Dataset,
     scene: Dataset,
     label: Dataset,
@@ -110,20 +115,20 @@ fn growable<T: H5Type>(file: &File, name: &str, inner: &[usize], rows: usize, gz
     if gzip > 0 {
         b = b.shuffle().deflate(gzip);
     }
-    b.create(name).with_context(|| format!("cannot create dataset {name}"))
+    b.create(name).with_context(|| format!("{}: cannot create dataset {name}", file.filename()))
 }
 
 impl ShardWriter {
     /// Starts shard `attrs.shard_index` in `dir` under a temporary name.
     pub fn create(dir: &Path, attrs: &ShardAttrs, gzip: u8) -> Result<ShardWriter> {
         let path = dir.join(shard_name(attrs.shard_index));
-        let tmp = crate::manifest::tmp_path(&path);
+        let tmp = crate::atomic::tmp_path(&path);
         let file = File::with_options()
             .with_fcpl(|p| p.obj_track_times(false))
             .create(&tmp)
             .with_context(|| format!("{}: cannot create", tmp.display()))?;
         let (t, s, s2) = (attrs.store_frames, attrs.face_size as usize, attrs.scene_size as usize);
-        let w = ShardWriter {
+        let columns = Columns {
             face: growable::<u8>(&file, "face", &[t, s, s, 3], 1, gzip)?,
             scene: growable::<u8>(&file, "scene", &[t, s2, s2, 3], 1, gzip)?,
             label: growable::<i64>(&file, "label", &[], 64, 0)?,
@@ -135,13 +140,9 @@ impl ShardWriter {
             face_source: growable::<u8>(&file, "face_source", &[t], 64, 0)?,
             landmarks: growable::<f32>(&file, "landmarks", &[t, 5, 2], 64, 0)?,
             frame_size: growable::<u32>(&file, "frame_size", &[2], 64, 0)?,
-            file,
-            tmp,
-            path,
-            n: 0,
-            t,
         };
-        w.write_attrs(attrs)?;
+        let w = ShardWriter { file, tmp, path, n: 0, t, columns };
+        w.write_attrs(attrs).with_context(|| format!("{}: cannot write attributes", w.tmp.display()))?;
         Ok(w)
     }
 
@@ -182,6 +183,10 @@ impl ShardWriter {
 
     /// Appends one clip as the next row.
     pub fn append(&mut self, row: &ShardRow) -> Result<()> {
+        self.append_row(row).with_context(|| format!("{}: cannot write clip {}", self.tmp.display(), row.clip_id))
+    }
+
+    fn append_row(&mut self, row: &ShardRow) -> Result<()> {
         let (n, t) = (self.n, self.t);
         let x = row.tensors;
         if x.frame_index.len() != t {
@@ -198,27 +203,29 @@ impl ShardWriter {
             ds.write_slice(&view, ndarray::SliceInfo::<_, IxDyn, IxDyn>::try_from(sel)?)?;
             Ok(())
         }
-        put(&self.face, n, &x.face)?;
-        put(&self.scene, n, &x.scene)?;
-        put(&self.label, n, &[row.label as i64])?;
-        put(&self.clip_id, n, &[vlu(row.clip_id)?])?;
-        put(&self.manifest_row, n, &[row.manifest_row as i64])?;
-        put(&self.frame_index, n, &x.frame_index)?;
-        put(&self.face_box, n, x.face_box.as_flattened())?;
-        put(&self.face_score, n, &x.face_score)?;
-        put(&self.face_source, n, &x.face_source)?;
+        let c = &self.columns;
+        put(&c.face, n, &x.face)?;
+        put(&c.scene, n, &x.scene)?;
+        put(&c.label, n, &[row.label as i64])?;
+        put(&c.clip_id, n, &[vlu(row.clip_id)?])?;
+        put(&c.manifest_row, n, &[row.manifest_row as i64])?;
+        put(&c.frame_index, n, &x.frame_index)?;
+        put(&c.face_box, n, x.face_box.as_flattened())?;
+        put(&c.face_score, n, &x.face_score)?;
+        put(&c.face_source, n, &x.face_source)?;
         let lm: Vec<f32> = x.landmarks.iter().flat_map(|l| l.iter().flatten().copied()).collect();
-        put(&self.landmarks, n, &lm)?;
-        put(&self.frame_size, n, &x.frame_size)?;
+        put(&c.landmarks, n, &lm)?;
+        put(&c.frame_size, n, &x.frame_size)?;
         self.n += 1;
         Ok(())
     }
 
-    /// Closes the file and renames it to its final name.
+    /// Closes the file and renames it to its final name. The datasets close first: HDF5 keeps
+    /// a file open while any of its objects is, and the file must be whole before the rename.
     pub fn finish(self) -> Result<PathBuf> {
-        let ShardWriter { file, tmp, path, .. } = self;
-        file.flush()?;
-        drop(file);
+        let ShardWriter { file, tmp, path, columns, .. } = self;
+        drop(columns);
+        file.close().with_context(|| format!("{}: cannot write", tmp.display()))?;
         std::fs::rename(&tmp, &path).with_context(|| format!("{}: cannot rename into place", path.display()))?;
         Ok(path)
     }

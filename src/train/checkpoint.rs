@@ -11,9 +11,8 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::write_atomic;
+use crate::atomic::{tmp_path, write_atomic};
 use crate::error::UsageError;
-use crate::manifest::tmp_path;
 use crate::model::runner::Runner;
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -66,7 +65,10 @@ impl Checkpoints {
     pub fn save(&self, mut state: EpochState, runner: &Runner) -> Result<()> {
         let (w, o) = (self.weights_path(state.epoch), self.optim_path(state.epoch));
         let (wt, ot) = (tmp_path(&w), tmp_path(&o));
-        runner.save(&wt, &ot)?;
+        if let Err(e) = runner.save(&wt, &ot) {
+            let _ = (std::fs::remove_file(&wt), std::fs::remove_file(&ot));
+            return Err(e);
+        }
         for (tmp, fin) in [(&wt, &w), (&ot, &o)] {
             let name = fin.file_name().expect("file name").to_string_lossy().into_owned();
             state.files.insert(name, sha256_file(tmp)?);

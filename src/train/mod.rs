@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use self::checkpoint::{Checkpoints, EpochState};
 use self::config::TrainConfig;
 use self::data::{Batch, ClipRef, InputShape, ShardSet, View};
+use crate::atomic::{remove_unfinished, write_atomic};
 use crate::dataset::splits::Role;
 use crate::error::UsageError;
 use crate::eval::metrics::{argmax, Metrics};
@@ -171,6 +172,10 @@ pub fn run(opts: &TrainOptions) -> Result<()> {
                 config_path.display()
             )));
         }
+        // A run killed while writing leaves temporary files; the epochs they belonged to are redone.
+        for dir in [opts.run.as_path(), ckpts.dir()] {
+            remove_unfinished(dir, |_| true)?;
+        }
     }
     // Data, model and device are checked before the run folder is made.
     let mut s = Session::open(cfg)?;
@@ -311,14 +316,5 @@ fn append_line(path: &Path, line: &str) -> Result<()> {
         .with_context(|| format!("{}: cannot open", path.display()))?;
     writeln!(f, "{line}").with_context(|| format!("{}: cannot write", path.display()))?;
     f.sync_data()?;
-    Ok(())
-}
-
-/// Writes `path` through a temporary file in the same folder, renamed when complete.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = crate::manifest::tmp_path(path);
-    let mut f = std::fs::File::create(&tmp).with_context(|| format!("{}: cannot create", tmp.display()))?;
-    f.write_all(bytes).and_then(|_| f.sync_all()).with_context(|| format!("{}: cannot write", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("{}: cannot rename into place", path.display()))?;
     Ok(())
 }
