@@ -16,7 +16,7 @@ shift || true
 targets=("$@")
 [[ ${#targets[@]} -gt 0 ]] || targets=(split_files dataset_toml pipeline_toml onnx_patch)
 
-rustup toolchain list | grep -q '^nightly' || { echo "fuzz: needs the nightly toolchain: rustup toolchain install nightly" >&2; exit 2; }
+rustup toolchain list | grep '^nightly' >/dev/null || { echo "fuzz: needs the nightly toolchain: rustup toolchain install nightly" >&2; exit 2; }
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 
 corpus=fuzz/corpus
@@ -29,13 +29,13 @@ cp "$model" "$corpus/onnx_patch/"
 
 # Split-file seeds: byte 0 picks the description (0 dfew, 1 ferv39k, 2 mafw), then each split
 # file of a synthetic dataset, in the order the fuzz target writes them, joined by 0xFF.
-cargo build --release --quiet --bin dfer
+cargo build --quiet --bin dfer
 seeds=$(mktemp -d)
 trap 'rm -rf "$seeds"' EXIT
 for pick in 0 1 2; do
   layout=$(echo dfew ferv39k mafw | cut -d' ' -f$((pick + 1)))
-  target/release/dfer synth --layout "$layout" --clips 12 --out "$seeds/$layout" --seed 1 \
-    --max-height 64 --max-frames 4 --lfw-faces 1 >/dev/null 2>&1
+  target/debug/dfer -q synth --layout "$layout" --clips 12 --out "$seeds/$layout" --seed 1 \
+    --max-height 240 --max-frames 16 --lfw-faces 1 >/dev/null
   python3 - "$pick" "data-manifests/$layout.toml" "$seeds/$layout" "$corpus/split_files/$layout" <<'PY'
 import sys, tomllib, pathlib
 pick, desc, root, out = int(sys.argv[1]), tomllib.load(open(sys.argv[2], "rb")), pathlib.Path(sys.argv[3]), sys.argv[4]
