@@ -81,14 +81,15 @@ fn dist(s: &Series) -> PolarsResult<Option<Dist>> {
     }))
 }
 
-/// Counts of `(key columns) -> n` via a polars group-by.
+/// Counts of `(key columns) -> n` via a polars group-by, largest first (ties in first-seen order).
 fn counts(df: &DataFrame, keys: &[&str]) -> PolarsResult<DataFrame> {
-    df.clone()
-        .lazy()
-        .group_by(keys.iter().map(|k| col(*k)).collect::<Vec<_>>())
-        .agg([len().alias("n")])
+    let groups = df.group_by_stable(keys.iter().copied())?;
+    let mut n = groups.get_groups().group_count();
+    n.rename("n".into());
+    let mut columns = groups.keys();
+    columns.push(n.into_column());
+    DataFrame::new_infer_height(columns)?
         .sort(["n"], SortMultipleOptions::default().with_order_descending(true).with_maintain_order(true))
-        .collect()
 }
 
 fn str_count_pairs(df: &DataFrame, key: &str) -> PolarsResult<Vec<(Option<String>, usize)>> {
@@ -100,7 +101,7 @@ fn str_count_pairs(df: &DataFrame, key: &str) -> PolarsResult<Vec<(Option<String
 /// Summarises a manifest with polars.
 pub fn summarise(m: &Manifest) -> Result<ManifestSummary> {
     let df = m.to_frame()?;
-    let ok_df = df.clone().lazy().filter(col("status").eq(lit("ok"))).collect()?;
+    let ok_df = df.filter(&df.column("status")?.str()?.equal("ok"))?;
     let mut classes: Vec<ClassCounts> = m
         .desc
         .labels

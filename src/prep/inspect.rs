@@ -35,7 +35,7 @@ pub fn summarise(df: &DataFrame) -> Result<PrepTableSummary> {
             entry.1.push(format!("{}: {e}", id.unwrap_or("?")));
         }
     }
-    let processed = df.clone().lazy().filter(col("detection_rate").is_not_null()).collect()?;
+    let processed = df.filter(&df.column("detection_rate")?.is_not_null())?;
     let rates = processed.column("detection_rate")?.cast(&DataType::Float64)?;
     let rates = rates.f64()?;
     let mut mean_ms = BTreeMap::new();
