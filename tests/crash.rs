@@ -60,6 +60,30 @@ fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
     v
 }
 
+/// Which files are missing, extra or different (JSON records shown whole), for a failure message.
+fn differences(got: &[(String, Vec<u8>)], want: &[(String, Vec<u8>)]) -> String {
+    let find = |v: &[(String, Vec<u8>)], name: &str| v.iter().find(|(n, _)| n == name).map(|(_, b)| b.clone());
+    let mut out = String::new();
+    for (name, bytes) in want {
+        match find(got, name) {
+            None => out += &format!("\n  missing {name}"),
+            Some(b) if &b != bytes && name.ends_with(".json") => {
+                let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+                out += &format!("\n  {name} differs:\n  got  {}\n  want {}", text(&b), text(bytes));
+            }
+            Some(b) if &b != bytes => {
+                let at = b.iter().zip(bytes).position(|(x, y)| x != y).unwrap_or(b.len().min(bytes.len()));
+                out += &format!("\n  {name} differs from byte {at} ({} vs {} bytes)", b.len(), bytes.len());
+            }
+            Some(_) => {}
+        }
+    }
+    for (name, _) in got.iter().filter(|(n, _)| find(want, n).is_none()) {
+        out += &format!("\n  extra {name}");
+    }
+    out
+}
+
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
@@ -143,15 +167,23 @@ fn train_killed_at_random_moments_resumes_to_identical_checkpoints() {
         let args = ["train", "--config", s(&cfg), "--run", s(&run)];
         let after = full.mul_f64(0.05 + 0.9 * next(&mut seed));
         landed += kill_after(&args, after) as usize;
+        let left: Vec<String> = match run.join("checkpoints").is_dir() {
+            true => files(&run.join("checkpoints")).into_iter().map(|(n, _)| n).collect(),
+            false => vec![],
+        };
         // The resume checks every checkpoint it uses against the hashes in its record.
-        if run.join("config.toml").exists() {
-            dfer_expect(&["train", "--config", s(&cfg), "--run", s(&run), "--resume"], 0);
+        let o = if run.join("config.toml").exists() {
+            dfer_expect(&["train", "--config", s(&cfg), "--run", s(&run), "--resume"], 0)
         } else {
-            dfer_expect(&args, 0);
-        }
+            dfer_expect(&args, 0)
+        };
+        let got = files(&run.join("checkpoints"));
         assert!(
-            files(&run.join("checkpoints")) == want,
-            "trial {trial}: checkpoints differ from the uninterrupted run"
+            got == want,
+            "trial {trial} (killed after {after:?}, leaving {left:?}; the run after it said: {}): checkpoints differ \
+             from the uninterrupted run: {}",
+            String::from_utf8_lossy(&o.stderr).lines().filter(|l| l.contains("resum")).collect::<Vec<_>>().join("; "),
+            differences(&got, &want)
         );
         assert_eq!(metrics(&run), metrics(&reference), "trial {trial}: metrics differ");
         let leftovers: Vec<_> = [run.clone(), run.join("checkpoints")]

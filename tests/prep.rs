@@ -293,6 +293,18 @@ fn threads_workers_and_killed_runs_give_identical_shards() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("prepared with other settings"));
 }
 
+#[test]
+fn verify_tells_a_prep_stopped_before_its_plan_from_a_folder_that_is_no_prep_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let stopped = dir.path().join("stopped");
+    std::fs::create_dir_all(stopped.join("shards")).unwrap();
+    let o = dfer_expect(&["verify", stopped.to_str().unwrap()], 1);
+    assert!(stdout(&o).contains("prep was stopped before it planned the shards"), "{}", stdout(&o));
+    let o = dfer_expect(&["verify", dir.path().to_str().unwrap()], 2);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("prep_plan.json: missing") && err.contains("dfer prep output"), "{err}");
+}
+
 /// prep.parquet without its timing columns, which differ from run to run.
 fn prep_table_without_timings(out: &Path) -> polars::prelude::DataFrame {
     let (df, _) = read_parquet(&out.join("prep.parquet")).unwrap();

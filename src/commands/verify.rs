@@ -17,12 +17,18 @@ pub struct Args {
     pub json: bool,
 }
 
-/// Exit 0 when every shard is complete and sound, 1 otherwise.
+/// Exit 0 when every shard is complete and sound, 1 otherwise (also for a prep stopped before
+/// its plan), 2 when the folder is no prep output.
 pub fn run(a: &Args) -> Result<Outcome> {
     let v = prep::verify(&a.dir)?;
     let redo = v.to_redo();
     if a.json {
         println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "verification": v, "redo": redo }))?);
+    } else if !v.planned {
+        println!(
+            "{}: prep was stopped before it planned the shards (no prep_plan.json); re-run the same dfer prep",
+            a.dir.display()
+        );
     } else {
         println!(
             "{}: {} of {} shards complete, {} clips written",

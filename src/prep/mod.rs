@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::Instant;
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use polars::prelude::*;
 use serde::Serialize;
 
@@ -143,6 +143,8 @@ pub struct ShardProblem {
 /// What `dfer verify` found in a prep output folder.
 #[derive(Debug, Clone, Serialize)]
 pub struct Verification {
+    /// False when prep was stopped before it wrote `prep_plan.json` (nothing to check yet).
+    pub planned: bool,
     pub shards: usize,
     pub complete: usize,
     pub clips_written: usize,
@@ -165,21 +167,40 @@ impl Verification {
 /// clip count equal to its table's and its manifest range the planned one.
 pub fn verify(out: &Path) -> Result<Verification> {
     let plan_path = out.join("prep_plan.json");
-    let text = std::fs::read_to_string(&plan_path).map_err(|_| {
-        UsageError::new(format!("{}: missing; is {} a dfer prep output?", plan_path.display(), out.display()))
-    })?;
+    let prep_parquet = out.join("prep.parquet").exists();
+    let text = match std::fs::read_to_string(&plan_path) {
+        Ok(text) => text,
+        // prep makes shards/ and prep_config.toml first: a run killed then left no plan yet.
+        Err(_) if out.join("shards").is_dir() || out.join("prep_config.toml").exists() => {
+            return Ok(Verification {
+                planned: false,
+                shards: 0,
+                complete: 0,
+                clips_written: 0,
+                problems: vec![],
+                unfinished_files: vec![],
+                prep_parquet,
+            });
+        }
+        Err(_) => bail!(UsageError::new(format!(
+            "{}: missing; is {} a dfer prep output?",
+            plan_path.display(),
+            out.display()
+        ))),
+    };
     let plan: Plan = serde_json::from_str(&text).with_context(|| format!("{}: unreadable", plan_path.display()))?;
     let cfg_text = std::fs::read_to_string(out.join("prep_config.toml"))
         .map_err(|e| UsageError::new(format!("{}: {e}", out.join("prep_config.toml").display())))?;
     let hash = cfg_text.lines().next().and_then(|l| l.split('"').nth(1)).unwrap_or_default().to_string();
     let dir = out.join("shards");
     let mut v = Verification {
+        planned: true,
         shards: plan.shards,
         complete: 0,
         clips_written: 0,
         problems: vec![],
         unfinished_files: vec![],
-        prep_parquet: out.join("prep.parquet").exists(),
+        prep_parquet,
     };
     for k in 0..plan.shards {
         let (h5, pq) = shard_paths(&dir, k);

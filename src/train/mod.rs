@@ -172,10 +172,11 @@ pub fn run(opts: &TrainOptions) -> Result<()> {
                 config_path.display()
             )));
         }
-        // A run killed while writing leaves temporary files; the epochs they belonged to are redone.
-        for dir in [opts.run.as_path(), ckpts.dir()] {
-            remove_unfinished(dir, |_| true)?;
-        }
+    }
+    // A run killed while writing leaves temporary files (its config's too, if it was killed that
+    // early); the epochs they belonged to are redone.
+    for dir in [opts.run.as_path(), ckpts.dir()] {
+        remove_unfinished(dir, |_| true)?;
     }
     // Data, model and device are checked before the run folder is made.
     let mut s = Session::open(cfg)?;
