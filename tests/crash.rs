@@ -167,17 +167,16 @@ fn train_killed_at_random_moments_resumes_to_identical_checkpoints() {
         let args = ["train", "--config", s(&cfg), "--run", s(&run)];
         let after = full.mul_f64(0.05 + 0.9 * next(&mut seed));
         landed += kill_after(&args, after) as usize;
-        let left: Vec<String> = match run.join("checkpoints").is_dir() {
-            true => files(&run.join("checkpoints")).into_iter().map(|(n, _)| n).collect(),
-            false => vec![],
-        };
+        let ckpt_dir = run.join("checkpoints");
+        let left: Vec<String> =
+            if ckpt_dir.is_dir() { files(&ckpt_dir).into_iter().map(|(n, _)| n).collect() } else { vec![] };
         // The resume checks every checkpoint it uses against the hashes in its record.
         let o = if run.join("config.toml").exists() {
             dfer_expect(&["train", "--config", s(&cfg), "--run", s(&run), "--resume"], 0)
         } else {
             dfer_expect(&args, 0)
         };
-        let got = files(&run.join("checkpoints"));
+        let got = files(&ckpt_dir);
         assert!(
             got == want,
             "trial {trial} (killed after {after:?}, leaving {left:?}; the run after it said: {}): checkpoints differ \
