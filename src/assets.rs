@@ -1,5 +1,5 @@
 //! The asset cache (`$DFER_CACHE`, default `~/.cache/dfer`): the ONNX Runtime library, the
-//! CenterFace detector and public-domain face photographs, installed by `scripts/setup.sh`.
+//! CenterFace detector, public-domain face photographs and CLIP's BPE merges, installed by `scripts/setup.sh`.
 
 use std::path::PathBuf;
 
@@ -18,6 +18,8 @@ pub enum Asset {
     Camera,
     /// `lfw_subset.npy` (200 grey 25x25 images, the first 100 faces; from `scikit-image`).
     LfwSubset,
+    /// CLIP's BPE merges, `bpe_simple_vocab_16e6.txt.gz` (MIT, OpenAI; from `open_clip_torch`).
+    ClipBpe,
 }
 
 impl Asset {
@@ -28,6 +30,7 @@ impl Asset {
             Asset::Astronaut => "astronaut.png",
             Asset::Camera => "camera.png",
             Asset::LfwSubset => "lfw_subset.npy",
+            Asset::ClipBpe => "bpe_simple_vocab_16e6.txt.gz",
         }
     }
 }

@@ -20,3 +20,4 @@ pub mod synth;
 pub mod train;
 #[cfg(feature = "media")]
 pub mod video;
+pub mod weights;

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use dfer::commands::{bench, embed, eval, inspect, report, synth, train};
+use dfer::commands::{bench, embed, eval, inspect, report, synth, train, weights};
 #[cfg(feature = "media")]
 use dfer::commands::{manifest, prep, run, verify};
 use dfer::error;
@@ -60,6 +60,8 @@ enum Command {
     /// Check a prep output: every shard present, complete and readable; which to redo.
     #[cfg(feature = "media")]
     Verify(verify::Args),
+    /// CLIP weights from the Hugging Face Hub, into Hugging Face's cache.
+    Weights(weights::Args),
 }
 
 fn main() -> ExitCode {
@@ -81,6 +83,7 @@ fn main() -> ExitCode {
         Command::Run(a) => run::run(a),
         #[cfg(feature = "media")]
         Command::Verify(a) => verify::run(a),
+        Command::Weights(a) => weights::run(a),
     };
     if let Err(e) = &result {
         eprintln!("error: {e:#}");

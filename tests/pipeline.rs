@@ -231,3 +231,47 @@ fn pipeline_mistakes_are_refused_before_anything_runs() {
     }
     assert!(!out.exists(), "a refused pipeline wrote {}", out.display());
 }
+
+/// The real DFEW pipeline, changed only in dataset root, sizes and the weights: on a synthetic
+/// DFEW with CLIP weights in Hugging Face names (the tiny CLIP made by transformers, with CLIP's
+/// 49,408-token vocabulary) and CLIP's own BPE tokenizer, it caches features, trains, evaluates
+/// and reports.
+#[test]
+fn dfew_pipeline_runs_with_clip_weights_and_clips_tokenizer() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("dfew");
+    common::synth("dfew", 24, &root, false);
+    let out = dir.path().join("out");
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/clip-tiny");
+    let sets = [
+        format!("dataset.root={}", root.display()),
+        format!("pipeline.out={}", out.display()),
+        "prep.frames=4".into(),
+        "prep.store_frames=8".into(),
+        "prep.face_size=48".into(),
+        "prep.scene_size=48".into(),
+        "embed.views=2".into(),
+        "train.folds=[1]".into(),
+        "train.epochs=2".into(),
+        "train.batch_size=8".into(),
+        "train.model.arch=config".into(),
+        format!("train.model.clip_weights={}", fixture.display()),
+        "train.model.heads=4".into(),
+        "train.model.n_ctx=4".into(),
+        "train.model.sim_dim=16".into(),
+    ];
+    let mut args = vec!["run".to_string(), "pipelines/dfew-ous.toml".into()];
+    for s in sets {
+        args.extend(["--set".into(), s]);
+    }
+    let o = dfer(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let (so, se) = (stdout(&o), stderr(&o));
+    assert_eq!(o.status.code(), Some(0), "{so}\n{se}");
+    assert!(se.contains("tokenizer: CLIP's BPE (49408 tokens)"), "{se}");
+    for stage in ["manifest", "prep", "embed", "train-fold1", "eval-fold1", "report"] {
+        assert!(so.contains(&format!("] {stage}: ")), "{stage}: {so}");
+    }
+    let saved = std::fs::read_to_string(out.join("runs/fold1/config.toml")).unwrap();
+    assert!(saved.contains(fixture.to_str().unwrap()) && saved.contains("tokenizer = \"auto\""), "{saved}");
+    assert!(out.join("runs/fold1/report.json").is_file() && out.join("report.json").is_file());
+}

@@ -51,9 +51,15 @@ const AUG: &str = "crop_area = [0.6, 1.0]\njitter = 0.1";
 
 /// A tiny-model training config in `dir`; `data`, `model`, `train` and `aug` add keys to their tables.
 fn config(dir: &Path, d: &Data, data: &str, model: &str, train: &str, aug: &str) -> PathBuf {
+    let model = format!("arch = \"tiny\"\nheads = 4\nn_ctx = 4\nsim_dim = 16\n{model}");
+    config_with_model(dir, d, data, &model, train, aug)
+}
+
+/// A training config in `dir` whose `[model]` table is `model`.
+fn config_with_model(dir: &Path, d: &Data, data: &str, model: &str, train: &str, aug: &str) -> PathBuf {
     let text = format!(
         "[data]\nmanifest = {:?}\nshards = {:?}\nfold = 1\n{data}\n\
-         [model]\narch = \"tiny\"\nheads = 4\nn_ctx = 4\nsim_dim = 16\n{model}\n\
+         [model]\n{model}\n\
          [train]\nbatch_size = 8\nloader_threads = 2\nwarmup_epochs = 0.5\n{train}\n\
          [aug]\n{aug}\n",
         d.manifest, d.shards
@@ -61,6 +67,16 @@ fn config(dir: &Path, d: &Data, data: &str, model: &str, train: &str, aug: &str)
     let p = dir.join("train.toml");
     std::fs::write(&p, text).unwrap();
     p
+}
+
+/// The tiny CLIP made with `transformers` (real structure, CLIP's 49,408-token vocabulary).
+fn clip_fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/clip-tiny")
+}
+
+/// `[model]` keys for CLIP weights at `weights` with the fixture's tower sizes.
+fn clip_model(weights: &Path, extra: &str) -> String {
+    format!("arch = \"config\"\nclip_weights = {weights:?}\nheads = 4\nn_ctx = 4\nsim_dim = 16\n{extra}")
 }
 
 fn train(cfg: &Path, run: &Path, extra: &[&str]) -> std::process::Output {
@@ -193,4 +209,93 @@ fn feature_cache_training_agrees_with_pixels() {
     let out = dfer(&["train", "--config", stale.to_str().unwrap(), "--run", c.join("stale").to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("run dfer embed again"));
+}
+
+#[test]
+fn clip_weights_train_with_clips_own_tokenizer() {
+    let d = data("face");
+    let dir = tempfile::tempdir().unwrap();
+    let model = clip_model(&clip_fixture(), "");
+    let cfg = config_with_model(dir.path(), d, "", &model, "epochs = 3\nfinetune_image = true\nlr_image = 0.001", AUG);
+    let run = dir.path().join("run");
+    let out = train(&cfg, &run, &[]);
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("tokenizer: CLIP's BPE (49408 tokens)"), "{log}");
+    assert!(log.contains("loaded") && log.contains("CLIP tensors"), "{log}");
+    let lines = read_metrics(&run.join("metrics.jsonl")).unwrap();
+    assert_eq!(lines.len(), 3);
+    assert!(lines[2].train_loss < lines[0].train_loss, "{} → {}", lines[0].train_loss, lines[2].train_loss);
+    let r = eval(&run);
+    assert_eq!(r.labels.len(), 7);
+    let saved = std::fs::read_to_string(run.join("config.toml")).unwrap();
+    assert!(saved.contains("arch = \"config\"") && saved.contains("tokenizer = \"auto\""), "{saved}");
+}
+
+/// Weights that cannot work are refused before the run folder exists, naming the setting.
+#[test]
+fn clip_settings_that_cannot_work_are_refused_before_anything_is_written() {
+    let d = data("face");
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = clip_fixture();
+    let config_json = std::fs::read_to_string(fixture.join("config.json")).unwrap();
+
+    // Weights with two tensors missing and one of the wrong shape.
+    let broken = dir.path().join("broken");
+    std::fs::create_dir_all(&broken).unwrap();
+    std::fs::write(broken.join("config.json"), &config_json).unwrap();
+    let cpu = candle_core::Device::Cpu;
+    let mut t = candle_core::safetensors::load(fixture.join("model.safetensors"), &cpu).unwrap();
+    t.remove("text_projection.weight").unwrap();
+    t.remove("vision_model.post_layernorm.bias").unwrap();
+    t.insert(
+        "visual_projection.weight".into(),
+        candle_core::Tensor::zeros((3, 3), candle_core::DType::F32, &cpu).unwrap(),
+    );
+    candle_core::safetensors::save(&t, broken.join("model.safetensors")).unwrap();
+
+    // A config.json with a text context longer than CLIP's.
+    let long = dir.path().join("long");
+    std::fs::create_dir_all(&long).unwrap();
+    std::fs::copy(fixture.join("model.safetensors"), long.join("model.safetensors")).unwrap();
+    let mut c: serde_json::Value = serde_json::from_str(&config_json).unwrap();
+    c["text_config"]["max_position_embeddings"] = 100.into();
+    std::fs::write(long.join("config.json"), c.to_string()).unwrap();
+
+    let cases = [
+        ("words tokenizer", clip_model(&fixture, "tokenizer = \"words\""), vec!["model.tokenizer = \"words\"", "auto"]),
+        (
+            "vocabulary too big",
+            "arch = \"tiny\"\nheads = 4\nn_ctx = 4\ntokenizer = \"clip\"".into(),
+            vec!["49408 tokens", "64"],
+        ),
+        (
+            "tensors",
+            clip_model(&broken, ""),
+            vec!["3 of the model's", "text_projection.weight is missing", "visual_projection.weight is [3, 3]"],
+        ),
+        ("context", clip_model(&long, ""), vec!["max_position_embeddings is 100", "77"]),
+        (
+            "prompt",
+            clip_model(&fixture, "").replace("n_ctx = 4", "n_ctx = 80"),
+            vec!["model.n_ctx = 80", "lower model.n_ctx"],
+        ),
+        (
+            "arch",
+            clip_model(&fixture, "").replace("arch = \"config\"", "arch = \"vit-b16\""),
+            vec!["model.arch = \"config\""],
+        ),
+    ];
+    for (what, model, needles) in cases {
+        let case = dir.path().join(what.replace(' ', "-"));
+        std::fs::create_dir_all(&case).unwrap();
+        let cfg = config_with_model(&case, d, "", &model, "epochs = 1", AUG);
+        let run = case.join("run");
+        let out = dfer(&["train", "--config", cfg.to_str().unwrap(), "--run", run.to_str().unwrap()]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{what}: {err}");
+        for n in needles {
+            assert!(err.contains(n), "{what}: {n:?} not in {err}");
+        }
+        assert!(!run.exists(), "{what}: the run folder was created");
+    }
 }

@@ -7,6 +7,8 @@ use anyhow::Result;
 
 use crate::error::Outcome;
 use crate::model::bench;
+use crate::model::ous::Arch;
+use crate::weights::WeightsSource;
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Example:\n  dfer bench train-step --arch vit-b16 --device cuda --recipe frozen --batch 8\n  \
@@ -18,12 +20,13 @@ pub struct Args {
 
 #[derive(Debug, clap::Subcommand)]
 pub enum What {
-    /// ViT-B/16 CLIP image and text features for given weights and inputs (parity check).
+    /// CLIP image and text features for given weights and inputs (parity check).
     ClipFeatures {
-        /// CLIP weights in the Hugging Face safetensors layout.
+        /// CLIP weights with Hugging Face names: a model.safetensors, a folder holding one (its
+        /// config.json gives the tower sizes, else ViT-B/16), or hf:owner/name.
         #[arg(long)]
-        weights: PathBuf,
-        /// safetensors with pixel_values [N, 3, 224, 224] and input_ids [M, 77].
+        weights: WeightsSource,
+        /// safetensors with pixel_values [N, 3, S, S] and input_ids [M, 77].
         #[arg(long)]
         inputs: PathBuf,
         /// Output safetensors (image_embeds, text_embeds).
@@ -38,7 +41,7 @@ pub enum What {
     /// Time OUS training steps on random inputs; prints JSON.
     TrainStep {
         #[arg(long, default_value = "vit-b16")]
-        arch: String,
+        arch: Arch,
         #[arg(long, default_value = "cpu")]
         device: String,
         /// frozen (image tower frozen), finetune, or cached (from features).
@@ -62,7 +65,7 @@ pub fn run(a: &Args) -> Result<Outcome> {
             println!("wrote {}", out.display());
         }
         What::TrainStep { arch, device, recipe, batch, frames, steps, warmup } => {
-            let t = bench::train_steps(arch, device, recipe, *batch, *frames, *steps, *warmup)?;
+            let t = bench::train_steps(*arch, device, recipe, *batch, *frames, *steps, *warmup)?;
             println!("{}", serde_json::to_string(&t)?);
         }
     }

@@ -18,3 +18,4 @@ pub mod synth;
 pub mod train;
 #[cfg(feature = "media")]
 pub mod verify;
+pub mod weights;

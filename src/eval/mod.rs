@@ -146,7 +146,7 @@ pub fn inspect_run(run: &Path) -> Result<RunInspection> {
         run: run.to_path_buf(),
         dataset_manifest: cfg.data.manifest.clone(),
         fold: cfg.data.fold,
-        arch: cfg.model.arch.clone(),
+        arch: cfg.model.arch.as_str().to_string(),
         recipe: recipe.to_string(),
         epochs_planned: cfg.train.epochs,
         best_epoch: Checkpoints::new(run).best()?.map(|b| b.epoch),

@@ -12,21 +12,37 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
-use super::clip::{vit_b16, TextTower, VisionTower};
-use super::ous::{LossWeights, OusConfig};
+use super::clip::{hf_config, vit_b16, TextTower, VisionTower};
+use super::ous::{Arch, LossWeights, OusConfig};
 use super::params::ParamStore;
 use super::runner::{HostFeatures, HostInput, OptimSettings, Runner};
+use crate::weights::WeightsSource;
 
-/// Reads `pixel_values [N, 3, 224, 224]` and `input_ids [M, 77]` from `inputs`, runs ViT-B/16
-/// towers loaded from `weights` (Hugging Face names) and writes `image_embeds [N, 512]` and
-/// `text_embeds [M, 512]` (unnormalised, as `get_image_features` / `get_text_features`) to `out`.
-pub fn clip_features(weights: &Path, inputs: &Path, out: &Path, device: &str, eot_id: u32) -> Result<()> {
+/// Reads `pixel_values [N, 3, S, S]` and `input_ids [M, L]` from `inputs`, runs CLIP towers loaded
+/// from `weights` (Hugging Face names; sizes from its `config.json`, else ViT-B/16) and writes
+/// `image_embeds` and `text_embeds` (unnormalised, as `get_image_features` / `get_text_features`)
+/// to `out`.
+pub fn clip_features(weights: &WeightsSource, inputs: &Path, out: &Path, device: &str, eot_id: u32) -> Result<()> {
+    let result = clip_feature_tensors(weights, inputs, device, eot_id)?;
+    candle_core::safetensors::save(&result, out).with_context(|| format!("writing {}", out.display()))
+}
+
+fn clip_feature_tensors(
+    weights: &WeightsSource,
+    inputs: &Path,
+    device: &str,
+    eot_id: u32,
+) -> Result<HashMap<String, Tensor>> {
     let (device, _) = super::device(device)?;
-    let (v, t, e) = vit_b16();
+    let files = crate::weights::resolve(weights)?;
+    let (v, t, e) = match &files.config {
+        Some(c) => hf_config(c)?,
+        None => vit_b16(),
+    };
     let mut store = ParamStore::new(&device, 0);
     let vision = VisionTower::new(&mut store, "", &v, e)?;
     let text = TextTower::new(&mut store, "", &t, e)?;
-    store.load_prefixed(weights, "")?;
+    store.load_prefixed(&files.weights, "")?;
     let io = candle_core::safetensors::load(inputs, &device)
         .with_context(|| format!("{}: not a readable safetensors file", inputs.display()))?;
     let get = |n: &str| io.get(n).with_context(|| format!("{}: has no tensor {n}", inputs.display()));
@@ -34,9 +50,7 @@ pub fn clip_features(weights: &Path, inputs: &Path, out: &Path, device: &str, eo
     let ids: Vec<Vec<u32>> = get("input_ids")?.to_dtype(DType::U32)?.to_vec2()?;
     let image = vision.forward(&pixels, 0)?.embeds;
     let text = text.forward_ids(&ids, eot_id)?;
-    let result: HashMap<String, Tensor> =
-        [("image_embeds".to_string(), image), ("text_embeds".to_string(), text)].into_iter().collect();
-    candle_core::safetensors::save(&result, out).with_context(|| format!("writing {}", out.display()))
+    Ok([("image_embeds".to_string(), image), ("text_embeds".to_string(), text)].into_iter().collect())
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -55,7 +69,7 @@ pub struct StepTiming {
 /// Times `steps` OUS training steps (after `warmup` untimed ones) on random inputs.
 /// `recipe`: `frozen` (image tower frozen), `finetune`, or `cached` (from features).
 pub fn train_steps(
-    arch: &str,
+    arch: Arch,
     device: &str,
     recipe: &str,
     batch: usize,
@@ -65,7 +79,7 @@ pub fn train_steps(
 ) -> Result<StepTiming> {
     let labels: Vec<String> =
         ["Happy", "Sad", "Neutral", "Angry", "Surprise", "Disgust", "Fear"].iter().map(|s| s.to_string()).collect();
-    let cfg = OusConfig { arch: arch.to_string(), ..Default::default() };
+    let cfg = OusConfig { arch, ..Default::default() };
     let mut runner = Runner::new(&cfg, &labels, frames, device, LossWeights::default())?;
     runner.set_optimizer(OptimSettings {
         lr: 1e-4,
@@ -106,7 +120,7 @@ pub fn train_steps(
     synchronize(&runner)?;
     let secs = started.elapsed().as_secs_f64() / steps.max(1) as f64;
     Ok(StepTiming {
-        arch: arch.to_string(),
+        arch: arch.as_str().to_string(),
         device: device.to_string(),
         recipe: recipe.to_string(),
         batch,

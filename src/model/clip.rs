@@ -4,12 +4,15 @@
 //! quick-GELU, pooled image feature = `post_layernorm(CLS)`, pooled text feature = the
 //! end-of-text token, both through a bias-free projection.
 
-use anyhow::{ensure, Result};
+use std::path::Path;
+
+use anyhow::{bail, ensure, Context, Result};
 use candle_core::{Module, Tensor, D};
 use serde::{Deserialize, Serialize};
 
 use super::layers::{Block, LayerNorm, Linear};
 use super::params::{Group, ParamStore, Scope};
+use crate::error::UsageError;
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -40,6 +43,119 @@ pub fn vit_b16() -> (VisionConfig, TextConfig, usize) {
         TextConfig { vocab_size: 49408, context_length: 77, width: 512, layers: 12, heads: 8, mlp: 2048 },
         512,
     )
+}
+
+/// CLIP's text context: the position embedding of every released CLIP has 77 rows.
+pub const MAX_CONTEXT: usize = 77;
+
+/// Tower sizes and joint width from a Hugging Face CLIP `config.json` (missing keys take
+/// `transformers`' defaults, as `CLIPConfig` does). Refuses what these towers cannot run.
+pub fn hf_config(path: &Path) -> Result<(VisionConfig, TextConfig, usize)> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    let c: HfClip = serde_json::from_str(&text)
+        .map_err(|e| UsageError::new(format!("{}: not a CLIP config.json: {e}", path.display())))?;
+    let (t, v) = (&c.text_config, &c.vision_config);
+    for (tower, act) in [("text", &t.hidden_act), ("vision", &v.hidden_act)] {
+        if act != "quick_gelu" {
+            bail!(UsageError::new(format!(
+                "{}: {tower}_config.hidden_act is {act:?}; dfer's CLIP towers use quick_gelu",
+                path.display()
+            )));
+        }
+    }
+    if t.max_position_embeddings > MAX_CONTEXT {
+        bail!(UsageError::new(format!(
+            "{}: text_config.max_position_embeddings is {}, over CLIP's context length of {MAX_CONTEXT}",
+            path.display(),
+            t.max_position_embeddings
+        )));
+    }
+    Ok((
+        VisionConfig {
+            image_size: v.image_size,
+            patch_size: v.patch_size,
+            width: v.hidden_size,
+            layers: v.num_hidden_layers,
+            heads: v.num_attention_heads,
+            mlp: v.intermediate_size,
+        },
+        TextConfig {
+            vocab_size: t.vocab_size,
+            context_length: t.max_position_embeddings,
+            width: t.hidden_size,
+            layers: t.num_hidden_layers,
+            heads: t.num_attention_heads,
+            mlp: t.intermediate_size,
+        },
+        c.projection_dim,
+    ))
+}
+
+/// The parts of `CLIPConfig` that size the towers.
+#[derive(Deserialize)]
+struct HfClip {
+    #[serde(default)]
+    text_config: HfText,
+    #[serde(default)]
+    vision_config: HfVision,
+    #[serde(default = "default_projection")]
+    projection_dim: usize,
+}
+
+fn default_projection() -> usize {
+    512
+}
+
+#[derive(Deserialize)]
+#[serde(default)]
+struct HfText {
+    vocab_size: usize,
+    hidden_size: usize,
+    intermediate_size: usize,
+    num_attention_heads: usize,
+    num_hidden_layers: usize,
+    max_position_embeddings: usize,
+    hidden_act: String,
+}
+
+impl Default for HfText {
+    fn default() -> Self {
+        Self {
+            vocab_size: 49408,
+            hidden_size: 512,
+            intermediate_size: 2048,
+            num_attention_heads: 8,
+            num_hidden_layers: 12,
+            max_position_embeddings: 77,
+            hidden_act: "quick_gelu".into(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(default)]
+struct HfVision {
+    hidden_size: usize,
+    intermediate_size: usize,
+    num_attention_heads: usize,
+    num_hidden_layers: usize,
+    image_size: usize,
+    patch_size: usize,
+    hidden_act: String,
+}
+
+impl Default for HfVision {
+    fn default() -> Self {
+        Self {
+            hidden_size: 768,
+            intermediate_size: 3072,
+            num_attention_heads: 12,
+            num_hidden_layers: 12,
+            image_size: 224,
+            patch_size: 32,
+            hidden_act: "quick_gelu".into(),
+        }
+    }
 }
 
 pub struct VisionTower {

@@ -9,6 +9,7 @@ pub mod ous;
 pub mod params;
 pub mod prompts;
 pub mod runner;
+pub mod tokenizer;
 
 use anyhow::{bail, Result};
 use candle_core::{DType, Device};

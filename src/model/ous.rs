@@ -9,16 +9,21 @@
 //! all its blocks) attend to face tokens, scene token and polarity feature; the fused feature is
 //! matched against CoOp prompts through the CLIP text tower (`L_cont`), plus `L_global`.
 
-use anyhow::{ensure, Result};
+use std::path::Path;
+
+use anyhow::{bail, ensure, Result};
 use candle_core::{DType, Module, Tensor, D};
 use candle_nn::loss::cross_entropy;
 use candle_nn::ops::softmax;
 use serde::{Deserialize, Serialize};
 
-use super::clip::{normalize, vit_b16, TextConfig, TextTower, VisionConfig, VisionTower};
+use super::clip::{hf_config, normalize, vit_b16, TextConfig, TextTower, VisionConfig, VisionTower};
 use super::layers::{quick_gelu, Block, CrossBlock, LayerNorm, Linear, Lstm, TemporalConv};
 use super::params::{Group, ParamStore};
 use super::prompts::{PromptLearner, PromptTokens};
+use super::tokenizer::TokenizerChoice;
+use crate::error::UsageError;
+use crate::weights::WeightsSource;
 
 /// Number of polarity classes (positive, neutral, negative), as in the dataset descriptions.
 pub const POLARITIES: usize = 3;
@@ -28,9 +33,10 @@ pub const CLIP_PREFIX: &str = "clip";
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct OusConfig {
-    /// `vit-b16` (the paper's backbone, CLIP ViT-B/16) or `tiny` (ours: 32 px, for tests and the demo).
-    #[serde(default = "default_arch")]
-    pub arch: String,
+    /// `vit-b16` (the paper's backbone, CLIP ViT-B/16), `tiny` (ours: 32 px, for tests and the
+    /// demo) or `config` (the sizes in the `config.json` of `clip_weights`).
+    #[serde(default)]
+    pub arch: Arch,
     /// Prompt context length (ours; CoOp uses 4–16).
     #[serde(default = "default_n_ctx")]
     pub n_ctx: usize,
@@ -58,25 +64,53 @@ pub struct OusConfig {
     /// The Polarity Encoder and `L_pol` (needs the scene stream).
     #[serde(default = "yes")]
     pub use_polarity: bool,
-    /// `words` (a word-level vocabulary of the label names, for random-weight configs) or the
-    /// path of the CLIP model's `tokenizer.json`.
-    #[serde(default = "words")]
-    pub tokenizer: String,
-    /// CLIP weights in the Hugging Face `openai/clip-vit-base-patch16` safetensors layout
-    /// (absent: random initialisation).
+    /// `auto` (the weights' `tokenizer.json`, else CLIP's BPE; the word vocabulary without
+    /// weights), `clip`, `words` (random-weight towers only) or the path of a `tokenizer.json`.
+    #[serde(default = "auto")]
+    pub tokenizer: TokenizerChoice,
+    /// CLIP weights with Hugging Face `openai/clip-vit-base-patch16` names: a `model.safetensors`,
+    /// a folder holding one, or `hf:owner/name[@revision]` (absent: random initialisation).
     #[serde(default)]
-    pub clip_weights: Option<std::path::PathBuf>,
+    pub clip_weights: Option<WeightsSource>,
     /// Seed of the parameter initialisation.
     #[serde(default)]
     pub seed: u64,
 }
 
-fn words() -> String {
-    "words".into()
+fn auto() -> TokenizerChoice {
+    TokenizerChoice::Auto
 }
 
-fn default_arch() -> String {
-    "vit-b16".into()
+/// `model.arch`: the sizes of the CLIP towers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Arch {
+    #[default]
+    VitB16,
+    Tiny,
+    Config,
+}
+
+impl Arch {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Arch::VitB16 => "vit-b16",
+            Arch::Tiny => "tiny",
+            Arch::Config => "config",
+        }
+    }
+}
+
+impl std::str::FromStr for Arch {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "vit-b16" => Ok(Arch::VitB16),
+            "tiny" => Ok(Arch::Tiny),
+            "config" => Ok(Arch::Config),
+            other => anyhow::bail!("unknown model arch {other:?} (vit-b16 | tiny | config)"),
+        }
+    }
 }
 fn default_n_ctx() -> usize {
     8
@@ -110,17 +144,37 @@ impl Default for OusConfig {
 }
 
 impl OusConfig {
-    /// The CLIP tower sizes and the joint embedding width of `arch`.
-    pub fn towers(&self) -> Result<(VisionConfig, TextConfig, usize)> {
-        match self.arch.as_str() {
-            "vit-b16" => Ok(vit_b16()),
-            "tiny" => Ok((
+    /// The CLIP tower sizes and the joint embedding width of `arch`; `config` is the Hugging Face
+    /// `config.json` that came with the weights, which must agree with a named arch.
+    pub fn towers(&self, config: Option<&Path>) -> Result<(VisionConfig, TextConfig, usize)> {
+        let named = match self.arch {
+            Arch::VitB16 => vit_b16(),
+            Arch::Tiny => (
                 VisionConfig { image_size: 32, patch_size: 8, width: 48, layers: 4, heads: 4, mlp: 96 },
                 TextConfig { vocab_size: 64, context_length: 16, width: 32, layers: 2, heads: 4, mlp: 64 },
                 32,
-            )),
-            other => anyhow::bail!("unknown model arch {other:?} (vit-b16 | tiny)"),
+            ),
+            Arch::Config => {
+                let Some(path) = config else {
+                    bail!(UsageError::new(
+                        "model.arch = \"config\" takes the tower sizes from the config.json of model.clip_weights, \
+                         and there is none: give clip_weights as a Hugging Face folder or hf:owner/name"
+                    ));
+                };
+                return hf_config(path);
+            }
+        };
+        if let Some(path) = config {
+            if hf_config(path)? != named {
+                bail!(UsageError::new(format!(
+                    "{}: these weights are not model.arch = \"{}\" (the towers differ); set model.arch = \"config\" \
+                     to take their sizes from this file",
+                    path.display(),
+                    self.arch.as_str()
+                )));
+            }
         }
+        Ok(named)
     }
 }
 
@@ -199,14 +253,20 @@ pub struct Ous {
 }
 
 impl Ous {
-    /// Builds the model with seeded random weights; `frames` is T.
-    pub fn new(store: &mut ParamStore, cfg: &OusConfig, frames: usize, tokens: PromptTokens) -> Result<Self> {
-        let (vcfg, tcfg, e) = cfg.towers()?;
+    /// Builds the model with seeded random weights and CLIP towers of the given sizes; `frames` is T.
+    pub fn new(
+        store: &mut ParamStore,
+        cfg: &OusConfig,
+        (vcfg, tcfg, e): &(VisionConfig, TextConfig, usize),
+        frames: usize,
+        tokens: PromptTokens,
+    ) -> Result<Self> {
+        let e = *e;
         ensure!(cfg.use_scene || !cfg.use_polarity, "use_polarity needs use_scene");
         ensure!(cfg.polarity_blocks <= vcfg.layers, "polarity_blocks exceeds the image tower's depth");
         ensure!(e % cfg.heads == 0, "embedding width {e} is not a multiple of heads = {}", cfg.heads);
-        let vision = VisionTower::new(store, CLIP_PREFIX, &vcfg, e)?;
-        let text = TextTower::new(store, CLIP_PREFIX, &tcfg, e)?.detached();
+        let vision = VisionTower::new(store, CLIP_PREFIX, vcfg, e)?;
+        let text = TextTower::new(store, CLIP_PREFIX, tcfg, e)?.detached();
         let vision_frozen = vision.detached();
         let prompts = PromptLearner::new(store, tokens, tcfg.width)?;
         let k = prompts.classes();

@@ -9,6 +9,8 @@ use candle_core::{DType, Device, Tensor, Var};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use crate::error::UsageError;
+
 /// Which optimiser group a parameter belongs to (each group has its own learning rate).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Group {
@@ -90,18 +92,36 @@ impl ParamStore {
 
     /// Sets the parameters whose names start with `prefix` from a file that names them without it
     /// (CLIP weights in the Hugging Face layout); returns how many were set. Extra tensors in the
-    /// file (e.g. `position_ids` buffers) are ignored; a missing one is an error.
+    /// file (e.g. `position_ids` buffers) are ignored; missing or mis-shaped ones are refused all
+    /// together, before any parameter changes, naming the first few.
     pub fn load_prefixed(&mut self, path: &Path, prefix: &str) -> Result<usize> {
         let stored = candle_core::safetensors::load(path, &self.device)
             .with_context(|| format!("{}: not a readable safetensors file", path.display()))?;
-        let mut n = 0;
-        for (name, (var, _)) in &self.vars {
-            let Some(short) = name.strip_prefix(prefix) else { continue };
-            let t = stored.get(short).with_context(|| format!("{}: has no tensor {short}", path.display()))?;
-            set_checked(var, t, short, path)?;
-            n += 1;
+        let wanted: Vec<(&str, &Var)> =
+            self.vars.iter().filter_map(|(name, (var, _))| Some((name.strip_prefix(prefix)?, var))).collect();
+        let problems: Vec<String> = wanted
+            .iter()
+            .filter_map(|(short, var)| match stored.get(*short) {
+                None => Some(format!("{short} is missing")),
+                Some(t) if t.dims() != var.dims() => Some(format!("{short} is {:?}, not {:?}", t.dims(), var.dims())),
+                Some(_) => None,
+            })
+            .collect();
+        if !problems.is_empty() {
+            let first: Vec<&str> = problems.iter().take(4).map(String::as_str).collect();
+            bail!(UsageError::new(format!(
+                "{}: {} of the model's {} CLIP tensors do not fit ({}{}); are these CLIP weights of this model.arch?",
+                path.display(),
+                problems.len(),
+                wanted.len(),
+                first.join("; "),
+                if problems.len() > first.len() { "; …" } else { "" }
+            )));
         }
-        Ok(n)
+        for (short, var) in &wanted {
+            set_checked(var, &stored[*short], short, path)?;
+        }
+        Ok(wanted.len())
     }
 }
 

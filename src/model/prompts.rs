@@ -1,10 +1,7 @@
 //! Learnable prompts (CoOp, Zhou et al. 2022): `n_ctx` context vectors shared by all classes
 //! replace the placeholder words of "x x … x <class name>." before the CLIP text tower.
-//! Tokenisation goes through the `tokenizers` crate: the model's own `tokenizer.json` for real
-//! weights, or a word-level vocabulary of the label names for tiny random-weight configs.
-
-use std::path::Path;
-use std::str::FromStr;
+//! The tokenizer comes from `tokenizer.rs`; the placeholder's id is taken by encoding it, so a
+//! BPE that spells it `x</w>` works as well as a word vocabulary.
 
 use anyhow::{bail, ensure, Context, Result};
 use candle_core::Tensor;
@@ -12,42 +9,11 @@ use tokenizers::Tokenizer;
 
 use super::clip::TextTower;
 use super::params::{Group, ParamStore};
+use super::tokenizer::EOT;
+use crate::error::UsageError;
 
-pub const SOT: &str = "<|startoftext|>";
-pub const EOT: &str = "<|endoftext|>";
-const PLACEHOLDER: &str = "x";
-
-/// Loads `tokenizer.json`, naming the file on failure.
-pub fn load_tokenizer(path: &Path) -> Result<Tokenizer> {
-    Tokenizer::from_file(path).map_err(|e| anyhow::anyhow!("{}: not a usable tokenizer.json: {e}", path.display()))
-}
-
-/// A word-level tokenizer over the placeholder, "." and the words of `labels` (lower-cased), with
-/// CLIP's start / end tokens. Only meaningful for random-weight configs.
-pub fn word_tokenizer(labels: &[String]) -> Result<Tokenizer> {
-    let mut vocab: Vec<String> = vec!["<unk>".into(), SOT.into(), EOT.into(), PLACEHOLDER.into(), ".".into()];
-    for label in labels {
-        for w in label.to_lowercase().split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()) {
-            if !vocab.iter().any(|v| v == w) {
-                vocab.push(w.to_string());
-            }
-        }
-    }
-    let vocab_map: serde_json::Map<String, serde_json::Value> =
-        vocab.iter().enumerate().map(|(i, w)| (w.clone(), serde_json::json!(i))).collect();
-    let special = |name: &str, id: usize| serde_json::json!({ "id": name, "ids": [id], "tokens": [name] });
-    let template = |seq: &str| serde_json::json!([{ "SpecialToken": { "id": SOT, "type_id": 0 } }, { "Sequence": { "id": seq, "type_id": 0 } }, { "SpecialToken": { "id": EOT, "type_id": 0 } }]);
-    let json = serde_json::json!({
-        "version": "1.0", "truncation": null, "padding": null, "added_tokens": [],
-        "normalizer": { "type": "Lowercase" },
-        "pre_tokenizer": { "type": "Whitespace" },
-        "post_processor": { "type": "TemplateProcessing", "single": template("A"), "pair": template("B"),
-            "special_tokens": { SOT: special(SOT, 1), EOT: special(EOT, 2) } },
-        "decoder": null,
-        "model": { "type": "WordLevel", "vocab": vocab_map, "unk_token": "<unk>" }
-    });
-    Tokenizer::from_str(&json.to_string()).map_err(|e| anyhow::anyhow!("building the word tokenizer: {e}"))
-}
+/// The word that marks where the context vectors go ("x x … x <class name>.", as in CoOp).
+pub const PLACEHOLDER: &str = "x";
 
 /// Token ids of each class prompt, padded to the context length, and where the context vectors go.
 #[derive(Debug, Clone, PartialEq)]
@@ -58,7 +24,7 @@ pub struct PromptTokens {
 }
 
 pub fn tokenize_prompts(tok: &Tokenizer, labels: &[String], n_ctx: usize, context: usize) -> Result<PromptTokens> {
-    let placeholder = tok.token_to_id(PLACEHOLDER).context("tokenizer has no token for the placeholder \"x\"")?;
+    let placeholder = placeholder_id(tok)?;
     let eot_id = tok.token_to_id(EOT).with_context(|| format!("tokenizer has no {EOT} token"))?;
     let mut ids = Vec::new();
     let mut eot = Vec::new();
@@ -71,15 +37,30 @@ pub fn tokenize_prompts(tok: &Tokenizer, labels: &[String], n_ctx: usize, contex
             "prompt {text:?} does not tokenize as start token + {n_ctx} placeholders + class name ({seq:?})"
         );
         let Some(end) = seq.iter().position(|&t| t == eot_id) else { bail!("prompt {text:?} has no {EOT} token") };
-        ensure!(seq.len() <= context, "prompt {text:?} has {} tokens, context length is {context}", seq.len());
+        if seq.len() > context {
+            bail!(UsageError::new(format!(
+                "model.n_ctx = {n_ctx}: prompt {text:?} has {} tokens, the text tower's context length is {context}; \
+                 lower model.n_ctx",
+                seq.len()
+            )));
+        }
         if unknown(tok, &seq) {
-            bail!("label {label:?} has words the tokenizer does not know");
+            bail!(UsageError::new(format!("label {label:?} has words the tokenizer does not know")));
         }
         seq.resize(context, 0);
         ids.push(seq);
         eot.push(end);
     }
     Ok(PromptTokens { ids, eot, n_ctx })
+}
+
+/// The id the tokenizer gives the placeholder word on its own (`x</w>` = 343 in CLIP's BPE).
+fn placeholder_id(tok: &Tokenizer) -> Result<u32> {
+    let enc = tok.encode(PLACEHOLDER, true).map_err(|e| anyhow::anyhow!("tokenizing {PLACEHOLDER:?}: {e}"))?;
+    match enc.get_ids() {
+        [_, p, _] => Ok(*p),
+        other => bail!("the tokenizer does not encode the placeholder {PLACEHOLDER:?} as one token between start and end ({other:?})"),
+    }
 }
 
 fn unknown(tok: &Tokenizer, seq: &[u32]) -> bool {
@@ -118,16 +99,17 @@ impl PromptLearner {
 
 #[cfg(test)]
 mod tests {
+    use super::super::tokenizer;
     use super::*;
 
     #[test]
     fn word_tokenizer_round_trips_through_a_file_and_places_the_context() {
         let labels: Vec<String> = ["Happy", "Sad", "Neutral"].iter().map(|s| s.to_string()).collect();
-        let tok = word_tokenizer(&labels).unwrap();
+        let tok = tokenizer::words(&labels, PLACEHOLDER).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("tokenizer.json");
         tok.save(&path, false).unwrap();
-        let tok = load_tokenizer(&path).unwrap();
+        let tok = tokenizer::load_file(&path).unwrap();
         let p = tokenize_prompts(&tok, &labels, 4, 12).unwrap();
         assert_eq!(p.ids[0][..8], [1, 3, 3, 3, 3, 5, 4, 2]);
         assert_eq!(p.eot, vec![7, 7, 7]);
@@ -136,7 +118,32 @@ mod tests {
         assert!(format!("{e:#}").contains("does not know"), "{e:#}");
         let e = tokenize_prompts(&tok, &labels, 10, 12).unwrap_err();
         assert!(format!("{e:#}").contains("context length"), "{e:#}");
-        let e = load_tokenizer(&dir.path().join("missing.json")).unwrap_err();
+        let e = tokenizer::load_file(&dir.path().join("missing.json")).unwrap_err();
         assert!(format!("{e:#}").contains("missing.json"), "{e:#}");
+    }
+
+    /// Every label of every dataset description makes a valid prompt with CLIP's real BPE, at the
+    /// shortest and longest context this project uses; multi-token names keep all their tokens.
+    #[test]
+    fn every_dataset_label_makes_a_prompt_with_clips_tokenizer() {
+        let tok = tokenizer::clip().expect("CLIP merges file (scripts/setup.sh --assets)");
+        let mut n = 0;
+        for name in ["dfew", "ferv39k", "mafw"] {
+            let desc = crate::dataset::DatasetDesc::load(name).unwrap();
+            for n_ctx in [4, 16] {
+                let p = tokenize_prompts(&tok, &desc.labels, n_ctx, 77).unwrap();
+                for (k, label) in desc.labels.iter().enumerate() {
+                    let seq = &p.ids[k];
+                    assert!(seq[1..=n_ctx].iter().all(|&t| t == 343), "{name} {label}: {seq:?}");
+                    let word = tok.encode(label.to_lowercase().as_str(), false).unwrap().get_ids().to_vec();
+                    assert_eq!(&seq[1 + n_ctx..1 + n_ctx + word.len()], word.as_slice(), "{name} {label}");
+                    assert_eq!(seq[1 + n_ctx + word.len()], 269, "{name} {label}: '.' follows the class name");
+                    assert_eq!(p.eot[k], 2 + n_ctx + word.len(), "{name} {label}");
+                    assert_eq!(seq[p.eot[k]], 49407);
+                    n += 1;
+                }
+            }
+        }
+        assert_eq!(n, 2 * (7 + 7 + 11));
     }
 }

@@ -9,9 +9,10 @@ use anyhow::{ensure, Context, Result};
 use candle_core::{DType, Device, Tensor};
 
 use super::optim::{schedule, AdamW, GroupSettings};
-use super::ous::{Features, LossWeights, Losses, Ous, OusConfig, CLIP_PREFIX};
+use super::ous::{Arch, Features, LossWeights, Losses, Ous, OusConfig, CLIP_PREFIX};
 use super::params::{Group, ParamStore};
-use super::prompts::{load_tokenizer, tokenize_prompts, word_tokenizer};
+use super::prompts::tokenize_prompts;
+use super::tokenizer;
 
 /// A batch on the host: pixels (`[B, T, 3, S, S]`, scene empty when off) or cached features.
 pub enum HostInput<'a> {
@@ -66,16 +67,18 @@ impl Runner {
     /// loading CLIP weights when the config names them.
     pub fn new(cfg: &OusConfig, labels: &[String], frames: usize, device: &str, weights: LossWeights) -> Result<Self> {
         let (device, dtype) = super::device(device)?;
-        let (vcfg, tcfg, e) = cfg.towers()?;
-        let tok =
-            if cfg.tokenizer == "words" { word_tokenizer(labels)? } else { load_tokenizer(Path::new(&cfg.tokenizer))? };
+        let files = cfg.clip_weights.as_ref().map(crate::weights::resolve).transpose()?;
+        let towers = cfg.towers(files.as_ref().and_then(|f| f.config.as_deref()))?;
+        let (vcfg, tcfg, e) = towers.clone();
+        let (tok, kind) = tokenizer::choose(&cfg.tokenizer, files.as_ref(), labels, tcfg.vocab_size)?;
+        tracing::info!("tokenizer: {kind} ({} tokens)", tok.get_vocab_size(true));
         let tokens = tokenize_prompts(&tok, labels, cfg.n_ctx, tcfg.context_length)?;
         let mut store = ParamStore::new(&device, cfg.seed);
-        let model = Ous::new(&mut store, cfg, frames, tokens)?;
-        if let Some(w) = &cfg.clip_weights {
-            let n = store.load_prefixed(w, &format!("{CLIP_PREFIX}."))?;
-            tracing::info!("loaded {n} CLIP tensors from {}", w.display());
-        } else if cfg.arch == "vit-b16" {
+        let model = Ous::new(&mut store, cfg, &towers, frames, tokens)?;
+        if let Some(f) = &files {
+            let n = store.load_prefixed(&f.weights, &format!("{CLIP_PREFIX}."))?;
+            tracing::info!("loaded {n} CLIP tensors from {}", f.weights.display());
+        } else if cfg.arch == Arch::VitB16 {
             tracing::warn!(
                 "ViT-B/16 towers start from random weights (model.clip_weights is not set); the paper's setting loads CLIP's"
             );
@@ -257,7 +260,7 @@ mod tests {
 
     fn tiny(use_scene: bool) -> (Runner, Vec<f32>, Vec<f32>) {
         let cfg = OusConfig {
-            arch: "tiny".into(),
+            arch: Arch::Tiny,
             heads: 4,
             n_ctx: 2,
             sim_dim: 8,

@@ -17,8 +17,10 @@ use toml::Table;
 
 use crate::dataset::DatasetDesc;
 use crate::error::UsageError;
+use crate::model::tokenizer::TokenizerChoice;
 use crate::prep::config::PrepConfig;
 use crate::train::config::TrainConfig;
+use crate::weights::WeightsSource;
 
 const SECTIONS: [&str; 7] = ["pipeline", "synth", "dataset", "prep", "embed", "train", "eval"];
 
@@ -367,12 +369,18 @@ fn build(file: &Path, cwd: &Path, mut doc: Table) -> Result<Pipeline> {
         None => Table::new(),
         Some(_) => return Err(bad(file, "train.model must be a section")),
     };
+    // Local files are made absolute (stage configs live elsewhere); hub sources and named
+    // tokenizers stay as they are.
     for key in ["clip_weights", "tokenizer"] {
         if let Some(toml::Value::String(p)) = model.get(key) {
-            if !(key == "tokenizer" && p == "words") {
+            let local = match key {
+                "clip_weights" => matches!(p.parse::<WeightsSource>(), Ok(WeightsSource::Local(_))),
+                _ => matches!(p.parse::<TokenizerChoice>(), Ok(TokenizerChoice::File(_))),
+            };
+            if local {
                 let abs = absolute(cwd, p);
-                if !Path::new(&abs).is_file() {
-                    return Err(bad(file, format!("train.model.{key} {p}: no such file")));
+                if !Path::new(&abs).exists() {
+                    return Err(bad(file, format!("train.model.{key} {p}: no such file or folder")));
                 }
                 model.insert(key.into(), toml::Value::String(abs));
             }

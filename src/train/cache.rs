@@ -23,9 +23,14 @@ pub const FILE_NAME: &str = "features.h5";
 pub fn model_hash(cfg: &TrainConfig) -> Result<String> {
     let m = &cfg.model;
     let mut h = Sha256::new();
-    h.update(format!("{}|{}|{}|{}", m.arch, m.polarity_blocks, m.use_scene, m.use_polarity));
+    h.update(format!("{}|{}|{}|{}", m.arch.as_str(), m.polarity_blocks, m.use_scene, m.use_polarity));
     match &m.clip_weights {
-        Some(w) => h.update(std::fs::read(w).with_context(|| format!("{}: cannot read", w.display()))?),
+        Some(source) => {
+            let files = crate::weights::resolve(source)?;
+            for f in std::iter::once(&files.weights).chain(&files.config) {
+                h.update(std::fs::read(f).with_context(|| format!("{}: cannot read", f.display()))?);
+            }
+        }
         None => h.update(format!("random:{}", m.seed)),
     }
     Ok(format!("{:x}", h.finalize()))

@@ -9,6 +9,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::UsageError;
 use crate::model::ous::{LossWeights, OusConfig};
+use crate::model::tokenizer::TokenizerChoice;
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -144,10 +145,10 @@ impl TrainConfig {
             fix(f);
         }
         if let Some(w) = &mut self.model.clip_weights {
-            fix(w);
+            w.resolve_against(base);
         }
-        if self.model.tokenizer != "words" && Path::new(&self.model.tokenizer).is_relative() {
-            self.model.tokenizer = base.join(&self.model.tokenizer).to_string_lossy().into_owned();
+        if let TokenizerChoice::File(p) = &mut self.model.tokenizer {
+            fix(p);
         }
     }
 
@@ -166,7 +167,10 @@ impl TrainConfig {
         if !(0.0..1.0).contains(&self.aug.jitter) {
             return bad("aug.jitter must be in [0, 1)");
         }
-        self.model.towers()?;
+        if self.model.clip_weights.is_none() {
+            // Without weights the sizes are known now (with them, once their files are found).
+            self.model.towers(None)?;
+        }
         Ok(())
     }
 
@@ -197,7 +201,7 @@ mod tests {
         let c = TrainConfig::read(&p).unwrap();
         assert_eq!(c.data.manifest, dir.path().canonicalize().unwrap().join("m/clips.parquet"));
         assert_eq!(c.data.shards, PathBuf::from("/abs/shards"));
-        assert_eq!(c.model.arch, "tiny");
+        assert_eq!(c.model.arch, crate::model::ous::Arch::Tiny);
         assert_eq!(c.train.epochs, 20);
         let again: TrainConfig = toml::from_str(&c.to_toml().unwrap()).unwrap();
         assert_eq!(again, c, "resolved config round-trips");
@@ -206,6 +210,6 @@ mod tests {
         assert!(e.contains("train.toml") && e.contains("unknown field `epoch`"), "{e}");
         std::fs::write(&p, "[data]\nmanifest = \"a\"\nshards = \"b\"\n[model]\narch = \"vit-l14\"\n").unwrap();
         let e = format!("{:#}", TrainConfig::read(&p).unwrap_err());
-        assert!(e.contains("unknown model arch"), "{e}");
+        assert!(e.contains("unknown variant `vit-l14`"), "{e}");
     }
 }
