@@ -33,10 +33,14 @@ enum Mode {
     Truncated,
 }
 
+/// Request lines and their Authorization header.
+type RequestLog = Arc<Mutex<Vec<(String, Option<String>)>>>;
+/// Status line, extra headers, body, and the length announced when it differs from the body's.
+type Reply = (&'static str, Vec<String>, Vec<u8>, Option<usize>);
+
 struct Hub {
     port: u16,
-    /// Request lines and their Authorization header.
-    log: Arc<Mutex<Vec<(String, Option<String>)>>>,
+    log: RequestLog,
 }
 
 fn hex(d: impl AsRef<[u8]>) -> String {
@@ -89,9 +93,7 @@ fn answer(
         .and_then(|n| n.parse::<usize>().ok());
     let probe = headers.get("range").is_some_and(|r| r == "bytes=0-0");
     let resolve = format!("/{REPO}/resolve/main/");
-    let (status, extra, body, announced): (&str, Vec<String>, Vec<u8>, Option<usize>) = if let Some(name) =
-        path.strip_prefix(&resolve)
-    {
+    let (status, extra, body, announced): Reply = if let Some(name) = path.strip_prefix(&resolve) {
         match files.get(name) {
             None => ("404 Not Found", vec!["X-Error-Code: EntryNotFound".into()], b"Entry not found".to_vec(), None),
             Some(bytes) if name == "model.safetensors" => {
