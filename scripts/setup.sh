@@ -20,7 +20,7 @@ esac
 APT_PACKAGES=(
   pkg-config clang libclang-dev
   libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libavfilter-dev libavdevice-dev
-  libhdf5-dev ffmpeg unzip python3 python3-pip
+  libhdf5-dev ffmpeg unzip python3 python3-pip python3-venv
 )
 
 if [[ $want_apt == 1 ]]; then
@@ -85,3 +85,14 @@ for entry in "${ASSETS[@]}"; do
   echo "setup: installed $dest"
 done
 echo "setup: assets in $CACHE"
+
+# The Python readers that README documents (h5py + Pillow, no torch), in a venv of their own; the
+# tests run README's shard-reading snippet with it.
+PY_PACKAGES=(h5py==3.16.0 numpy==2.4.6 pillow==13.0.0)
+if ! "$CACHE/py/bin/python" -c 'import h5py, numpy, PIL' 2>/dev/null; then
+  echo "setup: Python readers venv in $CACHE/py"
+  rm -rf "$CACHE/py.tmp"
+  python3 -m venv "$CACHE/py.tmp"
+  "$CACHE/py.tmp/bin/python" -m pip install --quiet --only-binary=:all: "${PY_PACKAGES[@]}"
+  rm -rf "$CACHE/py" && mv "$CACHE/py.tmp" "$CACHE/py"
+fi

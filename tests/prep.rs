@@ -398,3 +398,97 @@ fn official_face_frame_folders_go_through_the_same_pipeline() {
         assert!(c.face_source.iter().all(|s| *s == 1 || *s == 2), "{id}: {:?}", c.face_source);
     }
 }
+
+/// README's h5py + Pillow shard reader, taken from README.md itself.
+fn readme_shard_reader() -> String {
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let block = readme.split("<!-- shard-reader -->\n```python\n").nth(1).expect("README has the shard reader");
+    block.split("```").next().unwrap().to_string()
+}
+
+/// The Python of the readers' venv that `scripts/setup.sh` makes (h5py, numpy, Pillow).
+fn reader_python() -> PathBuf {
+    let cache = std::env::var_os("DFER_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/dfer"));
+    let py = cache.join("py/bin/python");
+    assert!(py.exists(), "{} is missing: run scripts/setup.sh --assets", py.display());
+    py
+}
+
+/// Per clip: id, label name, face and scene means, as dfer reads them.
+fn dfer_view(shard: &Path) -> Vec<(String, String, f64, f64)> {
+    let r = ShardReader::open(shard).unwrap();
+    let (ids, labels) = (r.clip_ids().unwrap(), r.labels().unwrap());
+    let mean = |p: &[u8]| p.iter().map(|&v| v as f64).sum::<f64>() / p.len() as f64;
+    (0..r.len)
+        .map(|i| {
+            let (face, scene) = r.pixels(i).unwrap();
+            (ids[i].clone(), r.attrs.label_names[labels[i] as usize].clone(), mean(&face), mean(&scene))
+        })
+        .collect()
+}
+
+/// Each pixel encoding reads back the same in dfer and in README's h5py snippet; JPEG stays
+/// close to raw; a corrupt JPEG frame is found by `dfer verify`, naming shard, clip and frame.
+#[test]
+fn every_encoding_reads_back_in_dfer_and_in_h5py() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("dfew");
+    synth("dfew", 6, &root, false);
+    let manifest = dir.path().join("clips.parquet");
+    let m = manifest.to_str().unwrap();
+    dfer_expect(&["manifest", "--dataset", "dfew", "--root", root.to_str().unwrap(), "-o", m], 0);
+    let snippet = dir.path().join("read_shard.py");
+    std::fs::write(&snippet, readme_shard_reader()).unwrap();
+    let mut views = BTreeMap::new();
+    for encoding in ["raw", "gzip", "jpeg"] {
+        let out = dir.path().join(encoding);
+        let cfg = dir.path().join(format!("{encoding}.toml"));
+        std::fs::write(
+            &cfg,
+            format!("frames = 4\nstore_frames = 4\nface_size = 64\nscene_size = 64\nencoding = \"{encoding}\"\n"),
+        )
+        .unwrap();
+        dfer_expect(&["prep", "--manifest", m, "--out", out.to_str().unwrap(), "--config", cfg.to_str().unwrap()], 0);
+        let shard = out.join("shards/00000.h5");
+        let ours = dfer_view(&shard);
+        assert_eq!(ours.len(), 6);
+        let py = std::process::Command::new(reader_python()).arg(&snippet).arg(&shard).output().unwrap();
+        assert!(py.status.success(), "{encoding}: {}", String::from_utf8_lossy(&py.stderr));
+        let lines: Vec<String> = String::from_utf8(py.stdout).unwrap().lines().map(str::to_string).collect();
+        assert_eq!(lines.len(), ours.len(), "{encoding}: {lines:?}");
+        for (line, (id, label, face, scene)) in lines.iter().zip(&ours) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            assert_eq!((f[0], f[1]), (id.as_str(), label.as_str()), "{encoding}: {line}");
+            assert!(line.contains("(4, 64, 64, 3) (4, 64, 64, 3)"), "{encoding}: {line}");
+            let (pf, ps): (f64, f64) = (f[f.len() - 2].parse().unwrap(), f[f.len() - 1].parse().unwrap());
+            // Pillow's and dfer's JPEG decoders may round a few pixels differently.
+            let tol = if encoding == "jpeg" { 0.05 } else { 0.0006 };
+            assert!(
+                (pf - face).abs() <= tol && (ps - scene).abs() <= tol,
+                "{encoding}: {line} vs {face:.3} {scene:.3}"
+            );
+        }
+        views.insert(encoding, ours);
+    }
+    assert_eq!(views["raw"], views["gzip"], "gzip is lossless");
+    for (r, j) in views["raw"].iter().zip(&views["jpeg"]) {
+        assert!((r.2 - j.2).abs() < 1.0 && (r.3 - j.3).abs() < 1.0, "JPEG close to raw: {r:?} {j:?}");
+    }
+
+    // Break one JPEG frame inside the shard (with h5py): verify names it and the shard to redo.
+    let jpeg = dir.path().join("jpeg");
+    let shard = jpeg.join("shards/00000.h5");
+    let damage =
+        "import h5py, sys\nwith h5py.File(sys.argv[1], 'r+') as f:\n    f['scene'][2, 1] = f['scene'][2, 1][:40]\n";
+    let py = std::process::Command::new(reader_python()).args(["-c", damage]).arg(&shard).output().unwrap();
+    assert!(py.status.success(), "{}", String::from_utf8_lossy(&py.stderr));
+    let o = dfer_expect(&["verify", jpeg.to_str().unwrap()], 1);
+    let report = format!("{}{}", stdout(&o), String::from_utf8_lossy(&o.stderr));
+    let id = &views["jpeg"][2].0;
+    assert!(
+        report.contains("00000.h5") && report.contains(&format!("clip {id}")) && report.contains("scene frame 1"),
+        "{report}"
+    );
+}

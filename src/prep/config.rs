@@ -8,6 +8,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::UsageError;
 use crate::face::geometry::{MaskMode, SceneFit};
+use crate::shard::{Encoding, PixelFormat};
 
 /// What to do with a clip whose face detection rate is under `min_detection_rate`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -62,7 +63,12 @@ pub struct PrepConfig {
     pub smooth_window: usize,
     /// Manifest rows per shard (shard k holds rows k·n … k·n+n-1 that succeed).
     pub clips_per_shard: usize,
-    /// gzip level for the image datasets (0 = none).
+    /// How shards store the face and scene frames: `jpeg` (one JPEG per frame), `gzip`
+    /// (HDF5 deflate + shuffle, lossless) or `raw` (uncompressed uint8).
+    pub encoding: Encoding,
+    /// JPEG quality (1–100) with `encoding = "jpeg"`.
+    pub jpeg_quality: u8,
+    /// deflate level (1–9) with `encoding = "gzip"`.
     pub gzip: u8,
 }
 
@@ -88,7 +94,9 @@ impl Default for PrepConfig {
             no_face_policy: NoFacePolicy::Skip,
             smooth_window: 3,
             clips_per_shard: 256,
-            gzip: 0,
+            encoding: Encoding::Jpeg,
+            jpeg_quality: 95,
+            gzip: 4,
         }
     }
 }
@@ -129,10 +137,15 @@ impl PrepConfig {
         if !(0.0..=1.0).contains(&self.det_threshold) || !(0.0..=1.0).contains(&self.min_detection_rate) {
             return Err("det_threshold and min_detection_rate must lie in 0..=1".into());
         }
-        if self.gzip > 9 {
-            return Err("gzip must be 0..=9".into());
+        if !(1..=9).contains(&self.gzip) || !(1..=100).contains(&self.jpeg_quality) {
+            return Err("gzip must be 1..=9 and jpeg_quality 1..=100".into());
         }
         Ok(())
+    }
+
+    /// The shards' pixel storage.
+    pub fn pixel_format(&self) -> PixelFormat {
+        PixelFormat { encoding: self.encoding, gzip_level: self.gzip, jpeg_quality: self.jpeg_quality }
     }
 
     pub fn to_toml(&self) -> String {

@@ -10,19 +10,32 @@ use image::RgbImage;
 
 use super::config::PrepConfig;
 use crate::manifest::{role_columns, Manifest};
-use crate::shard::ClipTensors;
+use crate::shard::{ClipTensors, StoredPixels};
 
 /// Writes `DIR/face/<clip_id>/NNNNN.jpg` and `DIR/scene/<clip_id>/NNNNN.jpg` (1-based, zero
-/// padded so lexicographic order is frame order).
-pub fn write_clip(dir: &Path, clip_id: &str, t: &ClipTensors, cfg: &PrepConfig) -> Result<()> {
-    for (kind, data, size) in [("face", &t.face, cfg.face_size), ("scene", &t.scene, cfg.scene_size)] {
+/// padded so lexicographic order is frame order). Frames a JPEG shard stores are written as they
+/// are, byte for byte; raw frames are encoded here.
+pub fn write_clip(dir: &Path, clip_id: &str, t: &ClipTensors, stored: &StoredPixels, cfg: &PrepConfig) -> Result<()> {
+    let (face_jpeg, scene_jpeg) = match stored {
+        StoredPixels::Jpeg { face, scene } => (Some(face), Some(scene)),
+        StoredPixels::Raw => (None, None),
+    };
+    let streams = [("face", &t.face, face_jpeg, cfg.face_size), ("scene", &t.scene, scene_jpeg, cfg.scene_size)];
+    for (kind, data, jpeg, size) in streams {
         let out = dir.join(kind).join(clip_id);
         std::fs::create_dir_all(&out).with_context(|| format!("{}: cannot create", out.display()))?;
         let frame_len = (size * size * 3) as usize;
         for (i, chunk) in data.chunks_exact(frame_len).enumerate() {
-            let img = RgbImage::from_raw(size, size, chunk.to_vec()).expect("frame size");
             let p = out.join(format!("{:05}.jpg", i + 1));
-            img.save(&p).with_context(|| format!("{}: cannot write", p.display()))?;
+            match jpeg {
+                Some(frames) => {
+                    std::fs::write(&p, &frames[i]).with_context(|| format!("{}: cannot write", p.display()))?
+                }
+                None => {
+                    let img = RgbImage::from_raw(size, size, chunk.to_vec()).expect("frame size");
+                    img.save(&p).with_context(|| format!("{}: cannot write", p.display()))?;
+                }
+            }
         }
     }
     Ok(())

@@ -26,7 +26,7 @@ use crate::face::centerface::{self, CenterFace, CenterFaceSettings};
 use crate::face::Detector;
 use crate::logging::Progress;
 use crate::manifest::{write_parquet, Manifest, PREP_TABLE_KEY};
-use crate::shard::{shard_name, ShardAttrs, ShardReader, ShardRow, ShardWriter};
+use crate::shard::{encode_pixels, shard_name, ShardAttrs, ShardReader, ShardRow, ShardWriter, StoredPixels};
 use clip::ClipResult;
 use config::PrepConfig;
 
@@ -247,6 +247,10 @@ fn check_shard(h5: &Path, pq: &Path, hash: &str, expect: [usize; 2]) -> Result<u
     if written != r.len {
         return Err(format!("{}: {} clips, its table says {written}", h5.display(), r.len));
     }
+    // Every frame must read back (and decode, in a JPEG shard).
+    for i in 0..r.len {
+        r.pixels(i).map_err(|e| format!("{e:#}"))?;
+    }
     Ok(r.len)
 }
 
@@ -391,6 +395,7 @@ pub fn run(opts: &PrepOptions) -> Result<PrepSummary> {
     let range = |k: usize| (k * cfg.clips_per_shard, ((k + 1) * cfg.clips_per_shard).min(n_rows));
     // Jobs: (shard, manifest row), in shard then manifest order.
     let jobs: Vec<(usize, usize)> = todo.iter().flat_map(|&k| (range(k).0..range(k).1).map(move |r| (k, r))).collect();
+    let pixels = cfg.pixel_format();
     let attrs_for = |k: usize| ShardAttrs {
         dataset: manifest.desc.name.clone(),
         label_names: manifest.desc.labels.clone(),
@@ -413,6 +418,7 @@ pub fn run(opts: &PrepOptions) -> Result<PrepSummary> {
         tool_version: env!("CARGO_PKG_VERSION").into(),
         shard_index: k,
         manifest_rows: [range(k).0, range(k).1],
+        pixels,
     };
 
     let threads = opts.threads.max(1);
@@ -423,7 +429,7 @@ pub fn run(opts: &PrepOptions) -> Result<PrepSummary> {
     let gate = (Mutex::new(0usize), Condvar::new());
     let abort = AtomicBool::new(false);
     let worker_error: Mutex<Option<anyhow::Error>> = Mutex::new(None);
-    let (tx, rx) = crossbeam_channel::bounded::<(usize, ClipResult)>(window);
+    let (tx, rx) = crossbeam_channel::bounded::<(usize, ClipResult, Option<StoredPixels>)>(window);
     let progress = Progress::new(jobs.len() as u64, "preparing clips");
     let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build()?;
     let mut shards_written = 0;
@@ -454,14 +460,31 @@ pub fn run(opts: &PrepOptions) -> Result<PrepSummary> {
                         }
                     }
                     let r = jobs[j].1;
-                    let res = clip::process(&manifest.rows[r], r, &root, cfg, det.as_mut());
-                    if let (Some(dir), Some(t)) = (&opts.export_frames, &res.tensors) {
-                        if let Err(e) = export::write_clip(dir, &res.clip_id, t, cfg) {
+                    let mut res = clip::process(&manifest.rows[r], r, &root, cfg, det.as_mut());
+                    // Pixel encoding (JPEG) runs here, in parallel, not on the writer thread;
+                    // its time counts as crop time.
+                    let t0 = Instant::now();
+                    let stored =
+                        match res.tensors.as_ref().map(|t| encode_pixels(t, pixels, cfg.face_size, cfg.scene_size)) {
+                            Some(Err(e)) => {
+                                abort.store(true, Ordering::SeqCst);
+                                worker_error
+                                    .lock()
+                                    .expect("lock")
+                                    .get_or_insert(e.context(format!("encoding clip {}", res.clip_id)));
+                                break;
+                            }
+                            Some(Ok(s)) => Some(s),
+                            None => None,
+                        };
+                    res.crop_ms += t0.elapsed().as_secs_f64() * 1000.0;
+                    if let (Some(dir), Some(t), Some(stored)) = (&opts.export_frames, &res.tensors, &stored) {
+                        if let Err(e) = export::write_clip(dir, &res.clip_id, t, stored, cfg) {
                             abort.store(true, Ordering::SeqCst);
                             worker_error.lock().expect("lock").get_or_insert(e);
                         }
                     }
-                    if tx.send((j, res)).is_err() {
+                    if tx.send((j, res, stored)).is_err() {
                         break;
                     }
                 }
@@ -469,32 +492,33 @@ pub fn run(opts: &PrepOptions) -> Result<PrepSummary> {
         });
         drop(tx);
         let written_result = (|| -> Result<()> {
-            let mut pending: BTreeMap<usize, ClipResult> = BTreeMap::new();
+            let mut pending: BTreeMap<usize, (ClipResult, Option<StoredPixels>)> = BTreeMap::new();
             let mut next = 0usize;
             let mut writer: Option<ShardWriter> = None;
             let mut rows: Vec<PrepRow> = Vec::new();
-            for (j, res) in rx.iter() {
-                pending.insert(j, res);
-                while let Some(res) = pending.remove(&next) {
+            for (j, res, stored) in rx.iter() {
+                pending.insert(j, (res, stored));
+                while let Some((res, stored)) = pending.remove(&next) {
                     let (k, r) = jobs[next];
                     if r == range(k).0 {
-                        writer = Some(ShardWriter::create(&dir, &attrs_for(k), cfg.gzip)?);
+                        writer = Some(ShardWriter::create(&dir, &attrs_for(k))?);
                         rows.clear();
                     }
                     let w = writer.as_mut().expect("shard open");
                     let t0 = Instant::now();
-                    let row = match &res.tensors {
-                        Some(t) => {
+                    let row = match (&res.tensors, &stored) {
+                        (Some(t), Some(stored)) => {
                             let idx = rows.iter().filter(|x| x.row.is_some()).count();
                             w.append(&ShardRow {
                                 clip_id: &res.clip_id,
                                 label: res.label,
                                 manifest_row: r,
                                 tensors: t,
+                                stored,
                             })?;
                             Some(idx)
                         }
-                        None => None,
+                        _ => None,
                     };
                     let write_ms = t0.elapsed().as_secs_f64() * 1000.0;
                     rows.push(PrepRow { result: ClipResult { tensors: None, ..res }, shard: k, row, write_ms });

@@ -9,9 +9,10 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use anyhow::{bail, Context, Result};
-use hdf5::types::VarLenUnicode;
+use hdf5::types::{VarLenArray, VarLenUnicode};
 use hdf5::{Dataset, Extent, File, H5Type, SimpleExtents};
 use ndarray::{ArrayView, IxDyn};
+use serde::{Deserialize, Serialize};
 
 use crate::error::UsageError;
 use crate::face::BoxF;
@@ -22,6 +23,86 @@ pub const SCHEMA_VERSION: u32 = 1;
 /// File name of shard `index`.
 pub fn shard_name(index: usize) -> String {
     format!("{index:05}.h5")
+}
+
+/// How a shard stores face and scene pixels (attribute `encoding`; shards without it are raw).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Encoding {
+    /// `face` / `scene` uint8 `[N, T, S, S, 3]`, uncompressed.
+    Raw,
+    /// The same arrays with HDF5's built-in shuffle + deflate (lossless, no plugins).
+    Gzip,
+    /// `face` / `scene` variable-length uint8 `[N, T]`: one baseline JPEG per frame.
+    Jpeg,
+}
+
+impl Encoding {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Encoding::Raw => "raw",
+            Encoding::Gzip => "gzip",
+            Encoding::Jpeg => "jpeg",
+        }
+    }
+}
+
+impl FromStr for Encoding {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "raw" => Ok(Encoding::Raw),
+            "gzip" => Ok(Encoding::Gzip),
+            "jpeg" => Ok(Encoding::Jpeg),
+            other => Err(format!("unknown pixel encoding {other:?} (raw | gzip | jpeg)")),
+        }
+    }
+}
+
+/// Pixel storage of a shard: the encoding and its level (gzip 1–9) or quality (JPEG 1–100).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PixelFormat {
+    pub encoding: Encoding,
+    pub gzip_level: u8,
+    pub jpeg_quality: u8,
+}
+
+impl PixelFormat {
+    pub const RAW: PixelFormat = PixelFormat { encoding: Encoding::Raw, gzip_level: 0, jpeg_quality: 0 };
+}
+
+/// One stream's frames of a clip, each a JPEG file.
+pub type JpegFrames = Vec<Vec<u8>>;
+
+/// A clip's face and scene pixels as the shard stores them: the raw arrays are taken from the
+/// clip's tensors, JPEG frames are encoded beforehand (`encode_pixels`, on the prep workers).
+pub enum StoredPixels {
+    Raw,
+    Jpeg { face: JpegFrames, scene: JpegFrames },
+}
+
+/// Encodes a clip's frames for a shard of `format` (`[T, S, S, 3]` each stream).
+pub fn encode_pixels(t: &ClipTensors, format: PixelFormat, face_size: u32, scene_size: u32) -> Result<StoredPixels> {
+    if format.encoding != Encoding::Jpeg {
+        return Ok(StoredPixels::Raw);
+    }
+    let encode = |pixels: &[u8], side: u32| -> Result<JpegFrames> {
+        let frame = (side * side * 3) as usize;
+        pixels
+            .chunks_exact(frame)
+            .map(|f| {
+                let mut out = Vec::with_capacity(frame / 8);
+                image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, format.jpeg_quality).encode(
+                    f,
+                    side,
+                    side,
+                    image::ExtendedColorType::Rgb8,
+                )?;
+                Ok(out)
+            })
+            .collect()
+    };
+    Ok(StoredPixels::Jpeg { face: encode(&t.face, face_size)?, scene: encode(&t.scene, scene_size)? })
 }
 
 /// Shard-level attributes: everything needed to know how the tensors were made.
@@ -49,6 +130,7 @@ pub struct ShardAttrs {
     pub shard_index: usize,
     /// Manifest rows this shard covers: `[first, end)`.
     pub manifest_rows: [usize; 2],
+    pub pixels: PixelFormat,
 }
 
 /// The tensors of one clip, in shard layout (T = stored frames).
@@ -73,6 +155,8 @@ pub struct ShardRow<'a> {
     pub label: usize,
     pub manifest_row: usize,
     pub tensors: &'a ClipTensors,
+    /// The frames encoded for this shard's pixel format (`encode_pixels`).
+    pub stored: &'a StoredPixels,
 }
 
 fn vlu(s: &str) -> Result<VarLenUnicode> {
@@ -86,6 +170,7 @@ pub struct ShardWriter {
     path: PathBuf,
     n: usize,
     t: usize,
+    encoding: Encoding,
     columns: Columns,
 }
 
@@ -120,7 +205,7 @@ fn growable<T: H5Type>(file: &File, name: &str, inner: &[usize], rows: usize, gz
 
 impl ShardWriter {
     /// Starts shard `attrs.shard_index` in `dir` under a temporary name.
-    pub fn create(dir: &Path, attrs: &ShardAttrs, gzip: u8) -> Result<ShardWriter> {
+    pub fn create(dir: &Path, attrs: &ShardAttrs) -> Result<ShardWriter> {
         let path = dir.join(shard_name(attrs.shard_index));
         let tmp = crate::atomic::tmp_path(&path);
         let file = File::with_options()
@@ -128,9 +213,14 @@ impl ShardWriter {
             .create(&tmp)
             .with_context(|| format!("{}: cannot create", tmp.display()))?;
         let (t, s, s2) = (attrs.store_frames, attrs.face_size as usize, attrs.scene_size as usize);
+        let pixels = |name: &str, side: usize| match attrs.pixels.encoding {
+            Encoding::Raw => growable::<u8>(&file, name, &[t, side, side, 3], 1, 0),
+            Encoding::Gzip => growable::<u8>(&file, name, &[t, side, side, 3], 1, attrs.pixels.gzip_level),
+            Encoding::Jpeg => growable::<VarLenArray<u8>>(&file, name, &[t], 1, 0),
+        };
         let columns = Columns {
-            face: growable::<u8>(&file, "face", &[t, s, s, 3], 1, gzip)?,
-            scene: growable::<u8>(&file, "scene", &[t, s2, s2, 3], 1, gzip)?,
+            face: pixels("face", s)?,
+            scene: pixels("scene", s2)?,
             label: growable::<i64>(&file, "label", &[], 64, 0)?,
             clip_id: growable::<VarLenUnicode>(&file, "clip_id", &[], 64, 0)?,
             manifest_row: growable::<i64>(&file, "manifest_row", &[], 64, 0)?,
@@ -141,7 +231,7 @@ impl ShardWriter {
             landmarks: growable::<f32>(&file, "landmarks", &[t, 5, 2], 64, 0)?,
             frame_size: growable::<u32>(&file, "frame_size", &[2], 64, 0)?,
         };
-        let w = ShardWriter { file, tmp, path, n: 0, t, columns };
+        let w = ShardWriter { file, tmp, path, n: 0, t, encoding: attrs.pixels.encoding, columns };
         w.write_attrs(attrs).with_context(|| format!("{}: cannot write attributes", w.tmp.display()))?;
         Ok(w)
     }
@@ -176,6 +266,9 @@ impl ShardWriter {
         st("config_toml", &a.config_toml)?;
         st("tool_version", &a.tool_version)?;
         u("shard_index", a.shard_index as u64)?;
+        st("encoding", a.pixels.encoding.as_str())?;
+        u("gzip_level", a.pixels.gzip_level as u64)?;
+        u("jpeg_quality", a.pixels.jpeg_quality as u64)?;
         let rows = [a.manifest_rows[0] as u64, a.manifest_rows[1] as u64];
         f.new_attr::<u64>().shape(2).create("manifest_rows")?.write(&rows)?;
         Ok(())
@@ -204,8 +297,18 @@ impl ShardWriter {
             Ok(())
         }
         let c = &self.columns;
-        put(&c.face, n, &x.face)?;
-        put(&c.scene, n, &x.scene)?;
+        match (self.encoding, row.stored) {
+            (Encoding::Jpeg, StoredPixels::Jpeg { face, scene }) => {
+                let vl = |frames: &[Vec<u8>]| frames.iter().map(|f| VarLenArray::from_slice(f)).collect::<Vec<_>>();
+                put(&c.face, n, &vl(face))?;
+                put(&c.scene, n, &vl(scene))?;
+            }
+            (Encoding::Raw | Encoding::Gzip, StoredPixels::Raw) => {
+                put(&c.face, n, &x.face)?;
+                put(&c.scene, n, &x.scene)?;
+            }
+            (e, _) => bail!("clip {}: pixels not encoded for this {} shard", row.clip_id, e.as_str()),
+        }
         put(&c.label, n, &[row.label as i64])?;
         put(&c.clip_id, n, &[vlu(row.clip_id)?])?;
         put(&c.manifest_row, n, &[row.manifest_row as i64])?;
@@ -254,6 +357,18 @@ pub(crate) fn attr_string(file: &File, name: &str, path: &Path) -> Result<String
         .map_err(|e| UsageError::new(format!("{}: attribute {name}: {e}", path.display())).into())
 }
 
+/// The `encoding`, `gzip_level` and `jpeg_quality` attributes (absent: a raw shard from before).
+fn pixel_format(file: &File, path: &Path) -> Result<PixelFormat> {
+    if file.attr("encoding").is_err() {
+        return Ok(PixelFormat::RAW);
+    }
+    let encoding = attr_string(file, "encoding", path)?
+        .parse::<Encoding>()
+        .map_err(|e| UsageError::new(format!("{}: attribute encoding: {e}", path.display())))?;
+    let level = |name: &str| -> Result<u8> { Ok(attr_u64(file, name, path)?.min(100) as u8) };
+    Ok(PixelFormat { encoding, gzip_level: level("gzip_level")?, jpeg_quality: level("jpeg_quality")? })
+}
+
 impl ShardReader {
     /// Opens a shard, checking its schema version and datasets.
     pub fn open(path: &Path) -> Result<ShardReader> {
@@ -298,11 +413,16 @@ impl ShardReader {
             tool_version: get_s("tool_version")?,
             shard_index: get_u("shard_index")? as usize,
             manifest_rows: [*rows.first().unwrap_or(&0) as usize, *rows.get(1).unwrap_or(&0) as usize],
+            pixels: pixel_format(&file, path)?,
         };
         let (t, s, s2) = (attrs.store_frames, attrs.face_size as usize, attrs.scene_size as usize);
+        let image = |side: usize| match attrs.pixels.encoding {
+            Encoding::Raw | Encoding::Gzip => vec![t, side, side, 3],
+            Encoding::Jpeg => vec![t],
+        };
         let expect: [(&str, Vec<usize>); 11] = [
-            ("face", vec![t, s, s, 3]),
-            ("scene", vec![t, s2, s2, 3]),
+            ("face", image(s)),
+            ("scene", image(s2)),
             ("label", vec![]),
             ("clip_id", vec![]),
             ("manifest_row", vec![]),
@@ -359,9 +479,59 @@ impl ShardReader {
         Ok(a.into_raw_vec_and_offset().0)
     }
 
-    /// Row `i`'s face and scene pixels only (`[T, S, S, 3]`, `[T, S2, S2, 3]`), for training.
+    /// Row `i`'s face and scene pixels only (`[T, S, S, 3]`, `[T, S2, S2, 3]`), decoded, for
+    /// training.
     pub fn pixels(&self, i: usize) -> Result<(Vec<u8>, Vec<u8>)> {
-        Ok((self.row("face", i)?, self.row("scene", i)?))
+        match self.attrs.pixels.encoding {
+            Encoding::Raw | Encoding::Gzip => Ok((self.row("face", i)?, self.row("scene", i)?)),
+            Encoding::Jpeg => {
+                let (face, scene) = self.jpeg_frames(i)?;
+                Ok((
+                    self.decode(i, "face", &face, self.attrs.face_size)?,
+                    self.decode(i, "scene", &scene, self.attrs.scene_size)?,
+                ))
+            }
+        }
+    }
+
+    /// Row `i`'s face and scene frames as stored JPEG files (a JPEG shard only).
+    pub fn jpeg_frames(&self, i: usize) -> Result<(JpegFrames, JpegFrames)> {
+        if self.attrs.pixels.encoding != Encoding::Jpeg {
+            bail!("{}: frames are stored {}, not as JPEG", self.path.display(), self.attrs.pixels.encoding.as_str());
+        }
+        let frames = |name: &str| -> Result<JpegFrames> {
+            Ok(self.row::<VarLenArray<u8>>(name, i)?.iter().map(|f| f.as_slice().to_vec()).collect())
+        };
+        Ok((frames("face")?, frames("scene")?))
+    }
+
+    /// Decodes the JPEG frames of `stream` of row `i` into `[T, side, side, 3]`.
+    fn decode(&self, i: usize, stream: &str, frames: &[Vec<u8>], side: u32) -> Result<Vec<u8>> {
+        let mut out = Vec::with_capacity(frames.len() * (side * side * 3) as usize);
+        for (k, bytes) in frames.iter().enumerate() {
+            let img = image::load_from_memory_with_format(bytes, image::ImageFormat::Jpeg)
+                .map_err(|e| e.to_string())
+                .and_then(|img| match img {
+                    image::DynamicImage::ImageRgb8(rgb) if rgb.dimensions() == (side, side) => Ok(rgb),
+                    other => Err(format!(
+                        "{}x{} {:?}, expected {side}x{side} RGB",
+                        other.width(),
+                        other.height(),
+                        other.color()
+                    )),
+                });
+            match img {
+                Ok(rgb) => out.extend_from_slice(rgb.as_raw()),
+                Err(e) => {
+                    let id = self.clip_ids().ok().and_then(|ids| ids.get(i).cloned()).unwrap_or_default();
+                    bail!(UsageError::new(format!(
+                        "{}: clip {id} (row {i}), {stream} frame {k}: not a usable JPEG ({e}); prepare this shard again",
+                        self.path.display()
+                    )));
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Row `i`'s tensors.
@@ -388,6 +558,10 @@ mod tests {
     use super::*;
 
     fn attrs(index: usize) -> ShardAttrs {
+        attrs_with(index, PixelFormat { encoding: Encoding::Gzip, gzip_level: 1, jpeg_quality: 0 })
+    }
+
+    fn attrs_with(index: usize, pixels: PixelFormat) -> ShardAttrs {
         ShardAttrs {
             dataset: "dfew".into(),
             label_names: vec!["Happy".into(), "Sad".into()],
@@ -408,7 +582,13 @@ mod tests {
             tool_version: "0.1.0".into(),
             shard_index: index,
             manifest_rows: [0, 2],
+            pixels,
         }
+    }
+
+    fn append(w: &mut ShardWriter, fmt: PixelFormat, id: &str, label: usize, row: usize, t: &ClipTensors) {
+        let stored = encode_pixels(t, fmt, 4, 6).unwrap();
+        w.append(&ShardRow { clip_id: id, label, manifest_row: row, tensors: t, stored: &stored }).unwrap();
     }
 
     fn tensors(v: u8) -> ClipTensors {
@@ -427,11 +607,11 @@ mod tests {
     #[test]
     fn write_read_round_trip_and_atomic_rename() {
         let dir = tempfile::tempdir().unwrap();
-        let mut w = ShardWriter::create(dir.path(), &attrs(3), 1).unwrap();
+        let mut w = ShardWriter::create(dir.path(), &attrs(3)).unwrap();
         assert!(!dir.path().join("00003.h5").exists(), "not visible before finish");
         let (a, b) = (tensors(10), tensors(20));
-        w.append(&ShardRow { clip_id: "00001", label: 1, manifest_row: 0, tensors: &a }).unwrap();
-        w.append(&ShardRow { clip_id: "vidéo", label: 0, manifest_row: 1, tensors: &b }).unwrap();
+        append(&mut w, attrs(3).pixels, "00001", 1, 0, &a);
+        append(&mut w, attrs(3).pixels, "vidéo", 0, 1, &b);
         let path = w.finish().unwrap();
         assert_eq!(path, dir.path().join("00003.h5"));
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "no temporary file left");
@@ -451,8 +631,9 @@ mod tests {
         for sub in ["a", "b"] {
             let d = dir.path().join(sub);
             std::fs::create_dir(&d).unwrap();
-            let mut w = ShardWriter::create(&d, &attrs(0), 0).unwrap();
-            w.append(&ShardRow { clip_id: "x", label: 0, manifest_row: 0, tensors: &tensors(1) }).unwrap();
+            let jpeg = PixelFormat { encoding: Encoding::Jpeg, gzip_level: 0, jpeg_quality: 95 };
+            let mut w = ShardWriter::create(&d, &attrs_with(0, jpeg)).unwrap();
+            append(&mut w, jpeg, "x", 0, 0, &tensors(1));
             paths.push(w.finish().unwrap());
             std::thread::sleep(std::time::Duration::from_millis(1100));
         }
@@ -466,5 +647,59 @@ mod tests {
         std::fs::write(&p, b"not hdf5").unwrap();
         let e = ShardReader::open(&p).err().unwrap().to_string();
         assert!(e.contains("00000.h5") && e.contains("not a readable HDF5 shard"), "{e}");
+    }
+
+    /// A JPEG shard reads back within JPEG's error, every other dataset exactly; a raw shard
+    /// written before encodings existed (no `encoding` attribute) still reads as raw.
+    #[test]
+    fn jpeg_and_raw_shards_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let jpeg = PixelFormat { encoding: Encoding::Jpeg, gzip_level: 0, jpeg_quality: 95 };
+        let mut w = ShardWriter::create(dir.path(), &attrs_with(0, jpeg)).unwrap();
+        let a = tensors(100);
+        append(&mut w, jpeg, "00001", 1, 0, &a);
+        let r = ShardReader::open(&w.finish().unwrap()).unwrap();
+        assert_eq!(r.attrs.pixels, jpeg);
+        let back = r.clip(0).unwrap();
+        assert_eq!(ClipTensors { face: a.face.clone(), scene: a.scene.clone(), ..back.clone() }, a, "metadata exact");
+        let err = |x: &[u8], y: &[u8]| {
+            x.iter().zip(y).map(|(p, q)| (*p as f64 - *q as f64).abs()).sum::<f64>() / x.len() as f64
+        };
+        assert_eq!(back.face.len(), a.face.len());
+        assert!(err(&back.face, &a.face) < 2.0, "flat face: {}", err(&back.face, &a.face));
+        assert!(err(&back.scene, &a.scene) < 40.0, "noise-like scene: {}", err(&back.scene, &a.scene));
+        let (faces, _) = r.jpeg_frames(0).unwrap();
+        assert!(faces.iter().all(|f| f.starts_with(&[0xff, 0xd8])), "frames are JPEG files");
+
+        let raw_dir = dir.path().join("raw");
+        std::fs::create_dir(&raw_dir).unwrap();
+        let mut w = ShardWriter::create(&raw_dir, &attrs_with(0, PixelFormat::RAW)).unwrap();
+        append(&mut w, PixelFormat::RAW, "00001", 1, 0, &a);
+        let path = w.finish().unwrap();
+        let f = File::open_rw(&path).unwrap();
+        for name in ["encoding", "gzip_level", "jpeg_quality"] {
+            f.delete_attr(name).unwrap();
+        }
+        drop(f);
+        let r = ShardReader::open(&path).unwrap();
+        assert_eq!(r.attrs.pixels, PixelFormat::RAW);
+        assert_eq!(r.clip(0).unwrap(), a);
+        assert!(r.jpeg_frames(0).is_err());
+    }
+
+    #[test]
+    fn a_broken_jpeg_names_shard_clip_and_frame() {
+        let dir = tempfile::tempdir().unwrap();
+        let jpeg = PixelFormat { encoding: Encoding::Jpeg, gzip_level: 0, jpeg_quality: 90 };
+        let mut w = ShardWriter::create(dir.path(), &attrs_with(0, jpeg)).unwrap();
+        let t = tensors(7);
+        let mut stored = encode_pixels(&t, jpeg, 4, 6).unwrap();
+        if let StoredPixels::Jpeg { scene, .. } = &mut stored {
+            scene[1].truncate(20);
+        }
+        w.append(&ShardRow { clip_id: "00042", label: 0, manifest_row: 0, tensors: &t, stored: &stored }).unwrap();
+        let r = ShardReader::open(&w.finish().unwrap()).unwrap();
+        let e = format!("{:#}", r.pixels(0).unwrap_err());
+        assert!(e.contains("00000.h5") && e.contains("clip 00042") && e.contains("scene frame 1"), "{e}");
     }
 }
