@@ -12,7 +12,8 @@ use crate::weights::WeightsSource;
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Example:\n  dfer bench train-step --arch vit-b16 --device cuda --recipe frozen --batch 8\n  \
-dfer bench clip-features --weights clip.safetensors --inputs in.safetensors --out ours.safetensors")]
+dfer bench clip-features --weights clip.safetensors --inputs in.safetensors --out ours.safetensors\n  \
+dfer bench loader --shards out/prep/shards --frames 16 --size 224")]
 pub struct Args {
     #[command(subcommand)]
     pub what: What,
@@ -37,6 +38,19 @@ pub enum What {
         /// End-of-text token id (CLIP's <|endoftext|>).
         #[arg(long, default_value_t = 49407)]
         eot_id: u32,
+    },
+    /// Read every clip of a prep's shards through the training loader on one thread (decode,
+    /// augment, normalise); prints JSON with frames per second per core.
+    Loader {
+        /// Folder of shards (`PREP/shards`).
+        #[arg(long)]
+        shards: PathBuf,
+        /// T frames per clip (a divisor of the shards' stored frames).
+        #[arg(long, default_value_t = 16)]
+        frames: usize,
+        /// Side the frames are resized to (224 for ViT-B/16).
+        #[arg(long, default_value_t = 224)]
+        size: u32,
     },
     /// Time OUS training steps on random inputs; prints JSON.
     TrainStep {
@@ -63,6 +77,10 @@ pub fn run(a: &Args) -> Result<Outcome> {
         What::ClipFeatures { weights, inputs, out, device, eot_id } => {
             bench::clip_features(weights, inputs, out, device, *eot_id)?;
             println!("wrote {}", out.display());
+        }
+        What::Loader { shards, frames, size } => {
+            let t = crate::train::data::time_loader(shards, *frames, *size)?;
+            println!("{}", serde_json::to_string(&t)?);
         }
         What::TrainStep { arch, device, recipe, batch, frames, steps, warmup } => {
             let t = bench::train_steps(*arch, device, recipe, *batch, *frames, *steps, *warmup)?;

@@ -494,6 +494,31 @@ impl ShardReader {
         }
     }
 
+    /// Frames `which` (stored-frame indices) of row `i`'s face and scene, decoded, in that order:
+    /// a JPEG shard decodes only those.
+    pub fn frames(&self, i: usize, which: &[usize]) -> Result<(Vec<u8>, Vec<u8>)> {
+        let t = self.attrs.store_frames;
+        if let Some(&bad) = which.iter().find(|&&f| f >= t) {
+            bail!("{}: frame {bad} asked of a clip with {t} stored frames", self.path.display());
+        }
+        let (fs, ss) = (self.attrs.face_size, self.attrs.scene_size);
+        match self.attrs.pixels.encoding {
+            Encoding::Raw | Encoding::Gzip => {
+                let (face, scene) = self.pixels(i)?;
+                let pick = |px: &[u8], side: u32| {
+                    let n = (side * side * 3) as usize;
+                    which.iter().flat_map(|&f| px[f * n..(f + 1) * n].iter().copied()).collect::<Vec<u8>>()
+                };
+                Ok((pick(&face, fs), pick(&scene, ss)))
+            }
+            Encoding::Jpeg => {
+                let (face, scene) = self.jpeg_frames(i)?;
+                let pick = |all: &JpegFrames| which.iter().map(|&f| all[f].clone()).collect::<JpegFrames>();
+                Ok((self.decode(i, "face", &pick(&face), fs)?, self.decode(i, "scene", &pick(&scene), ss)?))
+            }
+        }
+    }
+
     /// Row `i`'s face and scene frames as stored JPEG files (a JPEG shard only).
     pub fn jpeg_frames(&self, i: usize) -> Result<(JpegFrames, JpegFrames)> {
         if self.attrs.pixels.encoding != Encoding::Jpeg {

@@ -4,6 +4,7 @@
 //! opened once; batches are deterministic for a seed and epoch whatever the thread count.
 
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use anyhow::{bail, ensure, Context, Result};
 use crossbeam_channel::{bounded, Receiver};
@@ -213,6 +214,55 @@ where
     rx
 }
 
+/// What `dfer bench loader` measured.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LoaderTiming {
+    pub encoding: String,
+    pub clips: usize,
+    pub frames: usize,
+    pub seconds: f64,
+    /// Face and scene frames read, decoded, augmented and normalised per second on one thread.
+    pub frames_per_s_per_core: f64,
+}
+
+/// Reads every clip of the shards in `dir` through the training view (random frame per segment,
+/// augmentation, resize to `size`, normalisation) on one thread.
+pub fn time_loader(dir: &Path, frames: usize, size: u32) -> Result<LoaderTiming> {
+    let set = ShardSet::open(dir)?;
+    let clips: Vec<ClipRef> = set
+        .readers
+        .iter()
+        .enumerate()
+        .flat_map(|(shard, r)| {
+            let labels = r.labels().unwrap_or_default();
+            (0..r.len).map(move |row| ClipRef {
+                shard,
+                row,
+                label: labels.get(row).copied().unwrap_or(0) as usize,
+                polarity: 0,
+                clip_id: String::new(),
+                manifest_row: row,
+            })
+        })
+        .collect();
+    let shape = InputShape { frames, size, scene: true };
+    let view = View::Train { aug: Augment::default(), seed: 0, epoch: 0 };
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build()?;
+    let started = Instant::now();
+    for chunk in (0..clips.len()).collect::<Vec<_>>().chunks(8) {
+        pixel_batch(&set, &clips, chunk, shape, &view, &pool)?;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let n = clips.len() * frames * 2;
+    Ok(LoaderTiming {
+        encoding: set.attrs().pixels.encoding.as_str().into(),
+        clips: clips.len(),
+        frames: n,
+        seconds,
+        frames_per_s_per_core: n as f64 / seconds,
+    })
+}
+
 /// Pixel batches of `clips[chunk]` from the shards, clips prepared in parallel on `pool`.
 pub fn pixel_batch(
     set: &ShardSet,
@@ -309,20 +359,22 @@ fn prepare_clip(set: &ShardSet, clip: &ClipRef, shape: InputShape, view: &View) 
         a.store_frames,
         shape.frames
     );
-    let (face_px, scene_px) = reader.pixels(clip.row)?;
     let aug = draw(view, clip, shape.frames, per_segment, a.face_size, a.scene_size);
+    // Only the frames this view uses are read (and decoded, in a JPEG shard).
+    let (face_px, scene_px) = reader.frames(clip.row, &aug.offsets)?;
     let face = stream(&face_px, a.face_size, aug.face_crop, &aug, shape.size);
     let scene = if shape.scene { stream(&scene_px, a.scene_size, aug.scene_crop, &aug, shape.size) } else { vec![] };
     Ok((face, scene))
 }
 
-/// Selected frames of one stream → `[T, 3, out, out]` normalised floats.
+/// One stream's selected frames (`[T, size, size, 3]`, in `aug.offsets` order) → `[T, 3, out,
+/// out]` normalised floats.
 fn stream(pixels: &[u8], size: u32, crop: Option<[f64; 4]>, aug: &ClipAug, out: u32) -> Vec<f32> {
     let frame_len = (size * size * 3) as usize;
     let plane = (out * out) as usize;
     let mut result = vec![0f32; aug.offsets.len() * 3 * plane];
-    for (t, &f) in aug.offsets.iter().enumerate() {
-        let src = RgbImage::from_raw(size, size, pixels[f * frame_len..(f + 1) * frame_len].to_vec())
+    for t in 0..aug.offsets.len() {
+        let src = RgbImage::from_raw(size, size, pixels[t * frame_len..(t + 1) * frame_len].to_vec())
             .expect("frame buffer matches its size");
         let img = if crop.is_none() && size == out { src } else { resize(&src, crop, out, out) };
         let dst = &mut result[t * 3 * plane..(t + 1) * 3 * plane];
