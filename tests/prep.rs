@@ -429,6 +429,33 @@ fn dfer_view(shard: &Path) -> Vec<(String, String, f64, f64)> {
         .collect()
 }
 
+/// Reads the exported lists the way DFER-CLIP's and Former-DFER's `VideoDataset` does (split on
+/// spaces, path / frame count / class index), or the forks that return `label - 1`; every listed
+/// clip has its frames and the shard's label, and a JPEG shard's frames are its stored bytes.
+fn check_exported_lists(frames: &Path, shard: &Path, minus_one: bool) {
+    let r = ShardReader::open(shard).unwrap();
+    let ids = r.clip_ids().unwrap();
+    let labels = r.labels().unwrap();
+    let list = frames.join("DFEW_set_1_test.txt");
+    let text = std::fs::read_to_string(&list).unwrap_or_else(|e| panic!("{}: {e}", list.display()));
+    assert!(!text.is_empty());
+    for line in text.lines() {
+        let cols: Vec<&str> = line.trim().split(' ').collect();
+        let (dir, n, col3) = (Path::new(cols[0]), cols[1].parse::<usize>().unwrap(), cols[2].parse::<i64>().unwrap());
+        let label = if minus_one { col3 - 1 } else { col3 };
+        let id = dir.file_name().unwrap().to_str().unwrap();
+        let row = ids.iter().position(|x| x == id).unwrap_or_else(|| panic!("{id} not in the shard"));
+        assert_eq!(label, labels[row], "{line}");
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+        files.sort();
+        assert_eq!(files.len(), n, "{line}");
+        if r.attrs.pixels.encoding == dfer::shard::Encoding::Jpeg {
+            let (face, _) = r.jpeg_frames(row).unwrap();
+            assert_eq!(std::fs::read(&files[0]).unwrap(), face[0], "exported bytes are the stored JPEG");
+        }
+    }
+}
+
 /// Each pixel encoding reads back the same in dfer and in README's h5py snippet; JPEG stays
 /// close to raw; a corrupt JPEG frame is found by `dfer verify`, naming shard, clip and frame.
 #[test]
@@ -450,8 +477,15 @@ fn every_encoding_reads_back_in_dfer_and_in_h5py() {
             format!("frames = 4\nstore_frames = 4\nface_size = 64\nscene_size = 64\nencoding = \"{encoding}\"\n"),
         )
         .unwrap();
-        dfer_expect(&["prep", "--manifest", m, "--out", out.to_str().unwrap(), "--config", cfg.to_str().unwrap()], 0);
+        let frames = dir.path().join(format!("{encoding}-frames"));
+        let base = if encoding == "jpeg" { "1" } else { "0" };
+        let (o, c, f) = (out.to_str().unwrap(), cfg.to_str().unwrap(), frames.to_str().unwrap());
+        dfer_expect(
+            &["prep", "--manifest", m, "--out", o, "--config", c, "--export-frames", f, "--export-label-base", base],
+            0,
+        );
         let shard = out.join("shards/00000.h5");
+        check_exported_lists(&frames, &shard, base == "1");
         let ours = dfer_view(&shard);
         assert_eq!(ours.len(), 6);
         let py = std::process::Command::new(reader_python()).arg(&snippet).arg(&shard).output().unwrap();

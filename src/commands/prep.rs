@@ -38,6 +38,10 @@ pub struct Args {
     /// Also write JPEG frame folders and PyTorch-style annotation lists here.
     #[arg(long)]
     pub export_frames: Option<PathBuf>,
+    /// Label numbering of the exported lists' third column: 0 (DFER-CLIP and Former-DFER read
+    /// it as is) or 1 (for loaders that return `label - 1`).
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=1))]
+    pub export_label_base: u8,
     /// Override the config's no-face policy.
     #[arg(long, value_enum)]
     pub no_face_policy: Option<NoFacePolicy>,
@@ -91,6 +95,7 @@ pub fn run(args: &Args) -> Result<Outcome> {
         num_shards,
         root: args.root.clone(),
         export_frames: args.export_frames.clone(),
+        export_label_base: args.export_label_base,
     };
     let s = prep::run(&opts)?;
     let statuses: Vec<String> = s.statuses.iter().map(|(k, v)| format!("{k} {v}")).collect();

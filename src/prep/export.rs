@@ -1,6 +1,8 @@
 //! `--export-frames DIR`: JPEG folders of the face crops and masked scenes, plus annotation
 //! lists in the format the popular PyTorch DFER repositories read
-//! (`<frame_dir> <num_frames> <label0>`, one file per fold and role).
+//! (`<frame_dir> <num_frames> <label>`, one file per fold and role). DFER-CLIP's and Former-DFER's
+//! loaders return the third column as the class index and ship 0-based DFEW lists, so labels are
+//! 0-based by default; forks whose loaders return `label - 1` take `label_base = 1`.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -43,8 +45,14 @@ pub fn write_clip(dir: &Path, clip_id: &str, t: &ClipTensors, stored: &StoredPix
 
 /// Writes one list per fold and role (`DFEW_set_1_train.txt`, or `FERV39K_train.txt` for
 /// single-split datasets) for faces, and the same with `_scene` for scenes, listing the clips
-/// that prep wrote.
-pub fn write_annotations(dir: &Path, manifest: &Manifest, prep_parquet: &Path, cfg: &PrepConfig) -> Result<()> {
+/// that prep wrote, labels counted from `label_base`.
+pub fn write_annotations(
+    dir: &Path,
+    manifest: &Manifest,
+    prep_parquet: &Path,
+    cfg: &PrepConfig,
+    label_base: u8,
+) -> Result<()> {
     let (df, _) = crate::manifest::read_parquet(prep_parquet)?;
     let written: std::collections::HashSet<usize> = df
         .column("manifest_row")?
@@ -63,7 +71,8 @@ pub fn write_annotations(dir: &Path, manifest: &Manifest, prep_parquet: &Path, c
                     if written.contains(&i) && row.roles.get(slot).copied().flatten().map(|r| r.as_str()) == Some(role)
                     {
                         let d = dir_abs.join(kind).join(&row.clip_id);
-                        let _ = writeln!(text, "{} {} {}", d.display(), cfg.store_frames, row.label);
+                        let _ =
+                            writeln!(text, "{} {} {}", d.display(), cfg.store_frames, row.label + label_base as usize);
                     }
                 }
                 if text.is_empty() {

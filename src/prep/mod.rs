@@ -42,6 +42,8 @@ pub struct PrepOptions {
     /// Dataset root, when it moved since the manifest was built.
     pub root: Option<PathBuf>,
     pub export_frames: Option<PathBuf>,
+    /// Added to 0-based labels in the exported lists (0 or 1).
+    pub export_label_base: u8,
 }
 
 /// What a run did, printed at the end and returned for tests.
@@ -553,7 +555,7 @@ pub fn run(opts: &PrepOptions) -> Result<PrepSummary> {
     let (statuses, mean_rate) = tally(&dir, &owned)?;
     let prep_parquet = write_prep_parquet(&opts.out, shards_total)?;
     if let (Some(d), Some(_)) = (&opts.export_frames, &prep_parquet) {
-        export::write_annotations(d, &manifest, &opts.out.join("prep.parquet"), cfg)?;
+        export::write_annotations(d, &manifest, &opts.out.join("prep.parquet"), cfg, opts.export_label_base)?;
     }
     let seconds = started.elapsed().as_secs_f64();
     Ok(PrepSummary {
