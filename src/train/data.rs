@@ -385,27 +385,44 @@ fn stream(pixels: &[u8], size: u32, crop: Option<[f64; 4]>, aug: &ClipAug, out: 
 
 /// Flip, colour jitter (brightness, contrast, saturation), CLIP normalisation, HWC → CHW.
 fn write_normalised(img: &RgbImage, flip: bool, [bright, contrast, sat]: [f32; 3], dst: &mut [f32]) {
-    let (w, h) = img.dimensions();
-    let plane = (w * h) as usize;
+    let (w, h) = (img.width() as usize, img.height() as usize);
+    let plane = w * h;
     let jitter = (bright, contrast, sat) != (1.0, 1.0, 1.0);
+    // Per byte value: v / 255 · brightness (jitter) and the CLIP-normalised value (no jitter);
+    // the same arithmetic as per pixel, so the output is unchanged.
+    let unit: [f32; 256] = std::array::from_fn(|v| v as f32 / 255.0);
+    let scaled: [f32; 256] = unit.map(|u| u * bright);
+    let normalised: [[f32; 256]; 3] =
+        std::array::from_fn(|c| std::array::from_fn(|v| (v as f32 / 255.0 - CLIP_MEAN[c]) / CLIP_STD[c]));
+    let raw = img.as_raw();
     let grey_mean = if jitter {
-        img.pixels().map(|p| luma(p.0.map(|v| v as f32 / 255.0)) * bright).sum::<f32>() / plane as f32
+        raw.chunks_exact(3)
+            .map(|p| luma([unit[p[0] as usize], unit[p[1] as usize], unit[p[2] as usize]]) * bright)
+            .sum::<f32>()
+            / plane as f32
     } else {
         0.0
     };
+    let (r_out, rest) = dst[..3 * plane].split_at_mut(plane);
+    let (g_out, b_out) = rest.split_at_mut(plane);
     for y in 0..h {
+        let row = &raw[y * w * 3..(y + 1) * w * 3];
         for x in 0..w {
             let sx = if flip { w - 1 - x } else { x };
-            let mut rgb = img.get_pixel(sx, y).0.map(|v| v as f32 / 255.0);
+            let p = &row[sx * 3..sx * 3 + 3];
+            let i = y * w + x;
             if jitter {
-                rgb = rgb.map(|v| v * bright);
+                let mut rgb = [scaled[p[0] as usize], scaled[p[1] as usize], scaled[p[2] as usize]];
                 rgb = rgb.map(|v| (v - grey_mean) * contrast + grey_mean);
                 let g = luma(rgb);
                 rgb = rgb.map(|v| ((v - g) * sat + g).clamp(0.0, 1.0));
-            }
-            let i = (y * w + x) as usize;
-            for c in 0..3 {
-                dst[c * plane + i] = (rgb[c] - CLIP_MEAN[c]) / CLIP_STD[c];
+                r_out[i] = (rgb[0] - CLIP_MEAN[0]) / CLIP_STD[0];
+                g_out[i] = (rgb[1] - CLIP_MEAN[1]) / CLIP_STD[1];
+                b_out[i] = (rgb[2] - CLIP_MEAN[2]) / CLIP_STD[2];
+            } else {
+                r_out[i] = normalised[0][p[0] as usize];
+                g_out[i] = normalised[1][p[1] as usize];
+                b_out[i] = normalised[2][p[2] as usize];
             }
         }
     }
