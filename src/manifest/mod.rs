@@ -1,4 +1,4 @@
-//! Clip manifests (`clips.parquet`, DESIGN §3.2): building one from a dataset description and
+//! Clip manifests (`clips.parquet`, docs/architecture.md §3.2): building one from a dataset description and
 //! its split files (probing every source in parallel), and reading / writing it with polars.
 
 #[cfg(feature = "media")]
@@ -82,7 +82,7 @@ impl Manifest {
         self.rows.iter().filter(|r| r.status != "ok").count()
     }
 
-    /// The manifest as a polars DataFrame with the columns of DESIGN §3.2.
+    /// The manifest as a polars DataFrame with the columns of docs/architecture.md §3.2.
     pub fn to_frame(&self) -> PolarsResult<DataFrame> {
         let r = &self.rows;
         let s = |f: &dyn Fn(&ClipRow) -> String| r.iter().map(f).collect::<Vec<String>>();

@@ -1,4 +1,4 @@
-//! The scene-guided OUS model (Mai et al., arXiv 2405.18769) as DESIGN.md §5 describes it.
+//! The scene-guided OUS model (Mai et al., arXiv 2405.18769), as README "dfer train" describes it.
 //! The paper's full text is not public: every setting below says whether it is the paper's
 //! (from its architecture figure and summary) or our choice.
 //!

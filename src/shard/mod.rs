@@ -1,4 +1,4 @@
-//! HDF5 shards (`shards/NNNNN.h5`, DESIGN §3.3): the only module that touches hdf5. A shard is
+//! HDF5 shards (`shards/NNNNN.h5`, docs/architecture.md §3.3): the only module that touches hdf5. A shard is
 //! written under a temporary name by one writer and renamed when complete; object timestamps
 //! are off, so the same inputs and config give byte-identical files.
 

@@ -21,7 +21,7 @@ pub struct FacePhoto {
     pub face: BoxF,
 }
 
-/// Face box of `astronaut.png` (512x512), the box CenterFace finds (FACTS.md).
+/// Face box of `astronaut.png` (512x512), the box CenterFace finds (docs/architecture.md §5).
 const ASTRONAUT_FACE: BoxF = [181.5, 58.2, 269.9, 177.8];
 /// Head crop of `astronaut.png` pasted into clips: the face plus hair and neck.
 const ASTRONAUT_HEAD: (u32, u32, u32, u32) = (140, 10, 170, 220);
