@@ -13,7 +13,7 @@ dfer=target/debug/dfer
 $dfer run pipelines/demo.toml --set "pipeline.out=$out" || [[ $? == 1 ]]
 $dfer inspect "$out/clips.parquet"
 $dfer inspect "$out/prep/shards/00000.h5" --grid "$out/contact-sheet.png"
-$dfer inspect "$out/runs/fold1"
+$dfer inspect "$out/runs/fold1" --plot "$out/runs/fold1/curves.png"
 $dfer inspect pipelines/demo.toml --set "pipeline.out=$out"
 echo "demo: manifest $out/clips.parquet, shards $out/prep/shards, table $out/prep/prep.parquet"
 echo "demo: contact sheet $out/contact-sheet.png, exported frames and annotation lists in $out/frames"

@@ -32,6 +32,10 @@ pub struct Args {
     /// Shards: clips in the contact sheet.
     #[arg(long, default_value_t = 8)]
     pub grid_clips: usize,
+    /// Runs: draw the training curves (loss, test UAR / WAR per epoch) to this PNG. Without it,
+    /// inspecting a run writes nothing.
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
 }
 
 fn print<T: serde::Serialize>(json: bool, value: &T, text: impl FnOnce(&T) -> String) -> Result<()> {
@@ -72,7 +76,7 @@ fn pipeline(args: &Args) -> Result<()> {
 
 pub fn run(args: &Args) -> Result<Outcome> {
     if args.path.is_dir() {
-        print(args.json, &crate::eval::inspect_run(&args.path)?, |r| r.to_text())?;
+        print(args.json, &crate::eval::inspect_run(&args.path, args.plot.as_deref())?, |r| r.to_text())?;
         return Ok(Outcome::Ok);
     }
     let ext = args.path.extension().map(|e| e.to_string_lossy().to_ascii_lowercase());

@@ -105,11 +105,12 @@ pub struct RunInspection {
     pub epochs: Vec<EpochLine>,
     pub best_epoch: Option<u32>,
     pub report: Option<Report>,
-    /// Training curves written next to the run's files.
+    /// Training curves, when drawn on request (`--plot`).
     pub curves_png: Option<PathBuf>,
 }
 
-pub fn inspect_run(run: &Path) -> Result<RunInspection> {
+/// Reads a run folder without changing it; `plot` draws the training curves to that PNG.
+pub fn inspect_run(run: &Path, plot: Option<&Path>) -> Result<RunInspection> {
     let cfg_path = run.join("config.toml");
     if !cfg_path.exists() {
         bail!(UsageError::new(format!("{}: not a training run (no config.toml)", run.display())));
@@ -124,16 +125,15 @@ pub fn inspect_run(run: &Path) -> Result<RunInspection> {
     } else {
         None
     };
-    let curves_png = if epochs.is_empty() {
-        None
-    } else {
-        let path = run.join("curves.png");
+    let curves_png = if let (Some(path), false) = (plot, epochs.is_empty()) {
         let x: Vec<u32> = epochs.iter().map(|l| l.epoch).collect();
         let loss: Vec<f64> = epochs.iter().map(|l| l.train_loss).collect();
         let uar = epochs.iter().map(|l| l.test_uar).collect();
         let war = epochs.iter().map(|l| l.test_war).collect();
-        plot::curves_png(&path, &x, &loss, &[("test UAR", uar), ("test WAR", war)])?;
-        Some(path)
+        plot::curves_png(path, &x, &loss, &[("test UAR", uar), ("test WAR", war)])?;
+        Some(path.to_path_buf())
+    } else {
+        None
     };
     let recipe = if cfg.data.features.is_some() {
         "frozen image tower, feature cache"

@@ -117,7 +117,8 @@ impl Checkpoints {
         }
     }
 
-    /// The latest complete checkpoint (its files present and matching their hashes).
+    /// The latest complete checkpoint (its files present and matching their hashes). Read-only:
+    /// evaluation and inspection use it too; resuming training then calls [`Self::settle`].
     pub fn latest(&self) -> Result<Option<EpochState>> {
         let Ok(entries) = std::fs::read_dir(&self.dir) else { return Ok(None) };
         let mut epochs: Vec<u32> = entries
@@ -131,9 +132,13 @@ impl Checkpoints {
         let Some(&epoch) = epochs.last() else { return Ok(None) };
         let state = Self::read_state(&self.json_path(epoch))?;
         self.verify(&state)?;
-        // A crash between the epoch record and best.json leaves best behind: bring it up to date.
-        self.update_best(&state)?;
         Ok(Some(state))
+    }
+
+    /// Before training resumes from `latest`: a crash between the epoch record and best.json
+    /// leaves best behind (and older epochs undeleted); bring both up to date.
+    pub fn settle(&self, latest: &EpochState) -> Result<()> {
+        self.update_best(latest)
     }
 
     /// The record of `epoch` (`epoch-NNNN.json`).

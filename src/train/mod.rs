@@ -207,6 +207,7 @@ pub fn run(opts: &TrainOptions) -> Result<()> {
     let mut start = 1;
     let resumed = if opts.resume { ckpts.latest()? } else { None };
     if let Some(state) = &resumed {
+        ckpts.settle(state)?;
         ckpts.restore(state, &mut s.runner)?;
         start = state.epoch + 1;
         tracing::info!("resuming after epoch {} (step {})", state.epoch, state.step);
