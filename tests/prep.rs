@@ -107,7 +107,11 @@ fn prep_boxes_masks_labels_and_edge_cases() {
     let p = dataset(14);
     let out = p._dir.path().join("prep");
     let export = p._dir.path().join("frames");
-    let o = prep(&p, &out, &["--threads", "2", "--export-frames", export.to_str().unwrap()]);
+    // Raw frames: the mask check below compares pixels with CLIP's mean colour exactly.
+    let raw = p._dir.path().join("raw.toml");
+    std::fs::write(&raw, "encoding = \"raw\"\n").unwrap();
+    let args = ["--threads", "2", "--export-frames", export.to_str().unwrap(), "--config", raw.to_str().unwrap()];
+    let o = prep(&p, &out, &args);
     assert_eq!(o.status.code(), Some(1), "edge cases fail, so exit 1: {}", String::from_utf8_lossy(&o.stderr));
     let truth: BTreeMap<String, TruthClip> =
         read_truth(&p.root).unwrap().into_iter().map(|t| (t.clip_id.clone(), t)).collect();
