@@ -8,7 +8,7 @@ use crate::error::Outcome;
 use crate::train::{cache, config::TrainConfig};
 
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Example:\n  dfer embed --config pipelines/train-tiny.toml --out features --views 4\n  \
+#[command(after_help = "Example:\n  dfer embed --config train.toml --out features --views 4\n  \
 (then set data.features = \"features\" in the training config)")]
 pub struct Args {
     /// Training configuration whose [data] and [model] the features are made for.

@@ -8,8 +8,8 @@ use crate::error::Outcome;
 use crate::train::{self, TrainOptions};
 
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Example:\n  dfer train --config pipelines/train-tiny.toml --run runs/demo-fold1 --fold 1\n  \
-dfer train --config pipelines/train-tiny.toml --run runs/demo-fold1 --resume")]
+#[command(after_help = "Example:\n  dfer train --config train.toml --run runs/demo-fold1 --fold 1\n  \
+dfer train --config train.toml --run runs/demo-fold1 --resume")]
 pub struct Args {
     /// Training configuration (TOML: [data], [model], [loss], [train], [aug]).
     #[arg(long)]

@@ -144,7 +144,8 @@ impl Session {
     }
 }
 
-/// Reads the config given on the command line (or the run's own, on resume) with the fold set.
+/// Reads the config given on the command line, with `--fold` applied (a resumed run must give
+/// the same settings: `run` compares them with the run's own `config.toml`).
 fn resolve_config(opts: &TrainOptions) -> Result<TrainConfig> {
     let mut cfg = TrainConfig::read(&opts.config)?;
     if let Some(f) = opts.fold {
