@@ -173,7 +173,9 @@ fn ffmpeg(args: &[&str]) {
 }
 
 /// Real video variants: (name, filter graph over input 0 = carphone and 1 = bikes). All are
-/// 640x360 at 25 fps and 3 s long; carphone shows one real face, bikes none.
+/// 640x360 at 25 fps and 3 s long; carphone shows one real face. bikes has cuts of its own
+/// (at 1.2, 3.04, 5.48 and 7.48 s) and a passer-by's face at 1.2-3 s: only its last shot
+/// (7.48 s on: parked bikes, legs walking, no face) is used.
 const REAL: [(&str, &str); 7] = [
     ("scaled", "[0:v]scale=440:360,pad=640:360:100:0,fps=25"),
     (
@@ -184,16 +186,17 @@ const REAL: [(&str, &str); 7] = [
     ("zoom_out", "[0:v]scale=440:360,pad=640:360:100:0,zoompan=z='2.5-0.02*on':x='iw/2-iw/zoom/2':y='ih/3-ih/zoom/3':d=1:s=640x360:fps=25"),
     (
         "across_street",
-        "[1:v]scale=640:360,fps=25[bg];[0:v]scale=264:216,fps=25[fg];[bg][fg]overlay=x='-40+t*150':y='72+40*sin(2*PI*t)'",
+        "[1:v]trim=7.6:9.6,setpts=(PTS-STARTPTS)*1.5,scale=640:360,fps=25[bg];[0:v]scale=264:216,fps=25[fg];\
+         [bg][fg]overlay=x='-40+t*150':y='72+40*sin(2*PI*t)'",
     ),
     (
         "cut_to_street",
         "[0:v]trim=0:1.5,setpts=PTS-STARTPTS,scale=440:360,pad=640:360:100:0,setsar=1,fps=25[a];\
-         [1:v]trim=0:1.5,setpts=PTS-STARTPTS,scale=640:360,setsar=1,fps=25[b];[a][b]concat=n=2:v=1:a=0",
+         [1:v]trim=7.6:9.1,setpts=PTS-STARTPTS,scale=640:360,setsar=1,fps=25[b];[a][b]concat=n=2:v=1:a=0",
     ),
     (
         "cut_from_street",
-        "[1:v]trim=0:1.5,setpts=PTS-STARTPTS,scale=640:360,setsar=1,fps=25[a];\
+        "[1:v]trim=7.6:9.1,setpts=PTS-STARTPTS,scale=640:360,setsar=1,fps=25[a];\
          [0:v]trim=0:1.5,setpts=PTS-STARTPTS,scale=440:360,pad=640:360:100:0,setsar=1,fps=25[b];[a][b]concat=n=2:v=1:a=0",
     ),
 ];

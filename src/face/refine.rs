@@ -45,20 +45,24 @@ impl Evidence<'_> {
         self.track[i].is_some() && self.dets[i].as_ref().is_some_and(|c| c.len() == 1)
     }
 
-    /// Detected-on frames and tracked boxes of frames `a`, `b`, `c` lie on one line (within
-    /// `check_iou` at `b`).
+    /// The tracked boxes of frames `a`, `b`, `c` lie on one line (within `check_iou` at `b`).
     fn linear(&self, [a, b, c]: [usize; 3], rule: &RefineRule) -> bool {
-        if ![a, b, c].iter().all(|&i| self.clean(i)) || self.shots[a] != self.shots[c] {
-            return false;
-        }
-        let bx = |i: usize| self.track[i].as_ref().expect("clean").bbox;
-        let line = lerp_box(&bx(a), &bx(c), (b - a) as f32 / (c - a) as f32);
-        iou(&line, &bx(b)) >= rule.check_iou
+        let (Some(da), Some(db), Some(dc)) = (&self.track[a], &self.track[b], &self.track[c]) else { return false };
+        let line = lerp_box(&da.bbox, &dc.bbox, (b - a) as f32 / (c - a) as f32);
+        iou(&line, &db.bbox) >= rule.check_iou
+    }
+
+    /// The tracked face barely moves or scales between frames `a` and `b` (both tracked).
+    fn still(&self, a: usize, b: usize, rule: &RefineRule) -> bool {
+        let (Some(da), Some(db)) = (&self.track[a], &self.track[b]) else { return false };
+        shift(&da.bbox, &db.bbox) <= rule.max_shift && size_ratio(&da.bbox, &db.bbox) <= rule.max_scale
     }
 
     /// Interpolating between neighbouring detected-on frames `ran[k]` and `ran[k + 1]` is safe:
-    /// no face at either end and no candidate, or the same lone face at both ends that moved
-    /// and scaled little, or whose constant velocity a detection next to the pair confirms.
+    /// no candidate at either end; or the same lone face at both ends, and either it barely
+    /// moved between them and on both sides of them (a face that moves on either side and not
+    /// between may have turned in the gap), or the detection next to the pair lies on their
+    /// line (constant velocity confirmed).
     fn safe(&self, ran: &[usize], k: usize, rule: &RefineRule) -> bool {
         let (a, b) = (ran[k], ran[k + 1]);
         let empty = |i: usize| self.dets[i].as_ref().is_some_and(|c| c.is_empty());
@@ -68,12 +72,12 @@ impl Evidence<'_> {
         if !self.clean(a) || !self.clean(b) {
             return false;
         }
-        let (ba, bb) = (&self.track[a].as_ref().expect("clean").bbox, &self.track[b].as_ref().expect("clean").bbox);
-        if shift(ba, bb) <= rule.max_shift && size_ratio(ba, bb) <= rule.max_scale {
+        let (prev, next) = (k.checked_sub(1).map(|j| ran[j]), ran.get(k + 2).copied());
+        let calm = |o: Option<usize>, x: usize| o.is_none_or(|o| self.track[o].is_none() || self.still(o, x, rule));
+        if self.still(a, b, rule) && calm(prev, a) && calm(next, b) {
             return true;
         }
-        let before = k.checked_sub(1).is_some_and(|j| self.linear([ran[j], a, b], rule));
-        before || ran.get(k + 2).is_some_and(|&c| self.linear([a, b, c], rule))
+        prev.is_some_and(|p| self.linear([p, a, b], rule)) || next.is_some_and(|n| self.linear([a, b, n], rule))
     }
 }
 
@@ -147,7 +151,19 @@ mod tests {
     fn a_jolt_is_detected_frame_by_frame_and_the_still_rest_is_not() {
         // The camera jolts half a face size on stored frames 3..=5 only.
         let truth: Vec<_> = (0..16).map(|i| at(if (3..=5).contains(&i) { 140.0 } else { 100.0 }, 80.0)).collect();
-        assert_eq!(run(&truth, &[0; 16], 4), vec![0, 2, 3, 4, 5, 6, 8, 12, 15]);
+        // Around the jolt every frame, and frame 1 (the face moved next to that gap); the still
+        // rest only at keyframes.
+        assert_eq!(run(&truth, &[0; 16], 4), vec![0, 1, 2, 3, 4, 5, 6, 8, 12, 15]);
+    }
+
+    #[test]
+    fn a_face_that_turns_back_between_keyframes_is_followed() {
+        // Moving right at 40 px per frame, turning at frame 10: keyframes 8 and 12 agree
+        // (x 320 and 320), but the face was at 400 in between.
+        let x = |i: i32| 40.0 * if i <= 10 { i } else { 20 - i } as f32;
+        let truth: Vec<_> = (0..16).map(|i| at(x(i), 80.0)).collect();
+        let ran = run(&truth, &[0; 16], 4);
+        assert!(ran.contains(&10), "the turn is detected: {ran:?}");
     }
 
     #[test]
