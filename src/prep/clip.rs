@@ -200,6 +200,44 @@ fn detect_and_track(sampled: &Sampled, cfg: &PrepConfig, det: &mut dyn Detector)
     })
 }
 
+/// A clip's frames by face source, and the detection rate and mean score they give.
+struct Tally {
+    detected: usize,
+    interpolated: usize,
+    lost: usize,
+    /// Share of stored frames with a face box.
+    rate: f32,
+    mean_score: Option<f32>,
+}
+
+impl Tally {
+    fn of(tracked: &[TrackedFrame]) -> Tally {
+        let count = |s: FaceSource| tracked.iter().filter(|f| f.source == s).count();
+        let (detected, interpolated) = (count(FaceSource::Detected), count(FaceSource::Interpolated));
+        let scores: Vec<f32> = tracked.iter().filter(|f| f.source == FaceSource::Detected).map(|f| f.score).collect();
+        Tally {
+            detected,
+            interpolated,
+            lost: count(FaceSource::Lost),
+            rate: (detected + interpolated) as f32 / tracked.len().max(1) as f32,
+            mean_score: (!scores.is_empty()).then(|| scores.iter().sum::<f32>() / scores.len() as f32),
+        }
+    }
+
+    fn no_face_error(&self, path: &Path, cfg: &PrepConfig) -> String {
+        let (d, i, l) = (self.detected, self.interpolated, self.lost);
+        format!(
+            "{}: face in {}/{} stored frames ({d} detected, {i} interpolated, {l} lost: the detector ran and \
+             found none), under min_detection_rate {} (policy {:?})",
+            path.display(),
+            d + i,
+            cfg.store_frames,
+            cfg.min_detection_rate,
+            cfg.no_face_policy
+        )
+    }
+}
+
 /// Processes manifest row `index` (`row`) of a dataset rooted at `root`.
 pub fn process(row: &ClipRow, index: usize, root: &Path, cfg: &PrepConfig, det: &mut dyn Detector) -> ClipResult {
     if row.status != "ok" {
@@ -234,27 +272,16 @@ pub fn process(row: &ClipRow, index: usize, root: &Path, cfg: &PrepConfig, det: 
             return r;
         }
     };
-    let count = |s: FaceSource| tracked.iter().filter(|f| f.source == s).count();
-    let (detected, interpolated, lost) =
-        (count(FaceSource::Detected), count(FaceSource::Interpolated), count(FaceSource::Lost));
-    let rate = (detected + interpolated) as f32 / t as f32;
-    let scores: Vec<f32> = tracked.iter().filter(|f| f.source == FaceSource::Detected).map(|f| f.score).collect();
-    let mean_score = (!scores.is_empty()).then(|| scores.iter().sum::<f32>() / scores.len() as f32);
-    let frames = FrameCounts { detector_frames, lost, shots: shots.last().map_or(0, |s| s + 1) };
+    let tally = Tally::of(&tracked);
+    let (rate, mean_score) = (tally.rate, tally.mean_score);
+    let frames = FrameCounts { detector_frames, lost: tally.lost, shots: shots.last().map_or(0, |s| s + 1) };
     let detect_ms = ms(started);
 
     let mut status = "ok".to_string();
     let mut error = None;
     if rate < cfg.min_detection_rate {
         status = "no_face".into();
-        error = Some(format!(
-            "{}: face in {}/{t} stored frames ({detected} detected, {interpolated} interpolated, {lost} lost: \
-             the detector ran and found none), under min_detection_rate {} (policy {:?})",
-            path.display(),
-            detected + interpolated,
-            cfg.min_detection_rate,
-            cfg.no_face_policy
-        ));
+        error = Some(tally.no_face_error(&path, cfg));
         match cfg.no_face_policy {
             NoFacePolicy::Skip => {
                 return ClipResult {

@@ -147,10 +147,9 @@ impl PrepConfig {
         if !(0.0..=1.0).contains(&self.det_threshold) || !(0.0..=1.0).contains(&self.min_detection_rate) {
             return Err("det_threshold and min_detection_rate must lie in 0..=1".into());
         }
-        let (shift, scale) = (self.refine_shift, self.refine_scale);
-        if !(shift.is_finite() && shift > 0.0 && scale.is_finite() && scale >= 1.0)
-            || !(0.0..=1.0).contains(&self.refine_check_iou)
-        {
+        let (shift, scale, check) = (self.refine_shift, self.refine_scale, self.refine_check_iou);
+        let sound = shift.is_finite() && shift > 0.0 && scale.is_finite() && scale >= 1.0;
+        if !(sound && (0.0..=1.0).contains(&check)) {
             return Err("refine_shift must be > 0, refine_scale >= 1 and refine_check_iou in 0..=1".into());
         }
         if !(0.0..=1.0).contains(&self.cut_threshold) {
@@ -192,6 +191,16 @@ mod tests {
         std::fs::write(&p, "frame = 8\n").unwrap();
         let e = PrepConfig::load(&p).unwrap_err().to_string();
         assert!(e.contains("prep.toml") && e.contains("frame"), "{e}");
+    }
+
+    #[test]
+    fn refine_and_cut_settings_are_checked() {
+        let bad = |c: PrepConfig| c.validate().unwrap_err();
+        assert!(bad(PrepConfig { refine_shift: 0.0, ..PrepConfig::default() }).contains("refine_shift"));
+        assert!(bad(PrepConfig { refine_scale: 0.9, ..PrepConfig::default() }).contains("refine_scale"));
+        assert!(bad(PrepConfig { refine_check_iou: f32::NAN, ..PrepConfig::default() }).contains("refine_check_iou"));
+        assert!(bad(PrepConfig { cut_threshold: 1.5, ..PrepConfig::default() }).contains("cut_threshold"));
+        assert!(PrepConfig { cut_threshold: 0.0, ..PrepConfig::default() }.validate().is_ok());
     }
 
     #[test]
