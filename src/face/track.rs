@@ -25,6 +25,20 @@ pub enum FaceSource {
     Lost = 4,
 }
 
+impl FaceSource {
+    /// The source a stored `face_source` code stands for; codes this version does not know
+    /// read as `None`.
+    pub fn from_code(code: u8) -> FaceSource {
+        match code {
+            1 => FaceSource::Detected,
+            2 => FaceSource::Interpolated,
+            3 => FaceSource::Fallback,
+            4 => FaceSource::Lost,
+            _ => FaceSource::None,
+        }
+    }
+}
+
 /// The tracked face of one sampled frame.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TrackedFrame {
@@ -306,5 +320,11 @@ mod tests {
         assert_eq!(lerp_box(&a, &b, 0.5), [5.0, 0.0, 20.0, 15.0]);
         assert_eq!(iou(&a, &scale_box(&a, 1.0)), 1.0);
         assert_eq!(shot_ranges(&[0, 0, 1, 2, 2]), vec![(0, 2), (2, 3), (3, 5)]);
+        for s in
+            [FaceSource::None, FaceSource::Detected, FaceSource::Interpolated, FaceSource::Fallback, FaceSource::Lost]
+        {
+            assert_eq!(FaceSource::from_code(s as u8), s);
+        }
+        assert_eq!(FaceSource::from_code(9), FaceSource::None);
     }
 }

@@ -14,6 +14,7 @@ use serde::Serialize;
 
 use super::ShardReader;
 use crate::face::geometry::{fit_scene, SceneFit};
+use crate::face::track::FaceSource;
 
 /// Per-clip detection summary.
 #[derive(Debug, Serialize)]
@@ -84,18 +85,23 @@ pub fn summarise(r: &ShardReader) -> Result<ShardSummary> {
         let name = a.label_names.get(labels[i] as usize).cloned().unwrap_or_else(|| labels[i].to_string());
         *by_label.entry(name.clone()).or_insert(0) += 1;
         let mut sources = [0usize; 5];
-        for &src in &c.face_source {
-            match src {
-                1 => sources[0] += 1,
-                2 => sources[1] += 1,
-                3 => sources[2] += 1,
-                4 => sources[4] += 1,
-                _ => sources[3] += 1,
-            }
+        for &code in &c.face_source {
+            sources[match FaceSource::from_code(code) {
+                FaceSource::Detected => 0,
+                FaceSource::Interpolated => 1,
+                FaceSource::Fallback => 2,
+                FaceSource::None => 3,
+                FaceSource::Lost => 4,
+            }] += 1;
         }
         let shots = c.shot.iter().max().map(|&m| m as usize + 1);
-        let scores: Vec<f32> =
-            c.face_source.iter().zip(&c.face_score).filter(|(s, _)| **s == 1).map(|(_, v)| *v).collect();
+        let scores: Vec<f32> = c
+            .face_source
+            .iter()
+            .zip(&c.face_score)
+            .filter(|(s, _)| **s == FaceSource::Detected as u8)
+            .map(|(_, v)| *v)
+            .collect();
         let mean_score = (!scores.is_empty()).then(|| scores.iter().sum::<f32>() / scores.len() as f32);
         clip_rows.push(ClipSummary { row: i, clip_id: ids[i].clone(), label: name, sources, shots, mean_score });
     }
@@ -144,13 +150,13 @@ pub fn render(s: &ShardSummary) -> String {
 
 /// Colour of a frame's face source: detected green, interpolated yellow, fallback red, lost
 /// blue, none grey.
-fn source_colour(src: u8) -> Rgb<u8> {
-    match src {
-        1 => Rgb([0, 220, 0]),
-        2 => Rgb([240, 220, 0]),
-        3 => Rgb([230, 0, 0]),
-        4 => Rgb([0, 90, 255]),
-        _ => Rgb([128, 128, 128]),
+fn source_colour(code: u8) -> Rgb<u8> {
+    match FaceSource::from_code(code) {
+        FaceSource::Detected => Rgb([0, 220, 0]),
+        FaceSource::Interpolated => Rgb([240, 220, 0]),
+        FaceSource::Fallback => Rgb([230, 0, 0]),
+        FaceSource::Lost => Rgb([0, 90, 255]),
+        FaceSource::None => Rgb([128, 128, 128]),
     }
 }
 
