@@ -1,6 +1,10 @@
-"""Face-box accuracy of prep outputs against synth's ground truth: the share of sampled frames
-with a true face whose stored box has IoU >= 0.5 with it. Reads dfer shards and the Python
-baseline's file the same way (h5py: face_box, frame_index, clip_id)."""
+"""Face-box accuracy of prep outputs. Against synth's ground truth: the share of sampled frames
+with a true face whose stored box has IoU >= 0.5 with it (dfer shards and the Python
+baseline's file, read the same way with h5py: face_box, frame_index, clip_id). Against dfer's
+own every-frame detection (`--reference`, shards of a `det_every = 1` run): clips that run
+kept and the default run dropped, and the share of frames boxed by the reference whose default
+box lies within IoU 0.5 of it (a missing box counts as a miss), plus boxes the default run put
+where the reference has none."""
 import argparse
 import glob
 import json
@@ -18,35 +22,74 @@ def iou(a, b):
     return inter / union if union > 0 else 0.0
 
 
-def score(files, truth):
-    frames = good = clips = 0
+def load(files):
+    clips = {}
     for path in files:
         with h5py.File(path, "r") as f:
             ids = [s.decode() if isinstance(s, bytes) else s for s in f["clip_id"][:]]
-            boxes, index = f["face_box"][:], f["frame_index"][:]
-        for clip_id, bx, ix in zip(ids, boxes, index):
-            clips += 1
-            t = truth[clip_id]
-            for b, k in zip(bx, ix):
-                tb = t["boxes"][k]
-                if tb is None:
-                    continue
+            for clip_id, bx, ix in zip(ids, f["face_box"][:], f["frame_index"][:]):
+                clips[clip_id] = (bx, ix)
+    return clips
+
+
+def boxed(b):
+    return bool(np.all(np.isfinite(b)))
+
+
+def score(clips, truth):
+    frames = good = 0
+    for clip_id, (bx, ix) in clips.items():
+        t = truth[clip_id]
+        for b, k in zip(bx, ix):
+            tb = t["boxes"][k]
+            if tb is None:
+                continue
+            frames += 1
+            good += boxed(b) and iou(b, tb) >= 0.5
+    return {"clips": len(clips), "frames_with_face": frames, "iou_ge_0.5": good / max(frames, 1)}
+
+
+def agreement(clips, reference):
+    frames = good = extra = 0
+    for clip_id, (rb, _) in reference.items():
+        if clip_id not in clips:
+            continue
+        for b, r in zip(clips[clip_id][0], rb):
+            if boxed(r):
                 frames += 1
-                good += bool(np.all(np.isfinite(b))) and iou(b, tb) >= 0.5
-    return {"clips": clips, "frames_with_face": frames, "iou_ge_0.5": good / max(frames, 1)}
+                good += boxed(b) and iou(b, r) >= 0.5
+            elif boxed(b):
+                extra += 1
+    dropped = sorted(set(reference) - set(clips))
+    return {
+        "reference_clips": len(reference),
+        "dropped": len(dropped),
+        "dropped_ids": dropped,
+        "reference_frames_with_box": frames,
+        "within_iou_0.5": good / max(frames, 1),
+        "boxes_where_reference_has_none": extra,
+    }
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--truth", required=True)
-    ap.add_argument("--dfer", required=True, help="dfer shards folder")
+    ap.add_argument("--dfer", required=True, help="dfer shards folder (default settings)")
+    ap.add_argument("--reference", required=True, help="dfer shards folder of a det_every = 1 run")
     ap.add_argument("--python", required=True, help="Python baseline h5")
     a = ap.parse_args()
     truth = {}
     for line in open(os.path.join(a.truth, "synth_truth.jsonl")):
         t = json.loads(line)
         truth[t["clip_id"]] = t
-    out = {"dfer": score(sorted(glob.glob(os.path.join(a.dfer, "*.h5"))), truth), "python": score([a.python], truth)}
+    shards = lambda d: load(sorted(glob.glob(os.path.join(d, "*.h5"))))
+    dfer, reference, python = shards(a.dfer), shards(a.reference), load([a.python])
+    out = {
+        "dfer": score(dfer, truth),
+        "reference": score(reference, truth),
+        "python": score(python, truth),
+        "dfer_vs_reference": agreement(dfer, reference),
+    }
     print(json.dumps(out))
 
 

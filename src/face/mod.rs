@@ -1,11 +1,12 @@
-//! Faces: the detector trait and its CenterFace implementation (ort), primary-face tracking,
-//! and crop / scene-mask geometry.
+//! Faces: the detector trait and its CenterFace implementation (ort), self-checking sparse
+//! detection (which frames to detect), primary-face tracking, and crop / scene-mask geometry.
 
 #[cfg(feature = "media")]
 pub mod centerface;
 pub mod geometry;
 #[cfg(feature = "media")]
 pub mod onnx_patch;
+pub mod refine;
 pub mod track;
 
 use anyhow::Result;

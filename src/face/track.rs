@@ -1,23 +1,42 @@
-//! Primary-face tracking over a clip's sampled frames: pick one face per clip (size × score ×
-//! continuity), fill frames without a detection by interpolation, smooth boxes over time.
+//! Primary-face tracking over a clip's stored frames: one face per shot (size × score), linked
+//! from frame to frame by predicted motion rather than by box overlap, boxes interpolated only
+//! between two detections of the same track inside one shot, frames without a face marked
+//! `lost`, and boxes smoothed over time within a shot.
 
 use serde::{Deserialize, Serialize};
 
-use super::{area, iou, BoxF, Detection};
+use super::{area, BoxF, Detection};
 
 /// Where a frame's face box came from (stored per frame as `face_source`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[repr(u8)]
 pub enum FaceSource {
-    /// No face box: the crop is the centre of the frame and nothing is masked (policy `keep`
-    /// on a clip without any detection).
+    /// No face box and no detector verdict. Written by dfer before shot-aware tracking for
+    /// frames without any box; this version writes `Lost` for those.
     None = 0,
     /// The detector found the primary face in this frame.
     Detected = 1,
-    /// Interpolated (or held) from the nearest frames where the face was detected.
+    /// Interpolated between two detections of the same track in the same shot.
     Interpolated = 2,
     /// Centre crop chosen by the `centre` no-face policy.
     Fallback = 3,
+    /// No face box: the detector ran on this frame (or on the nearest frames on both sides in
+    /// its shot) and found no face of the track. The crop is the frame's centre, nothing masked.
+    Lost = 4,
+}
+
+impl FaceSource {
+    /// The source a stored `face_source` code stands for; codes this version does not know
+    /// read as `None`.
+    pub fn from_code(code: u8) -> FaceSource {
+        match code {
+            1 => FaceSource::Detected,
+            2 => FaceSource::Interpolated,
+            3 => FaceSource::Fallback,
+            4 => FaceSource::Lost,
+            _ => FaceSource::None,
+        }
+    }
 }
 
 /// The tracked face of one sampled frame.
@@ -37,94 +56,172 @@ pub fn scale_box(b: &BoxF, s: f32) -> BoxF {
     [cx - hw, cy - hh, cx + hw, cy + hh]
 }
 
-/// How well `d` continues a track last seen at `prev`: IoU of the boxes doubled in size, so a
-/// face that moved between sparse samples still matches.
-fn continuity(prev: &BoxF, d: &BoxF) -> f32 {
-    iou(&scale_box(prev, 2.0), &scale_box(d, 2.0))
+/// Box centre.
+pub fn centre(b: &BoxF) -> [f32; 2] {
+    [(b[0] + b[2]) / 2.0, (b[1] + b[3]) / 2.0]
 }
 
-/// Chooses the primary face: the detection with the largest √area × score in the clip is the
-/// anchor; from it the track extends both ways, taking in each frame the candidate with the best
-/// √area × score × continuity (a candidate with no overlap is never taken).
-/// `dets[i]` is `None` for frames the detector did not run on.
-pub fn primary_track(dets: &[Option<Vec<Detection>>]) -> Vec<Option<Detection>> {
+/// Face size: √area, at least 1 pixel.
+pub fn size(b: &BoxF) -> f32 {
+    area(b).sqrt().max(1.0)
+}
+
+/// Larger over smaller face size of two boxes (≥ 1).
+pub fn size_ratio(a: &BoxF, b: &BoxF) -> f32 {
+    let (x, y) = (size(a), size(b));
+    x.max(y) / x.min(y)
+}
+
+/// Centre distance of two boxes in units of their mean face size.
+pub fn shift(a: &BoxF, b: &BoxF) -> f32 {
+    let (ca, cb) = (centre(a), centre(b));
+    (ca[0] - cb[0]).hypot(ca[1] - cb[1]) / ((size(a) + size(b)) / 2.0)
+}
+
+/// Linear interpolation between two boxes.
+pub fn lerp_box(a: &BoxF, b: &BoxF, t: f32) -> BoxF {
+    std::array::from_fn(|k| a[k] + (b[k] - a[k]) * t)
+}
+
+/// A candidate whose face size differs from the track's by more than this factor is another
+/// face (a distractor), however close it is.
+pub const MAX_LINK_SIZE_RATIO: f32 = 2.0;
+
+/// The track's state while it is extended: last linked box, where, and centre velocity per
+/// stored frame.
+struct Motion {
+    last: BoxF,
+    at: usize,
+    velocity: [f32; 2],
+}
+
+impl Motion {
+    /// Predicted box at stored frame `i`: the centre moved at constant velocity, size kept.
+    fn predict(&self, i: usize) -> BoxF {
+        let dt = i as f32 - self.at as f32;
+        let (dx, dy) = (self.velocity[0] * dt, self.velocity[1] * dt);
+        [self.last[0] + dx, self.last[1] + dy, self.last[2] + dx, self.last[3] + dy]
+    }
+
+    fn update(&mut self, d: &BoxF, i: usize) {
+        let dt = i as f32 - self.at as f32;
+        let (c0, c1) = (centre(&self.last), centre(d));
+        self.velocity = [(c1[0] - c0[0]) / dt, (c1[1] - c0[1]) / dt];
+        self.last = *d;
+        self.at = i;
+    }
+}
+
+/// The candidate that continues a track predicted at `pred`: among candidates of a plausible
+/// size, a lone one whatever its displacement, else the one nearest the prediction (centre
+/// distance in face sizes plus the log size ratio).
+fn link<'a>(pred: &BoxF, candidates: &'a [Detection]) -> Option<&'a Detection> {
+    let plausible: Vec<&Detection> =
+        candidates.iter().filter(|d| size_ratio(&d.bbox, pred) <= MAX_LINK_SIZE_RATIO).collect();
+    let cost = |d: &Detection| shift(&d.bbox, pred) + size_ratio(&d.bbox, pred).ln();
+    plausible.into_iter().min_by(|a, b| cost(a).total_cmp(&cost(b)))
+}
+
+/// Chooses the primary face of each shot: the detection with the largest √area × score in the
+/// shot is its anchor; from it the track extends both ways to the shot's ends, linking in each
+/// frame the candidate nearest the motion-predicted box ([`link`]). `dets[i]` is `None` for
+/// frames the detector did not run on; `shots[i]` is frame `i`'s shot (non-decreasing).
+pub fn primary_track(dets: &[Option<Vec<Detection>>], shots: &[usize]) -> Vec<Option<Detection>> {
     let weight = |d: &Detection| area(&d.bbox).sqrt() * d.score;
     let mut chosen: Vec<Option<Detection>> = vec![None; dets.len()];
-    let anchor = dets
-        .iter()
-        .enumerate()
-        .flat_map(|(i, ds)| ds.iter().flatten().map(move |d| (i, d)))
-        .max_by(|a, b| weight(a.1).total_cmp(&weight(b.1)));
-    let Some((ai, anchor)) = anchor else { return chosen };
-    chosen[ai] = Some(anchor.clone());
-    for order in [Box::new(ai + 1..dets.len()) as Box<dyn Iterator<Item = usize>>, Box::new((0..ai).rev())] {
-        let mut prev = anchor.bbox;
-        for i in order {
-            let best = dets[i]
-                .iter()
-                .flatten()
-                .map(|d| (weight(d) * continuity(&prev, &d.bbox), d))
-                .filter(|(w, _)| *w > 0.0)
-                .max_by(|a, b| a.0.total_cmp(&b.0));
-            if let Some((_, d)) = best {
-                prev = d.bbox;
-                chosen[i] = Some(d.clone());
+    for (start, end) in shot_ranges(shots) {
+        let anchor = (start..end)
+            .flat_map(|i| dets[i].iter().flatten().map(move |d| (i, d)))
+            .max_by(|a, b| weight(a.1).total_cmp(&weight(b.1)));
+        let Some((ai, anchor)) = anchor else { continue };
+        chosen[ai] = Some(anchor.clone());
+        let orders: [Box<dyn Iterator<Item = usize>>; 2] = [Box::new(ai + 1..end), Box::new((start..ai).rev())];
+        for order in orders {
+            let mut motion = Motion { last: anchor.bbox, at: ai, velocity: [0.0; 2] };
+            for i in order {
+                if let Some(d) = dets[i].as_deref().and_then(|c| link(&motion.predict(i), c)) {
+                    motion.update(&d.bbox, i);
+                    chosen[i] = Some(d.clone());
+                }
             }
         }
     }
     chosen
 }
 
-fn lerp_box(a: &BoxF, b: &BoxF, t: f32) -> BoxF {
-    std::array::from_fn(|k| a[k] + (b[k] - a[k]) * t)
-}
-
-/// Turns the primary track into per-frame boxes: detected frames keep their box, gaps are
-/// interpolated linearly between the nearest detected frames and held at the ends; then centres
-/// and sizes are smoothed with a centred moving average of `window` frames (1 = none).
-pub fn fill_and_smooth(track: &[Option<Detection>], window: usize) -> Vec<TrackedFrame> {
-    let known: Vec<usize> = (0..track.len()).filter(|&i| track[i].is_some()).collect();
-    let mut frames: Vec<TrackedFrame> = (0..track.len())
-        .map(|i| match &track[i] {
-            Some(d) => TrackedFrame {
-                bbox: Some(d.bbox),
-                score: d.score,
-                landmarks: d.landmarks,
-                source: FaceSource::Detected,
-            },
-            None => {
-                let before = known.iter().rev().find(|&&k| k < i).copied();
-                let after = known.iter().find(|&&k| k > i).copied();
-                let bbox = match (before, after) {
-                    (Some(a), Some(b)) => {
-                        let (ba, bb) = (track[a].as_ref().unwrap().bbox, track[b].as_ref().unwrap().bbox);
-                        Some(lerp_box(&ba, &bb, (i - a) as f32 / (b - a) as f32))
-                    }
-                    (Some(a), None) | (None, Some(a)) => Some(track[a].as_ref().unwrap().bbox),
-                    (None, None) => None,
-                };
-                let source = if bbox.is_some() { FaceSource::Interpolated } else { FaceSource::None };
-                TrackedFrame { bbox, score: 0.0, landmarks: [[0.0; 2]; 5], source }
-            }
-        })
-        .collect();
-    if window > 1 && !known.is_empty() {
-        let raw: Vec<BoxF> = frames.iter().map(|f| f.bbox.expect("filled")).collect();
-        let half = window / 2;
-        for (i, f) in frames.iter_mut().enumerate() {
-            let (lo, hi) = (i.saturating_sub(half), (i + half).min(raw.len() - 1));
-            let n = (hi - lo + 1) as f32;
-            let mean: BoxF = std::array::from_fn(|k| raw[lo..=hi].iter().map(|b| b[k]).sum::<f32>() / n);
-            f.bbox = Some(mean);
+/// `(start, end)` stored-frame ranges of each shot.
+pub fn shot_ranges(shots: &[usize]) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    for i in 1..=shots.len() {
+        if i == shots.len() || shots[i] != shots[start] {
+            out.push((start, i));
+            start = i;
         }
     }
+    out
+}
+
+/// Turns the primary track into per-frame boxes: detected frames keep their box; a frame
+/// between two detections of the track in its shot gets the linear interpolation
+/// (`Interpolated`); every other frame gets no box (`Lost`): no box is held past the track's
+/// ends or carried across a shot boundary. Then centres and sizes are smoothed with a centred
+/// moving average of `window` frames (1 = none) over the boxed frames of the same shot.
+pub fn fill_and_smooth(track: &[Option<Detection>], shots: &[usize], window: usize) -> Vec<TrackedFrame> {
+    let mut frames: Vec<TrackedFrame> = Vec::with_capacity(track.len());
+    for (start, end) in shot_ranges(shots) {
+        let known: Vec<usize> = (start..end).filter(|&i| track[i].is_some()).collect();
+        for i in start..end {
+            frames.push(match &track[i] {
+                Some(d) => TrackedFrame {
+                    bbox: Some(d.bbox),
+                    score: d.score,
+                    landmarks: d.landmarks,
+                    source: FaceSource::Detected,
+                },
+                None => {
+                    let before = known.iter().rev().find(|&&k| k < i);
+                    let after = known.iter().find(|&&k| k > i);
+                    let bbox = before.zip(after).map(|(&a, &b)| {
+                        let (ba, bb) =
+                            (&track[a].as_ref().expect("known").bbox, &track[b].as_ref().expect("known").bbox);
+                        lerp_box(ba, bb, (i - a) as f32 / (b - a) as f32)
+                    });
+                    let source = if bbox.is_some() { FaceSource::Interpolated } else { FaceSource::Lost };
+                    TrackedFrame { bbox, score: 0.0, landmarks: [[0.0; 2]; 5], source }
+                }
+            });
+        }
+    }
+    if window > 1 {
+        smooth(&mut frames, shots, window / 2);
+    }
     frames
+}
+
+/// Centred moving average of the boxes within `half` frames on each side, over boxed frames
+/// of the same shot.
+fn smooth(frames: &mut [TrackedFrame], shots: &[usize], half: usize) {
+    let raw: Vec<Option<BoxF>> = frames.iter().map(|f| f.bbox).collect();
+    for (i, f) in frames.iter_mut().enumerate() {
+        if f.bbox.is_none() {
+            continue;
+        }
+        let (lo, hi) = (i.saturating_sub(half), (i + half).min(raw.len() - 1));
+        let near: Vec<&BoxF> = (lo..=hi).filter(|&j| shots[j] == shots[i]).filter_map(|j| raw[j].as_ref()).collect();
+        let n = near.len() as f32;
+        f.bbox = Some(std::array::from_fn(|k| near.iter().map(|b| b[k]).sum::<f32>() / n));
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::face::det;
+    use crate::face::{det, iou};
+
+    fn face(x: f32, y: f32, s: f32) -> Detection {
+        det([x, y, x + s, y + s], 0.9)
+    }
 
     #[test]
     fn follows_the_big_face_not_a_small_distractor() {
@@ -136,34 +233,98 @@ mod tests {
             Some(vec![small.clone(), big(20.0)]),
             None,
         ];
-        let t = primary_track(&dets);
+        let t = primary_track(&dets, &[0; 4]);
         assert_eq!(t[0].as_ref().unwrap().bbox[0], 0.0);
-        assert!(t[1].is_none(), "the distractor never continues the track");
+        assert!(t[1].is_none(), "a face a third of the size never continues the track");
         assert_eq!(t[2].as_ref().unwrap().bbox[0], 20.0);
         assert!(t[3].is_none());
     }
 
     #[test]
-    fn gaps_are_interpolated_and_ends_held() {
-        let t = vec![None, Some(det([0.0, 0.0, 10.0, 10.0], 0.8)), None, Some(det([20.0, 0.0, 30.0, 10.0], 0.7)), None];
-        let f = fill_and_smooth(&t, 1);
-        let src: Vec<FaceSource> = f.iter().map(|x| x.source).collect();
-        let (d, i) = (FaceSource::Detected, FaceSource::Interpolated);
-        assert_eq!(src, vec![i, d, i, d, i]);
-        assert_eq!(f[2].bbox.unwrap(), [10.0, 0.0, 20.0, 10.0]);
-        assert_eq!(f[0].bbox.unwrap(), [0.0, 0.0, 10.0, 10.0]);
-        assert_eq!(f[4].bbox.unwrap(), [20.0, 0.0, 30.0, 10.0]);
-        assert_eq!(f[2].score, 0.0);
+    fn a_lone_fast_face_is_linked_whatever_its_displacement() {
+        // 80 px face moving 200 px between detections: no overlap at all between neighbours.
+        let dets: Vec<Option<Vec<Detection>>> =
+            (0..5).map(|k| Some(vec![face(10.0 + 200.0 * k as f32, 50.0, 80.0)])).collect();
+        let t = primary_track(&dets, &[0; 5]);
+        assert!(t.iter().all(|d| d.is_some()), "{t:?}");
     }
 
     #[test]
-    fn smoothing_averages_neighbours_and_no_detection_gives_none() {
+    fn crossing_faces_are_told_apart_by_predicted_motion() {
+        // A moves right, B moves left, both 100 px; they cross between frames 2 and 3. The
+        // score makes A the anchor; overlap alone would jump to B after the crossing.
+        let a = |k: usize| det([100.0 * k as f32, 0.0, 100.0 * k as f32 + 100.0, 100.0], 0.95);
+        let b = |k: usize| det([500.0 - 100.0 * k as f32, 0.0, 600.0 - 100.0 * k as f32, 100.0], 0.8);
+        let dets: Vec<Option<Vec<Detection>>> = (0..6).map(|k| Some(vec![b(k), a(k)])).collect();
+        let t = primary_track(&dets, &[0; 6]);
+        for (k, d) in t.iter().enumerate() {
+            assert_eq!(d.as_ref().unwrap().bbox, a(k).bbox, "frame {k}");
+        }
+    }
+
+    #[test]
+    fn a_cut_starts_a_new_track_and_no_box_crosses_it() {
+        // Shot 0 has the face at the left; shot 1 has no face; shot 2 a face at the right.
+        let dets = vec![
+            Some(vec![face(0.0, 0.0, 50.0)]),
+            None,
+            Some(vec![face(4.0, 0.0, 50.0)]),
+            Some(vec![]),
+            None,
+            Some(vec![]),
+            Some(vec![face(400.0, 0.0, 60.0)]),
+            None,
+            Some(vec![face(404.0, 0.0, 60.0)]),
+        ];
+        let shots = [0, 0, 0, 1, 1, 1, 2, 2, 2];
+        let t = primary_track(&dets, &shots);
+        let f = fill_and_smooth(&t, &shots, 1);
+        let src: Vec<FaceSource> = f.iter().map(|x| x.source).collect();
+        let (d, i, l) = (FaceSource::Detected, FaceSource::Interpolated, FaceSource::Lost);
+        assert_eq!(src, vec![d, i, d, l, l, l, d, i, d]);
+        assert!(f[3..6].iter().all(|x| x.bbox.is_none()), "no box held into the face-free shot");
+        assert_eq!(f[7].bbox.unwrap(), [402.0, 0.0, 462.0, 60.0]);
+        let smoothed = fill_and_smooth(&t, &shots, 3);
+        assert_eq!(smoothed[6].bbox.unwrap()[0], 401.0, "smoothing stays inside the shot");
+    }
+
+    #[test]
+    fn vanish_and_appear_are_lost_not_held() {
+        let dets =
+            vec![Some(vec![]), Some(vec![face(0.0, 0.0, 50.0)]), None, Some(vec![face(20.0, 0.0, 50.0)]), Some(vec![])];
+        let f = fill_and_smooth(&primary_track(&dets, &[0; 5]), &[0; 5], 1);
+        let src: Vec<FaceSource> = f.iter().map(|x| x.source).collect();
+        let (d, i, l) = (FaceSource::Detected, FaceSource::Interpolated, FaceSource::Lost);
+        assert_eq!(src, vec![l, d, i, d, l]);
+        assert_eq!(f[2].bbox.unwrap(), [10.0, 0.0, 60.0, 50.0]);
+        assert_eq!(f[2].score, 0.0);
+        assert!(f[0].bbox.is_none() && f[4].bbox.is_none());
+    }
+
+    #[test]
+    fn smoothing_averages_neighbours_and_no_detection_gives_lost() {
         let t: Vec<Option<Detection>> =
             [0.0, 30.0, 0.0].iter().map(|&x| Some(det([x, 0.0, x + 10.0, 10.0], 0.9))).collect();
-        let f = fill_and_smooth(&t, 3);
+        let f = fill_and_smooth(&t, &[0; 3], 3);
         assert_eq!(f[1].bbox.unwrap()[0], 10.0);
         assert_eq!(f[0].bbox.unwrap()[0], 15.0);
-        let none = fill_and_smooth(&[None, None], 3);
-        assert!(none.iter().all(|f| f.bbox.is_none() && f.source == FaceSource::None));
+        let none = fill_and_smooth(&[None, None], &[0, 0], 3);
+        assert!(none.iter().all(|f| f.bbox.is_none() && f.source == FaceSource::Lost));
+    }
+
+    #[test]
+    fn measures() {
+        let (a, b) = ([0.0, 0.0, 10.0, 10.0], [10.0, 0.0, 30.0, 20.0]);
+        assert_eq!(size_ratio(&a, &b), 2.0);
+        assert!((shift(&a, &b) - 15.0f32.hypot(5.0) / 15.0).abs() < 1e-6);
+        assert_eq!(lerp_box(&a, &b, 0.5), [5.0, 0.0, 20.0, 15.0]);
+        assert_eq!(iou(&a, &scale_box(&a, 1.0)), 1.0);
+        assert_eq!(shot_ranges(&[0, 0, 1, 2, 2]), vec![(0, 2), (2, 3), (3, 5)]);
+        for s in
+            [FaceSource::None, FaceSource::Detected, FaceSource::Interpolated, FaceSource::Fallback, FaceSource::Lost]
+        {
+            assert_eq!(FaceSource::from_code(s as u8), s);
+        }
+        assert_eq!(FaceSource::from_code(9), FaceSource::None);
     }
 }

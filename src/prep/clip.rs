@@ -1,5 +1,6 @@
-//! One clip through the pipeline: decode the sampled frames, detect faces, track the primary
-//! face, crop it, fit and mask the scene. Pure per-clip work, run by many workers at once.
+//! One clip through the pipeline: decode the sampled frames, find its shots, detect faces on
+//! keyframes and wherever they disagree, track the primary face, crop it, fit and mask the
+//! scene. Pure per-clip work, run by many workers at once.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -9,8 +10,10 @@ use image::RgbImage;
 
 use super::config::{NoFacePolicy, PrepConfig};
 use super::sample;
+use super::shots;
 use crate::dataset::SourceKind;
 use crate::face::geometry::{self, centre_box, crop_resize, fit_scene, mask_face, square_box};
+use crate::face::refine::{self, Evidence, RefineRule};
 use crate::face::track::{fill_and_smooth, primary_track, FaceSource, TrackedFrame};
 use crate::face::{Detection, Detector};
 use crate::manifest::ClipRow;
@@ -29,8 +32,11 @@ pub struct ClipResult {
     pub error: Option<String>,
     /// Present when the clip goes into the shard.
     pub tensors: Option<ClipTensors>,
+    /// Share of stored frames with a face box (detected or interpolated).
     pub detection_rate: Option<f32>,
     pub mean_score: Option<f32>,
+    /// Present when detection ran.
+    pub frames: Option<FrameCounts>,
     pub decode_ms: f64,
     pub detect_ms: f64,
     pub crop_ms: f64,
@@ -47,6 +53,7 @@ impl ClipResult {
             tensors: None,
             detection_rate: None,
             mean_score: None,
+            frames: None,
             decode_ms: 0.0,
             detect_ms: 0.0,
             crop_ms: 0.0,
@@ -54,17 +61,19 @@ impl ClipResult {
     }
 }
 
-fn ms(t: Instant) -> f64 {
-    t.elapsed().as_secs_f64() * 1000.0
+/// Per-clip frame counts recorded in the prep table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameCounts {
+    /// Stored frames the detector ran on (keyframes plus those the checks added).
+    pub detector_frames: usize,
+    /// Stored frames marked `lost`.
+    pub lost: usize,
+    /// Shots found among the stored frames.
+    pub shots: usize,
 }
 
-/// Stored positions the detector runs on: every `every`-th, plus the last.
-pub fn detection_positions(t: usize, every: usize) -> Vec<usize> {
-    let mut p: Vec<usize> = (0..t).step_by(every).collect();
-    if p.last() != Some(&(t - 1)) {
-        p.push(t - 1);
-    }
-    p
+fn ms(t: Instant) -> f64 {
+    t.elapsed().as_secs_f64() * 1000.0
 }
 
 /// Long side at which a face `face_h` pixels tall in a frame whose long side is `frame_long`
@@ -76,59 +85,157 @@ pub fn adaptive_long_side(frame_long: u32, face_h: f32, target: u32, min: u32, m
     ((frame_long as f32 * target as f32 / face_h).round() as u32).clamp(min, max)
 }
 
-/// Runs the detector once per distinct frame among `positions`; `None` where it did not run.
-/// The first position is searched at `det_first_long_side` (then at `det_long_side` if nothing
-/// is found); the rest, batched, at the long side that makes the face found there about
-/// `det_face_px` tall; a frame with no face at that reduced size is searched again at
+/// Runs the detector on stored frames of one clip, once per distinct source frame. The first
+/// frame it is asked about is searched at `det_first_long_side` (then at `det_long_side` if
+/// nothing is found); later frames, batched, at the long side that makes the first face found
+/// about `det_face_px` tall, and a frame with no face at that reduced size again at
 /// `det_long_side`.
-fn detect(
-    sampled: &Sampled,
-    positions: &[usize],
-    cfg: &PrepConfig,
-    det: &mut dyn Detector,
-) -> anyhow::Result<Vec<Option<Vec<Detection>>>> {
-    let mut frames: Vec<usize> = positions.iter().map(|&p| sampled.indices[p]).collect();
-    frames.sort_unstable();
-    frames.dedup();
-    let img = |f: &usize| &sampled.images[f];
-    let (w, h) = img(&frames[0]).dimensions();
-    let first_frame = sampled.indices[positions[0]];
-    let mut found: BTreeMap<usize, Vec<Detection>> = BTreeMap::new();
-    let mut first = det.detect(&[img(&first_frame)], cfg.det_first_long_side)?.remove(0);
-    if first.is_empty() && cfg.det_first_long_side < cfg.det_long_side {
-        first = det.detect(&[img(&first_frame)], cfg.det_long_side)?.remove(0);
+struct ClipDetector<'a> {
+    sampled: &'a Sampled,
+    cfg: &'a PrepConfig,
+    /// Long side for later frames, fixed by the first face found.
+    long: Option<u32>,
+    searched_first: bool,
+    found: BTreeMap<usize, Vec<Detection>>,
+}
+
+impl<'a> ClipDetector<'a> {
+    fn new(sampled: &'a Sampled, cfg: &'a PrepConfig) -> Self {
+        ClipDetector { sampled, cfg, long: None, searched_first: false, found: BTreeMap::new() }
     }
-    let long = match first.first() {
-        Some(d) => adaptive_long_side(
-            w.max(h),
-            d.bbox[3] - d.bbox[1],
-            cfg.det_face_px,
-            cfg.det_min_long_side,
-            cfg.det_long_side,
-        ),
-        None => cfg.det_long_side,
-    };
-    found.insert(first_frame, first);
-    let rest: Vec<usize> = frames.iter().copied().filter(|f| *f != first_frame).collect();
-    if !rest.is_empty() {
-        let dets = det.detect(&rest.iter().map(img).collect::<Vec<_>>(), long)?;
-        let mut retry = Vec::new();
-        for (f, d) in rest.into_iter().zip(dets) {
-            if d.is_empty() && long < cfg.det_long_side {
-                retry.push(f);
+
+    fn img(&self, f: usize) -> &'a RgbImage {
+        &self.sampled.images[&f]
+    }
+
+    /// Detects stored frames `positions` (sorted) and records them in `dets`.
+    fn run(
+        &mut self,
+        positions: &[usize],
+        dets: &mut [Option<Vec<Detection>>],
+        det: &mut dyn Detector,
+    ) -> anyhow::Result<()> {
+        let mut frames: Vec<usize> = positions.iter().map(|&p| self.sampled.indices[p]).collect();
+        frames.sort_unstable();
+        frames.dedup();
+        frames.retain(|f| !self.found.contains_key(f));
+        let cfg = self.cfg;
+        if !self.searched_first && !frames.is_empty() {
+            let first = frames.remove(0);
+            let mut d = det.detect(&[self.img(first)], cfg.det_first_long_side)?.remove(0);
+            if d.is_empty() && cfg.det_first_long_side < cfg.det_long_side {
+                d = det.detect(&[self.img(first)], cfg.det_long_side)?.remove(0);
             }
-            found.insert(f, d);
+            self.searched_first = true;
+            self.note_scale(&d, first);
+            self.found.insert(first, d);
         }
-        if !retry.is_empty() {
-            let dets = det.detect(&retry.iter().map(img).collect::<Vec<_>>(), cfg.det_long_side)?;
-            found.extend(retry.into_iter().zip(dets));
+        if !frames.is_empty() {
+            let long = self.long.unwrap_or(cfg.det_long_side);
+            let batch = det.detect(&frames.iter().map(|&f| self.img(f)).collect::<Vec<_>>(), long)?;
+            let mut retry = Vec::new();
+            for (f, d) in frames.into_iter().zip(batch) {
+                if d.is_empty() && long < cfg.det_long_side {
+                    retry.push(f);
+                }
+                self.note_scale(&d, f);
+                self.found.insert(f, d);
+            }
+            if !retry.is_empty() {
+                let again = det.detect(&retry.iter().map(|&f| self.img(f)).collect::<Vec<_>>(), cfg.det_long_side)?;
+                for (f, d) in retry.into_iter().zip(again) {
+                    self.note_scale(&d, f);
+                    self.found.insert(f, d);
+                }
+            }
+        }
+        for &p in positions {
+            dets[p] = Some(self.found[&self.sampled.indices[p]].clone());
+        }
+        Ok(())
+    }
+
+    /// Fixes the reduced long side from the first face found in the clip.
+    fn note_scale(&mut self, d: &[Detection], frame: usize) {
+        if let (None, Some(face)) = (self.long, d.first()) {
+            let (w, h) = self.img(frame).dimensions();
+            let cfg = self.cfg;
+            let face_h = face.bbox[3] - face.bbox[1];
+            self.long =
+                Some(adaptive_long_side(w.max(h), face_h, cfg.det_face_px, cfg.det_min_long_side, cfg.det_long_side));
         }
     }
-    let mut out = vec![None; sampled.indices.len()];
-    for &p in positions {
-        out[p] = Some(found[&sampled.indices[p]].clone());
+}
+
+/// What detection and tracking made of one clip's stored frames.
+struct Tracking {
+    tracked: Vec<TrackedFrame>,
+    shots: Vec<usize>,
+    /// Stored frames the detector ran on.
+    detector_frames: usize,
+}
+
+/// Finds the shots, detects keyframes, then detects between neighbouring detections until
+/// interpolation is safe ([`refine::next_frames`]), links the primary face and fills the boxes.
+fn detect_and_track(sampled: &Sampled, cfg: &PrepConfig, det: &mut dyn Detector) -> anyhow::Result<Tracking> {
+    let t = sampled.indices.len();
+    let frames: Vec<&RgbImage> = sampled.indices.iter().map(|f| &sampled.images[f]).collect();
+    let shots = shots::shots(&frames, cfg.cut_threshold);
+    let rule = RefineRule { max_shift: cfg.refine_shift, max_scale: cfg.refine_scale, check_iou: cfg.refine_check_iou };
+    let mut detector = ClipDetector::new(sampled, cfg);
+    let mut dets: Vec<Option<Vec<Detection>>> = vec![None; t];
+    let mut next = refine::keyframes(&shots, cfg.det_every);
+    let chosen = loop {
+        detector.run(&next, &mut dets, det)?;
+        let track = primary_track(&dets, &shots);
+        next = refine::next_frames(&Evidence { dets: &dets, track: &track, shots: &shots }, &rule);
+        if next.is_empty() {
+            break track;
+        }
+    };
+    Ok(Tracking {
+        tracked: fill_and_smooth(&chosen, &shots, cfg.smooth_window),
+        detector_frames: dets.iter().filter(|d| d.is_some()).count(),
+        shots,
+    })
+}
+
+/// A clip's frames by face source, and the detection rate and mean score they give.
+struct Tally {
+    detected: usize,
+    interpolated: usize,
+    lost: usize,
+    /// Share of stored frames with a face box.
+    rate: f32,
+    mean_score: Option<f32>,
+}
+
+impl Tally {
+    fn of(tracked: &[TrackedFrame]) -> Tally {
+        let count = |s: FaceSource| tracked.iter().filter(|f| f.source == s).count();
+        let (detected, interpolated) = (count(FaceSource::Detected), count(FaceSource::Interpolated));
+        let scores: Vec<f32> = tracked.iter().filter(|f| f.source == FaceSource::Detected).map(|f| f.score).collect();
+        Tally {
+            detected,
+            interpolated,
+            lost: count(FaceSource::Lost),
+            rate: (detected + interpolated) as f32 / tracked.len().max(1) as f32,
+            mean_score: (!scores.is_empty()).then(|| scores.iter().sum::<f32>() / scores.len() as f32),
+        }
     }
-    Ok(out)
+
+    fn no_face_error(&self, path: &Path, cfg: &PrepConfig) -> String {
+        let (d, i, l) = (self.detected, self.interpolated, self.lost);
+        format!(
+            "{}: face in {}/{} stored frames ({d} detected, {i} interpolated, {l} lost: the detector ran and \
+             found none), under min_detection_rate {} (policy {:?})",
+            path.display(),
+            d + i,
+            cfg.store_frames,
+            cfg.min_detection_rate,
+            cfg.no_face_policy
+        )
+    }
 }
 
 /// Processes manifest row `index` (`row`) of a dataset rooted at `root`.
@@ -157,35 +264,24 @@ pub fn process(row: &ClipRow, index: usize, root: &Path, cfg: &PrepConfig, det: 
     let decode_ms = ms(started);
 
     let started = Instant::now();
-    let positions = detection_positions(t, cfg.det_every);
-    let dets = match detect(&sampled, &positions, cfg, det) {
-        Ok(d) => d,
+    let Tracking { mut tracked, shots, detector_frames } = match detect_and_track(&sampled, cfg, det) {
+        Ok(x) => x,
         Err(e) => {
             let mut r = ClipResult::failed(row, index, "detect_error", format!("{}: {e:#}", path.display()));
             r.decode_ms = decode_ms;
             return r;
         }
     };
-    let chosen = primary_track(&dets);
-    let detected: Vec<&Detection> = chosen.iter().flatten().collect();
-    let rate = detected.len() as f32 / positions.len() as f32;
-    let mean_score =
-        (!detected.is_empty()).then(|| detected.iter().map(|d| d.score).sum::<f32>() / detected.len() as f32);
-    let mut tracked = fill_and_smooth(&chosen, cfg.smooth_window);
+    let tally = Tally::of(&tracked);
+    let (rate, mean_score) = (tally.rate, tally.mean_score);
+    let frames = FrameCounts { detector_frames, lost: tally.lost, shots: shots.last().map_or(0, |s| s + 1) };
     let detect_ms = ms(started);
 
     let mut status = "ok".to_string();
     let mut error = None;
     if rate < cfg.min_detection_rate {
         status = "no_face".into();
-        error = Some(format!(
-            "{}: face detected in {}/{} frames, under min_detection_rate {} (policy {:?})",
-            path.display(),
-            detected.len(),
-            positions.len(),
-            cfg.min_detection_rate,
-            cfg.no_face_policy
-        ));
+        error = Some(tally.no_face_error(&path, cfg));
         match cfg.no_face_policy {
             NoFacePolicy::Skip => {
                 return ClipResult {
@@ -193,6 +289,7 @@ pub fn process(row: &ClipRow, index: usize, root: &Path, cfg: &PrepConfig, det: 
                     error,
                     detection_rate: Some(rate),
                     mean_score,
+                    frames: Some(frames),
                     decode_ms,
                     detect_ms,
                     ..ClipResult::failed(row, index, "", String::new())
@@ -210,7 +307,7 @@ pub fn process(row: &ClipRow, index: usize, root: &Path, cfg: &PrepConfig, det: 
         }
     }
     let started = Instant::now();
-    let tensors = render(&sampled, &tracked, cfg);
+    let tensors = render(&sampled, &tracked, &shots, cfg);
     ClipResult {
         manifest_row: index,
         clip_id: row.clip_id.clone(),
@@ -220,6 +317,7 @@ pub fn process(row: &ClipRow, index: usize, root: &Path, cfg: &PrepConfig, det: 
         tensors: Some(tensors),
         detection_rate: Some(rate),
         mean_score,
+        frames: Some(frames),
         decode_ms,
         detect_ms,
         crop_ms: ms(started),
@@ -227,7 +325,7 @@ pub fn process(row: &ClipRow, index: usize, root: &Path, cfg: &PrepConfig, det: 
 }
 
 /// Face crops and masked scenes for every stored frame.
-fn render(sampled: &Sampled, tracked: &[TrackedFrame], cfg: &PrepConfig) -> ClipTensors {
+fn render(sampled: &Sampled, tracked: &[TrackedFrame], shots: &[usize], cfg: &PrepConfig) -> ClipTensors {
     let t = tracked.len();
     let (s, s2) = (cfg.face_size, cfg.scene_size);
     let mut out = ClipTensors {
@@ -238,6 +336,7 @@ fn render(sampled: &Sampled, tracked: &[TrackedFrame], cfg: &PrepConfig) -> Clip
         face_score: Vec::with_capacity(t),
         face_source: Vec::with_capacity(t),
         landmarks: Vec::with_capacity(t),
+        shot: shots.iter().map(|&s| s as i32).collect(),
         frame_size: [0, 0],
     };
     // The scene fit of a frame does not depend on the box: compute it once per distinct frame.
@@ -270,14 +369,6 @@ fn render(sampled: &Sampled, tracked: &[TrackedFrame], cfg: &PrepConfig) -> Clip
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn detection_positions_include_first_and_last() {
-        assert_eq!(detection_positions(16, 1), (0..16).collect::<Vec<_>>());
-        assert_eq!(detection_positions(16, 4), vec![0, 4, 8, 12, 15]);
-        assert_eq!(detection_positions(16, 5), vec![0, 5, 10, 15]);
-        assert_eq!(detection_positions(1, 3), vec![0]);
-    }
 
     #[test]
     fn adaptive_long_side_targets_the_face_height() {

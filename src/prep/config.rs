@@ -53,10 +53,24 @@ pub struct PrepConfig {
     pub det_min_long_side: u32,
     pub det_threshold: f32,
     pub nms_iou: f32,
-    /// Run the detector on every k-th stored frame (always the first and the last); the
-    /// tracker interpolates the others.
+    /// Keyframes: the detector first runs on every k-th stored frame and on the first and last
+    /// frame of every shot; wherever neighbouring detections disagree it also runs between them
+    /// (see the `refine_*` settings). 1 detects every stored frame.
     pub det_every: usize,
-    /// Clips whose share of frames with a detected face is under this get status `no_face`.
+    /// Two neighbouring detections whose centres lie more than this many face sizes (√area)
+    /// apart are checked: a third detection must confirm constant velocity, or the frame
+    /// halfway between them is detected too.
+    pub refine_shift: f32,
+    /// Likewise for a face size ratio above this.
+    pub refine_scale: f32,
+    /// A detection confirms constant velocity when it lies within this IoU of the line through
+    /// its two neighbouring detections.
+    pub refine_check_iou: f32,
+    /// A cut lies between two neighbouring stored frames whose colour histograms differ by more
+    /// than this (0..=1, half the L1 distance); no box is carried across a cut. 0: no cuts.
+    pub cut_threshold: f32,
+    /// Clips whose share of stored frames with a face box (detected, or interpolated between
+    /// two detections of the track in one shot) is under this get status `no_face`.
     pub min_detection_rate: f32,
     pub no_face_policy: NoFacePolicy,
     /// Centred moving-average window over the stored frames' boxes (1 = no smoothing).
@@ -90,6 +104,10 @@ impl Default for PrepConfig {
             det_threshold: 0.4,
             nms_iou: 0.3,
             det_every: 4,
+            refine_shift: 0.25,
+            refine_scale: 1.25,
+            refine_check_iou: 0.7,
+            cut_threshold: 0.4,
             min_detection_rate: 0.5,
             no_face_policy: NoFacePolicy::Skip,
             smooth_window: 3,
@@ -137,6 +155,14 @@ impl PrepConfig {
         if !(0.0..=1.0).contains(&self.det_threshold) || !(0.0..=1.0).contains(&self.min_detection_rate) {
             return Err("det_threshold and min_detection_rate must lie in 0..=1".into());
         }
+        let (shift, scale, check) = (self.refine_shift, self.refine_scale, self.refine_check_iou);
+        let sound = shift.is_finite() && shift > 0.0 && scale.is_finite() && scale >= 1.0;
+        if !(sound && (0.0..=1.0).contains(&check)) {
+            return Err("refine_shift must be > 0, refine_scale >= 1 and refine_check_iou in 0..=1".into());
+        }
+        if !(0.0..=1.0).contains(&self.cut_threshold) {
+            return Err("cut_threshold must lie in 0..=1 (0: no cut detection)".into());
+        }
         if !(1..=9).contains(&self.gzip) || !(1..=100).contains(&self.jpeg_quality) {
             return Err("gzip must be 1..=9 and jpeg_quality 1..=100".into());
         }
@@ -178,6 +204,16 @@ mod tests {
         std::fs::write(&p, "frame = 8\n").unwrap();
         let e = PrepConfig::load(&p).unwrap_err().to_string();
         assert!(e.contains("prep.toml") && e.contains("frame"), "{e}");
+    }
+
+    #[test]
+    fn refine_and_cut_settings_are_checked() {
+        let bad = |c: PrepConfig| c.validate().unwrap_err();
+        assert!(bad(PrepConfig { refine_shift: 0.0, ..PrepConfig::default() }).contains("refine_shift"));
+        assert!(bad(PrepConfig { refine_scale: 0.9, ..PrepConfig::default() }).contains("refine_scale"));
+        assert!(bad(PrepConfig { refine_check_iou: f32::NAN, ..PrepConfig::default() }).contains("refine_check_iou"));
+        assert!(bad(PrepConfig { cut_threshold: 1.5, ..PrepConfig::default() }).contains("cut_threshold"));
+        assert!(PrepConfig { cut_threshold: 0.0, ..PrepConfig::default() }.validate().is_ok());
     }
 
     #[test]

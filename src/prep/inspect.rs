@@ -1,5 +1,6 @@
-//! `dfer inspect prep.parquet`: clips by status with example errors, detection rates and
-//! where the time went (decode / detect / crop / write milliseconds per clip).
+//! `dfer inspect prep.parquet`: clips by status with example errors, detection rates, lost
+//! frames and shots, and where the time went (decode / detect / crop / write milliseconds per
+//! clip).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -17,8 +18,15 @@ pub struct PrepTableSummary {
     /// Status → (count, up to five `clip_id: error` examples).
     pub statuses: BTreeMap<String, (usize, Vec<String>)>,
     pub mean_detection_rate: Option<f64>,
-    /// Clips whose detection rate is under 1 (some frames interpolated).
+    /// Clips whose detection rate is under 1 (some frames without a face box).
     pub clips_with_gaps: usize,
+    /// Frames marked lost (the detector ran, or ran on both neighbours, and found no face) and
+    /// the clips that have any; `None` for tables written before they were counted.
+    pub lost_frames: Option<(i64, usize)>,
+    /// Clips with more than one shot.
+    pub clips_with_cuts: Option<usize>,
+    /// Mean stored frames per clip the detector ran on.
+    pub mean_detector_frames: Option<f64>,
     /// Mean milliseconds per clip of each stage, over clips that were processed.
     pub mean_ms: BTreeMap<String, f64>,
 }
@@ -45,6 +53,12 @@ pub fn summarise(df: &DataFrame) -> Result<PrepTableSummary> {
         }
     }
     let shards = df.column("shard")?.cast(&DataType::Int64)?.i64()?.n_unique()?;
+    let ints = |name: &str| -> Option<Vec<i64>> {
+        processed.column(name).ok()?.i64().ok().map(|c| c.iter().flatten().collect())
+    };
+    let lost = ints("lost_frames");
+    let shots = ints("shots");
+    let runs = ints("detector_frames");
     Ok(PrepTableSummary {
         clips: df.height(),
         written: df.column("row")?.is_not_null().sum().unwrap_or(0) as usize,
@@ -52,6 +66,9 @@ pub fn summarise(df: &DataFrame) -> Result<PrepTableSummary> {
         statuses,
         mean_detection_rate: rates.mean(),
         clips_with_gaps: rates.iter().flatten().filter(|r| *r < 1.0).count(),
+        lost_frames: lost.map(|v| (v.iter().sum(), v.iter().filter(|&&n| n > 0).count())),
+        clips_with_cuts: shots.map(|v| v.iter().filter(|&&n| n > 1).count()),
+        mean_detector_frames: runs.filter(|v| !v.is_empty()).map(|v| v.iter().sum::<i64>() as f64 / v.len() as f64),
         mean_ms,
     })
 }
@@ -61,10 +78,19 @@ pub fn render(s: &PrepTableSummary) -> String {
     let _ = writeln!(o, "prep table: {} clips, {} written to {} shards", s.clips, s.written, s.shards);
     let _ = writeln!(
         o,
-        "detection rate: mean {}, {} clips with interpolated frames",
+        "detection rate (stored frames with a face box): mean {}, {} clips under 100%",
         s.mean_detection_rate.map(|r| format!("{:.1}%", r * 100.0)).unwrap_or_else(|| "n/a".into()),
         s.clips_with_gaps
     );
+    if let (Some((lost, clips)), Some(cuts)) = (s.lost_frames, s.clips_with_cuts) {
+        let _ = writeln!(
+            o,
+            "lost frames (the detector ran and found no face, no box): {lost} in {clips} clips; {cuts} clips with a cut"
+        );
+    }
+    if let Some(m) = s.mean_detector_frames {
+        let _ = writeln!(o, "detector ran on {m:.1} stored frames per clip (keyframes plus checks)");
+    }
     let _ = writeln!(
         o,
         "mean ms per clip: {}",

@@ -9,6 +9,7 @@ pub mod config;
 pub mod export;
 pub mod inspect;
 pub mod sample;
+pub mod shots;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -258,6 +259,9 @@ fn check_shard(h5: &Path, pq: &Path, hash: &str, expect: [usize; 2]) -> Result<u
 
 fn rows_frame(rows: &[PrepRow]) -> PolarsResult<DataFrame> {
     let r = |f: &dyn Fn(&PrepRow) -> f64| rows.iter().map(f).collect::<Vec<f64>>();
+    let count = |f: &dyn Fn(&clip::FrameCounts) -> usize| {
+        rows.iter().map(|x| x.result.frames.as_ref().map(|c| f(c) as i64)).collect::<Vec<_>>()
+    };
     DataFrame::new_infer_height(vec![
         Column::new("clip_id".into(), rows.iter().map(|x| x.result.clip_id.clone()).collect::<Vec<_>>()),
         Column::new("manifest_row".into(), rows.iter().map(|x| x.result.manifest_row as i64).collect::<Vec<_>>()),
@@ -268,6 +272,9 @@ fn rows_frame(rows: &[PrepRow]) -> PolarsResult<DataFrame> {
         Column::new("error".into(), rows.iter().map(|x| x.result.error.clone()).collect::<Vec<_>>()),
         Column::new("detection_rate".into(), rows.iter().map(|x| x.result.detection_rate).collect::<Vec<_>>()),
         Column::new("mean_score".into(), rows.iter().map(|x| x.result.mean_score).collect::<Vec<_>>()),
+        Column::new("detector_frames".into(), count(&|c| c.detector_frames)),
+        Column::new("lost_frames".into(), count(&|c| c.lost)),
+        Column::new("shots".into(), count(&|c| c.shots)),
         Column::new("decode_ms".into(), r(&|x| x.result.decode_ms)),
         Column::new("detect_ms".into(), r(&|x| x.result.detect_ms)),
         Column::new("crop_ms".into(), r(&|x| x.result.crop_ms)),

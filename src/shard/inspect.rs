@@ -14,6 +14,7 @@ use serde::Serialize;
 
 use super::ShardReader;
 use crate::face::geometry::{fit_scene, SceneFit};
+use crate::face::track::FaceSource;
 
 /// Per-clip detection summary.
 #[derive(Debug, Serialize)]
@@ -21,8 +22,10 @@ pub struct ClipSummary {
     pub row: usize,
     pub clip_id: String,
     pub label: String,
-    /// Frames by source: detected / interpolated / fallback / none.
-    pub sources: [usize; 4],
+    /// Frames by source: detected / interpolated / fallback / none / lost.
+    pub sources: [usize; 5],
+    /// Shots among the stored frames (`None` for a shard written before shots were recorded).
+    pub shots: Option<usize>,
     pub mean_score: Option<f32>,
 }
 
@@ -51,6 +54,7 @@ pub fn summarise(r: &ShardReader) -> Result<ShardSummary> {
         ("face_score", vec![n, t]),
         ("face_source", vec![n, t]),
         ("landmarks", vec![n, t, 5, 2]),
+        ("shot", vec![n, t]),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
@@ -80,19 +84,26 @@ pub fn summarise(r: &ShardReader) -> Result<ShardSummary> {
         let c = r.clip(i)?;
         let name = a.label_names.get(labels[i] as usize).cloned().unwrap_or_else(|| labels[i].to_string());
         *by_label.entry(name.clone()).or_insert(0) += 1;
-        let mut sources = [0usize; 4];
-        for &src in &c.face_source {
-            match src {
-                1 => sources[0] += 1,
-                2 => sources[1] += 1,
-                3 => sources[2] += 1,
-                _ => sources[3] += 1,
-            }
+        let mut sources = [0usize; 5];
+        for &code in &c.face_source {
+            sources[match FaceSource::from_code(code) {
+                FaceSource::Detected => 0,
+                FaceSource::Interpolated => 1,
+                FaceSource::Fallback => 2,
+                FaceSource::None => 3,
+                FaceSource::Lost => 4,
+            }] += 1;
         }
-        let scores: Vec<f32> =
-            c.face_source.iter().zip(&c.face_score).filter(|(s, _)| **s == 1).map(|(_, v)| *v).collect();
+        let shots = c.shot.iter().max().map(|&m| m as usize + 1);
+        let scores: Vec<f32> = c
+            .face_source
+            .iter()
+            .zip(&c.face_score)
+            .filter(|(s, _)| **s == FaceSource::Detected as u8)
+            .map(|(_, v)| *v)
+            .collect();
         let mean_score = (!scores.is_empty()).then(|| scores.iter().sum::<f32>() / scores.len() as f32);
-        clip_rows.push(ClipSummary { row: i, clip_id: ids[i].clone(), label: name, sources, mean_score });
+        clip_rows.push(ClipSummary { row: i, clip_id: ids[i].clone(), label: name, sources, shots, mean_score });
     }
     Ok(ShardSummary { path: r.path.display().to_string(), clips: n, shapes, attributes, labels: by_label, clip_rows })
 }
@@ -115,27 +126,37 @@ pub fn render(s: &ShardSummary) -> String {
     );
     let _ = writeln!(
         o,
-        "\n{:>4} {:<24} {:<12} {:>8} {:>6} {:>8} {:>5} {:>6}",
-        "row", "clip", "label", "detected", "interp", "fallback", "none", "score"
+        "\n{:>4} {:<24} {:<12} {:>8} {:>6} {:>8} {:>5} {:>5} {:>5} {:>6}",
+        "row", "clip", "label", "detected", "interp", "fallback", "none", "lost", "shots", "score"
     );
     for c in &s.clip_rows {
         let score = c.mean_score.map(|v| format!("{v:.3}")).unwrap_or_else(|| "-".into());
+        let shots = c.shots.map(|v| v.to_string()).unwrap_or_else(|| "-".into());
+        let [d, i, f, n, l] = c.sources;
         let _ = writeln!(
             o,
-            "{:>4} {:<24} {:<12} {:>8} {:>6} {:>8} {:>5} {:>6}",
-            c.row, c.clip_id, c.label, c.sources[0], c.sources[1], c.sources[2], c.sources[3], score
+            "{:>4} {:<24} {:<12} {d:>8} {i:>6} {f:>8} {n:>5} {l:>5} {shots:>5} {score:>6}",
+            c.row, c.clip_id, c.label
         );
     }
+    let _ = writeln!(
+        o,
+        "\nface_source: detected = the detector found the face; interp = between two detections of the \
+         track in one shot; fallback = centre crop (no_face_policy centre); none = no box (older shards); \
+         lost = the detector ran and found no face (also a face-free shot): no box, centre crop"
+    );
     o
 }
 
-/// Colour of a frame's face source: detected green, interpolated yellow, fallback red, none grey.
-fn source_colour(src: u8) -> Rgb<u8> {
-    match src {
-        1 => Rgb([0, 220, 0]),
-        2 => Rgb([240, 220, 0]),
-        3 => Rgb([230, 0, 0]),
-        _ => Rgb([128, 128, 128]),
+/// Colour of a frame's face source: detected green, interpolated yellow, fallback red, lost
+/// blue, none grey.
+fn source_colour(code: u8) -> Rgb<u8> {
+    match FaceSource::from_code(code) {
+        FaceSource::Detected => Rgb([0, 220, 0]),
+        FaceSource::Interpolated => Rgb([240, 220, 0]),
+        FaceSource::Fallback => Rgb([230, 0, 0]),
+        FaceSource::Lost => Rgb([0, 90, 255]),
+        FaceSource::None => Rgb([128, 128, 128]),
     }
 }
 

@@ -145,6 +145,9 @@ pub struct ClipTensors {
     pub face_score: Vec<f32>,
     pub face_source: Vec<u8>,
     pub landmarks: Vec<[[f32; 2]; 5]>,
+    /// Shot of each stored frame (0, 1, … at each cut). Empty when read from a shard written
+    /// before shots were recorded.
+    pub shot: Vec<i32>,
     /// Display size (width, height) of the source frames the boxes refer to.
     pub frame_size: [u32; 2],
 }
@@ -187,6 +190,7 @@ struct Columns {
     face_source: Dataset,
     landmarks: Dataset,
     frame_size: Dataset,
+    shot: Dataset,
 }
 
 /// A dataset that grows along its first axis, `rows` clips per chunk (image datasets take one
@@ -230,6 +234,7 @@ impl ShardWriter {
             face_source: growable::<u8>(&file, "face_source", &[t], 64, 0)?,
             landmarks: growable::<f32>(&file, "landmarks", &[t, 5, 2], 64, 0)?,
             frame_size: growable::<u32>(&file, "frame_size", &[2], 64, 0)?,
+            shot: growable::<i32>(&file, "shot", &[t], 64, 0)?,
         };
         let w = ShardWriter { file, tmp, path, n: 0, t, encoding: attrs.pixels.encoding, columns };
         w.write_attrs(attrs).with_context(|| format!("{}: cannot write attributes", w.tmp.display()))?;
@@ -282,8 +287,13 @@ impl ShardWriter {
     fn append_row(&mut self, row: &ShardRow) -> Result<()> {
         let (n, t) = (self.n, self.t);
         let x = row.tensors;
-        if x.frame_index.len() != t {
-            bail!("clip {} has {} frames, the shard stores {t}", row.clip_id, x.frame_index.len());
+        if x.frame_index.len() != t || x.shot.len() != t {
+            bail!(
+                "clip {} has {} frames ({} shot ids), the shard stores {t}",
+                row.clip_id,
+                x.frame_index.len(),
+                x.shot.len()
+            );
         }
         fn put<T: H5Type>(ds: &Dataset, n: usize, data: &[T]) -> Result<()> {
             let mut shape = ds.shape();
@@ -319,6 +329,7 @@ impl ShardWriter {
         let lm: Vec<f32> = x.landmarks.iter().flat_map(|l| l.iter().flatten().copied()).collect();
         put(&c.landmarks, n, &lm)?;
         put(&c.frame_size, n, &x.frame_size)?;
+        put(&c.shot, n, &x.shot)?;
         self.n += 1;
         Ok(())
     }
@@ -448,7 +459,14 @@ impl ShardReader {
                 _ => {}
             }
         }
-        Ok(ShardReader { path: path.to_path_buf(), file, attrs, len: len.unwrap_or(0) })
+        let len = len.unwrap_or(0);
+        // `shot` came later: a shard without it still reads; one with it must fit.
+        if let Ok(ds) = file.dataset("shot") {
+            if ds.shape() != [len, t] {
+                return Err(bad(format!("dataset shot has shape {:?}, expected [{len}, {t}]", ds.shape())).into());
+            }
+        }
+        Ok(ShardReader { path: path.to_path_buf(), file, attrs, len })
     }
 
     fn ds(&self, name: &str) -> Result<Dataset> {
@@ -573,6 +591,7 @@ impl ShardReader {
             face_score: self.row("face_score", i)?,
             face_source: self.row("face_source", i)?,
             landmarks: lms.chunks_exact(10).map(|c| std::array::from_fn(|k| [c[2 * k], c[2 * k + 1]])).collect(),
+            shot: if self.file.link_exists("shot") { self.row("shot", i)? } else { Vec::new() },
             frame_size: [size[0], size[1]],
         })
     }
@@ -625,6 +644,7 @@ mod tests {
             face_score: vec![0.9, 0.0],
             face_source: vec![1, 2],
             landmarks: vec![[[0.5; 2]; 5], [[1.5; 2]; 5]],
+            shot: vec![0, 1],
             frame_size: [640, 360],
         }
     }

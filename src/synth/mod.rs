@@ -3,6 +3,7 @@
 //! face box of every frame in `synth_truth.jsonl` and optional edge-case clips.
 
 pub mod encode;
+pub mod motion;
 pub mod render;
 
 use std::io::Write as _;
@@ -20,6 +21,8 @@ use crate::assets::{self, Asset};
 use crate::dataset::{DatasetDesc, Polarity, SourceKind};
 use crate::error::UsageError;
 use crate::logging::Progress;
+pub use motion::Motion;
+use motion::{MotionPlan, Pose};
 use render::{BoxF, FacePhoto};
 
 /// Official layouts `dfer synth` can write.
@@ -125,6 +128,8 @@ pub struct SynthOptions {
     pub face_frames: bool,
     /// Where the label shows.
     pub cue: Cue,
+    /// Motions of the ordinary clips, taken in turn (clip i gets `motions[i % len]`).
+    pub motions: Vec<Motion>,
 }
 
 /// Where a synthetic clip shows its label.
@@ -163,8 +168,14 @@ pub struct TruthClip {
     pub pts_s: Vec<f64>,
     /// True primary face box per frame in display pixels; `None` where no face is visible.
     pub boxes: Vec<Option<BoxF>>,
-    /// Second, smaller face (two-face clips only).
+    /// Second, smaller face (two-face and crossing clips only).
     pub second_boxes: Vec<Option<BoxF>>,
+    /// How the camera and the face move (absent in truth files written before motions).
+    #[serde(default)]
+    pub motion: Motion,
+    /// First frame of the second shot, in clips with a camera cut.
+    #[serde(default)]
+    pub cut_frame: Option<usize>,
     /// Fold roles as written to the split files (`train`/`test`, one per fold or one).
     pub roles: Vec<String>,
 }
@@ -181,6 +192,7 @@ struct ClipPlan {
     fps: u32,
     n_frames: usize,
     roles: Vec<&'static str>,
+    motion: Motion,
 }
 
 fn make_ids(layout: Layout, plans: &mut [ClipPlan], labels: &[String], rng: &mut ChaCha8Rng) {
@@ -235,6 +247,7 @@ fn plan(opts: &SynthOptions, desc: &DatasetDesc) -> Vec<ClipPlan> {
                 fps: rates[rng.random_range(0..rates.len())],
                 n_frames,
                 roles: vec![],
+                motion: if edge.is_some() { Motion::Slow } else { opts.motions[i % opts.motions.len()] },
             }
         })
         .collect();
@@ -300,8 +313,121 @@ fn face_crop(frame: &RgbImage, b: BoxF) -> RgbImage {
     imageops::resize(&crop, 224, 224, imageops::FilterType::Triangle)
 }
 
-fn lerp(a: f32, b: f32, t: f32) -> f32 {
-    a + (b - a) * t
+/// The frame a camera sees: the window `(left, top, zoom)` of `bg`, resized to `w`×`h`.
+fn view(bg: &RgbImage, (x, y, z): (f32, f32, f32), w: u32, h: u32) -> RgbImage {
+    let cw = ((w as f32 / z).round() as u32).clamp(1, bg.width());
+    let ch = ((h as f32 / z).round() as u32).clamp(1, bg.height());
+    let x0 = (x.max(0.0) as u32).min(bg.width() - cw);
+    let y0 = (y.max(0.0) as u32).min(bg.height() - ch);
+    let crop = imageops::crop_imm(bg, x0, y0, cw, ch).to_image();
+    if (cw, ch) == (w, h) {
+        crop
+    } else {
+        imageops::resize(&crop, w, h, imageops::FilterType::Triangle)
+    }
+}
+
+/// Backgrounds and faces of one clip, and how they move.
+struct Scene<'a> {
+    bg: RgbImage,
+    /// Background of the face-free shot (cut clips).
+    other_bg: Option<RgbImage>,
+    photo: &'a FacePhoto,
+    second: &'a FacePhoto,
+    ring: Option<[u8; 3]>,
+    cue: Cue,
+    edge: Option<EdgeCase>,
+    motion: MotionPlan,
+}
+
+impl Scene<'_> {
+    /// Draws frame `f` of `n` (`w`×`h`); returns it with the true primary and second face boxes.
+    fn draw(&self, f: usize, n: usize, w: u32, h: u32) -> (RgbImage, Option<BoxF>, Option<BoxF>) {
+        let pose: Pose = self.motion.pose(f, n);
+        let bg = if pose.main_scene { &self.bg } else { self.other_bg.as_ref().expect("cut clips have two scenes") };
+        let mut frame = view(bg, pose.view, w, h);
+        if self.edge == Some(EdgeCase::NoFace) {
+            return (frame, None, None);
+        }
+        let mut second_box = None;
+        if let (Some(face), Some(EdgeCase::TwoFaces)) = (pose.face, self.edge) {
+            let sx = if face.cx > w as f32 / 2.0 { w as f32 * 0.18 } else { w as f32 * 0.82 };
+            let sb = render::paste_face(&mut frame, self.second, sx, h as f32 * 0.5, face.h * 0.55, None);
+            second_box = render::clip_box(sb, w, h);
+        }
+        if let Some(s) = pose.second {
+            second_box = render::clip_box(render::paste_face(&mut frame, self.second, s.cx, s.cy, s.h, None), w, h);
+        }
+        let b = pose.face.and_then(|face| {
+            if self.cue == Cue::Scene {
+                // A grey halo, so a face crop (1.25x the box) shows none of the class-coloured scene.
+                render::fill_ellipse(&mut frame, face.cx, face.cy, face.h * 0.95, face.h * 0.95, [128, 128, 128], 1.0);
+            }
+            render::clip_box(render::paste_face(&mut frame, self.photo, face.cx, face.cy, face.h, self.ring), w, h)
+        });
+        (frame, b, second_box)
+    }
+}
+
+/// The palette of a face-free shot after a cut: the opposite mood of the clip's own.
+fn other_palette(p: Polarity) -> [[u8; 3]; 3] {
+    render::palette(if p == Polarity::Positive { Polarity::Negative } else { Polarity::Positive })
+}
+
+/// Draws the backgrounds, picks the faces and plans the motion of one clip.
+fn plan_scene<'a>(
+    p: &ClipPlan,
+    opts: &SynthOptions,
+    desc: &DatasetDesc,
+    faces: &'a [FacePhoto],
+    texture: &RgbImage,
+    rng: &mut ChaCha8Rng,
+) -> Scene<'a> {
+    let polarity = desc.polarity_of(p.label);
+    let (w, h) = (p.width, p.height);
+    let pan = w / 4;
+    let pal = match opts.cue {
+        Cue::Face => render::palette(polarity),
+        Cue::Scene => render::class_palette(p.label, desc.labels.len()),
+    };
+    let margin_y = if p.motion == Motion::Shake { 2 * motion::shake_margin(h) } else { 0 };
+    let bg = render::background(w + pan, h + margin_y, pal, texture, rng);
+    let face_idx = rng.random_range(0..faces.len());
+    let hf = h as f32;
+    let (fh0, fh1) = (rng.random_range(0.22..0.42) * hf, rng.random_range(0.22..0.42) * hf);
+    let pos = |rng: &mut ChaCha8Rng, fh: f32| {
+        let m = fh * 0.7;
+        (rng.random_range(m..(w as f32 - m).max(m + 1.0)), rng.random_range(m..(hf - m).max(m + 1.0)))
+    };
+    let (c0, c1) = (pos(rng, fh0), pos(rng, fh1));
+    let mut motion = MotionPlan {
+        motion: p.motion,
+        w: w as f32,
+        h: hf,
+        pan: pan as f32,
+        fps: p.fps as f32,
+        fh: (fh0, fh1),
+        c0,
+        c1,
+        // Every other clip of the same motion takes the variant.
+        flip: (p.index / opts.motions.len()) % 2 == 1,
+        speed: 0.0,
+        jitter: vec![],
+        cut: None,
+    };
+    motion.extend(p.n_frames, rng);
+    let other_bg =
+        (p.motion == Motion::Cut).then(|| render::background(w + pan, h, other_palette(polarity), texture, rng));
+    Scene {
+        bg,
+        other_bg,
+        photo: &faces[face_idx],
+        second: &faces[(face_idx + 1) % faces.len()],
+        ring: (opts.cue == Cue::Face).then(|| render::class_colour(p.label, desc.labels.len())),
+        cue: opts.cue,
+        edge: p.edge,
+        motion,
+    }
 }
 
 /// Draws, encodes and (where the layout has them) writes face frames for one clip.
@@ -321,24 +447,7 @@ fn make_clip(
     let polarity = desc.polarity_of(p.label);
     let mut rng = ChaCha8Rng::seed_from_u64(opts.seed ^ (p.index as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
     let (w, h) = (p.width, p.height);
-    let pan = w / 4;
-    let pal = match opts.cue {
-        Cue::Face => render::palette(polarity),
-        Cue::Scene => render::class_palette(p.label, desc.labels.len()),
-    };
-    let bg = render::background(w + pan, h, pal, texture, &mut rng);
-    let face_idx = rng.random_range(0..faces.len());
-    let photo = &faces[face_idx];
-    let second = &faces[(face_idx + 1) % faces.len()];
-    let hf = h as f32;
-    let (fh0, fh1) = (rng.random_range(0.22..0.42) * hf, rng.random_range(0.22..0.42) * hf);
-    let margin = |fh: f32| fh * 0.7;
-    let pos = |rng: &mut ChaCha8Rng, fh: f32| {
-        let m = margin(fh);
-        (rng.random_range(m..(w as f32 - m).max(m + 1.0)), rng.random_range(m..(hf - m).max(m + 1.0)))
-    };
-    let (c0, c1) = (pos(&mut rng, fh0), pos(&mut rng, fh1));
-    let ring = (opts.cue == Cue::Face).then(|| render::class_colour(p.label, desc.labels.len()));
+    let scene = plan_scene(p, opts, desc, faces, texture, &mut rng);
     let edge = p.edge;
     let stored_rotated = edge == Some(EdgeCase::Rotation);
     let frames_dir = frames_rel.as_ref().map(|f| root.join(f));
@@ -350,28 +459,14 @@ fn make_clip(
     let (sw, sh) = if stored_rotated { (h, w) } else { (w, h) };
     let mut boxes = Vec::with_capacity(p.n_frames);
     let mut second_boxes = Vec::new();
+    let two_faces = edge == Some(EdgeCase::TwoFaces) || p.motion == Motion::Cross;
     let mut encoder =
         if edge == Some(EdgeCase::ZeroByte) { None } else { Some(encode::Encoder::start(sw, sh, p.fps, &video)?) };
     for f in 0..p.n_frames {
-        let t = if p.n_frames > 1 { f as f32 / (p.n_frames - 1) as f32 } else { 0.0 };
-        let x_off = (pan as f32 * t) as u32;
-        let mut frame = imageops::crop_imm(&bg, x_off, 0, w, h).to_image();
-        let fh = lerp(fh0, fh1, t);
-        let (cx, cy) = (lerp(c0.0, c1.0, t) + (t * 9.0).sin() * fh * 0.05, lerp(c0.1, c1.1, t));
-        let b = if edge == Some(EdgeCase::NoFace) {
-            None
-        } else {
-            if edge == Some(EdgeCase::TwoFaces) {
-                let sx = if cx > w as f32 / 2.0 { w as f32 * 0.18 } else { w as f32 * 0.82 };
-                let sb = render::paste_face(&mut frame, second, sx, hf * 0.5, fh * 0.55, None);
-                second_boxes.push(render::clip_box(sb, w, h));
-            }
-            if opts.cue == Cue::Scene {
-                // A grey halo, so a face crop (1.25x the box) shows none of the class-coloured scene.
-                render::fill_ellipse(&mut frame, cx, cy, fh * 0.95, fh * 0.95, [128, 128, 128], 1.0);
-            }
-            render::clip_box(render::paste_face(&mut frame, photo, cx, cy, fh, ring), w, h)
-        };
+        let (frame, b, second) = scene.draw(f, p.n_frames, w, h);
+        if two_faces {
+            second_boxes.push(second);
+        }
         if let (true, Some(d), Some(b)) = (writes_frames, &frames_dir, b) {
             let name = if opts.layout == Layout::Dfew { format!("{:05}.jpg", f + 1) } else { format!("{}.jpg", f + 1) };
             face_crop(&frame, b).save(d.join(name))?;
@@ -417,10 +512,12 @@ fn make_clip(
         edge_case: edge,
         expected_status: expected_status.into(),
         expected_status_frames,
-        face: (edge != Some(EdgeCase::NoFace)).then(|| photo.name.clone()),
+        face: (edge != Some(EdgeCase::NoFace)).then(|| scene.photo.name.clone()),
         pts_s,
         boxes,
         second_boxes,
+        motion: p.motion,
+        cut_frame: scene.motion.cut,
         roles: p.roles.iter().map(|r| r.to_string()).collect(),
     })
 }
@@ -435,6 +532,9 @@ pub fn synthesise(opts: &SynthOptions) -> Result<Vec<TruthClip>> {
     }
     if let Some(bad) = opts.sizes.iter().flatten().find(|(w, h)| w % 2 == 1 || h % 2 == 1 || *w < 64 || *h < 64) {
         return Err(UsageError::new(format!("--sizes: {}x{} must be even and at least 64x64", bad.0, bad.1)).into());
+    }
+    if opts.motions.is_empty() {
+        return Err(UsageError::new("--motion: name at least one motion").into());
     }
     if opts.fps.iter().flatten().any(|f| *f == 0 || *f > 240) || opts.fps.as_ref().is_some_and(|f| f.is_empty()) {
         return Err(UsageError::new("--fps: rates must lie in 1..=240").into());
@@ -502,6 +602,7 @@ mod tests {
             lfw_faces: 0,
             face_frames: true,
             cue: Cue::Face,
+            motions: vec![Motion::Slow],
         }
     }
 

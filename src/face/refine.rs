@@ -1,0 +1,197 @@
+//! Self-checking sparse detection: which stored frames the detector must look at so that
+//! interpolating the rest is safe. Keyframes first (every k-th stored frame and both ends of
+//! every shot); then, wherever two neighbouring detected-on frames of a shot disagree, the
+//! frame halfway between them, again and again until every gap is safe or closed.
+
+use super::track::{lerp_box, shift, shot_ranges, size_ratio};
+use super::{iou, Detection};
+
+/// When interpolating between two neighbouring detected-on frames is safe.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RefineRule {
+    /// Largest centre move, in face sizes, between two neighbouring detections that is
+    /// interpolated without a check.
+    pub max_shift: f32,
+    /// Largest face size ratio between two neighbouring detections interpolated without a check.
+    pub max_scale: f32,
+    /// A larger move or size change is still interpolated when a third detection next to the
+    /// pair lies within this IoU of the line through the other two (constant velocity confirmed).
+    pub check_iou: f32,
+}
+
+/// The first stored frames to detect: every `every`-th frame, and the first and last frame of
+/// every shot, sorted.
+pub fn keyframes(shots: &[usize], every: usize) -> Vec<usize> {
+    let mut p: Vec<usize> = (0..shots.len()).step_by(every.max(1)).collect();
+    for (start, end) in shot_ranges(shots) {
+        p.extend([start, end - 1]);
+    }
+    p.sort_unstable();
+    p.dedup();
+    p
+}
+
+/// What is known of a clip so far: the detector's candidates per stored frame (`None` where it
+/// did not run), the linked track, and each frame's shot.
+pub struct Evidence<'a> {
+    pub dets: &'a [Option<Vec<Detection>>],
+    pub track: &'a [Option<Detection>],
+    pub shots: &'a [usize],
+}
+
+impl Evidence<'_> {
+    /// A detected-on frame whose only candidate is the track's face.
+    fn clean(&self, i: usize) -> bool {
+        self.track[i].is_some() && self.dets[i].as_ref().is_some_and(|c| c.len() == 1)
+    }
+
+    /// The tracked boxes of frames `a`, `b`, `c` lie on one line (within `check_iou` at `b`).
+    fn linear(&self, [a, b, c]: [usize; 3], rule: &RefineRule) -> bool {
+        let (Some(da), Some(db), Some(dc)) = (&self.track[a], &self.track[b], &self.track[c]) else { return false };
+        let line = lerp_box(&da.bbox, &dc.bbox, (b - a) as f32 / (c - a) as f32);
+        iou(&line, &db.bbox) >= rule.check_iou
+    }
+
+    /// The tracked face barely moves or scales between frames `a` and `b` (both tracked).
+    fn still(&self, a: usize, b: usize, rule: &RefineRule) -> bool {
+        let (Some(da), Some(db)) = (&self.track[a], &self.track[b]) else { return false };
+        shift(&da.bbox, &db.bbox) <= rule.max_shift && size_ratio(&da.bbox, &db.bbox) <= rule.max_scale
+    }
+
+    /// Interpolating between neighbouring detected-on frames `ran[k]` and `ran[k + 1]` is safe:
+    /// no candidate at either end; or the same lone face at both ends, and either it barely
+    /// moved between them and on both sides of them (a face that moves on either side and not
+    /// between may have turned in the gap), or the detection next to the pair lies on their
+    /// line (constant velocity confirmed).
+    fn safe(&self, ran: &[usize], k: usize, rule: &RefineRule) -> bool {
+        let (a, b) = (ran[k], ran[k + 1]);
+        let empty = |i: usize| self.dets[i].as_ref().is_some_and(|c| c.is_empty());
+        if empty(a) && empty(b) {
+            return true;
+        }
+        if !self.clean(a) || !self.clean(b) {
+            return false;
+        }
+        let (prev, next) = (k.checked_sub(1).map(|j| ran[j]), ran.get(k + 2).copied());
+        let calm = |o: Option<usize>, x: usize| o.is_none_or(|o| self.track[o].is_none() || self.still(o, x, rule));
+        if self.still(a, b, rule) && calm(prev, a) && calm(next, b) {
+            return true;
+        }
+        prev.is_some_and(|p| self.linear([p, a, b], rule)) || next.is_some_and(|n| self.linear([a, b, n], rule))
+    }
+}
+
+/// Stored frames to detect next: the midpoint of every gap between neighbouring detected-on
+/// frames of one shot where interpolation is not yet safe. Empty when the clip is done.
+pub fn next_frames(ev: &Evidence, rule: &RefineRule) -> Vec<usize> {
+    let mut out = Vec::new();
+    for (start, end) in shot_ranges(ev.shots) {
+        let ran: Vec<usize> = (start..end).filter(|&i| ev.dets[i].is_some()).collect();
+        for k in 0..ran.len().saturating_sub(1) {
+            let (a, b) = (ran[k], ran[k + 1]);
+            if b - a >= 2 && !ev.safe(&ran, k, rule) {
+                out.push((a + b) / 2);
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::face::det;
+    use crate::face::track::primary_track;
+
+    const RULE: RefineRule = RefineRule { max_shift: 0.25, max_scale: 1.25, check_iou: 0.7 };
+
+    /// Runs the refinement loop against a scripted "every-frame" truth; returns the frames
+    /// detected, in order.
+    fn run(truth: &[Vec<Detection>], shots: &[usize], every: usize) -> Vec<usize> {
+        let mut dets: Vec<Option<Vec<Detection>>> = vec![None; truth.len()];
+        let mut next = keyframes(shots, every);
+        let mut ran = Vec::new();
+        while !next.is_empty() {
+            for &i in &next {
+                dets[i] = Some(truth[i].clone());
+            }
+            ran.extend(next);
+            let track = primary_track(&dets, shots);
+            next = next_frames(&Evidence { dets: &dets, track: &track, shots }, &RULE);
+        }
+        ran.sort_unstable();
+        ran
+    }
+
+    fn at(x: f32, s: f32) -> Vec<Detection> {
+        vec![det([x, 0.0, x + s, s], 0.9)]
+    }
+
+    #[test]
+    fn keyframes_include_every_shot_end() {
+        assert_eq!(keyframes(&[0; 16], 4), vec![0, 4, 8, 12, 15]);
+        assert_eq!(keyframes(&[0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1], 4), vec![0, 4, 5, 6, 8, 12, 15]);
+        assert_eq!(keyframes(&[0], 4), vec![0]);
+    }
+
+    #[test]
+    fn a_still_face_needs_only_keyframes() {
+        let truth: Vec<_> = (0..16).map(|_| at(100.0, 80.0)).collect();
+        assert_eq!(run(&truth, &[0; 16], 4), vec![0, 4, 8, 12, 15]);
+    }
+
+    #[test]
+    fn constant_fast_motion_is_confirmed_by_the_next_keyframe() {
+        // 80 px face moving 60 px per stored frame: 3 face sizes between keyframes, on a line.
+        let truth: Vec<_> = (0..16).map(|i| at(60.0 * i as f32, 80.0)).collect();
+        assert_eq!(run(&truth, &[0; 16], 4), vec![0, 4, 8, 12, 15]);
+    }
+
+    #[test]
+    fn a_jolt_is_detected_frame_by_frame_and_the_still_rest_is_not() {
+        // The camera jolts half a face size on stored frames 3..=5 only.
+        let truth: Vec<_> = (0..16).map(|i| at(if (3..=5).contains(&i) { 140.0 } else { 100.0 }, 80.0)).collect();
+        // Around the jolt every frame, and frame 1 (the face moved next to that gap); the still
+        // rest only at keyframes.
+        assert_eq!(run(&truth, &[0; 16], 4), vec![0, 1, 2, 3, 4, 5, 6, 8, 12, 15]);
+    }
+
+    #[test]
+    fn a_face_that_turns_back_between_keyframes_is_followed() {
+        // Moving right at 40 px per frame, turning at frame 10: keyframes 8 and 12 agree
+        // (x 320 and 320), but the face was at 400 in between.
+        let x = |i: i32| 40.0 * if i <= 10 { i } else { 20 - i } as f32;
+        let truth: Vec<_> = (0..16).map(|i| at(x(i), 80.0)).collect();
+        let ran = run(&truth, &[0; 16], 4);
+        assert!(ran.contains(&10), "the turn is detected: {ran:?}");
+    }
+
+    #[test]
+    fn a_face_that_vanishes_is_searched_for_up_to_the_frame_it_leaves() {
+        let truth: Vec<_> = (0..16).map(|i| if i < 6 { at(100.0, 80.0) } else { vec![] }).collect();
+        let ran = run(&truth, &[0; 16], 4);
+        assert!(ran.contains(&5) && ran.contains(&6), "{ran:?}");
+        assert!(!ran.contains(&10), "face-free keyframes agree: {ran:?}");
+    }
+
+    #[test]
+    fn two_candidates_are_resolved_by_detecting_between() {
+        let truth: Vec<_> = (0..8)
+            .map(|i| {
+                vec![
+                    det([10.0 * i as f32, 0.0, 10.0 * i as f32 + 80.0, 80.0], 0.9),
+                    det([300.0, 0.0, 360.0, 60.0], 0.8),
+                ]
+            })
+            .collect();
+        assert_eq!(run(&truth, &[0; 8], 4), (0..8).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn zoom_off_the_line_is_refined() {
+        // Size grows geometrically (1.3x per frame): keyframe neighbours are far off the line.
+        let truth: Vec<_> = (0..9).map(|i| at(100.0, 20.0 * 1.3f32.powi(i))).collect();
+        let ran = run(&truth, &[0; 9], 4);
+        assert!(ran.len() > 3, "{ran:?}");
+    }
+}
