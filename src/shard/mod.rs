@@ -670,6 +670,18 @@ mod tests {
     }
 
     #[test]
+    fn shards_from_before_the_shot_dataset_still_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = ShardWriter::create(dir.path(), &attrs(0), 0).unwrap();
+        w.append(&ShardRow { clip_id: "x", label: 0, manifest_row: 0, tensors: &tensors(1) }).unwrap();
+        let path = w.finish().unwrap();
+        File::open_rw(&path).unwrap().unlink("shot").unwrap();
+        let c = ShardReader::open(&path).unwrap().clip(0).unwrap();
+        assert!(c.shot.is_empty(), "no shot record: empty, not made up");
+        assert_eq!(c.face_source, tensors(1).face_source);
+    }
+
+    #[test]
     fn same_rows_give_identical_bytes() {
         let dir = tempfile::tempdir().unwrap();
         let mut paths = vec![];
