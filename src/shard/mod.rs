@@ -672,8 +672,8 @@ mod tests {
     #[test]
     fn shards_from_before_the_shot_dataset_still_read() {
         let dir = tempfile::tempdir().unwrap();
-        let mut w = ShardWriter::create(dir.path(), &attrs(0), 0).unwrap();
-        w.append(&ShardRow { clip_id: "x", label: 0, manifest_row: 0, tensors: &tensors(1) }).unwrap();
+        let mut w = ShardWriter::create(dir.path(), &attrs(0)).unwrap();
+        append(&mut w, attrs(0).pixels, "x", 0, 0, &tensors(1));
         let path = w.finish().unwrap();
         File::open_rw(&path).unwrap().unlink("shot").unwrap();
         let c = ShardReader::open(&path).unwrap().clip(0).unwrap();
