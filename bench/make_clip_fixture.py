@@ -29,7 +29,8 @@ check): linear / conv weights N(0, 1/fan_in), linear biases N(0, 0.05^2), token 
 class embeddings N(0, 0.5^2), LayerNorm weights 1 + N(0, 0.1^2), LayerNorm biases N(0, 0.02^2),
 logit_scale kept (then rounded to f16 like everything else). Attention uses the "eager" path.
 
-Run: /work/venv/bin/python bench/make_clip_fixture.py [--out tests/fixtures/clip-tiny]
+Run (in a venv with torch, transformers, safetensors, numpy):
+     python3 bench/make_clip_fixture.py [--out tests/fixtures/clip-tiny]
 Deterministic: the same versions give the same bytes.
 Made with: torch 2.15.0 (PyPI build 2.15.0+cu132, run on CPU), transformers 5.24.0, safetensors 0.8.0, numpy 2.4.6 (Python 3.11, CPU).
 """

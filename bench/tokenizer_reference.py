@@ -20,12 +20,13 @@ transformers-fast ids; `openclip_agrees` (and `slow_agrees`, `tf4_fast_agrees` w
 whether the others give the same ids; where one differs its ids are kept alongside
 (`openclip_ids`, `slow_ids`, `tf4_fast_ids`).
 
-Also writes (outside the repo, not committed):
-  /work/ref/clip-tokenizer-src/{vocab.json,merges.txt}  the derived files;
-  /work/ref/clip-tokenizer/                            CLIPTokenizerFast.save_pretrained (tokenizer.json)
-  /work/ref/clip-tokenizer-tf4/                        the same from transformers 4.x (with --tf4-python)
+Also writes under --ref (default bench-out/tokenizer-ref, ignored by git):
+  clip-tokenizer-src/{vocab.json,merges.txt}  the derived files;
+  clip-tokenizer/                            CLIPTokenizerFast.save_pretrained (tokenizer.json)
+  clip-tokenizer-tf4/                        the same from transformers 4.x (with --tf4-python)
 
-Run: /work/venv/bin/python bench/tokenizer_reference.py --tf4-python /work/venv-tf4/bin/python
+Run (in a venv with open_clip_torch, transformers 5, torch; a second venv with transformers 4.x):
+     python3 bench/tokenizer_reference.py --tf4-python VENV4/bin/python
      [--wheel open_clip_torch-3.3.0-py3-none-any.whl]   (without --wheel the wheel is fetched
      with `pip download --no-deps open_clip_torch==<installed version>` to hash it)
 Made with: open_clip_torch 3.3.0 (ftfy 6.3.1, regex 2026.11.19), transformers 5.24.0 with
@@ -119,7 +120,7 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=str(REPO / "tests/fixtures/clip_tokens.json"))
     ap.add_argument("--wheel", help="the open_clip_torch wheel to hash (default: pip download it)")
-    ap.add_argument("--ref", default="/work/ref", help="where the derived and saved tokenizer files go")
+    ap.add_argument("--ref", default=str(REPO / "bench-out/tokenizer-ref"), help="where the derived and saved tokenizer files go")
     ap.add_argument("--tf4-python", help="a Python with transformers 4.x for the slow tokenizer")
     ap.add_argument("--tf4-worker", nargs=4, help=argparse.SUPPRESS)
     a = ap.parse_args()
