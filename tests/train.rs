@@ -170,7 +170,12 @@ fn resumed_run_is_bit_identical() {
     train(&cfg, &a, &[]);
     train(&cfg, &b, &["--stop-after", "1"]);
     assert!(b.join("checkpoints/epoch-0001.json").exists() && !b.join("checkpoints/epoch-0002.json").exists());
+    // What a kill inside a checkpoint save leaves (the safetensors writer's own temporary file).
+    let partial = b.join("checkpoints/.partial");
+    std::fs::create_dir_all(&partial).unwrap();
+    std::fs::write(partial.join(".tmpAbC123"), b"half a tensor").unwrap();
     train(&cfg, &b, &["--resume"]);
+    assert!(!partial.exists(), "the resumed run removed what the killed save left");
     for f in ["epoch-0003.safetensors", "epoch-0003.optim.safetensors"] {
         let (x, y) = (
             std::fs::read(a.join("checkpoints").join(f)).unwrap(),

@@ -11,7 +11,7 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::atomic::{tmp_path, write_atomic};
+use crate::atomic::write_atomic;
 use crate::error::UsageError;
 use crate::model::runner::Runner;
 
@@ -61,12 +61,34 @@ impl Checkpoints {
         self.dir.join(format!("{}.json", stem(epoch)))
     }
 
+    /// Where weight and optimiser files are written before they are renamed into place. The
+    /// safetensors writer makes temporary files of its own beside its target, so a kill while it
+    /// writes leaves them here, never among the checkpoints; a starting or resuming run removes
+    /// the folder ([`Self::remove_partial`]).
+    fn partial_dir(&self) -> PathBuf {
+        self.dir.join(".partial")
+    }
+
+    /// Removes what a killed save left.
+    pub fn remove_partial(&self) -> Result<()> {
+        let p = self.partial_dir();
+        match std::fs::remove_dir_all(&p) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(e).with_context(|| format!("{}: cannot remove", p.display()))
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Saves epoch `state.epoch`, updates `best.json` and removes epochs that are neither.
     pub fn save(&self, mut state: EpochState, runner: &Runner) -> Result<()> {
         let (w, o) = (self.weights_path(state.epoch), self.optim_path(state.epoch));
-        let (wt, ot) = (tmp_path(&w), tmp_path(&o));
+        let partial = self.partial_dir();
+        std::fs::create_dir_all(&partial).with_context(|| format!("{}: cannot create", partial.display()))?;
+        let inside = |p: &Path| partial.join(p.file_name().expect("file name"));
+        let (wt, ot) = (inside(&w), inside(&o));
         if let Err(e) = runner.save(&wt, &ot) {
-            let _ = (std::fs::remove_file(&wt), std::fs::remove_file(&ot));
+            self.remove_partial()?;
             return Err(e);
         }
         for (tmp, fin) in [(&wt, &w), (&ot, &o)] {
@@ -74,6 +96,7 @@ impl Checkpoints {
             state.files.insert(name, sha256_file(tmp)?);
             std::fs::rename(tmp, fin).with_context(|| format!("{}: cannot rename into place", fin.display()))?;
         }
+        self.remove_partial()?;
         write_atomic(&self.json_path(state.epoch), serde_json::to_string_pretty(&state)?.as_bytes())?;
         self.update_best(&state)
     }

@@ -179,6 +179,7 @@ pub fn run(opts: &TrainOptions) -> Result<()> {
     for dir in [opts.run.as_path(), ckpts.dir()] {
         remove_unfinished(dir, |_| true)?;
     }
+    ckpts.remove_partial()?;
     // Data, model and device are checked before the run folder is made.
     let mut s = Session::open(cfg)?;
     if !config_path.exists() {
