@@ -13,6 +13,7 @@ use super::ous::{Arch, Features, LossWeights, Losses, Ous, OusConfig, CLIP_PREFI
 use super::params::{Group, ParamStore};
 use super::prompts::tokenize_prompts;
 use super::tokenizer;
+use crate::weights::ClipFiles;
 
 /// A batch on the host: pixels (`[B, T, 3, S, S]`, scene empty when off) or cached features.
 pub enum HostInput<'a> {
@@ -60,6 +61,8 @@ pub struct Runner {
     dims: (usize, usize, usize),
     opt: Option<(AdamW, OptimSettings)>,
     weights: LossWeights,
+    /// The CLIP checkpoint's files, as found (and for hub sources checked) once at build time.
+    clip_files: Option<ClipFiles>,
 }
 
 impl Runner {
@@ -94,7 +97,13 @@ impl Runner {
             dims: (e, early, vcfg.width),
             opt: None,
             weights,
+            clip_files: files,
         })
+    }
+
+    /// The CLIP checkpoint's files (`None`: random towers).
+    pub fn clip_files(&self) -> Option<&ClipFiles> {
+        self.clip_files.as_ref()
     }
 
     pub fn device(&self) -> &Device {

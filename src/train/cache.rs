@@ -19,16 +19,17 @@ use crate::shard::features::{FeatureAttrs, FeatureReader, FeatureRow, FeatureWri
 
 pub const FILE_NAME: &str = "features.h5";
 
-/// What the cached features depend on: the image tower's arch, weights and options.
-pub fn model_hash(cfg: &TrainConfig) -> Result<String> {
+/// What the cached features depend on: the image tower's arch, weights and options. The
+/// weights' files are the ones `runner` was built from, streamed into the hash.
+pub fn model_hash(cfg: &TrainConfig, runner: &Runner) -> Result<String> {
     let m = &cfg.model;
     let mut h = Sha256::new();
     h.update(format!("{}|{}|{}|{}", m.arch.as_str(), m.polarity_blocks, m.use_scene, m.use_polarity));
-    match &m.clip_weights {
-        Some(source) => {
-            let files = crate::weights::resolve(source)?;
+    match runner.clip_files() {
+        Some(files) => {
             for f in std::iter::once(&files.weights).chain(&files.config) {
-                h.update(std::fs::read(f).with_context(|| format!("{}: cannot read", f.display()))?);
+                let mut file = std::fs::File::open(f).with_context(|| format!("{}: cannot read", f.display()))?;
+                std::io::copy(&mut file, &mut h).with_context(|| format!("{}: cannot read", f.display()))?;
             }
         }
         None => h.update(format!("random:{}", m.seed)),
@@ -56,7 +57,7 @@ impl FeatureCache {
         if a.data_hash != shards.data_hash() {
             bail!(stale("shards"));
         }
-        if a.model_hash != model_hash(cfg)? {
+        if a.model_hash != model_hash(cfg, runner)? {
             bail!(stale("image-tower settings or weights"));
         }
         let row_of = reader.manifest_rows.iter().enumerate().map(|(i, &r)| (r as usize, i)).collect();
@@ -115,7 +116,7 @@ pub fn embed(cfg: &TrainConfig, out: &Path, views: usize) -> Result<PathBuf> {
     let (e, p, w) = runner.feature_dims();
     let fa = FeatureAttrs {
         data_hash: shards.data_hash(),
-        model_hash: model_hash(cfg)?,
+        model_hash: model_hash(cfg, &runner)?,
         clips: clips.len(),
         views: views + 1,
         frames: attrs.frames,
