@@ -1,13 +1,20 @@
 #!/usr/bin/env python3
 """PyTorch reference of dfer's OUS model (same modules and sizes as src/model/ous.rs), timed the
-way `dfer bench train-step` times ours: one training step on random inputs, eager mode with bf16
-autocast, AdamW over the same parameter groups. Prints one JSON line like dfer's.
+way `dfer bench train-step` times ours: one training step on random inputs, eager mode (bf16
+autocast on CUDA, f32 on CPU as dfer), AdamW over the same parameter groups. Prints one JSON line
+like dfer's.
 
-Usage: python3 bench/ous_torch.py --recipe frozen|finetune|cached --batch 8 --frames 16 --steps 10
-Needs torch and transformers (for the CLIP towers).
+The prompt pass runs the text tower over all 77 positions, as CoOp and DFER-CLIP do;
+`--text-positions eot` stops at the last end-of-text token instead (exact under the causal mask,
+what dfer does), to separate that saving from the rest.
+
+Usage: python3 bench/ous_torch.py --device cpu|cuda --recipe frozen|finetune|cached --batch 8
+       --frames 16 --steps 10 --warmup 3
+Needs torch and transformers (4.x or 5.x, for the CLIP towers).
 """
 import argparse
 import json
+import resource
 import time
 
 import torch
@@ -88,19 +95,23 @@ class Ous(nn.Module):
         early = early[b * t:].view(b, t, self.pol_blocks, -1).mean(1)
         return emb[0], emb[1], early
 
-    def text(self):
+    def text(self, positions):
         tm = self.clip.text_model
-        x = tm.embeddings.token_embedding(self.ids)
+        x = tm.embeddings.token_embedding(self.ids[:, :positions])
         x = torch.cat([x[:, :1], self.ctx.expand(x.shape[0], -1, -1), x[:, 1 + self.n_ctx:]], 1)
-        x = x + tm.embeddings.position_embedding.weight
-        mask = torch.full((77, 77), float("-inf"), device=x.device).triu(1)[None, None]
+        x = x + tm.embeddings.position_embedding.weight[:positions]
+        mask = torch.full((positions, positions), float("-inf"), device=x.device).triu(1)[None, None]
         for layer in tm.encoder.layers:
-            out = layer(x, None, mask)
+            # transformers 5 merged the causal mask into attention_mask; 4.x takes both by keyword.
+            if "causal_attention_mask" in layer.forward.__code__.co_varnames:
+                out = layer(x, attention_mask=None, causal_attention_mask=mask)
+            else:
+                out = layer(x, attention_mask=mask)
             x = out[0] if isinstance(out, tuple) else out
         x = tm.final_layer_norm(x)
         return self.clip.text_projection(x[:, self.eot])
 
-    def forward(self, vf, vs, early):
+    def forward(self, vf, vs, early, positions):
         b = vf.shape[0]
         face = self.face_lstm(vf)
         tok = torch.cat([self.cls.expand(b, 1, -1), face], 1) + self.pos
@@ -116,7 +127,7 @@ class Ous(nn.Module):
         q = self.queries.expand(b, -1, -1)
         fused = sum(blk(q, mem) for blk in self.fusion)
         video = self.video_proj(self.fusion_ln(fused.mean(1)))
-        text = self.text()
+        text = self.text(positions)
         logits = self.clip.logit_scale.exp() * F.normalize(video, dim=-1) @ F.normalize(text, dim=-1).t()
         glob = self.global_head(torch.cat([video, pol_logits.softmax(-1)], 1))
         return logits, pol_logits, glob, sim
@@ -129,8 +140,11 @@ def main():
     ap.add_argument("--frames", type=int, default=16)
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--device", default="cuda", choices=["cpu", "cuda"])
+    ap.add_argument("--text-positions", default="full", choices=["full", "eot"])
     a = ap.parse_args()
-    dev = torch.device("cuda")
+    dev = torch.device(a.device)
+    cuda = a.device == "cuda"
     torch.manual_seed(0)
     cfg = CLIPConfig(
         text_config=dict(hidden_size=512, intermediate_size=2048, num_attention_heads=8, num_hidden_layers=12,
@@ -158,8 +172,10 @@ def main():
     labels = torch.arange(b, device=dev) % 7
     pol = torch.tensor([2, 0, 1, 0, 2, 0, 0], device=dev)[labels]
 
+    positions = 77 if a.text_positions == "full" else model.eot + 1
+
     def step():
-        with torch.autocast("cuda", dtype=torch.bfloat16):
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
             if a.recipe == "cached":
                 vf, vs, early = feats
             elif a.recipe == "frozen":
@@ -167,7 +183,7 @@ def main():
                     vf, vs, early = model.encode(face, scene)
             else:
                 vf, vs, early = model.encode(face, scene)
-            logits, pl, gl, sim = model(vf.float(), vs.float(), early.float())
+            logits, pl, gl, sim = model(vf.float(), vs.float(), early.float(), positions)
             loss = F.cross_entropy(logits, labels) + 0.5 * F.cross_entropy(gl, labels) + 0.5 * sim \
                 + 0.5 * F.cross_entropy(pl, pol)
         opt.zero_grad(set_to_none=True)
@@ -178,16 +194,21 @@ def main():
 
     for _ in range(a.warmup):
         step()
-    torch.cuda.synchronize()
-    torch.cuda.reset_peak_memory_stats()
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
     t0 = time.perf_counter()
     for _ in range(a.steps):
         step()
-    torch.cuda.synchronize()
+    if cuda:
+        torch.cuda.synchronize()
     secs = (time.perf_counter() - t0) / a.steps
-    print(json.dumps({"impl": "pytorch-eager-bf16", "recipe": a.recipe, "batch": b, "frames": t, "steps": a.steps,
-                      "seconds_per_step": secs, "clips_per_s": b / secs,
-                      "peak_mib": torch.cuda.max_memory_allocated() / 2**20}))
+    # On CPU: the process's peak resident memory (ru_maxrss, KiB on Linux).
+    peak = torch.cuda.max_memory_allocated() / 2**20 if cuda else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"impl": "pytorch-eager-bf16" if cuda else "pytorch-eager-f32", "device": a.device,
+                      "recipe": a.recipe, "batch": b, "frames": t, "steps": a.steps, "threads": torch.get_num_threads(),
+                      "text_positions": positions, "seconds_per_step": secs, "clips_per_s": b / secs,
+                      "peak_mib": peak}))
 
 
 if __name__ == "__main__":

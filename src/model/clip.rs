@@ -312,13 +312,17 @@ impl TextTower {
     }
 
     /// Runs the tower on token embeddings `[N, L, width]` (L = context length); `eot [N]` gives the
-    /// end-of-text position of each sequence, whose output is pooled and projected.
+    /// end-of-text position of each sequence, whose output is pooled and projected. Positions past
+    /// the last end-of-text token are not computed: under the causal mask no pooled output can
+    /// see them, so the result is the full-context one (CoOp runs all 77; prompts use ~15).
     pub fn forward_embeddings(&self, embeds: &Tensor, eot: &[usize]) -> Result<Tensor> {
         let (n, l, w) = embeds.dims3()?;
         ensure!(l == self.cfg.context_length && eot.len() == n, "text tower input {:?} does not fit", embeds.dims());
-        let mut x = embeds.broadcast_add(&self.position_embedding)?;
+        let l = eot.iter().max().map_or(l, |&p| (p + 1).min(l));
+        let mask = self.mask.narrow(0, 0, l)?.narrow(1, 0, l)?.contiguous()?;
+        let mut x = embeds.narrow(1, 0, l)?.broadcast_add(&self.position_embedding.narrow(0, 0, l)?)?;
         for layer in &self.layers {
-            x = layer.forward(&x, Some(&self.mask))?;
+            x = layer.forward(&x, Some(&mask))?;
         }
         let x = self.final_layer_norm.forward(&x)?;
         let rows: Vec<u32> = eot.iter().enumerate().map(|(i, &p)| (i * l + p) as u32).collect();

@@ -1,6 +1,10 @@
-//! Building blocks with PyTorch / Hugging Face parameter names: linear, a differentiable
-//! LayerNorm (candle's fused one has no backward), multi-head attention (self and cross),
-//! the CLIP pre-norm transformer block and an LSTM (PyTorch gate order i, f, g, o).
+//! Building blocks with PyTorch / Hugging Face parameter names: linear, LayerNorm, multi-head
+//! attention (self and cross), the CLIP pre-norm transformer block and an LSTM (PyTorch gate
+//! order i, f, g, o). Matmuls run on 2-D views (`[rows, in] × [in, out]`): a batched matmul
+//! against a shared weight would make candle's backward build one weight gradient per batch item.
+//! Where no gradient can flow (frozen towers, evaluation) LayerNorm and softmax use candle's fused
+//! kernels, which have no backward; elsewhere they are written with differentiable primitives.
+//! Softmax and LayerNorm statistics are computed in f32 whatever the tower's dtype.
 
 use anyhow::Result;
 use candle_core::{DType, Module, Tensor, D};
@@ -33,12 +37,34 @@ impl Linear {
 impl Module for Linear {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let w = self.weight.to_dtype(x.dtype())?;
-        let y = x.broadcast_matmul(&w.t()?)?;
+        let y = matmul_rows(x, &w.t()?)?;
         match &self.bias {
             Some(b) => y.broadcast_add(&b.to_dtype(x.dtype())?),
             None => Ok(y),
         }
     }
+}
+
+/// `x [..., in] × w [in, out]` as one 2-D matmul over all leading dimensions → `[..., out]`.
+pub fn matmul_rows(x: &Tensor, w: &Tensor) -> candle_core::Result<Tensor> {
+    let mut dims = x.dims().to_vec();
+    let input = dims.pop().unwrap_or(1);
+    let y = x.reshape(((), input))?.matmul(w)?;
+    dims.push(w.dim(1)?);
+    y.reshape(dims)
+}
+
+/// True when nothing in `tensors` records a graph: no gradient can be asked through an op on them.
+fn untracked(tensors: &[&Tensor]) -> bool {
+    tensors.iter().all(|t| !t.track_op())
+}
+
+/// Softmax over the last dimension, in f32, returned in `x`'s dtype.
+pub fn softmax_last(x: &Tensor) -> candle_core::Result<Tensor> {
+    let x32 = x.to_dtype(DType::F32)?;
+    let y =
+        if untracked(&[x]) { candle_nn::ops::softmax_last_dim(&x32.contiguous()?)? } else { softmax(&x32, D::Minus1)? };
+    y.to_dtype(x.dtype())
 }
 
 /// LayerNorm over the last dimension, written with differentiable primitives; statistics in f32.
@@ -65,6 +91,10 @@ impl Module for LayerNorm {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let dtype = x.dtype();
         let x = x.to_dtype(DType::F32)?;
+        if untracked(&[&x, &self.weight, &self.bias]) {
+            let (w, b) = (self.weight.to_dtype(DType::F32)?, self.bias.to_dtype(DType::F32)?);
+            return candle_nn::ops::layer_norm(&x.contiguous()?, &w, &b, self.eps as f32)?.to_dtype(dtype);
+        }
         let mean = x.mean_keepdim(D::Minus1)?;
         let centred = x.broadcast_sub(&mean)?;
         let var = centred.sqr()?.mean_keepdim(D::Minus1)?;
@@ -121,7 +151,7 @@ impl Attention {
         if let Some(m) = mask {
             scores = scores.broadcast_add(&m.to_dtype(scores.dtype())?)?;
         }
-        let probs = softmax(&scores, D::Minus1)?;
+        let probs = softmax_last(&scores)?;
         let y = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, lq, c))?;
         Ok(self.out.forward(&y)?)
     }
@@ -229,9 +259,9 @@ impl TemporalConv {
         let half = self.taps.len() / 2;
         let pad = Tensor::zeros((b, half, c), x.dtype(), x.device())?;
         let padded = Tensor::cat(&[&pad, x, &pad], 1)?;
-        let mut y = padded.narrow(1, 0, t)?.broadcast_matmul(&self.taps[0])?;
+        let mut y = matmul_rows(&padded.narrow(1, 0, t)?, &self.taps[0])?;
         for (j, tap) in self.taps.iter().enumerate().skip(1) {
-            y = (y + padded.narrow(1, j, t)?.broadcast_matmul(tap)?)?;
+            y = (y + matmul_rows(&padded.narrow(1, j, t)?, tap)?)?;
         }
         Ok(y.broadcast_add(&self.bias)?)
     }
@@ -263,7 +293,7 @@ impl Lstm {
         let (b, t, _) = x.dims3()?;
         let dt = x.dtype();
         let bias = (&self.b_ih + &self.b_hh)?.to_dtype(dt)?;
-        let projected = x.broadcast_matmul(&self.w_ih.to_dtype(dt)?.t()?)?.broadcast_add(&bias)?;
+        let projected = matmul_rows(x, &self.w_ih.to_dtype(dt)?.t()?)?.broadcast_add(&bias)?;
         let w_hh = self.w_hh.to_dtype(dt)?.t()?;
         let mut h = Tensor::zeros((b, self.hidden), dt, x.device())?;
         let mut c = h.clone();

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use anyhow::{ensure, Context, Result};
 use candle_core::backprop::GradStore;
-use candle_core::{Tensor, Var};
+use candle_core::{DType, Device, Tensor, Var};
 
 use super::params::{Group, ParamStore};
 
@@ -32,6 +32,7 @@ pub struct AdamW {
     beta2: f64,
     eps: f64,
     step: u64,
+    device: Device,
 }
 
 impl AdamW {
@@ -44,7 +45,7 @@ impl AdamW {
                 slots.push(Slot { name, var, group: gi, v: m.clone(), m });
             }
         }
-        Ok(Self { slots, groups, beta1: 0.9, beta2: 0.999, eps: 1e-8, step: 0 })
+        Ok(Self { slots, groups, beta1: 0.9, beta2: 0.999, eps: 1e-8, step: 0, device: store.device().clone() })
     }
 
     pub fn step_count(&self) -> u64 {
@@ -56,25 +57,29 @@ impl AdamW {
         self.slots.iter().map(|s| (s.name.as_str(), &s.var))
     }
 
-    /// Global L2 norm of the gradients of the optimised parameters.
-    pub fn grad_norm(&self, grads: &GradStore) -> Result<f64> {
-        let mut total = 0f64;
+    /// Global L2 norm of the gradients of the optimised parameters: an f32 scalar on the device
+    /// (no read-back).
+    pub fn grad_norm(&self, grads: &GradStore) -> Result<Tensor> {
+        let mut squares = Vec::with_capacity(self.slots.len());
         for s in &self.slots {
             if let Some(g) = grads.get(s.var.as_tensor()) {
-                total += g.sqr()?.sum_all()?.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
+                squares.push(g.to_dtype(DType::F32)?.sqr()?.sum_all()?);
             }
         }
-        Ok(total.sqrt())
+        match squares.first() {
+            None => Ok(Tensor::zeros((), DType::F32, &self.device)?),
+            Some(_) => Ok(Tensor::stack(&squares, 0)?.sum_all()?.sqrt()?),
+        }
     }
 
     /// One update with every group's rate multiplied by `lr_factor`, after clipping the global
-    /// gradient norm to `max_norm` (if given). Returns the norm before clipping.
-    pub fn step(&mut self, grads: &GradStore, lr_factor: f64, max_norm: Option<f64>) -> Result<f64> {
-        let norm = self.grad_norm(grads)?;
-        ensure!(norm.is_finite(), "gradient norm is {norm} at step {}", self.step + 1);
+    /// gradient norm (`norm`, from [`AdamW::grad_norm`]) to `max_norm` (if given). Nothing is read
+    /// back: the caller reads the norm with the step's losses and refuses a non-finite one.
+    pub fn step(&mut self, grads: &GradStore, norm: &Tensor, lr_factor: f64, max_norm: Option<f64>) -> Result<()> {
+        // min(1, max / (norm + 1e-6)): PyTorch's clip_grad_norm_ factor, computed on the device.
         let clip = match max_norm {
-            Some(m) if norm > m => m / (norm + 1e-6),
-            _ => 1.0,
+            Some(m) => Some(((norm + 1e-6)?.recip()? * m)?.minimum(1f64)?),
+            None => None,
         };
         self.step += 1;
         let t = self.step as i32;
@@ -82,7 +87,10 @@ impl AdamW {
         let (c1, c2) = (1.0 - b1.powi(t), 1.0 - b2.powi(t));
         for s in &mut self.slots {
             let Some(g) = grads.get(s.var.as_tensor()) else { continue };
-            let g = (g * clip)?;
+            let g = match &clip {
+                Some(c) => g.broadcast_mul(&c.to_dtype(g.dtype())?)?,
+                None => g.clone(),
+            };
             let gs = &self.groups[s.group];
             let lr = gs.lr * lr_factor;
             s.m = ((&s.m * b1)? + (&g * (1.0 - b1))?)?;
@@ -92,7 +100,7 @@ impl AdamW {
             let decayed = (p * (1.0 - lr * gs.weight_decay))?;
             s.var.set(&(decayed - (update * lr)?)?)?;
         }
-        Ok(norm)
+        Ok(())
     }
 
     /// Moments by `m.<name>` / `v.<name>` (the step count is kept by the caller's training state).
@@ -146,7 +154,7 @@ mod tests {
         let mut values = vec![];
         for _ in 0..2 {
             let grads = p.as_tensor().sqr().unwrap().sum_all().unwrap().backward().unwrap();
-            opt.step(&grads, 1.0, None).unwrap();
+            opt.step(&grads, &opt.grad_norm(&grads).unwrap(), 1.0, None).unwrap();
             values.push(p.as_tensor().to_vec1::<f32>().unwrap()[0]);
         }
         // Step 1: m̂/√v̂ = 1, p = 1·0.999 − 0.1 = 0.899. Step 2: g = 1.798, m = 0.3598,
@@ -167,8 +175,14 @@ mod tests {
         let w = store.get("w").unwrap().clone();
         let loss = (w.as_tensor().sqr().unwrap().sum_all().unwrap() * 100.0).unwrap();
         let grads = loss.backward().unwrap();
-        let norm = opt.step(&grads, 1.0, Some(1.0)).unwrap();
+        let norm = opt.grad_norm(&grads).unwrap();
+        opt.step(&grads, &norm, 1.0, Some(1.0)).unwrap();
+        let norm = norm.to_scalar::<f32>().unwrap() as f64;
         assert!((norm - (2.0f64 * 600.0 * 600.0).sqrt()).abs() < 1e-3, "{norm}");
+        // Clipped to norm 1: the first Adam step moves each weight by lr whatever the gradient's
+        // size, so check the clipped gradient through the first moment instead: m = 0.1 · g / |g|.
+        let m = opt.state()["m.w"].to_vec1::<f32>().unwrap();
+        assert!(m.iter().all(|v| (v - 0.1 / 2f32.sqrt()).abs() < 1e-5), "{m:?}");
         let mut other = AdamW::new(&store, groups).unwrap();
         other.load_state(&opt.state(), opt.step_count(), "test").unwrap();
         assert_eq!(other.step_count(), 1);

@@ -220,10 +220,10 @@ impl Default for LossWeights {
     }
 }
 
-/// Total loss and its parts (as f32 values for logging).
+/// Total loss and its parts (scalar tensors, read back once per step by the runner).
 pub struct Losses {
     pub total: Tensor,
-    pub parts: Vec<(&'static str, f32)>,
+    pub parts: Vec<(&'static str, Tensor)>,
 }
 
 pub struct Ous {
@@ -371,50 +371,88 @@ impl Ous {
 
     /// Everything after the image tower.
     pub fn head(&self, x: &Features, text: &Tensor) -> Result<Outputs> {
-        let (b, t, e) = x.face.dims3()?;
+        let t = x.face.dim(1)?;
         ensure!(t == self.frames, "model was built for T = {}, batch has {t} frames", self.frames);
-        // Face stream: LSTM, then the Frame Encoder over [CLS; frames] with position embeddings.
-        let face = self.face_lstm.forward(&x.face)?;
+        let tokens = self.face_stream(&x.face)?;
+        let mut memory = vec![tokens.clone()];
+        let mut sim = None;
+        let mut polarity = None;
+        if let (true, Some(scene)) = (self.cfg.use_scene, &x.scene) {
+            let scene_token = self.scene_stream(scene)?;
+            memory.push(scene_token.unsqueeze(1)?);
+            sim = Some(self.similarity(&tokens, &scene_token)?);
+            if let (true, Some(early)) = (self.cfg.use_polarity, &x.early) {
+                let (feature, logits) = self.polarity(early)?;
+                memory.push(feature.unsqueeze(1)?);
+                polarity = Some(logits);
+            }
+        }
+        let video = self.type_fusion(&Tensor::cat(&memory, 1)?)?;
+        let (logits, global_logits) = self.classify(&video, text, polarity.as_ref())?;
+        Ok(Outputs { logits, polarity_logits: polarity, global_logits, sim })
+    }
+
+    /// Face stream: LSTM, then the Frame Encoder over `[CLS; frames]` with position embeddings →
+    /// tokens `[B, 1 + T, E]`.
+    pub(crate) fn face_stream(&self, face: &Tensor) -> Result<Tensor> {
+        let (b, _, e) = face.dims3()?;
+        let face = self.face_lstm.forward(face)?;
         let cls = self.frame_cls.reshape((1, 1, e))?.repeat((b, 1, 1))?;
         let mut tokens = Tensor::cat(&[&cls, &face], 1)?.broadcast_add(&self.frame_pos)?;
         for block in &self.frame_encoder {
             tokens = block.forward(&tokens, None)?;
         }
-        let face_tokens = tokens.narrow(1, 1, t)?;
-        let mut memory = vec![tokens.clone()];
-        let mut sim = None;
-        let mut polarity_logits = None;
-        if let (true, Some(scene)) = (self.cfg.use_scene, &x.scene) {
-            // Scene stream: LSTM, then Frames Mean.
-            let scene_token = self.scene_lstm.forward(scene)?.mean(1)?; // [B, E]
-            memory.push(scene_token.unsqueeze(1)?);
-            // L_sim: temporal conv + FC on faces, FC on the scene, cosine pulled to 1.
-            let conv = self.sim_conv.forward(&face_tokens)?.mean(1)?;
-            let zf = normalize(&self.sim_face.forward(&conv)?)?;
-            let zs = normalize(&self.sim_scene.forward(&scene_token)?)?;
-            sim = Some((1.0 - (zf * zs)?.sum(1)?.mean_all()?)?);
-            if let (true, Some(early)) = (self.cfg.use_polarity, &x.early) {
-                let pol = quick_gelu(&self.pol_proj.forward(&early.flatten_from(1)?)?)?; // [B, E]
-                polarity_logits = Some(self.pol_head.forward(&pol)?);
-                memory.push(pol.unsqueeze(1)?);
-            }
-        }
-        // Type Fusion Encoder: the same learnable queries enter every block; outputs are summed.
-        let memory = Tensor::cat(&memory, 1)?;
+        Ok(tokens)
+    }
+
+    /// Scene stream: LSTM, then Frames Mean → `[B, E]`.
+    pub(crate) fn scene_stream(&self, scene: &Tensor) -> Result<Tensor> {
+        Ok(self.scene_lstm.forward(scene)?.mean(1)?)
+    }
+
+    /// `L_sim`: temporal conv + FC on the face tokens, FC on the scene token, cosine pulled to 1.
+    pub(crate) fn similarity(&self, tokens: &Tensor, scene_token: &Tensor) -> Result<Tensor> {
+        let t = tokens.dim(1)? - 1;
+        let conv = self.sim_conv.forward(&tokens.narrow(1, 1, t)?)?.mean(1)?;
+        let zf = normalize(&self.sim_face.forward(&conv)?)?;
+        let zs = normalize(&self.sim_scene.forward(scene_token)?)?;
+        Ok((1.0 - (zf * zs)?.sum(1)?.mean_all()?)?)
+    }
+
+    /// Polarity Encoder on the early-block means `[B, P, W]` → (feature `[B, E]`, logits `[B, 3]`).
+    pub(crate) fn polarity(&self, early: &Tensor) -> Result<(Tensor, Tensor)> {
+        let feature = quick_gelu(&self.pol_proj.forward(&early.flatten_from(1)?)?)?;
+        let logits = self.pol_head.forward(&feature)?;
+        Ok((feature, logits))
+    }
+
+    /// Type Fusion Encoder: the same learnable queries enter every block over `memory`; outputs
+    /// are summed, averaged over queries and projected → video feature `[B, E]`.
+    pub(crate) fn type_fusion(&self, memory: &Tensor) -> Result<Tensor> {
+        let b = memory.dim(0)?;
         let q = self.queries.unsqueeze(0)?.repeat((b, 1, 1))?;
-        let mut fused = self.fusion[0].forward(&q, &memory)?;
+        let mut fused = self.fusion[0].forward(&q, memory)?;
         for block in &self.fusion[1..] {
-            fused = (fused + block.forward(&q, &memory)?)?;
+            fused = (fused + block.forward(&q, memory)?)?;
         }
-        let video = self.video_proj.forward(&self.fusion_ln.forward(&fused.mean(1)?)?)?;
+        Ok(self.video_proj.forward(&self.fusion_ln.forward(&fused.mean(1)?)?)?)
+    }
+
+    /// Scaled cosine similarities of the video feature to the class features, and `L_global`'s
+    /// logits (its classifier is conditioned on the predicted polarity distribution: ours).
+    pub(crate) fn classify(
+        &self,
+        video: &Tensor,
+        text: &Tensor,
+        polarity: Option<&Tensor>,
+    ) -> Result<(Tensor, Tensor)> {
         let scale = self.text.logit_scale.exp()?;
-        let logits = normalize(&video)?.matmul(&normalize(text)?.t()?)?.broadcast_mul(&scale)?;
-        // L_global's classifier is conditioned on the predicted polarity distribution (ours).
-        let global_in = match &polarity_logits {
-            Some(p) => Tensor::cat(&[&video, &softmax(p, D::Minus1)?], 1)?,
-            None => video,
+        let logits = normalize(video)?.matmul(&normalize(text)?.t()?)?.broadcast_mul(&scale)?;
+        let global_in = match polarity {
+            Some(p) => Tensor::cat(&[video, &softmax(p, D::Minus1)?], 1)?,
+            None => video.clone(),
         };
-        Ok(Outputs { logits, polarity_logits, global_logits: self.global_head.forward(&global_in)?, sim })
+        Ok((logits, self.global_head.forward(&global_in)?))
     }
 
     /// `L_cont + λ_sim L_sim + λ_pol L_pol + λ_glob L_global`.
@@ -422,15 +460,15 @@ impl Ous {
         let cont = cross_entropy(&out.logits, labels)?;
         let global = cross_entropy(&out.global_logits, labels)?;
         let mut total = (&cont + (&global * w.global)?)?;
-        let mut parts = vec![("cont", cont.to_scalar::<f32>()?), ("global", global.to_scalar::<f32>()?)];
+        let mut parts = vec![("cont", cont), ("global", global)];
         if let Some(sim) = &out.sim {
             total = (total + (sim * w.sim)?)?;
-            parts.push(("sim", sim.to_scalar::<f32>()?));
+            parts.push(("sim", sim.clone()));
         }
         if let Some(p) = &out.polarity_logits {
             let pol = cross_entropy(p, polarity)?;
             total = (total + (&pol * w.pol)?)?;
-            parts.push(("pol", pol.to_scalar::<f32>()?));
+            parts.push(("pol", pol));
         }
         Ok(Losses { total, parts })
     }

@@ -4,6 +4,8 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 use anyhow::{ensure, Context, Result};
 use candle_core::{DType, Device, Tensor};
@@ -29,6 +31,49 @@ pub struct HostFeatures {
     pub face: Vec<f32>,
     pub scene: Vec<f32>,
     pub early: Vec<f32>,
+}
+
+/// Device-to-host reads made through [`read_back`] since the process started.
+static HOST_READS: AtomicU64 = AtomicU64::new(0);
+
+/// Copies an f32 tensor to the host: the one way the runner reads the device, so `host_reads`
+/// counts every synchronisation a step makes.
+fn read_back(t: &Tensor) -> Result<Vec<f32>> {
+    HOST_READS.fetch_add(1, Ordering::Relaxed);
+    Ok(t.to_vec1::<f32>()?)
+}
+
+/// Reads of device memory made by runners so far (for `dfer bench train-step`).
+pub fn host_reads() -> u64 {
+    HOST_READS.load(Ordering::Relaxed)
+}
+
+/// Wall time of the sections of a training step, when profiling (otherwise marks do nothing).
+pub struct Sections {
+    device: Option<Device>,
+    last: Instant,
+    pub rows: Vec<(&'static str, f64)>,
+}
+
+impl Sections {
+    fn off() -> Self {
+        Self { device: None, last: Instant::now(), rows: Vec::new() }
+    }
+
+    fn on(device: &Device) -> Self {
+        Self { device: Some(device.clone()), last: Instant::now(), rows: Vec::new() }
+    }
+
+    /// Ends the section `name` (seconds since the previous mark), after the device finishes.
+    fn mark(&mut self, name: &'static str) -> Result<()> {
+        if let Some(d) = &self.device {
+            d.synchronize()?;
+            let now = Instant::now();
+            self.rows.push((name, (now - self.last).as_secs_f64()));
+            self.last = now;
+        }
+        Ok(())
+    }
 }
 
 /// Optimiser settings per group.
@@ -175,7 +220,7 @@ impl Runner {
     /// Runs the image tower only (no gradients) and returns the features on the host.
     pub fn encode(&self, face: &[f32], scene: &[f32], batch: usize) -> Result<HostFeatures> {
         let f = self.features(&HostInput::Pixels { face, scene, batch }, false)?;
-        let host = |t: &Tensor| -> Result<Vec<f32>> { Ok(t.flatten_all()?.to_vec1::<f32>()?) };
+        let host = |t: &Tensor| read_back(&t.flatten_all()?);
         Ok(HostFeatures {
             batch,
             face: host(&f.face)?,
@@ -184,28 +229,66 @@ impl Runner {
         })
     }
 
-    fn loss(&self, input: &HostInput, labels: &[u32], polarity: &[u32], train_image: bool) -> Result<Losses> {
-        let feats = self.features(input, train_image)?;
-        let out = self.model.head(&feats, &self.model.class_features()?)?;
+    fn losses(&self, feats: &Features, text: &Tensor, labels: &[u32], polarity: &[u32]) -> Result<Losses> {
+        let out = self.model.head(feats, text)?;
         let labels = Tensor::from_slice(labels, labels.len(), &self.device)?;
         let polarity = Tensor::from_slice(polarity, polarity.len(), &self.device)?;
         self.model.losses(&out, &labels, &polarity, &self.weights)
     }
 
-    /// One optimisation step on a batch; returns the losses before the update.
+    /// One optimisation step on a batch; returns the losses before the update. The device is
+    /// read back once, at the end (losses and gradient norm together); a non-finite loss or norm
+    /// is an error after that read, and the run stops before anything is saved from it.
     pub fn train_step(&mut self, input: &HostInput, labels: &[u32], polarity: &[u32]) -> Result<StepStats> {
+        self.timed_step(input, labels, polarity, &mut Sections::off())
+    }
+
+    /// `train_step`, timing its sections (the device is synchronised at every mark).
+    pub fn profiled_step(
+        &mut self,
+        input: &HostInput,
+        labels: &[u32],
+        polarity: &[u32],
+    ) -> Result<(StepStats, Sections)> {
+        let mut sections = Sections::on(&self.device);
+        let stats = self.timed_step(input, labels, polarity, &mut sections)?;
+        Ok((stats, sections))
+    }
+
+    fn timed_step(
+        &mut self,
+        input: &HostInput,
+        labels: &[u32],
+        polarity: &[u32],
+        t: &mut Sections,
+    ) -> Result<StepStats> {
         let (opt, s) = self.opt.as_ref().context("train_step before set_optimizer")?;
         let train_image = s.lr_image.is_some();
         let step = opt.step_count();
         let lr_factor = schedule(step, s.warmup_steps, s.total_steps, s.min_lr_ratio);
         let clip = (s.grad_clip > 0.0).then_some(s.grad_clip);
-        let losses = self.loss(input, labels, polarity, train_image)?;
-        let total = losses.total.to_scalar::<f32>()?;
-        ensure!(total.is_finite(), "loss is {total} at step {}", step + 1);
+        let feats = self.features(input, train_image)?;
+        t.mark("upload + image tower")?;
+        let text = self.model.class_features()?;
+        t.mark("forward: text tower (prompts)")?;
+        let losses = self.losses(&feats, &text, labels, polarity)?;
+        t.mark("forward: head + losses")?;
         let grads = losses.total.backward()?;
+        t.mark("backward")?;
         let (opt, _) = self.opt.as_mut().expect("checked above");
-        let grad_norm = opt.step(&grads, lr_factor, clip)?;
-        Ok(StepStats { losses: losses.parts, total, grad_norm, lr_factor })
+        let norm = opt.grad_norm(&grads)?;
+        t.mark("gradient norm")?;
+        opt.step(&grads, &norm, lr_factor, clip)?;
+        t.mark("clip + AdamW update")?;
+        let mut scalars = vec![losses.total.clone(), norm];
+        scalars.extend(losses.parts.iter().map(|(_, v)| v.clone()));
+        let values = read_back(&Tensor::stack(&scalars, 0)?.to_dtype(DType::F32)?)?;
+        t.mark("read-back")?;
+        let (total, grad_norm) = (values[0], values[1]);
+        ensure!(total.is_finite(), "loss is {total} at step {}", step + 1);
+        ensure!(grad_norm.is_finite(), "gradient norm is {grad_norm} at step {}", step + 1);
+        let losses = losses.parts.iter().zip(&values[2..]).map(|((n, _), v)| (*n, *v)).collect();
+        Ok(StepStats { losses, total, grad_norm: grad_norm as f64, lr_factor })
     }
 
     /// Class scores `[B][K]` for a batch.
@@ -213,7 +296,9 @@ impl Runner {
         let feats = self.features(input, false)?;
         let text = self.model.class_features()?.detach();
         let out = self.model.head(&feats, &text)?;
-        Ok(out.logits.to_dtype(DType::F32)?.to_vec2::<f32>()?)
+        let (b, k) = out.logits.dims2()?;
+        let flat = read_back(&out.logits.flatten_all()?.to_dtype(DType::F32)?)?;
+        Ok(flat.chunks(k.max(1)).take(b).map(<[f32]>::to_vec).collect())
     }
 
     /// Writes the weights (`<stem>.safetensors`) and, when training, the optimiser moments
@@ -245,7 +330,8 @@ impl Runner {
     /// not finite.
     pub fn dead_gradients(&self, input: &HostInput, labels: &[u32], polarity: &[u32]) -> Result<Vec<String>> {
         let (opt, s) = self.opt.as_ref().context("dead_gradients before set_optimizer")?;
-        let grads = self.loss(input, labels, polarity, s.lr_image.is_some())?.total.backward()?;
+        let feats = self.features(input, s.lr_image.is_some())?;
+        let grads = self.losses(&feats, &self.model.class_features()?, labels, polarity)?.total.backward()?;
         let mut dead = Vec::new();
         for (name, var) in opt.trained() {
             let ok = match grads.get(var.as_tensor()) {
