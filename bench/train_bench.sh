@@ -1,43 +1,64 @@
 #!/usr/bin/env bash
-# One OUS training step (ViT-B/16, T = 16, both streams) in dfer (candle, bf16 image tower) and
-# in the PyTorch reference (bench/ous_torch.py, eager + bf16 autocast) on the same GPU, for the
-# frozen, fine-tuned and feature-cache recipes; prints clips/s, peak memory and the ratio, and
-# the time to 20 epochs of a DFEW fold with and without the cache.
-# Usage (on the GPU machine): bench/train_bench.sh [path/to/dfer] [batch]
+# One OUS training step (ViT-B/16, T = 16, both streams) in dfer (candle) and in the PyTorch
+# reference (bench/ous_torch.py: eager; bf16 autocast on CUDA, f32 on CPU as dfer) on the same
+# machine, one after the other in this run, for each recipe:batch asked; prints seconds per step,
+# dfer / PyTorch speed, dfer's host reads per step and peak memory of both.
+#
+# Usage: bench/train_bench.sh [--device cpu|cuda] [--dfer PATH] [--python PATH] [--steps N]
+#                             [recipe:batch ...]
+#   defaults: --device cpu, --dfer target/release/dfer, --python python3, --steps 3 (1 for frozen
+#   and finetune on CPU), recipes cached:8 cached:32 frozen:8 frozen:32 finetune:8 finetune:32
+#   (on CPU finetune runs at batch 2: a ViT-B/16 backward over 2×16×8 frames does not fit 24 GiB).
+# Needs torch and transformers in the Python given (any transformers 4.x / 5.x).
 set -euo pipefail
-dfer=${1:-dist/gpu/dfer}
-batch=${2:-8}
 here=$(dirname "$0")
-peak_of() { # runs "$@", sampling the GPU memory used; prints the command's stdout then "peak_mib N"
+device=cpu dfer=target/release/dfer python=python3 steps=""
+pairs=()
+while [[ $# -gt 0 ]]; do
+  case $1 in
+    --device) device=$2; shift 2 ;;
+    --dfer) dfer=$2; shift 2 ;;
+    --python) python=$2; shift 2 ;;
+    --steps) steps=$2; shift 2 ;;
+    -h|--help) sed -n 2,13p "$0"; exit 0 ;;
+    *) pairs+=("$1"); shift ;;
+  esac
+done
+if [[ ${#pairs[@]} -eq 0 ]]; then
+  if [[ $device == cpu ]]; then pairs=(cached:8 cached:32 frozen:8 frozen:32 finetune:2)
+  else pairs=(cached:8 cached:32 frozen:8 frozen:32 finetune:8 finetune:32); fi
+fi
+[[ -x $dfer ]] || { echo "train_bench: $dfer is not an executable dfer (cargo build --release)" >&2; exit 2; }
+field() { "$python" -c "import json,sys; print(json.loads(sys.stdin.readline())['$1'])"; }
+gpu_peak() { # runs "$@" sampling GPU memory.used; prints the command's first line, then the peak MiB
   local log; log=$(mktemp)
   ( while true; do nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits >> "$log"; sleep 0.2; done ) &
   local sampler=$!
-  "$@"
+  "$@" | head -n 1
   kill $sampler
-  echo "peak_mib $(sort -n "$log" | tail -n 1)"
+  sort -n "$log" | tail -n 1
 }
-declare -A ours theirs ours_mem
-for recipe in frozen finetune cached; do
-  out=$(peak_of "$dfer" bench train-step --arch vit-b16 --device cuda --recipe $recipe --batch "$batch" --frames 16)
-  ours[$recipe]=$(echo "$out" | head -n 1 | python3 -c 'import json,sys; print(json.load(sys.stdin)["clips_per_s"])')
-  ours_mem[$recipe]=$(echo "$out" | awk '/^peak_mib/ {print $2}')
-  theirs[$recipe]=$(python3 "$here/ous_torch.py" --recipe $recipe --batch "$batch" --frames 16)
+printf '| recipe | batch | dfer s/step | PyTorch s/step | dfer / PyTorch speed | dfer host reads/step | dfer peak MiB | PyTorch peak MiB |\n'
+printf '|---|---|---|---|---|---|---|---|\n'
+for pair in "${pairs[@]}"; do
+  recipe=${pair%%:*} batch=${pair##*:}
+  n=${steps:-$([[ $device == cpu && $recipe != cached ]] && echo 1 || echo 3)}
+  warm=$([[ $device == cpu && $recipe != cached ]] && echo 1 || echo 2)
+  ours_cmd=("$dfer" -q bench train-step --arch vit-b16 --device "$device" --recipe "$recipe" --batch "$batch"
+            --frames 16 --steps "$n" --warmup "$warm")
+  theirs_cmd=("$python" "$here/ous_torch.py" --device "$device" --recipe "$recipe" --batch "$batch" --frames 16
+              --steps "$n" --warmup "$warm")
+  if [[ $device == cuda ]]; then
+    out=$(gpu_peak "${ours_cmd[@]}"); ours=$(head -n 1 <<<"$out"); ours_mem=$(tail -n 1 <<<"$out")
+  else
+    ours=$("${ours_cmd[@]}" | head -n 1); ours_mem=$(field host_peak_mib <<<"$ours")
+  fi
+  theirs=$("${theirs_cmd[@]}")
+  o=$(field seconds_per_step <<<"$ours") t=$(field seconds_per_step <<<"$theirs")
+  printf '| %s | %s | %.3f | %.3f | %.2f× | %s | %.0f | %.0f |\n' "$recipe" "$batch" "$o" "$t" \
+    "$("$python" -c "print($t / $o)")" "$(field host_reads_per_step <<<"$ours")" "$ours_mem" \
+    "$(field peak_mib <<<"$theirs")"
 done
-printf '%-9s %14s %14s %12s %14s %8s\n' recipe "dfer clips/s" "torch clips/s" "dfer MiB*" "torch MiB" ratio
-for recipe in frozen finetune cached; do
-  t=${theirs[$recipe]}
-  tc=$(echo "$t" | python3 -c 'import json,sys; print(json.load(sys.stdin)["clips_per_s"])')
-  tm=$(echo "$t" | python3 -c 'import json,sys; print(round(json.load(sys.stdin)["peak_mib"]))')
-  printf '%-9s %14.1f %14.1f %12s %14s %8.2f\n' $recipe "${ours[$recipe]}" "$tc" "${ours_mem[$recipe]}" "$tm" \
-    "$(python3 -c "print(${ours[$recipe]} / $tc)")"
-done
-echo "* dfer memory: whole-GPU memory.used sampled by nvidia-smi (includes the CUDA context); torch: max_memory_allocated"
-# 20 epochs of 9,000 training clips; the cache costs one frozen forward pass over 11,700 clips
-# (bounded above by a frozen training step per clip).
-python3 - "${ours[frozen]}" "${ours[cached]}" "$(echo "${theirs[frozen]}" | python3 -c 'import json,sys; print(json.load(sys.stdin)["clips_per_s"])')" <<'PY'
-import sys
-frozen, cached, torch_frozen = map(float, sys.argv[1:])
-ours = 11700 / frozen + 20 * 9000 / cached
-torch = 20 * 9000 / torch_frozen
-print(f"20 epochs (9,000 clips/epoch): dfer with cache {ours/60:.1f} min, PyTorch frozen {torch/60:.1f} min, {torch/ours:.1f}x")
-PY
+echo "threads: dfer uses every core (candle's gemm, rayon); PyTorch $(field threads <<<"$theirs"). Peak memory:"
+echo "on CPU the process's peak RSS for both; on CUDA dfer's is nvidia-smi memory.used (CUDA context"
+echo "included), PyTorch's max_memory_allocated."

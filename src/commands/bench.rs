@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 
 use crate::error::Outcome;
-use crate::model::bench;
+use crate::model::bench::{self, Recipe, StepBench, StepTiming};
 use crate::model::ous::Arch;
 use crate::weights::WeightsSource;
 
@@ -60,7 +60,7 @@ pub enum What {
         device: String,
         /// frozen (image tower frozen), finetune, or cached (from features).
         #[arg(long, default_value = "frozen")]
-        recipe: String,
+        recipe: Recipe,
         #[arg(long, default_value_t = 8)]
         batch: usize,
         #[arg(long, default_value_t = 16)]
@@ -69,6 +69,10 @@ pub enum What {
         steps: usize,
         #[arg(long, default_value_t = 3)]
         warmup: usize,
+        /// Also time each section of one more step and each module's forward and backward
+        /// (printed as a table after the JSON line).
+        #[arg(long)]
+        profile: bool,
     },
 }
 
@@ -82,10 +86,35 @@ pub fn run(a: &Args) -> Result<Outcome> {
             let t = crate::train::data::time_loader(shards, *frames, *size)?;
             println!("{}", serde_json::to_string(&t)?);
         }
-        What::TrainStep { arch, device, recipe, batch, frames, steps, warmup } => {
-            let t = bench::train_steps(*arch, device, recipe, *batch, *frames, *steps, *warmup)?;
+        What::TrainStep { arch, device, recipe, batch, frames, steps, warmup, profile } => {
+            let b = StepBench {
+                arch: *arch,
+                device: device.clone(),
+                recipe: *recipe,
+                batch: *batch,
+                frames: *frames,
+                steps: *steps,
+                warmup: *warmup,
+                profile: *profile,
+            };
+            let t = bench::train_steps(&b)?;
             println!("{}", serde_json::to_string(&t)?);
+            if *profile {
+                print_profile(&t);
+            }
         }
     }
     Ok(Outcome::Ok)
+}
+
+/// The profile of `t` as two tables: the step's sections, then each module run alone.
+fn print_profile(t: &StepTiming) {
+    println!("\n{:<34} {:>10}", "step section", "ms");
+    for (name, secs) in &t.sections {
+        println!("{name:<34} {:>10.1}", secs * 1e3);
+    }
+    println!("\n{:<34} {:>10} {:>10}", "module (alone, median of 3)", "fwd ms", "bwd ms");
+    for m in &t.modules {
+        println!("{:<34} {:>10.1} {:>10.1}", m.module, m.forward_s * 1e3, m.backward_s * 1e3);
+    }
 }

@@ -15,7 +15,8 @@ use serde::Serialize;
 use super::clip::{hf_config, vit_b16, TextTower, VisionTower};
 use super::ous::{Arch, LossWeights, OusConfig};
 use super::params::ParamStore;
-use super::runner::{HostFeatures, HostInput, OptimSettings, Runner};
+use super::profile::ModuleTime;
+use super::runner::{host_reads, HostFeatures, HostInput, OptimSettings, Runner};
 use crate::weights::WeightsSource;
 
 /// Reads `pixel_values [N, 3, S, S]` and `input_ids [M, L]` from `inputs`, runs CLIP towers loaded
@@ -53,6 +54,52 @@ fn clip_feature_tensors(
     Ok([("image_embeds".to_string(), image), ("text_embeds".to_string(), text)].into_iter().collect())
 }
 
+/// What a timed training step trains from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recipe {
+    /// Pixels through the frozen image tower (no graph), then the trained modules.
+    Frozen,
+    /// Pixels through the image tower, which is trained too.
+    Finetune,
+    /// Cached image-tower features (what `dfer embed` writes), then the trained modules.
+    Cached,
+}
+
+impl Recipe {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Recipe::Frozen => "frozen",
+            Recipe::Finetune => "finetune",
+            Recipe::Cached => "cached",
+        }
+    }
+}
+
+impl std::str::FromStr for Recipe {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "frozen" => Ok(Recipe::Frozen),
+            "finetune" => Ok(Recipe::Finetune),
+            "cached" => Ok(Recipe::Cached),
+            other => anyhow::bail!("unknown recipe {other:?} (frozen | finetune | cached)"),
+        }
+    }
+}
+
+/// What `dfer bench train-step` measures.
+pub struct StepBench {
+    pub arch: Arch,
+    pub device: String,
+    pub recipe: Recipe,
+    pub batch: usize,
+    pub frames: usize,
+    pub steps: usize,
+    pub warmup: usize,
+    /// Also time each section of a step and each module's forward and backward.
+    pub profile: bool,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct StepTiming {
     pub arch: String,
@@ -64,31 +111,34 @@ pub struct StepTiming {
     pub seconds_per_step: f64,
     pub clips_per_s: f64,
     pub trained_parameters: usize,
+    /// Device-to-host reads per timed step (the loss, the gradient norm and every logged loss
+    /// come back in one).
+    pub host_reads_per_step: f64,
+    /// Peak resident memory of the process (VmHWM), MiB; device memory is sampled outside.
+    pub host_peak_mib: f64,
+    /// With `--profile`: seconds of each section of one step (device synchronised at each).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sections: Vec<(&'static str, f64)>,
+    /// With `--profile`: each module after the image tower run alone.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub modules: Vec<ModuleTime>,
 }
 
 /// Times `steps` OUS training steps (after `warmup` untimed ones) on random inputs.
-/// `recipe`: `frozen` (image tower frozen), `finetune`, or `cached` (from features).
-pub fn train_steps(
-    arch: Arch,
-    device: &str,
-    recipe: &str,
-    batch: usize,
-    frames: usize,
-    steps: usize,
-    warmup: usize,
-) -> Result<StepTiming> {
+pub fn train_steps(b: &StepBench) -> Result<StepTiming> {
     let labels: Vec<String> =
         ["Happy", "Sad", "Neutral", "Angry", "Surprise", "Disgust", "Fear"].iter().map(|s| s.to_string()).collect();
-    let cfg = OusConfig { arch, ..Default::default() };
-    let mut runner = Runner::new(&cfg, &labels, frames, device, LossWeights::default())?;
+    let cfg = OusConfig { arch: b.arch, ..Default::default() };
+    let (batch, frames) = (b.batch, b.frames);
+    let mut runner = Runner::new(&cfg, &labels, frames, &b.device, LossWeights::default())?;
     runner.set_optimizer(OptimSettings {
         lr: 1e-4,
         lr_prompts: 1e-4,
-        lr_image: (recipe == "finetune").then_some(1e-6),
+        lr_image: (b.recipe == Recipe::Finetune).then_some(1e-6),
         weight_decay: 0.01,
         grad_clip: 1.0,
         warmup_steps: 0,
-        total_steps: (steps + warmup) as u64,
+        total_steps: (b.steps + b.warmup + 1) as u64,
         min_lr_ratio: 0.1,
     })?;
     let mut rng = ChaCha8Rng::seed_from_u64(0);
@@ -102,34 +152,56 @@ pub fn train_steps(
         scene: random(batch * frames * e),
         early: random(batch * p * w),
     };
-    let input = match recipe {
-        "cached" => HostInput::Features(&features),
-        "frozen" | "finetune" => HostInput::Pixels { face: &face, scene: &scene, batch },
-        other => anyhow::bail!("unknown recipe {other:?} (frozen | finetune | cached)"),
+    let input = match b.recipe {
+        Recipe::Cached => HostInput::Features(&features),
+        Recipe::Frozen | Recipe::Finetune => HostInput::Pixels { face: &face, scene: &scene, batch },
     };
     let labels: Vec<u32> = (0..batch as u32).map(|i| i % 7).collect();
     let polarity: Vec<u32> = labels.iter().map(|l| [2, 0, 1, 0, 2, 0, 0][*l as usize]).collect();
-    for _ in 0..warmup {
+    for _ in 0..b.warmup {
         runner.train_step(&input, &labels, &polarity)?;
     }
     synchronize(&runner)?;
+    let reads = host_reads();
     let started = Instant::now();
-    for _ in 0..steps {
+    for _ in 0..b.steps {
         runner.train_step(&input, &labels, &polarity)?;
     }
     synchronize(&runner)?;
-    let secs = started.elapsed().as_secs_f64() / steps.max(1) as f64;
+    let secs = started.elapsed().as_secs_f64() / b.steps.max(1) as f64;
+    let host_reads_per_step = (host_reads() - reads) as f64 / b.steps.max(1) as f64;
+    let (sections, modules) = if b.profile {
+        let (_, sections) = runner.profiled_step(&input, &labels, &polarity)?;
+        (sections.rows, runner.profile_modules(&HostInput::Features(&features), &labels, 3)?)
+    } else {
+        (Vec::new(), Vec::new())
+    };
     Ok(StepTiming {
-        arch: arch.as_str().to_string(),
-        device: device.to_string(),
-        recipe: recipe.to_string(),
+        arch: b.arch.as_str().to_string(),
+        device: b.device.clone(),
+        recipe: b.recipe.as_str().to_string(),
         batch,
         frames,
-        steps,
+        steps: b.steps,
         seconds_per_step: secs,
         clips_per_s: batch as f64 / secs,
         trained_parameters: runner.parameter_counts().1,
+        host_reads_per_step,
+        host_peak_mib: host_peak_mib()?,
+        sections,
+        modules,
     })
+}
+
+/// The process's peak resident set (`VmHWM` in `/proc/self/status`), MiB.
+fn host_peak_mib() -> Result<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").context("reading /proc/self/status")?;
+    let kib = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .context("/proc/self/status has no VmHWM line")?;
+    Ok(kib / 1024.0)
 }
 
 /// Waits for queued device work (each step already reads its loss back, so this is a safeguard).

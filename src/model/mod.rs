@@ -7,6 +7,7 @@ pub mod layers;
 pub mod optim;
 pub mod ous;
 pub mod params;
+pub mod profile;
 pub mod prompts;
 pub mod runner;
 pub mod tokenizer;

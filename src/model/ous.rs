@@ -395,10 +395,19 @@ impl Ous {
     /// Face stream: LSTM, then the Frame Encoder over `[CLS; frames]` with position embeddings →
     /// tokens `[B, 1 + T, E]`.
     pub(crate) fn face_stream(&self, face: &Tensor) -> Result<Tensor> {
+        self.frame_encoder(&self.face_lstm(face)?)
+    }
+
+    /// The face stream's LSTM over `V_f [B, T, E]`.
+    pub(crate) fn face_lstm(&self, face: &Tensor) -> Result<Tensor> {
+        Ok(self.face_lstm.forward(face)?)
+    }
+
+    /// The Frame Encoder over `[CLS; face]` with position embeddings → tokens `[B, 1 + T, E]`.
+    pub(crate) fn frame_encoder(&self, face: &Tensor) -> Result<Tensor> {
         let (b, _, e) = face.dims3()?;
-        let face = self.face_lstm.forward(face)?;
         let cls = self.frame_cls.reshape((1, 1, e))?.repeat((b, 1, 1))?;
-        let mut tokens = Tensor::cat(&[&cls, &face], 1)?.broadcast_add(&self.frame_pos)?;
+        let mut tokens = Tensor::cat(&[&cls, face], 1)?.broadcast_add(&self.frame_pos)?;
         for block in &self.frame_encoder {
             tokens = block.forward(&tokens, None)?;
         }

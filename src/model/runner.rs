@@ -13,6 +13,7 @@ use candle_core::{DType, Device, Tensor};
 use super::optim::{schedule, AdamW, GroupSettings};
 use super::ous::{Arch, Features, LossWeights, Losses, Ous, OusConfig, CLIP_PREFIX};
 use super::params::{Group, ParamStore};
+use super::profile::{self, ModuleTime};
 use super::prompts::tokenize_prompts;
 use super::tokenizer;
 use crate::weights::ClipFiles;
@@ -289,6 +290,14 @@ impl Runner {
         ensure!(grad_norm.is_finite(), "gradient norm is {grad_norm} at step {}", step + 1);
         let losses = losses.parts.iter().zip(&values[2..]).map(|((n, _), v)| (*n, *v)).collect();
         Ok(StepStats { losses, total, grad_norm: grad_norm as f64, lr_factor })
+    }
+
+    /// Forward and backward time of each module after the image tower on one batch (see
+    /// [`super::profile`]), median of `runs`.
+    pub fn profile_modules(&self, input: &HostInput, labels: &[u32], runs: usize) -> Result<Vec<ModuleTime>> {
+        let feats = self.features(input, false)?;
+        let labels = Tensor::from_slice(labels, labels.len(), &self.device)?;
+        profile::modules(&self.model, &feats, &labels, &self.device, runs)
     }
 
     /// Class scores `[B][K]` for a batch.

@@ -1,0 +1,92 @@
+//! Where a training step's time goes, per OUS module: each module runs alone on inputs of the
+//! step's shapes (outputs of the modules before it, as tracked leaves, so its backward also
+//! computes the gradient it would pass upstream), forward and backward timed apart with the
+//! device synchronised between. `dfer bench train-step --profile` prints these rows beside the
+//! step's own sections (image tower, backward of the whole graph, clipping, optimiser).
+
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use candle_core::{DType, Device, Tensor, Var};
+use candle_nn::loss::cross_entropy;
+use serde::Serialize;
+
+use super::ous::{Features, Ous};
+
+/// Forward and backward seconds of one module (median of the runs).
+#[derive(Debug, Clone, Serialize)]
+pub struct ModuleTime {
+    pub module: &'static str,
+    pub forward_s: f64,
+    pub backward_s: f64,
+}
+
+/// A copy of `t` that records a graph (a leaf whose gradient backward computes).
+fn tracked(t: &Tensor) -> Result<Tensor> {
+    Ok(Var::from_tensor(&t.detach())?.as_tensor().clone())
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
+}
+
+/// Runs `f` `runs` times, timing its forward and the backward of the sum of its output.
+fn time_module(
+    device: &Device,
+    module: &'static str,
+    runs: usize,
+    f: impl Fn() -> Result<Tensor>,
+) -> Result<ModuleTime> {
+    let (mut forward, mut backward) = (Vec::new(), Vec::new());
+    for _ in 0..runs.max(1) {
+        device.synchronize()?;
+        let start = Instant::now();
+        let out = f().with_context(|| format!("profiling {module}"))?;
+        device.synchronize()?;
+        let mid = Instant::now();
+        out.to_dtype(DType::F32)?.sum_all()?.backward()?;
+        device.synchronize()?;
+        forward.push((mid - start).as_secs_f64());
+        backward.push(mid.elapsed().as_secs_f64());
+    }
+    Ok(ModuleTime { module, forward_s: median(forward), backward_s: median(backward) })
+}
+
+/// Times every module after the image tower on `x` (features of one batch), `runs` times each.
+pub fn modules(model: &Ous, x: &Features, labels: &Tensor, device: &Device, runs: usize) -> Result<Vec<ModuleTime>> {
+    let mut rows = vec![time_module(device, "text tower (prompt pass)", runs, || model.class_features())?];
+    rows.push(time_module(device, "face LSTM", runs, || model.face_lstm(&x.face))?);
+    let sequence = tracked(&model.face_lstm(&x.face)?)?;
+    rows.push(time_module(device, "Frame Encoder", runs, || model.frame_encoder(&sequence))?);
+    let tokens = tracked(&model.frame_encoder(&sequence)?)?;
+    let mut memory = vec![tokens.clone()];
+    if let Some(scene) = &x.scene {
+        rows.push(time_module(device, "scene LSTM + Frames Mean", runs, || model.scene_stream(scene))?);
+        let scene_token = tracked(&model.scene_stream(scene)?)?;
+        rows.push(time_module(device, "L_sim (conv + FC)", runs, || model.similarity(&tokens, &scene_token))?);
+        memory.push(scene_token.unsqueeze(1)?);
+        if let Some(early) = &x.early {
+            let polarity = || -> Result<Tensor> {
+                let (feature, logits) = model.polarity(early)?;
+                Ok(Tensor::cat(&[feature, logits], 1)?)
+            };
+            rows.push(time_module(device, "Polarity Encoder", runs, polarity)?);
+            memory.push(tracked(&model.polarity(early)?.0)?.unsqueeze(1)?);
+        }
+    }
+    let memory = Tensor::cat(&memory, 1)?;
+    rows.push(time_module(device, "Type Fusion Encoder", runs, || model.type_fusion(&memory))?);
+    let video = tracked(&model.type_fusion(&memory)?)?;
+    let text = tracked(&model.class_features()?)?;
+    let polarity = match (&x.scene, &x.early) {
+        (Some(_), Some(early)) => Some(tracked(&model.polarity(early)?.1)?),
+        _ => None,
+    };
+    let classify = || -> Result<Tensor> {
+        let (logits, global) = model.classify(&video, &text, polarity.as_ref())?;
+        Ok((cross_entropy(&logits, labels)? + cross_entropy(&global, labels)?)?)
+    };
+    rows.push(time_module(device, "classifiers + losses", runs, classify)?);
+    Ok(rows)
+}
