@@ -331,3 +331,58 @@ fn clip_settings_that_cannot_work_are_refused_before_anything_is_written() {
         assert!(!run.exists(), "{what}: the run folder was created");
     }
 }
+
+/// Names of the tensors in a checkpoint's weights file.
+fn checkpoint_tensors(run: &Path, epoch: u32) -> Vec<String> {
+    let path = run.join(format!("checkpoints/epoch-{epoch:04}.safetensors"));
+    let mut names: Vec<String> =
+        candle_core::safetensors::load(&path, &candle_core::Device::Cpu).unwrap().into_keys().collect();
+    names.sort();
+    names
+}
+
+/// A checkpoint holds what was trained: with the image tower frozen, no CLIP tensor (the towers
+/// are rebuilt from model.clip_weights, identified by their hash in the epoch record); fine-tuned,
+/// the image tower too. Evaluating against CLIP weights that changed since is refused.
+#[test]
+fn checkpoints_hold_trained_parameters_and_name_the_frozen_towers() {
+    let d = data("face");
+    let dir = tempfile::tempdir().unwrap();
+    let weights = dir.path().join("clip");
+    std::fs::create_dir(&weights).unwrap();
+    for f in ["config.json", "model.safetensors"] {
+        std::fs::copy(clip_fixture().join(f), weights.join(f)).unwrap();
+    }
+    let frozen_cfg = config_with_model(dir.path(), d, "", &clip_model(&weights, ""), "epochs = 1", AUG);
+    let frozen = dir.path().join("frozen");
+    train(&frozen_cfg, &frozen, &[]);
+    let names = checkpoint_tensors(&frozen, 1);
+    assert!(
+        names.iter().any(|n| n.starts_with("ous.")) && names.iter().any(|n| n.starts_with("prompt_learner.")),
+        "{names:?}"
+    );
+    assert!(!names.iter().any(|n| n.starts_with("clip.")), "frozen towers copied into the checkpoint: {names:?}");
+    let record = std::fs::read_to_string(frozen.join("checkpoints/epoch-0001.json")).unwrap();
+    assert!(record.contains("\"towers_hash\""), "{record}");
+    let before = eval(&frozen);
+
+    let tuned_cfg =
+        config_with_model(dir.path(), d, "", &clip_model(&weights, ""), "epochs = 1\nfinetune_image = true", AUG);
+    let tuned = dir.path().join("tuned");
+    train(&tuned_cfg, &tuned, &[]);
+    let names = checkpoint_tensors(&tuned, 1);
+    assert!(names.iter().any(|n| n.starts_with("clip.vision_model.")), "fine-tuned tower not saved: {names:?}");
+    assert!(!names.iter().any(|n| n.starts_with("clip.text_model.")), "frozen text tower saved: {names:?}");
+
+    // The same weights evaluate the same; changed weights are refused, naming the record.
+    assert_eq!(eval(&frozen).metrics, before.metrics);
+    let file = weights.join("model.safetensors");
+    let mut t = candle_core::safetensors::load(&file, &candle_core::Device::Cpu).unwrap();
+    let (name, first) = t.iter().next().map(|(n, v)| (n.clone(), v.clone())).unwrap();
+    t.insert(name, (first + 1.0).unwrap());
+    candle_core::safetensors::save(&t, &file).unwrap();
+    let out = dfer(&["eval", "--run", frozen.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("epoch-0001.json") && err.contains("other CLIP towers"), "{err}");
+}

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use self::metrics::Metrics;
 use crate::atomic::write_atomic;
 use crate::error::UsageError;
-use crate::train::checkpoint::Checkpoints;
+use crate::train::checkpoint::{Checkpoints, EpochState};
 use crate::train::config::TrainConfig;
 use crate::train::{read_metrics, EpochLine, Session};
 
@@ -31,8 +31,8 @@ pub struct Report {
     pub tool_version: String,
 }
 
-/// Which checkpoint to evaluate: `best`, `last` or an epoch number.
-pub fn checkpoint_epoch(run: &Path, which: &str) -> Result<u32> {
+/// Which checkpoint to evaluate: `best`, `last` or an epoch number (its record, verified).
+pub fn checkpoint_state(run: &Path, which: &str) -> Result<EpochState> {
     let ck = Checkpoints::new(run);
     let state = match which {
         "best" => ck.best()?,
@@ -47,7 +47,7 @@ pub fn checkpoint_epoch(run: &Path, which: &str) -> Result<u32> {
     match state {
         Some(s) => {
             ck.verify(&s)?;
-            Ok(s.epoch)
+            Ok(s)
         }
         None => Err(UsageError::new(format!("{}: no complete checkpoint yet", ck.dir().display())).into()),
     }
@@ -60,9 +60,10 @@ pub fn evaluate_run(run: &Path, which: &str) -> Result<Report> {
         bail!(UsageError::new(format!("{}: not a training run (no config.toml)", run.display())));
     }
     let cfg = TrainConfig::read(&cfg_path)?;
-    let epoch = checkpoint_epoch(run, which)?;
+    let state = checkpoint_state(run, which)?;
+    let epoch = state.epoch;
     let mut session = Session::open(cfg)?;
-    session.runner.load_weights(&Checkpoints::new(run).weights_path(epoch))?;
+    Checkpoints::new(run).load_weights(&state, &mut session.runner)?;
     let predicted = session.predict_test()?;
     let labels = session.labels().to_vec();
     let truth: Vec<usize> = session.test.iter().map(|c| c.label).collect();

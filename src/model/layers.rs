@@ -7,7 +7,7 @@
 //! Softmax and LayerNorm statistics are computed in f32 whatever the tower's dtype.
 
 use anyhow::Result;
-use candle_core::{DType, Module, Tensor, D};
+use candle_core::{CpuStorage, DType, Device, Layout, Module, Shape, Storage, Tensor, D};
 use candle_nn::ops::{sigmoid, softmax};
 
 use super::params::Scope;
@@ -37,11 +37,67 @@ impl Linear {
 impl Module for Linear {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let w = self.weight.to_dtype(x.dtype())?;
+        let b = self.bias.as_ref().map(|b| b.to_dtype(x.dtype())).transpose()?;
+        if x.track_op() && untracked(&[&w]) && b.as_ref().is_none_or(|b| !b.track_op()) && x.device().is_cpu() {
+            return x.contiguous()?.apply_op1(FrozenLinear { w_t: w.t()?, bias: b });
+        }
         let y = matmul_rows(x, &w.t()?)?;
-        match &self.bias {
-            Some(b) => y.broadcast_add(&b.to_dtype(x.dtype())?),
+        match &b {
+            Some(b) => y.broadcast_add(b),
             None => Ok(y),
         }
+    }
+}
+
+/// `x × w_t + bias` with weights that take no gradient, as one op whose backward computes only
+/// the input's gradient. candle's own matmul backward also computes the gradient of its right
+/// side whether or not anything wants it, which doubled the cost of the frozen text tower's
+/// backward (the prompt pass, where the gradient flows through frozen weights to the context
+/// vectors). CPU only (the forward runs candle's own ops on a copy of the input); on CUDA the
+/// plain ops run.
+struct FrozenLinear {
+    /// `[in, out]`.
+    w_t: Tensor,
+    bias: Option<Tensor>,
+}
+
+impl FrozenLinear {
+    fn apply(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let y = matmul_rows(x, &self.w_t)?;
+        match &self.bias {
+            Some(b) => y.broadcast_add(b),
+            None => Ok(y),
+        }
+    }
+}
+
+impl candle_core::CustomOp1 for FrozenLinear {
+    fn name(&self) -> &'static str {
+        "frozen-linear"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (start, end) =
+            layout.contiguous_offsets().ok_or(candle_core::Error::RequiresContiguous { op: "frozen-linear" })?;
+        let x = match storage {
+            CpuStorage::F32(v) => Tensor::from_slice(&v[start..end], layout.shape(), &Device::Cpu)?,
+            other => {
+                return Err(candle_core::Error::UnsupportedDTypeForOp(
+                    candle_core::backend::BackendStorage::dtype(other),
+                    "frozen-linear",
+                ));
+            }
+        };
+        let y = self.apply(&x)?.contiguous()?;
+        let (stored, _) = y.storage_and_layout();
+        match &*stored {
+            Storage::Cpu(c) => Ok((c.clone(), y.shape().clone())),
+            _ => Err(candle_core::Error::Msg("frozen-linear: output left the CPU".into())),
+        }
+    }
+
+    fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        Ok(Some(matmul_rows(grad, &self.w_t.t()?)?))
     }
 }
 
@@ -314,7 +370,29 @@ impl Lstm {
 mod tests {
     use super::*;
     use crate::model::params::{Group, ParamStore};
-    use candle_core::Device;
+
+    /// A frozen layer on a tracked input (the text tower under the prompt gradient) takes the
+    /// one-op path; its output and input gradient equal the plain ops' (a trained copy of the
+    /// same weights), and its weights receive no gradient.
+    #[test]
+    fn frozen_linear_matches_the_plain_ops_and_gives_only_the_input_gradient() {
+        let mut p = ParamStore::new(&Device::Cpu, 3);
+        let trained = Linear::new(&mut p.scope("", Group::Head), "fc", 5, 3, true, 0.5).unwrap();
+        p.get("fc.bias").unwrap().set(&Tensor::new(&[0.1f32, -0.2, 0.3], &Device::Cpu).unwrap()).unwrap();
+        let frozen = trained.detached();
+        let x = candle_core::Var::new(&[[[1f32, 2., 3., 4., 5.], [0., -1., 0.5, 2., 1.]]], &Device::Cpu).unwrap();
+        let grad_of = |layer: &Linear| {
+            let y = layer.forward(x.as_tensor()).unwrap();
+            let weights = Tensor::new(&[[[1f32, -2., 0.5], [3., 1., -1.]]], &Device::Cpu).unwrap();
+            let grads = (&y * &weights).unwrap().sum_all().unwrap().backward().unwrap();
+            (y.to_vec3::<f32>().unwrap(), grads.get(x.as_tensor()).unwrap().to_vec3::<f32>().unwrap(), grads)
+        };
+        let (y_plain, gx_plain, _) = grad_of(&trained);
+        let (y_frozen, gx_frozen, grads) = grad_of(&frozen);
+        assert_eq!(y_frozen, y_plain);
+        assert_eq!(gx_frozen, gx_plain);
+        assert!(grads.get(&frozen.weight).is_none() && grads.get(frozen.bias.as_ref().unwrap()).is_none());
+    }
 
     #[test]
     fn layer_norm_normalises_and_passes_gradients() {

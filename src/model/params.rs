@@ -68,26 +68,36 @@ impl ParamStore {
         Ok(t)
     }
 
-    /// Every parameter as a name → tensor map (what a checkpoint stores).
-    pub fn tensors(&self) -> HashMap<String, Tensor> {
-        self.vars.iter().map(|(n, (v, _))| (n.clone(), v.as_tensor().clone())).collect()
+    /// Writes the parameters of `groups` to a safetensors file.
+    pub fn save_groups(&self, path: &Path, groups: &[Group]) -> Result<()> {
+        let tensors: HashMap<String, Tensor> = self
+            .vars
+            .iter()
+            .filter(|(_, (_, g))| groups.contains(g))
+            .map(|(n, (v, _))| (n.clone(), v.as_tensor().clone()))
+            .collect();
+        candle_core::safetensors::save(&tensors, path).with_context(|| format!("{}: cannot write", path.display()))
     }
 
-    /// Writes every parameter to a safetensors file.
-    pub fn save(&self, path: &Path) -> Result<()> {
-        candle_core::safetensors::save(&self.tensors(), path)
-            .with_context(|| format!("{}: cannot write", path.display()))
-    }
-
-    /// Sets every parameter from `file`, which must hold each of them with the same shape.
-    pub fn load(&mut self, path: &Path) -> Result<()> {
+    /// Sets the parameters of `required` groups from `file`, which must hold each of them, and
+    /// those of an `optional` group when the file holds any of its tensors (then all of them);
+    /// other tensors in the file are ignored. Returns whether the optional group was set.
+    pub fn load_groups(&mut self, path: &Path, required: &[Group], optional: Group) -> Result<bool> {
         let stored = candle_core::safetensors::load(path, &self.device)
             .with_context(|| format!("{}: not a readable safetensors file", path.display()))?;
-        for (name, (var, _)) in &self.vars {
-            let t = stored.get(name).with_context(|| format!("{}: has no tensor {name}", path.display()))?;
+        let has_optional = self.vars.iter().any(|(n, (_, g))| *g == optional && stored.contains_key(n));
+        let mut pairs = Vec::new();
+        for (name, (var, group)) in &self.vars {
+            if required.contains(group) || (has_optional && *group == optional) {
+                let t = stored.get(name).with_context(|| format!("{}: has no tensor {name}", path.display()))?;
+                pairs.push((name, var, t));
+            }
+        }
+        // Every tensor is found before any parameter changes.
+        for (name, var, t) in pairs {
             set_checked(var, t, name, path)?;
         }
-        Ok(())
+        Ok(has_optional)
     }
 
     /// Sets the parameters whose names start with `prefix` from a file that names them without it
@@ -208,9 +218,9 @@ mod tests {
         assert_ne!(v(&x), v(&z));
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("p.safetensors");
-        x.save(&path).unwrap();
+        x.save_groups(&path, &[Group::Head]).unwrap();
         let mut w = make(3);
-        w.load(&path).unwrap();
+        assert!(!w.load_groups(&path, &[Group::Head], Group::ImageEncoder).unwrap());
         assert_eq!(v(&w), v(&x));
         let mut dup = make(1);
         assert!(dup.scope("a", Group::Head).normal("w", &[1], 1.0).is_err(), "duplicate names are refused");
@@ -222,14 +232,44 @@ mod tests {
         let path = dir.path().join("p.safetensors");
         let mut a = ParamStore::new(&Device::Cpu, 0);
         a.scope("m", Group::Head).normal("w", &[2, 2], 1.0).unwrap();
-        a.save(&path).unwrap();
+        a.save_groups(&path, &[Group::Head]).unwrap();
         let mut b = ParamStore::new(&Device::Cpu, 0);
         b.scope("m", Group::Head).normal("w", &[2, 3], 1.0).unwrap();
-        let e = format!("{:#}", b.load(&path).unwrap_err());
+        let e = format!("{:#}", b.load_groups(&path, &[Group::Head], Group::ImageEncoder).unwrap_err());
         assert!(e.contains("m.w") && e.contains("[2, 2]"), "{e}");
         let mut c = ParamStore::new(&Device::Cpu, 0);
         c.scope("m", Group::Head).normal("v", &[2, 2], 1.0).unwrap();
-        let e = format!("{:#}", c.load(&path).unwrap_err());
+        let e = format!("{:#}", c.load_groups(&path, &[Group::Head], Group::ImageEncoder).unwrap_err());
         assert!(e.contains("has no tensor m.v"), "{e}");
+    }
+
+    #[test]
+    fn groups_save_apart_and_an_optional_group_loads_all_or_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.safetensors");
+        let make = |seed| {
+            let mut s = ParamStore::new(&Device::Cpu, seed);
+            s.scope("head", Group::Head).normal("w", &[2], 1.0).unwrap();
+            s.scope("img", Group::ImageEncoder).normal("a", &[2], 1.0).unwrap();
+            s.scope("img", Group::ImageEncoder).normal("b", &[2], 1.0).unwrap();
+            s
+        };
+        let v = |s: &ParamStore, n: &str| s.get(n).unwrap().to_vec1::<f32>().unwrap();
+        let a = make(1);
+        a.save_groups(&path, &[Group::Head]).unwrap();
+        let mut b = make(2);
+        assert!(!b.load_groups(&path, &[Group::Head], Group::ImageEncoder).unwrap());
+        assert_eq!(v(&b, "head.w"), v(&a, "head.w"));
+        assert_ne!(v(&b, "img.a"), v(&a, "img.a"), "a group the file does not hold stays as built");
+        a.save_groups(&path, &[Group::Head, Group::ImageEncoder]).unwrap();
+        assert!(b.load_groups(&path, &[Group::Head], Group::ImageEncoder).unwrap());
+        assert_eq!(v(&b, "img.b"), v(&a, "img.b"));
+        // A file with only part of the optional group is refused, naming what is missing.
+        let mut partial = ParamStore::new(&Device::Cpu, 1);
+        partial.scope("head", Group::Head).normal("w", &[2], 1.0).unwrap();
+        partial.scope("img", Group::ImageEncoder).normal("a", &[2], 1.0).unwrap();
+        partial.save_groups(&path, &[Group::Head, Group::ImageEncoder]).unwrap();
+        let e = format!("{:#}", b.load_groups(&path, &[Group::Head], Group::ImageEncoder).unwrap_err());
+        assert!(e.contains("has no tensor img.b"), "{e}");
     }
 }

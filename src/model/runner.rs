@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use anyhow::{ensure, Context, Result};
 use candle_core::{DType, Device, Tensor};
+use sha2::{Digest, Sha256};
 
 use super::optim::{schedule, AdamW, GroupSettings};
 use super::ous::{Arch, Features, LossWeights, Losses, Ous, OusConfig, CLIP_PREFIX};
@@ -109,6 +110,8 @@ pub struct Runner {
     weights: LossWeights,
     /// The CLIP checkpoint's files, as found (and for hub sources checked) once at build time.
     clip_files: Option<ClipFiles>,
+    /// Seed of the random initialisation.
+    seed: u64,
 }
 
 impl Runner {
@@ -144,12 +147,8 @@ impl Runner {
             opt: None,
             weights,
             clip_files: files,
+            seed: cfg.seed,
         })
-    }
-
-    /// The CLIP checkpoint's files (`None`: random towers).
-    pub fn clip_files(&self) -> Option<&ClipFiles> {
-        self.clip_files.as_ref()
     }
 
     pub fn device(&self) -> &Device {
@@ -313,7 +312,7 @@ impl Runner {
     /// Writes the weights (`<stem>.safetensors`) and, when training, the optimiser moments
     /// (`<stem>.optim.safetensors`); returns the optimiser step.
     pub fn save(&self, weights: &Path, optim: &Path) -> Result<u64> {
-        self.store.save(weights)?;
+        self.store.save_groups(weights, &self.saved_groups())?;
         match &self.opt {
             Some((opt, _)) => {
                 candle_core::safetensors::save(&opt.state(), optim)
@@ -325,7 +324,42 @@ impl Runner {
     }
 
     pub fn load_weights(&mut self, weights: &Path) -> Result<()> {
-        self.store.load(weights)
+        self.store.load_groups(weights, &[Group::Prompts, Group::Head], Group::ImageEncoder)?;
+        Ok(())
+    }
+
+    /// What a checkpoint holds: the trained groups. The text tower is always frozen and the image
+    /// tower unless fine-tuned; both are rebuilt from their source (the CLIP files or the seed,
+    /// which [`Runner::towers_hash`] identifies), not copied into every epoch's file.
+    fn saved_groups(&self) -> Vec<Group> {
+        let finetuned = self.opt.as_ref().is_some_and(|(_, s)| s.lr_image.is_some());
+        let mut groups = vec![Group::Prompts, Group::Head];
+        if finetuned {
+            groups.push(Group::ImageEncoder);
+        }
+        groups
+    }
+
+    /// SHA-256 of where the CLIP towers' weights come from (see [`Runner::hash_towers`]).
+    pub fn towers_hash(&self) -> Result<String> {
+        let mut h = Sha256::new();
+        self.hash_towers(&mut h)?;
+        Ok(format!("{:x}", h.finalize()))
+    }
+
+    /// Feeds `h` the source of the CLIP towers' weights: the checkpoint's files (weights, then
+    /// config, streamed) or, for random towers, `random:<seed>`.
+    pub fn hash_towers(&self, h: &mut Sha256) -> Result<()> {
+        match &self.clip_files {
+            Some(files) => {
+                for f in std::iter::once(&files.weights).chain(&files.config) {
+                    let mut file = std::fs::File::open(f).with_context(|| format!("{}: cannot read", f.display()))?;
+                    std::io::copy(&mut file, h).with_context(|| format!("{}: cannot read", f.display()))?;
+                }
+            }
+            None => h.update(format!("random:{}", self.seed)),
+        }
+        Ok(())
     }
 
     pub fn load_optimizer(&mut self, optim: &Path, step: u64) -> Result<()> {

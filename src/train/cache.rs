@@ -25,15 +25,7 @@ pub fn model_hash(cfg: &TrainConfig, runner: &Runner) -> Result<String> {
     let m = &cfg.model;
     let mut h = Sha256::new();
     h.update(format!("{}|{}|{}|{}", m.arch.as_str(), m.polarity_blocks, m.use_scene, m.use_polarity));
-    match runner.clip_files() {
-        Some(files) => {
-            for f in std::iter::once(&files.weights).chain(&files.config) {
-                let mut file = std::fs::File::open(f).with_context(|| format!("{}: cannot read", f.display()))?;
-                std::io::copy(&mut file, &mut h).with_context(|| format!("{}: cannot read", f.display()))?;
-            }
-        }
-        None => h.update(format!("random:{}", m.seed)),
-    }
+    runner.hash_towers(&mut h)?;
     Ok(format!("{:x}", h.finalize()))
 }
 

@@ -25,6 +25,11 @@ pub struct EpochState {
     pub config_hash: String,
     /// File name → SHA-256 of the checkpoint's files.
     pub files: BTreeMap<String, String>,
+    /// [`Runner::towers_hash`] of the CLIP towers the run was built on: the weights file holds
+    /// only the trained parameters, so loading it needs the same frozen towers. Empty in
+    /// checkpoints written before (which hold every parameter).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub towers_hash: String,
 }
 
 pub struct Checkpoints {
@@ -199,9 +204,23 @@ impl Checkpoints {
         Ok(())
     }
 
+    /// Loads the weights of `state` into `runner`, whose frozen towers must be the ones the run
+    /// was trained on.
+    pub fn load_weights(&self, state: &EpochState, runner: &mut Runner) -> Result<()> {
+        if !state.towers_hash.is_empty() && state.towers_hash != runner.towers_hash()? {
+            bail!(UsageError::new(format!(
+                "{}: trained on other CLIP towers than the config's model.clip_weights now gives (hash {} there, {} here)",
+                self.json_path(state.epoch).display(),
+                state.towers_hash,
+                runner.towers_hash()?
+            )));
+        }
+        runner.load_weights(&self.weights_path(state.epoch))
+    }
+
     /// Loads weights and optimiser state of `state` into `runner`.
     pub fn restore(&self, state: &EpochState, runner: &mut Runner) -> Result<()> {
-        runner.load_weights(&self.weights_path(state.epoch))?;
+        self.load_weights(state, runner)?;
         runner.load_optimizer(&self.optim_path(state.epoch), state.step)
     }
 }

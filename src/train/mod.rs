@@ -217,6 +217,7 @@ pub fn run(opts: &TrainOptions) -> Result<()> {
     keep_metrics_until(&metrics_path, resumed.map_or(0, |st| st.epoch))?;
     let data_hash = s.shards.data_hash();
     let config_hash = s.cfg.hash()?;
+    let towers_hash = s.runner.towers_hash()?;
     for (done, epoch) in (start..=t.epochs).enumerate() {
         if opts.stop_after.is_some_and(|n| done as u32 >= n) {
             tracing::info!("stopping after {done} epochs as asked (--stop-after); --resume continues");
@@ -231,6 +232,7 @@ pub fn run(opts: &TrainOptions) -> Result<()> {
             data_hash: data_hash.clone(),
             config_hash: config_hash.clone(),
             files: Default::default(),
+            towers_hash: towers_hash.clone(),
         };
         append_line(&metrics_path, &serde_json::to_string(&line)?)?;
         ckpts.save(state, &s.runner)?;
