@@ -4,7 +4,11 @@
 #
 #   bench/gpu-check.sh --prepare bench-out/gpu-data            # here: synthetic shards (needs full dfer)
 #   bench/gpu-check.sh --device cpu --quick --data bench-out/gpu-data
-#   bench/gpu-check.sh --device cuda --dfer gpu/dfer --data gpu-data   # on the GPU (< 10 min)
+#   LD_LIBRARY_PATH=gpu/lib:<PyTorch's nvidia/cu13/lib> \
+#     bench/gpu-check.sh --device cuda --dfer gpu/dfer --data gpu-data   # on the GPU (< 10 min)
+#
+# What travels to the GPU machine: dist/gpu.tar.xz (scripts/build-gpu.sh), bench/, and the
+# --prepare folder (12 MB).
 #
 # Steps: (1) CLIP parity against transformers' CLIPModel on the same seeded ViT-B/16 weights
 # (f32, tolerance 1e-4; skipped with a stated reason when transformers is not importable);
@@ -63,7 +67,7 @@ pairs=()
 [[ $quick == 1 ]] && pairs=(cached:8 frozen:1)
 start=$SECONDS
 "$here/train_bench.sh" --device "$device" --dfer "$dfer" --python "$python" "${pairs[@]}" | tee "$out/train_bench.md"
-row "train-step table (above)" "$(grep -c '^| [a-z]' "$out/train_bench.md" | tr -d ' ') rows" "$((SECONDS - start)) s"
+row "train-step table (above)" "$(grep -cE '^[|] (cached|frozen|finetune) ' "$out/train_bench.md" | tr -d ' ') rows" "$((SECONDS - start)) s"
 
 # 3. Two epochs of dfer train on the synthetic shards.
 arch=vit-b16
@@ -87,7 +91,7 @@ rm -rf "$out/run"
 start=$SECONDS
 "$dfer" -q train --config "$out/train.toml" --run "$out/run" > "$out/train.log" 2>&1 ||
   { cat "$out/train.log" >&2; echo "gpu-check: dfer train failed" >&2; exit 1; }
-war=$("$python" -c "import json; l=[json.loads(x) for x in open('$out/run/metrics.jsonl')]; print(round(100*l[-1]['test_war'],1))" 2>/dev/null || echo '?')
+war=$("$python" -c "import json; l=[json.loads(x) for x in open('$out/run/metrics.jsonl')]; print(round(l[-1]['test_war'],1))" 2>/dev/null || echo '?')
 row "dfer train, $arch, 2 epochs, $device" "done, last-epoch test WAR $war %" "$((SECONDS - start)) s"
 
 echo
