@@ -17,13 +17,35 @@ use candle_nn::loss::cross_entropy;
 use candle_nn::ops::softmax;
 use serde::{Deserialize, Serialize};
 
-use super::clip::{hf_config, normalize, vit_b16, TextConfig, TextTower, VisionConfig, VisionTower};
+use super::clip::{hf_config, normalize, vit_b16, TextConfig, TextTower, VisionConfig, VisionOutput, VisionTower};
 use super::layers::{quick_gelu, Block, CrossBlock, LayerNorm, Linear, Lstm, TemporalConv};
 use super::params::{Group, ParamStore};
 use super::prompts::{PromptLearner, PromptTokens};
 use super::tokenizer::TokenizerChoice;
 use crate::error::UsageError;
 use crate::weights::WeightsSource;
+
+/// Images per pass of the frozen image tower (ours): each image is independent, and a batch of
+/// 32 clips × 16 frames in one pass made ~2 GB attention tensors per layer whose allocation cost
+/// more than their arithmetic (measured: README "Training (CPU)").
+const FROZEN_CHUNK: usize = 64;
+
+/// The frozen tower over `images` `FROZEN_CHUNK` at a time (no graph is built, so nothing is lost).
+fn forward_in_chunks(tower: &VisionTower, images: &Tensor, early: usize) -> Result<VisionOutput> {
+    let n = images.dim(0)?;
+    if n <= FROZEN_CHUNK {
+        return tower.forward(images, early);
+    }
+    let mut embeds = Vec::new();
+    let mut early_parts = Vec::new();
+    for start in (0..n).step_by(FROZEN_CHUNK) {
+        let out = tower.forward(&images.narrow(0, start, FROZEN_CHUNK.min(n - start))?, early)?;
+        embeds.push(out.embeds);
+        early_parts.extend(out.early);
+    }
+    let early = if early_parts.is_empty() { None } else { Some(Tensor::cat(&early_parts, 0)?) };
+    Ok(VisionOutput { embeds: Tensor::cat(&embeds, 0)?, early })
+}
 
 /// Number of polarity classes (positive, neutral, negative), as in the dataset descriptions.
 pub const POLARITIES: usize = 3;
@@ -348,11 +370,18 @@ impl Ous {
     pub fn encode(&self, face: &Tensor, scene: Option<&Tensor>, dtype: DType, train_image: bool) -> Result<Features> {
         let tower = if train_image { &self.vision } else { &self.vision_frozen };
         let (b, t, c, h, w) = face.dims5()?;
-        let face_flat = face.reshape((b * t, c, h, w))?.to_dtype(dtype)?;
-        let f = tower.forward(&face_flat, 0)?.embeds.to_dtype(DType::F32)?.reshape((b, t, ()))?;
+        let run = |images: &Tensor, early: usize| -> Result<VisionOutput> {
+            let images = images.reshape((b * t, c, h, w))?.to_dtype(dtype)?;
+            if train_image {
+                tower.forward(&images, early)
+            } else {
+                forward_in_chunks(tower, &images, early)
+            }
+        };
+        let f = run(face, 0)?.embeds.to_dtype(DType::F32)?.reshape((b, t, ()))?;
         let (scene, early) = match scene {
             Some(s) if self.cfg.use_scene => {
-                let out = tower.forward(&s.reshape((b * t, c, h, w))?.to_dtype(dtype)?, self.early_blocks())?;
+                let out = run(s, self.early_blocks())?;
                 let early = match out.early {
                     Some(x) => Some(x.to_dtype(DType::F32)?.reshape((b, t, self.cfg.polarity_blocks, ()))?.mean(1)?),
                     None => None,
