@@ -4,6 +4,7 @@
 #[cfg(feature = "media")]
 mod build;
 pub mod inspect;
+pub mod merge;
 
 #[cfg(feature = "media")]
 pub use build::build;
