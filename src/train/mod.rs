@@ -25,9 +25,9 @@ use self::data::{Batch, ClipRef, InputShape, ShardSet, View};
 use crate::atomic::{remove_unfinished, write_atomic};
 use crate::dataset::splits::Role;
 use crate::error::UsageError;
-use crate::eval::metrics::{argmax, Metrics};
 use crate::logging::Progress;
 use crate::manifest::Manifest;
+use crate::metrics::{argmax, Metrics};
 use crate::model::runner::{OptimSettings, Runner};
 
 pub struct TrainOptions {

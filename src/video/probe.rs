@@ -5,9 +5,7 @@ use std::path::Path;
 
 use ffmpeg_next as ff;
 
-pub use crate::manifest::ProbeInfo;
-
-use super::frames;
+use super::{frames, ProbeInfo};
 
 /// Why a clip cannot be used; `status()` is the manifest's status column.
 #[derive(Debug, Clone, PartialEq)]
