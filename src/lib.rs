@@ -10,6 +10,7 @@ pub mod eval;
 pub mod face;
 pub mod logging;
 pub mod manifest;
+pub mod metrics;
 pub mod model;
 #[cfg(feature = "media")]
 pub mod pipeline;
@@ -18,6 +19,5 @@ pub mod prep;
 pub mod shard;
 pub mod synth;
 pub mod train;
-#[cfg(feature = "media")]
 pub mod video;
 pub mod weights;

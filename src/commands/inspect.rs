@@ -63,7 +63,7 @@ fn prep_table(args: &Args, _: &polars::prelude::DataFrame) -> Result<()> {
 
 #[cfg(feature = "media")]
 fn pipeline(args: &Args) -> Result<()> {
-    let p = super::run::load(&args.path, &args.sets)?;
+    let p = super::stage::load(&args.path, &args.sets)?;
     let steps = crate::pipeline::plan(&p, crate::pipeline::Selection::default())?;
     print(args.json, &steps, |s| crate::pipeline::render_states(&p, s))
 }

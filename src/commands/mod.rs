@@ -14,6 +14,8 @@ pub mod prep;
 pub mod report;
 #[cfg(feature = "media")]
 pub mod run;
+#[cfg(feature = "media")]
+pub mod stage;
 pub mod synth;
 pub mod train;
 #[cfg(feature = "media")]

@@ -2,7 +2,6 @@
 //! confusion matrix as CSV and PNG, per-clip predictions) and `dfer report` (several runs, e.g.
 //! DFEW's five folds, averaged the way papers do, at the best and at the last epoch).
 
-pub mod metrics;
 pub mod plot;
 
 use std::path::{Path, PathBuf};
@@ -10,9 +9,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
-use self::metrics::Metrics;
 use crate::atomic::write_atomic;
 use crate::error::UsageError;
+use crate::metrics::Metrics;
 use crate::train::checkpoint::{Checkpoints, EpochState};
 use crate::train::config::TrainConfig;
 use crate::train::{read_metrics, EpochLine, Session};

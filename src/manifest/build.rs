@@ -6,12 +6,13 @@ use std::path::Path;
 use anyhow::Result;
 use rayon::prelude::*;
 
-use super::{ClipRow, Manifest, ProbeInfo};
+use super::{ClipRow, Manifest};
 use crate::dataset::splits;
 use crate::dataset::{path_inside_root, DatasetDesc, SourceKind};
 use crate::error::UsageError;
 use crate::logging::Progress;
 use crate::video::probe;
+use crate::video::ProbeInfo;
 
 fn probe_source(kind: SourceKind, path: &Path) -> Result<ProbeInfo, probe::ProbeError> {
     match kind {

@@ -102,6 +102,27 @@ fn str_count_pairs(df: &DataFrame, key: &str) -> PolarsResult<Vec<(Option<String
 pub fn summarise(m: &Manifest) -> Result<ManifestSummary> {
     let df = m.to_frame()?;
     let ok_df = df.filter(&df.column("status")?.str()?.equal("ok"))?;
+    Ok(ManifestSummary {
+        dataset: m.desc.name.clone(),
+        root: m.root.to_string_lossy().into_owned(),
+        clips: df.height(),
+        ok: ok_df.height(),
+        folds: m.folds,
+        classes: class_counts(m, &df, &ok_df)?,
+        source_kinds: value_counts(&df, "source_kind")?,
+        n_frames: dist(ok_df.column("n_frames")?.as_materialized_series())?,
+        fps: dist(ok_df.column("fps")?.as_materialized_series())?,
+        duration_s: dist(ok_df.column("duration_s")?.as_materialized_series())?,
+        resolutions: resolutions(&ok_df)?,
+        rotations: value_counts(&ok_df, "rotation")?,
+        problems: problems(m),
+        diagnostic_counts: diagnostic_counts(m),
+        diagnostics: m.diagnostics.iter().take(20).map(|d| d.to_string()).collect(),
+    })
+}
+
+/// Clips per class: all, usable (`ok_df`), and by role in each fold.
+fn class_counts(m: &Manifest, df: &DataFrame, ok_df: &DataFrame) -> Result<Vec<ClassCounts>> {
     let mut classes: Vec<ClassCounts> = m
         .desc
         .labels
@@ -116,7 +137,7 @@ pub fn summarise(m: &Manifest) -> Result<ManifestSummary> {
             roles: BTreeMap::new(),
         })
         .collect();
-    for (frame, ok) in [(&df, false), (&ok_df, true)] {
+    for (frame, ok) in [(df, false), (ok_df, true)] {
         let c = counts(frame, &["label"])?;
         let labels = c.column("label")?.i64()?.clone();
         let n = c.column("n")?.cast(&DataType::UInt64)?;
@@ -130,7 +151,7 @@ pub fn summarise(m: &Manifest) -> Result<ManifestSummary> {
         }
     }
     for role_col in role_columns(m.folds) {
-        let c = counts(&df, &["label", &role_col])?;
+        let c = counts(df, &["label", &role_col])?;
         let labels = c.column("label")?.i64()?.clone();
         let roles = str_count_pairs(&c, &role_col)?;
         for (l, (role, n)) in labels.iter().zip(roles) {
@@ -138,23 +159,32 @@ pub fn summarise(m: &Manifest) -> Result<ManifestSummary> {
             classes[l.unwrap_or(0) as usize].roles.entry(role_col.clone()).or_default().insert(role, n);
         }
     }
-    let resolutions = {
-        let c = counts(&ok_df, &["width", "height"])?;
-        let w = c.column("width")?.u32()?.clone();
-        let h = c.column("height")?.u32()?.clone();
-        let n = c.column("n")?.cast(&DataType::UInt64)?;
-        w.iter()
-            .zip(h.iter())
-            .zip(n.u64()?.iter())
-            .map(|((w, h), n)| (format!("{}x{}", w.unwrap_or(0), h.unwrap_or(0)), n.unwrap_or(0) as usize))
-            .collect()
-    };
-    let pairs = |frame: &DataFrame, key: &str| -> Result<BTreeMap<String, usize>> {
-        Ok(str_count_pairs(&counts(frame, &[key])?, key)?
-            .into_iter()
-            .map(|(k, n)| (k.unwrap_or_else(|| "none".into()), n))
-            .collect())
-    };
+    Ok(classes)
+}
+
+/// Clips per `WxH` display size.
+fn resolutions(ok_df: &DataFrame) -> Result<Vec<(String, usize)>> {
+    let c = counts(ok_df, &["width", "height"])?;
+    let w = c.column("width")?.u32()?.clone();
+    let h = c.column("height")?.u32()?.clone();
+    let n = c.column("n")?.cast(&DataType::UInt64)?;
+    Ok(w.iter()
+        .zip(h.iter())
+        .zip(n.u64()?.iter())
+        .map(|((w, h), n)| (format!("{}x{}", w.unwrap_or(0), h.unwrap_or(0)), n.unwrap_or(0) as usize))
+        .collect())
+}
+
+/// Clips per value of `key` (`none` for a missing value).
+fn value_counts(frame: &DataFrame, key: &str) -> Result<BTreeMap<String, usize>> {
+    Ok(str_count_pairs(&counts(frame, &[key])?, key)?
+        .into_iter()
+        .map(|(k, n)| (k.unwrap_or_else(|| "none".into()), n))
+        .collect())
+}
+
+/// Unusable clips by status, with up to five examples each.
+fn problems(m: &Manifest) -> BTreeMap<String, Problem> {
     let mut problems = BTreeMap::new();
     for row in m.rows.iter().filter(|r| r.status != "ok") {
         let p = problems.entry(row.status.clone()).or_insert(Problem { count: 0, examples: vec![] });
@@ -163,32 +193,21 @@ pub fn summarise(m: &Manifest) -> Result<ManifestSummary> {
             p.examples.push(format!("{}: {}", row.clip_id, row.error.as_deref().unwrap_or("")));
         }
     }
-    let mut diagnostic_counts = BTreeMap::new();
+    problems
+}
+
+/// Split-file diagnostics by severity.
+fn diagnostic_counts(m: &Manifest) -> BTreeMap<String, usize> {
+    let mut counts = BTreeMap::new();
     for d in &m.diagnostics {
         let k = match d.severity {
             Severity::Note => "notes",
             Severity::Warning => "warnings",
             Severity::Error => "errors",
         };
-        *diagnostic_counts.entry(k.to_string()).or_insert(0) += 1;
+        *counts.entry(k.to_string()).or_insert(0) += 1;
     }
-    Ok(ManifestSummary {
-        dataset: m.desc.name.clone(),
-        root: m.root.to_string_lossy().into_owned(),
-        clips: df.height(),
-        ok: ok_df.height(),
-        folds: m.folds,
-        classes,
-        source_kinds: pairs(&df, "source_kind")?,
-        n_frames: dist(ok_df.column("n_frames")?.as_materialized_series())?,
-        fps: dist(ok_df.column("fps")?.as_materialized_series())?,
-        duration_s: dist(ok_df.column("duration_s")?.as_materialized_series())?,
-        resolutions,
-        rotations: pairs(&ok_df, "rotation")?,
-        problems,
-        diagnostic_counts,
-        diagnostics: m.diagnostics.iter().take(20).map(|d| d.to_string()).collect(),
-    })
+    counts
 }
 
 fn fmt_dist(d: &Option<Dist>) -> String {

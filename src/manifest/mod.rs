@@ -4,6 +4,7 @@
 #[cfg(feature = "media")]
 mod build;
 pub mod inspect;
+pub mod merge;
 
 #[cfg(feature = "media")]
 pub use build::build;
@@ -13,31 +14,17 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use polars::prelude::*;
-use serde::Serialize;
 
 use crate::dataset::splits::{Diagnostic, Role};
 use crate::dataset::{DatasetDesc, SourceKind};
 use crate::error::UsageError;
+use crate::video::ProbeInfo;
 
 /// Manifest format version, stored in the file's key-value metadata.
 pub const SCHEMA_VERSION: &str = "1";
 
 /// Key-value metadata key that marks a prep table (`prep.parquet`, `shards/NNNNN.parquet`).
 pub const PREP_TABLE_KEY: &str = "dfer.prep_table";
-
-/// What probing learnt about a readable clip.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ProbeInfo {
-    pub n_frames: u32,
-    pub fps: Option<f64>,
-    /// Display size: the stored size with `rotation` applied.
-    pub width: u32,
-    pub height: u32,
-    pub duration_s: Option<f64>,
-    /// Clockwise rotation in degrees that a player applies for display (the value of the
-    /// legacy `rotate` tag), 0 if none.
-    pub rotation: i32,
-}
 
 /// One clip of the manifest.
 #[derive(Debug, Clone, PartialEq)]

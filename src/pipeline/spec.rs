@@ -213,164 +213,110 @@ fn absolute(cwd: &Path, p: &str) -> String {
     path_arg(&cwd.join(p))
 }
 
+/// The pipeline as its sections are read: where outputs go, and the stages and config files
+/// so far.
+struct Builder<'a> {
+    file: &'a Path,
+    cwd: &'a Path,
+    name: String,
+    out: PathBuf,
+    /// `OUT/pipeline`: the config files the stages read.
+    conf_dir: PathBuf,
+    stages: Vec<Stage>,
+    files: Vec<(PathBuf, String)>,
+}
+
+/// `[dataset]`'s keys, with the description its name loads.
+struct DatasetSection {
+    name: String,
+    root: Option<String>,
+    source: Option<String>,
+    desc: DatasetDesc,
+}
+
+/// The training config written for the train stages, checked.
+struct TrainSetup {
+    toml: PathBuf,
+    cfg: TrainConfig,
+}
+
 fn build(file: &Path, cwd: &Path, mut doc: Table) -> Result<Pipeline> {
     if let Some(k) = doc.keys().find(|k| !SECTIONS.contains(&k.as_str())) {
         return Err(bad(file, format!("unknown section [{k}]; sections are [{}]", SECTIONS.join("], ["))));
     }
     let effective = toml::to_string(&doc)?;
-    let mut pl = take_section(file, &mut doc, "pipeline")?.unwrap_or_default();
-    let stem = file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-    let name = take::<String>(file, &mut pl, "pipeline", "name")?.unwrap_or(stem);
-    let out: PathBuf = take::<String>(file, &mut pl, "pipeline", "out")?
-        .ok_or_else(|| bad(file, "pipeline.out is not set: the folder for every output, e.g. out = \"out/demo\""))?
-        .into();
-    no_more(file, &pl, "pipeline")?;
-    let conf_dir = out.join("pipeline");
-    let mut files = vec![(conf_dir.join("pipeline.toml"), effective)];
-    let mut stages: Vec<Stage> = Vec::new();
-
-    // synth (optional) and the dataset.
+    let mut b = Builder::new(file, cwd, &mut doc)?;
+    b.files.push((b.conf_dir.join("pipeline.toml"), effective));
     let synth = take_section(file, &mut doc, "synth")?;
-    let mut ds = take_section(file, &mut doc, "dataset")?
-        .ok_or_else(|| bad(file, "[dataset] is missing: name = \"dfew\" and root = \"/path/to/DFEW\""))?;
-    let ds_name: String = take(file, &mut ds, "dataset", "name")?
-        .ok_or_else(|| bad(file, "dataset.name is not set: dfew, ferv39k, mafw or a description TOML file"))?;
-    let root_given: Option<String> = take(file, &mut ds, "dataset", "root")?;
-    let source: Option<String> = take(file, &mut ds, "dataset", "source")?;
-    no_more(file, &ds, "dataset")?;
-    let desc = DatasetDesc::load(&ds_name).map_err(|e| bad(file, format!("dataset.name: {e}")))?;
-    let root = match (&synth, root_given) {
-        (Some(_), Some(_)) => {
-            return Err(bad(file, "dataset.root cannot be set with [synth]: synth writes the dataset into OUT/dataset"))
-        }
-        (Some(t), None) => {
-            let root = out.join("dataset");
-            let mut argv = vec!["synth".to_string(), "--out".into(), path_arg(&root)];
-            argv.extend(flags(file, "synth", t)?);
-            stages.push(Stage {
-                kind: StageKind::Synth,
-                id: "synth".into(),
-                argv,
-                settings: to_json(t)?,
-                inputs: vec![],
-                marker: root.join("synth_truth.jsonl"),
-                outputs: vec![root.clone()],
-                resumable_run: None,
-            });
-            root
-        }
-        (None, Some(r)) if r.is_empty() => return Err(bad(file, "dataset.root is empty")),
-        (None, Some(r)) => {
-            let root = PathBuf::from(r);
-            if !cwd.join(&root).is_dir() {
-                return Err(bad(file, format!("dataset.root {}: no such folder", root.display())));
-            }
-            root
-        }
-        (None, None) => {
-            return Err(bad(
-                file,
-                format!("dataset.root is not set; give it with --set dataset.root=/path/to/{}", desc.name),
-            ))
-        }
-    };
-
-    // manifest
-    let manifest = out.join("clips.parquet");
-    let mut argv = vec!["manifest".to_string(), "--dataset".into(), ds_name.clone(), "--root".into(), path_arg(&root)];
-    argv.extend(["-o".into(), path_arg(&manifest)]);
-    let mut settings = json!({ "name": ds_name, "root": absolute(cwd, &path_arg(&root)), "source": source });
-    if let Some(s) = &source {
-        argv.extend(["--source".into(), s.clone()]);
-    }
-    if Path::new(&ds_name).is_file() {
-        let bytes = std::fs::read(&ds_name).map_err(|e| bad(file, format!("dataset.name {ds_name}: {e}")))?;
-        settings["description_sha256"] = json!(format!("{:x}", Sha256::digest(bytes)));
-    }
-    stages.push(Stage {
-        kind: StageKind::Manifest,
-        id: "manifest".into(),
-        argv,
-        settings,
-        inputs: stages.iter().position(|s| s.kind == StageKind::Synth).into_iter().collect(),
-        marker: manifest.clone(),
-        outputs: vec![manifest.clone()],
-        resumable_run: None,
-    });
-    let manifest_stage = stages.len() - 1;
-
-    // prep
-    let Some(mut prep) = take_section(file, &mut doc, "prep")? else {
+    let ds = dataset_section(file, &mut doc)?;
+    let root = b.dataset_root(synth.as_ref(), &ds)?;
+    let manifest_stage = b.manifest(&ds, &root)?;
+    let Some(prep) = take_section(file, &mut doc, "prep")? else {
         for later in ["embed", "train", "eval"] {
             if doc.contains_key(later) {
                 return Err(bad(file, format!("[{later}] needs [prep]: training reads prep's shards")));
             }
         }
-        return Ok(Pipeline { file: file.to_path_buf(), name, out, stages, files });
+        return Ok(b.finish());
     };
-    let threads: Option<usize> = take(file, &mut prep, "prep", "threads")?;
-    let export: bool = take(file, &mut prep, "prep", "export_frames")?.unwrap_or(false);
-    let prep_cfg: PrepConfig = toml::Value::Table(prep)
-        .try_into()
-        .map_err(|e: toml::de::Error| bad(file, format!("[prep]: {}", e.message())))?;
-    prep_cfg.validate().map_err(|m| bad(file, format!("[prep]: {m}")))?;
-    let prep_toml = conf_dir.join("prep.toml");
-    files.push((prep_toml.clone(), toml::to_string(&prep_cfg)?));
-    let prep_out = out.join("prep");
-    let frames = out.join("frames");
-    let mut argv =
-        vec!["prep".to_string(), "--manifest".into(), path_arg(&manifest), "--out".into(), path_arg(&prep_out)];
-    argv.extend(["--config".into(), path_arg(&prep_toml)]);
-    if let Some(n) = threads {
-        argv.extend(["--threads".into(), n.to_string()]);
-    }
-    if export {
-        argv.extend(["--export-frames".into(), path_arg(&frames)]);
-    }
-    let mut settings = to_json(&prep_cfg)?;
-    settings["export_frames"] = json!(export);
-    stages.push(Stage {
-        kind: StageKind::Prep,
-        id: "prep".into(),
-        argv,
-        settings,
-        inputs: vec![manifest_stage],
-        marker: prep_out.join("prep.parquet"),
-        outputs: vec![prep_out, frames],
-        resumable_run: None,
-    });
-    let prep_stage = stages.len() - 1;
-
-    // train (with embed before it, eval and report after it)
+    let prep_stage = b.prep(prep, manifest_stage)?;
     let embed = take_section(file, &mut doc, "embed")?;
     let eval = take_section(file, &mut doc, "eval")?;
     let Some(mut train) = take_section(file, &mut doc, "train")? else {
         if embed.is_some() || eval.is_some() {
             return Err(bad(file, "[embed] and [eval] need [train]"));
         }
-        return Ok(Pipeline { file: file.to_path_buf(), name, out, stages, files });
+        return Ok(b.finish());
     };
-    let folds: Option<Vec<u32>> = take(file, &mut train, "train", "folds")?;
-    let folds: Vec<Option<u32>> = match (desc.splits.as_ref().and_then(|s| s.folds), folds) {
-        (None, None) => vec![None],
-        (None, Some(_)) => {
-            return Err(bad(file, format!("train.folds: {} has one train/test split, not folds", desc.name)))
-        }
-        (Some(n), None) => (1..=n).map(Some).collect(),
+    let folds = train_folds(file, &ds.desc, take(file, &mut train, "train", "folds")?)?;
+    let setup = b.train_config(train, embed.is_some())?;
+    let mut train_inputs = vec![prep_stage];
+    if let Some(e) = embed {
+        train_inputs.push(b.embed(e, &setup, prep_stage)?);
+    }
+    let checkpoint = eval_checkpoint(file, eval.unwrap_or_default())?;
+    let evals = b.train_and_eval(&setup, &folds, &train_inputs, &checkpoint)?;
+    b.report(evals);
+    Ok(b.finish())
+}
+
+/// Reads and checks `[dataset]`, which every pipeline has.
+fn dataset_section(file: &Path, doc: &mut Table) -> Result<DatasetSection> {
+    let mut ds = take_section(file, doc, "dataset")?
+        .ok_or_else(|| bad(file, "[dataset] is missing: name = \"dfew\" and root = \"/path/to/DFEW\""))?;
+    let name: String = take(file, &mut ds, "dataset", "name")?
+        .ok_or_else(|| bad(file, "dataset.name is not set: dfew, ferv39k, mafw or a description TOML file"))?;
+    let root: Option<String> = take(file, &mut ds, "dataset", "root")?;
+    let source: Option<String> = take(file, &mut ds, "dataset", "source")?;
+    no_more(file, &ds, "dataset")?;
+    let desc = DatasetDesc::load(&name).map_err(|e| bad(file, format!("dataset.name: {e}")))?;
+    Ok(DatasetSection { name, root, source, desc })
+}
+
+/// The folds to train: all of the dataset's, or those `train.folds` names; one run without
+/// folds for a dataset with a single train/test split.
+fn train_folds(file: &Path, desc: &DatasetDesc, folds: Option<Vec<u32>>) -> Result<Vec<Option<u32>>> {
+    match (desc.splits.as_ref().and_then(|s| s.folds), folds) {
+        (None, None) => Ok(vec![None]),
+        (None, Some(_)) => Err(bad(file, format!("train.folds: {} has one train/test split, not folds", desc.name))),
+        (Some(n), None) => Ok((1..=n).map(Some).collect()),
         (Some(n), Some(f)) => {
             if f.is_empty() || f.iter().any(|k| *k == 0 || *k > n) {
                 return Err(bad(file, format!("train.folds: {} has folds 1 to {n}", desc.name)));
             }
-            f.into_iter().map(Some).collect()
+            Ok(f.into_iter().map(Some).collect())
         }
-    };
+    }
+}
+
+/// `[train.model]`, with local weight and tokenizer files made absolute (stage configs live
+/// elsewhere); hub sources and named tokenizers stay as they are.
+fn train_model(file: &Path, cwd: &Path, train: &mut Table) -> Result<Table> {
     let mut model = match train.remove("model") {
         Some(toml::Value::Table(t)) => t,
         None => Table::new(),
         Some(_) => return Err(bad(file, "train.model must be a section")),
     };
-    // Local files are made absolute (stage configs live elsewhere); hub sources and named
-    // tokenizers stay as they are.
     for key in ["clip_weights", "tokenizer"] {
         if let Some(toml::Value::String(p)) = model.get(key) {
             let local = match key {
@@ -386,44 +332,199 @@ fn build(file: &Path, cwd: &Path, mut doc: Table) -> Result<Pipeline> {
             }
         }
     }
-    let mut data = Table::new();
-    data.insert("manifest".into(), "../clips.parquet".into());
-    data.insert("shards".into(), "../prep/shards".into());
-    let features = out.join("features");
-    if embed.is_some() {
-        data.insert("features".into(), "../features".into());
+    Ok(model)
+}
+
+/// `[eval]`: which checkpoint each run is evaluated with.
+fn eval_checkpoint(file: &Path, mut eval: Table) -> Result<String> {
+    let checkpoint: String = take(file, &mut eval, "eval", "checkpoint")?.unwrap_or_else(|| "best".into());
+    no_more(file, &eval, "eval")?;
+    Ok(checkpoint)
+}
+
+impl<'a> Builder<'a> {
+    /// Reads `[pipeline]`: the name and the output folder.
+    fn new(file: &'a Path, cwd: &'a Path, doc: &mut Table) -> Result<Builder<'a>> {
+        let mut pl = take_section(file, doc, "pipeline")?.unwrap_or_default();
+        let stem = file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = take::<String>(file, &mut pl, "pipeline", "name")?.unwrap_or(stem);
+        let out: PathBuf = take::<String>(file, &mut pl, "pipeline", "out")?
+            .ok_or_else(|| bad(file, "pipeline.out is not set: the folder for every output, e.g. out = \"out/demo\""))?
+            .into();
+        no_more(file, &pl, "pipeline")?;
+        let conf_dir = out.join("pipeline");
+        Ok(Builder { file, cwd, name, out, conf_dir, stages: Vec::new(), files: Vec::new() })
     }
-    let mut config = Table::new();
-    config.insert("data".into(), data.into());
-    config.insert("model".into(), model.into());
-    for sub in ["loss", "aug"] {
-        if let Some(v) = train.remove(sub) {
-            config.insert(sub.into(), v);
+
+    fn finish(self) -> Pipeline {
+        Pipeline {
+            file: self.file.to_path_buf(),
+            name: self.name,
+            out: self.out,
+            stages: self.stages,
+            files: self.files,
         }
     }
-    config.insert("train".into(), train.into());
-    let train_text = toml::to_string(&config)?;
-    let train_toml = conf_dir.join("train.toml");
-    let cfg = TrainConfig::from_toml(&train_text, &cwd.join(&conf_dir), &file.join("[train]"))
-        .map_err(|e| bad(file, format!("[train]: {e:#}")))?;
-    files.push((train_toml.clone(), train_text));
-    let mut train_inputs = vec![prep_stage];
-    if let Some(mut e) = embed {
+
+    /// Adds a stage; returns its index.
+    fn push(&mut self, stage: Stage) -> usize {
+        self.stages.push(stage);
+        self.stages.len() - 1
+    }
+
+    /// The dataset folder: written by the synth stage (added here) under `[synth]`, else
+    /// `dataset.root`, which must exist.
+    fn dataset_root(&mut self, synth: Option<&Table>, ds: &DatasetSection) -> Result<PathBuf> {
+        let file = self.file;
+        match (synth, &ds.root) {
+            (Some(_), Some(_)) => {
+                Err(bad(file, "dataset.root cannot be set with [synth]: synth writes the dataset into OUT/dataset"))
+            }
+            (Some(t), None) => self.synth(t),
+            (None, Some(r)) if r.is_empty() => Err(bad(file, "dataset.root is empty")),
+            (None, Some(r)) => {
+                let root = PathBuf::from(r);
+                if !self.cwd.join(&root).is_dir() {
+                    return Err(bad(file, format!("dataset.root {}: no such folder", root.display())));
+                }
+                Ok(root)
+            }
+            (None, None) => Err(bad(
+                file,
+                format!("dataset.root is not set; give it with --set dataset.root=/path/to/{}", ds.desc.name),
+            )),
+        }
+    }
+
+    /// `dfer synth` with `[synth]`'s keys as flags; returns the dataset folder it writes.
+    fn synth(&mut self, t: &Table) -> Result<PathBuf> {
+        let root = self.out.join("dataset");
+        let mut argv = vec!["synth".to_string(), "--out".into(), path_arg(&root)];
+        argv.extend(flags(self.file, "synth", t)?);
+        self.push(Stage {
+            kind: StageKind::Synth,
+            id: "synth".into(),
+            argv,
+            settings: to_json(t)?,
+            inputs: vec![],
+            marker: root.join("synth_truth.jsonl"),
+            outputs: vec![root.clone()],
+            resumable_run: None,
+        });
+        Ok(root)
+    }
+
+    /// `dfer manifest` of the dataset folder; returns the stage's index.
+    fn manifest(&mut self, ds: &DatasetSection, root: &Path) -> Result<usize> {
+        let manifest = self.out.join("clips.parquet");
+        let mut argv =
+            vec!["manifest".to_string(), "--dataset".into(), ds.name.clone(), "--root".into(), path_arg(root)];
+        argv.extend(["-o".into(), path_arg(&manifest)]);
+        let mut settings = json!({ "name": ds.name, "root": absolute(self.cwd, &path_arg(root)), "source": ds.source });
+        if let Some(s) = &ds.source {
+            argv.extend(["--source".into(), s.clone()]);
+        }
+        if Path::new(&ds.name).is_file() {
+            let bytes =
+                std::fs::read(&ds.name).map_err(|e| bad(self.file, format!("dataset.name {}: {e}", ds.name)))?;
+            settings["description_sha256"] = json!(format!("{:x}", Sha256::digest(bytes)));
+        }
+        Ok(self.push(Stage {
+            kind: StageKind::Manifest,
+            id: "manifest".into(),
+            argv,
+            settings,
+            inputs: self.stages.iter().position(|s| s.kind == StageKind::Synth).into_iter().collect(),
+            marker: manifest.clone(),
+            outputs: vec![manifest],
+            resumable_run: None,
+        }))
+    }
+
+    /// `dfer prep` with `[prep]` written as `OUT/pipeline/prep.toml`; returns the stage's index.
+    fn prep(&mut self, mut prep: Table, manifest_stage: usize) -> Result<usize> {
+        let file = self.file;
+        let threads: Option<usize> = take(file, &mut prep, "prep", "threads")?;
+        let export: bool = take(file, &mut prep, "prep", "export_frames")?.unwrap_or(false);
+        let prep_cfg: PrepConfig = toml::Value::Table(prep)
+            .try_into()
+            .map_err(|e: toml::de::Error| bad(file, format!("[prep]: {}", e.message())))?;
+        prep_cfg.validate().map_err(|m| bad(file, format!("[prep]: {m}")))?;
+        let prep_toml = self.conf_dir.join("prep.toml");
+        self.files.push((prep_toml.clone(), toml::to_string(&prep_cfg)?));
+        let prep_out = self.out.join("prep");
+        let frames = self.out.join("frames");
+        let manifest = &self.stages[manifest_stage].marker;
+        let mut argv =
+            vec!["prep".to_string(), "--manifest".into(), path_arg(manifest), "--out".into(), path_arg(&prep_out)];
+        argv.extend(["--config".into(), path_arg(&prep_toml)]);
+        if let Some(n) = threads {
+            argv.extend(["--threads".into(), n.to_string()]);
+        }
+        if export {
+            argv.extend(["--export-frames".into(), path_arg(&frames)]);
+        }
+        let mut settings = to_json(&prep_cfg)?;
+        settings["export_frames"] = json!(export);
+        Ok(self.push(Stage {
+            kind: StageKind::Prep,
+            id: "prep".into(),
+            argv,
+            settings,
+            inputs: vec![manifest_stage],
+            marker: prep_out.join("prep.parquet"),
+            outputs: vec![prep_out, frames],
+            resumable_run: None,
+        }))
+    }
+
+    /// `[train]` (with `[train.model]`, `[train.loss]`, `[train.aug]`) and the data the
+    /// earlier stages write, as `OUT/pipeline/train.toml`, checked.
+    fn train_config(&mut self, mut train: Table, embed: bool) -> Result<TrainSetup> {
+        let model = train_model(self.file, self.cwd, &mut train)?;
+        let mut data = Table::new();
+        data.insert("manifest".into(), "../clips.parquet".into());
+        data.insert("shards".into(), "../prep/shards".into());
+        if embed {
+            data.insert("features".into(), "../features".into());
+        }
+        let mut config = Table::new();
+        config.insert("data".into(), data.into());
+        config.insert("model".into(), model.into());
+        for sub in ["loss", "aug"] {
+            if let Some(v) = train.remove(sub) {
+                config.insert(sub.into(), v);
+            }
+        }
+        config.insert("train".into(), train.into());
+        let train_text = toml::to_string(&config)?;
+        let train_toml = self.conf_dir.join("train.toml");
+        let cfg = TrainConfig::from_toml(&train_text, &self.cwd.join(&self.conf_dir), &self.file.join("[train]"))
+            .map_err(|e| bad(self.file, format!("[train]: {e:#}")))?;
+        self.files.push((train_toml.clone(), train_text));
+        Ok(TrainSetup { toml: train_toml, cfg })
+    }
+
+    /// `dfer embed` (the frozen image tower's feature cache); returns the stage's index.
+    fn embed(&mut self, mut e: Table, setup: &TrainSetup, prep_stage: usize) -> Result<usize> {
+        let file = self.file;
         let views: usize = take(file, &mut e, "embed", "views")?.unwrap_or(0);
         no_more(file, &e, "embed")?;
-        if cfg.train.finetune_image {
+        if setup.cfg.train.finetune_image {
             return Err(bad(file, "[embed] caches the frozen image tower; it needs train.finetune_image = false"));
         }
+        let features = self.out.join("features");
         let argv = vec![
             "embed".to_string(),
             "--config".into(),
-            path_arg(&train_toml),
+            path_arg(&setup.toml),
             "--out".into(),
             path_arg(&features),
             "--views".into(),
             views.to_string(),
         ];
-        stages.push(Stage {
+        let cfg = &setup.cfg;
+        Ok(self.push(Stage {
             kind: StageKind::Embed,
             id: "embed".into(),
             argv,
@@ -432,44 +533,69 @@ fn build(file: &Path, cwd: &Path, mut doc: Table) -> Result<Pipeline> {
             marker: features.join(crate::train::cache::FILE_NAME),
             outputs: vec![features],
             resumable_run: None,
-        });
-        train_inputs.push(stages.len() - 1);
+        }))
     }
-    let mut train_settings = to_json(&cfg.train)?;
-    for (k, v) in [("model", to_json(&cfg.model)?), ("loss", to_json(&cfg.loss)?), ("aug", to_json(&cfg.aug)?)] {
-        train_settings[k] = v;
+
+    /// A train stage and its eval stage for every fold; returns the eval stages' indices.
+    fn train_and_eval(
+        &mut self,
+        setup: &TrainSetup,
+        folds: &[Option<u32>],
+        inputs: &[usize],
+        checkpoint: &str,
+    ) -> Result<Vec<usize>> {
+        let cfg = &setup.cfg;
+        let mut settings = to_json(&cfg.train)?;
+        for (k, v) in [("model", to_json(&cfg.model)?), ("loss", to_json(&cfg.loss)?), ("aug", to_json(&cfg.aug)?)] {
+            settings[k] = v;
+        }
+        let mut evals = Vec::new();
+        for &fold in folds {
+            let (suffix, run) = match fold {
+                Some(k) => (format!("-fold{k}"), self.out.join("runs").join(format!("fold{k}"))),
+                None => (String::new(), self.out.join("runs").join("main")),
+            };
+            let train_stage = self.train(&setup.toml, &settings, fold, &suffix, &run, inputs);
+            evals.push(self.eval(&suffix, &run, checkpoint, train_stage));
+        }
+        Ok(evals)
     }
-    let mut eval = eval.unwrap_or_default();
-    let checkpoint: String = take(file, &mut eval, "eval", "checkpoint")?.unwrap_or_else(|| "best".into());
-    no_more(file, &eval, "eval")?;
-    let mut evals = Vec::new();
-    for fold in folds {
-        let (suffix, run) = match fold {
-            Some(k) => (format!("-fold{k}"), out.join("runs").join(format!("fold{k}"))),
-            None => (String::new(), out.join("runs").join("main")),
-        };
+
+    /// `dfer train` of one fold into `run`; returns the stage's index.
+    fn train(
+        &mut self,
+        train_toml: &Path,
+        settings: &Value,
+        fold: Option<u32>,
+        suffix: &str,
+        run: &Path,
+        inputs: &[usize],
+    ) -> usize {
         let mut argv =
-            vec!["train".to_string(), "--config".into(), path_arg(&train_toml), "--run".into(), path_arg(&run)];
-        let mut settings = train_settings.clone();
+            vec!["train".to_string(), "--config".into(), path_arg(train_toml), "--run".into(), path_arg(run)];
+        let mut settings = settings.clone();
         if let Some(k) = fold {
             argv.extend(["--fold".into(), k.to_string()]);
             settings["fold"] = json!(k);
         }
-        stages.push(Stage {
+        self.push(Stage {
             kind: StageKind::Train,
             id: format!("train{suffix}"),
             argv,
             settings,
-            inputs: train_inputs.clone(),
+            inputs: inputs.to_vec(),
             marker: run.join("metrics.jsonl"),
-            outputs: vec![run.clone()],
-            resumable_run: Some(run.clone()),
-        });
-        let train_stage = stages.len() - 1;
-        stages.push(Stage {
+            outputs: vec![run.to_path_buf()],
+            resumable_run: Some(run.to_path_buf()),
+        })
+    }
+
+    /// `dfer eval` of the run `train_stage` writes; returns the stage's index.
+    fn eval(&mut self, suffix: &str, run: &Path, checkpoint: &str, train_stage: usize) -> usize {
+        self.push(Stage {
             kind: StageKind::Eval,
             id: format!("eval{suffix}"),
-            argv: vec!["eval".into(), "--run".into(), path_arg(&run), "--checkpoint".into(), checkpoint.clone()],
+            argv: vec!["eval".into(), "--run".into(), path_arg(run), "--checkpoint".into(), checkpoint.to_string()],
             settings: json!({ "checkpoint": checkpoint }),
             inputs: vec![train_stage],
             marker: run.join("report.json"),
@@ -478,24 +604,26 @@ fn build(file: &Path, cwd: &Path, mut doc: Table) -> Result<Pipeline> {
                 .map(|f| run.join(f))
                 .collect(),
             resumable_run: None,
-        });
-        evals.push(stages.len() - 1);
+        })
     }
-    let report = out.join("report.json");
-    let mut argv = vec!["report".to_string()];
-    argv.extend(evals.iter().map(|&i| path_arg(stages[i].marker.parent().expect("run folder"))));
-    argv.extend(["--output".into(), path_arg(&report)]);
-    stages.push(Stage {
-        kind: StageKind::Report,
-        id: "report".into(),
-        argv,
-        settings: json!({}),
-        inputs: evals,
-        marker: report.clone(),
-        outputs: vec![report],
-        resumable_run: None,
-    });
-    Ok(Pipeline { file: file.to_path_buf(), name, out, stages, files })
+
+    /// `dfer report` over every evaluated run.
+    fn report(&mut self, evals: Vec<usize>) {
+        let report = self.out.join("report.json");
+        let mut argv = vec!["report".to_string()];
+        argv.extend(evals.iter().map(|&i| path_arg(self.stages[i].marker.parent().expect("run folder"))));
+        argv.extend(["--output".into(), path_arg(&report)]);
+        self.push(Stage {
+            kind: StageKind::Report,
+            id: "report".into(),
+            argv,
+            settings: json!({}),
+            inputs: evals,
+            marker: report.clone(),
+            outputs: vec![report],
+            resumable_run: None,
+        });
+    }
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 //! scene. Pure per-clip work, run by many workers at once.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use image::RgbImage;
@@ -244,22 +244,10 @@ pub fn process(row: &ClipRow, index: usize, root: &Path, cfg: &PrepConfig, det: 
         let msg = row.error.clone().unwrap_or_else(|| format!("manifest status {}", row.status));
         return ClipResult::failed(row, index, &row.status, msg);
     }
-    let t = cfg.store_frames;
     let started = Instant::now();
-    let path = match crate::dataset::path_inside_root(root, &row.source_path) {
-        Ok(p) => p,
-        Err(m) => return ClipResult::failed(row, index, "outside_root", m),
-    };
-    let sampled = match row.source_kind {
-        SourceKind::Video => {
-            let rotation = row.probe.as_ref().map(|p| p.rotation).unwrap_or(0);
-            decode::sample_video(&path, rotation, |times| sample::by_time(times, t))
-        }
-        SourceKind::Frames => decode::sample_folder(&path, |n| sample::by_index(n, t)),
-    };
-    let sampled = match sampled {
-        Ok(s) => s,
-        Err(e) => return ClipResult::failed(row, index, "decode_error", format!("{e:#}")),
+    let (path, sampled) = match sample_source(row, root, cfg) {
+        Ok(x) => x,
+        Err((status, msg)) => return ClipResult::failed(row, index, status, msg),
     };
     let decode_ms = ms(started);
 
@@ -295,14 +283,7 @@ pub fn process(row: &ClipRow, index: usize, root: &Path, cfg: &PrepConfig, det: 
                     ..ClipResult::failed(row, index, "", String::new())
                 };
             }
-            NoFacePolicy::Centre => {
-                tracked.fill(TrackedFrame {
-                    bbox: None,
-                    score: 0.0,
-                    landmarks: [[0.0; 2]; 5],
-                    source: FaceSource::Fallback,
-                });
-            }
+            NoFacePolicy::Centre => centre_fallback(&mut tracked),
             NoFacePolicy::Keep => {}
         }
     }
@@ -322,6 +303,27 @@ pub fn process(row: &ClipRow, index: usize, root: &Path, cfg: &PrepConfig, det: 
         detect_ms,
         crop_ms: ms(started),
     }
+}
+
+/// Finds the clip's source under `root` and samples its stored frames; on failure the status
+/// and the message.
+fn sample_source(row: &ClipRow, root: &Path, cfg: &PrepConfig) -> Result<(PathBuf, Sampled), (&'static str, String)> {
+    let t = cfg.store_frames;
+    let path = crate::dataset::path_inside_root(root, &row.source_path).map_err(|m| ("outside_root", m))?;
+    let sampled = match row.source_kind {
+        SourceKind::Video => {
+            let rotation = row.probe.as_ref().map(|p| p.rotation).unwrap_or(0);
+            decode::sample_video(&path, rotation, |times| sample::by_time(times, t))
+        }
+        SourceKind::Frames => decode::sample_folder(&path, |n| sample::by_index(n, t)),
+    };
+    let sampled = sampled.map_err(|e| ("decode_error", format!("{e:#}")))?;
+    Ok((path, sampled))
+}
+
+/// `no_face_policy = "centre"`: every frame takes the centre fallback instead of a face.
+fn centre_fallback(tracked: &mut [TrackedFrame]) {
+    tracked.fill(TrackedFrame { bbox: None, score: 0.0, landmarks: [[0.0; 2]; 5], source: FaceSource::Fallback });
 }
 
 /// Face crops and masked scenes for every stored frame.

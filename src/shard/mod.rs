@@ -383,89 +383,10 @@ fn pixel_format(file: &File, path: &Path) -> Result<PixelFormat> {
 impl ShardReader {
     /// Opens a shard, checking its schema version and datasets.
     pub fn open(path: &Path) -> Result<ShardReader> {
-        let bad = |m: String| UsageError::new(format!("{}: {m}", path.display()));
-        let file = File::open(path).map_err(|e| bad(format!("not a readable HDF5 shard: {e}")))?;
-        let get_u = |n: &str| attr_u64(&file, n, path);
-        let get_f = |n: &str| -> Result<f32> {
-            file.attr(n).and_then(|a| a.read_scalar::<f32>()).map_err(|e| bad(format!("attribute {n}: {e}")).into())
-        };
-        let get_s = |n: &str| attr_string(&file, n, path);
-        let get_l = |n: &str| -> Result<Vec<String>> {
-            file.attr(n)
-                .and_then(|a| a.read_raw::<VarLenUnicode>())
-                .map(|v| v.iter().map(|s| s.to_string()).collect())
-                .map_err(|e| bad(format!("attribute {n}: {e}")).into())
-        };
-        let version = get_u("schema_version")?;
-        if version != SCHEMA_VERSION as u64 {
-            return Err(bad(format!("shard schema version {version}, this dfer reads {SCHEMA_VERSION}")).into());
-        }
-        let rows = file
-            .attr("manifest_rows")
-            .and_then(|a| a.read_raw::<u64>())
-            .map_err(|e| bad(format!("attribute manifest_rows: {e}")))?;
-        let attrs = ShardAttrs {
-            dataset: get_s("dataset")?,
-            label_names: get_l("label_names")?,
-            label_polarity: get_l("label_polarity")?,
-            frames: get_u("frames")? as usize,
-            store_frames: get_u("store_frames")? as usize,
-            face_size: get_u("face_size")? as u32,
-            scene_size: get_u("scene_size")? as u32,
-            sampling: get_s("sampling")?,
-            detector: get_s("detector")?,
-            detector_hash: get_s("detector_hash")?,
-            mask_mode: get_s("mask_mode")?,
-            mask_scale: get_f("mask_scale")?,
-            margin: get_f("margin")?,
-            scene_fit: get_s("scene_fit")?,
-            config_hash: get_s("config_hash")?,
-            config_toml: get_s("config_toml")?,
-            tool_version: get_s("tool_version")?,
-            shard_index: get_u("shard_index")? as usize,
-            manifest_rows: [*rows.first().unwrap_or(&0) as usize, *rows.get(1).unwrap_or(&0) as usize],
-            pixels: pixel_format(&file, path)?,
-        };
-        let (t, s, s2) = (attrs.store_frames, attrs.face_size as usize, attrs.scene_size as usize);
-        let image = |side: usize| match attrs.pixels.encoding {
-            Encoding::Raw | Encoding::Gzip => vec![t, side, side, 3],
-            Encoding::Jpeg => vec![t],
-        };
-        let expect: [(&str, Vec<usize>); 11] = [
-            ("face", image(s)),
-            ("scene", image(s2)),
-            ("label", vec![]),
-            ("clip_id", vec![]),
-            ("manifest_row", vec![]),
-            ("frame_index", vec![t]),
-            ("face_box", vec![t, 4]),
-            ("face_score", vec![t]),
-            ("face_source", vec![t]),
-            ("landmarks", vec![t, 5, 2]),
-            ("frame_size", vec![2]),
-        ];
-        let mut len = None;
-        for (name, inner) in expect {
-            let ds = file.dataset(name).map_err(|_| bad(format!("dataset {name} is missing")))?;
-            let shape = ds.shape();
-            if shape.len() != inner.len() + 1 || shape[1..] != inner[..] {
-                return Err(bad(format!("dataset {name} has shape {shape:?}, expected [N, {inner:?}]")).into());
-            }
-            match len {
-                None => len = Some(shape[0]),
-                Some(n) if n != shape[0] => {
-                    return Err(bad(format!("dataset {name} has {} rows, face has {n}", shape[0])).into())
-                }
-                _ => {}
-            }
-        }
-        let len = len.unwrap_or(0);
-        // `shot` came later: a shard without it still reads; one with it must fit.
-        if let Ok(ds) = file.dataset("shot") {
-            if ds.shape() != [len, t] {
-                return Err(bad(format!("dataset shot has shape {:?}, expected [{len}, {t}]", ds.shape())).into());
-            }
-        }
+        let file = File::open(path)
+            .map_err(|e| UsageError::new(format!("{}: not a readable HDF5 shard: {e}", path.display())))?;
+        let attrs = read_attrs(&file, path)?;
+        let len = check_datasets(&file, path, &attrs)?;
         Ok(ShardReader { path: path.to_path_buf(), file, attrs, len })
     }
 
@@ -595,6 +516,98 @@ impl ShardReader {
             frame_size: [size[0], size[1]],
         })
     }
+}
+
+/// A shard's attributes, after checking its schema version.
+fn read_attrs(file: &File, path: &Path) -> Result<ShardAttrs> {
+    let bad = |m: String| UsageError::new(format!("{}: {m}", path.display()));
+    let get_u = |n: &str| attr_u64(file, n, path);
+    let get_f = |n: &str| -> Result<f32> {
+        file.attr(n).and_then(|a| a.read_scalar::<f32>()).map_err(|e| bad(format!("attribute {n}: {e}")).into())
+    };
+    let get_s = |n: &str| attr_string(file, n, path);
+    let get_l = |n: &str| -> Result<Vec<String>> {
+        file.attr(n)
+            .and_then(|a| a.read_raw::<VarLenUnicode>())
+            .map(|v| v.iter().map(|s| s.to_string()).collect())
+            .map_err(|e| bad(format!("attribute {n}: {e}")).into())
+    };
+    let version = get_u("schema_version")?;
+    if version != SCHEMA_VERSION as u64 {
+        return Err(bad(format!("shard schema version {version}, this dfer reads {SCHEMA_VERSION}")).into());
+    }
+    let rows = file
+        .attr("manifest_rows")
+        .and_then(|a| a.read_raw::<u64>())
+        .map_err(|e| bad(format!("attribute manifest_rows: {e}")))?;
+    Ok(ShardAttrs {
+        dataset: get_s("dataset")?,
+        label_names: get_l("label_names")?,
+        label_polarity: get_l("label_polarity")?,
+        frames: get_u("frames")? as usize,
+        store_frames: get_u("store_frames")? as usize,
+        face_size: get_u("face_size")? as u32,
+        scene_size: get_u("scene_size")? as u32,
+        sampling: get_s("sampling")?,
+        detector: get_s("detector")?,
+        detector_hash: get_s("detector_hash")?,
+        mask_mode: get_s("mask_mode")?,
+        mask_scale: get_f("mask_scale")?,
+        margin: get_f("margin")?,
+        scene_fit: get_s("scene_fit")?,
+        config_hash: get_s("config_hash")?,
+        config_toml: get_s("config_toml")?,
+        tool_version: get_s("tool_version")?,
+        shard_index: get_u("shard_index")? as usize,
+        manifest_rows: [*rows.first().unwrap_or(&0) as usize, *rows.get(1).unwrap_or(&0) as usize],
+        pixels: pixel_format(file, path)?,
+    })
+}
+
+/// Checks every dataset's shape against the attributes; returns the clip count.
+fn check_datasets(file: &File, path: &Path, attrs: &ShardAttrs) -> Result<usize> {
+    let bad = |m: String| UsageError::new(format!("{}: {m}", path.display()));
+    let (t, s, s2) = (attrs.store_frames, attrs.face_size as usize, attrs.scene_size as usize);
+    let image = |side: usize| match attrs.pixels.encoding {
+        Encoding::Raw | Encoding::Gzip => vec![t, side, side, 3],
+        Encoding::Jpeg => vec![t],
+    };
+    let expect: [(&str, Vec<usize>); 11] = [
+        ("face", image(s)),
+        ("scene", image(s2)),
+        ("label", vec![]),
+        ("clip_id", vec![]),
+        ("manifest_row", vec![]),
+        ("frame_index", vec![t]),
+        ("face_box", vec![t, 4]),
+        ("face_score", vec![t]),
+        ("face_source", vec![t]),
+        ("landmarks", vec![t, 5, 2]),
+        ("frame_size", vec![2]),
+    ];
+    let mut len = None;
+    for (name, inner) in expect {
+        let ds = file.dataset(name).map_err(|_| bad(format!("dataset {name} is missing")))?;
+        let shape = ds.shape();
+        if shape.len() != inner.len() + 1 || shape[1..] != inner[..] {
+            return Err(bad(format!("dataset {name} has shape {shape:?}, expected [N, {inner:?}]")).into());
+        }
+        match len {
+            None => len = Some(shape[0]),
+            Some(n) if n != shape[0] => {
+                return Err(bad(format!("dataset {name} has {} rows, face has {n}", shape[0])).into())
+            }
+            _ => {}
+        }
+    }
+    let len = len.unwrap_or(0);
+    // `shot` came later: a shard without it still reads; one with it must fit.
+    if let Ok(ds) = file.dataset("shot") {
+        if ds.shape() != [len, t] {
+            return Err(bad(format!("dataset shot has shape {:?}, expected [{len}, {t}]", ds.shape())).into());
+        }
+    }
+    Ok(len)
 }
 
 #[cfg(test)]

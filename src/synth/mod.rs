@@ -456,41 +456,9 @@ fn make_clip(
     if let (true, Some(d)) = (writes_frames, &frames_dir) {
         std::fs::create_dir_all(d)?;
     }
-    let (sw, sh) = if stored_rotated { (h, w) } else { (w, h) };
-    let mut boxes = Vec::with_capacity(p.n_frames);
-    let mut second_boxes = Vec::new();
-    let two_faces = edge == Some(EdgeCase::TwoFaces) || p.motion == Motion::Cross;
-    let mut encoder =
-        if edge == Some(EdgeCase::ZeroByte) { None } else { Some(encode::Encoder::start(sw, sh, p.fps, &video)?) };
-    for f in 0..p.n_frames {
-        let (frame, b, second) = scene.draw(f, p.n_frames, w, h);
-        if two_faces {
-            second_boxes.push(second);
-        }
-        if let (true, Some(d), Some(b)) = (writes_frames, &frames_dir, b) {
-            let name = if opts.layout == Layout::Dfew { format!("{:05}.jpg", f + 1) } else { format!("{}.jpg", f + 1) };
-            face_crop(&frame, b).save(d.join(name))?;
-        }
-        boxes.push(b);
-        if let Some(enc) = encoder.as_mut() {
-            if stored_rotated {
-                enc.push(&imageops::rotate270(&frame))?;
-            } else {
-                enc.push(&frame)?;
-            }
-        }
-    }
-    let mut pts_s: Vec<f64> = (0..p.n_frames).map(|n| n as f64 / p.fps as f64).collect();
-    match encoder {
-        Some(enc) => enc.finish()?,
-        None => std::fs::write(&video, b"")?,
-    }
-    match edge {
-        Some(EdgeCase::Rotation) => encode::tag_rotation(&video, 90)?,
-        Some(EdgeCase::VariableFrameRate) => pts_s = encode::make_vfr(&video, p.fps, p.n_frames, p.n_frames / 2)?,
-        Some(EdgeCase::Truncated) => encode::truncate(&video, 0.4)?,
-        _ => {}
-    }
+    let written_frames = frames_dir.as_deref().filter(|_| writes_frames);
+    let (boxes, second_boxes) = draw_frames(p, opts, &scene, written_frames, &video)?;
+    let pts_s = apply_edge_case(p, &video)?;
     let expected_status = match edge {
         Some(EdgeCase::Truncated) => "truncated",
         Some(EdgeCase::ZeroByte) => "empty",
@@ -520,6 +488,65 @@ fn make_clip(
         cut_frame: scene.motion.cut,
         roles: p.roles.iter().map(|r| r.to_string()).collect(),
     })
+}
+
+/// Boxes of every frame (the second face's too, where the clip has two).
+type FrameBoxes = (Vec<Option<BoxF>>, Vec<Option<BoxF>>);
+
+/// Draws every frame of the clip and encodes them into `video` (stored rotated for the
+/// rotation edge case, a zero-byte file for that one), writing face crops into `frames_dir`.
+fn draw_frames(
+    p: &ClipPlan,
+    opts: &SynthOptions,
+    scene: &Scene,
+    frames_dir: Option<&Path>,
+    video: &Path,
+) -> Result<FrameBoxes> {
+    let (w, h) = (p.width, p.height);
+    let edge = p.edge;
+    let stored_rotated = edge == Some(EdgeCase::Rotation);
+    let (sw, sh) = if stored_rotated { (h, w) } else { (w, h) };
+    let mut boxes = Vec::with_capacity(p.n_frames);
+    let mut second_boxes = Vec::new();
+    let two_faces = edge == Some(EdgeCase::TwoFaces) || p.motion == Motion::Cross;
+    let mut encoder =
+        if edge == Some(EdgeCase::ZeroByte) { None } else { Some(encode::Encoder::start(sw, sh, p.fps, video)?) };
+    for f in 0..p.n_frames {
+        let (frame, b, second) = scene.draw(f, p.n_frames, w, h);
+        if two_faces {
+            second_boxes.push(second);
+        }
+        if let (Some(d), Some(b)) = (frames_dir, b) {
+            let name = if opts.layout == Layout::Dfew { format!("{:05}.jpg", f + 1) } else { format!("{}.jpg", f + 1) };
+            face_crop(&frame, b).save(d.join(name))?;
+        }
+        boxes.push(b);
+        if let Some(enc) = encoder.as_mut() {
+            if stored_rotated {
+                enc.push(&imageops::rotate270(&frame))?;
+            } else {
+                enc.push(&frame)?;
+            }
+        }
+    }
+    match encoder {
+        Some(enc) => enc.finish()?,
+        None => std::fs::write(video, b"")?,
+    }
+    Ok((boxes, second_boxes))
+}
+
+/// Damages or retags the encoded `video` as the clip's edge case asks; returns the frames'
+/// presentation times.
+fn apply_edge_case(p: &ClipPlan, video: &Path) -> Result<Vec<f64>> {
+    let mut pts_s: Vec<f64> = (0..p.n_frames).map(|n| n as f64 / p.fps as f64).collect();
+    match p.edge {
+        Some(EdgeCase::Rotation) => encode::tag_rotation(video, 90)?,
+        Some(EdgeCase::VariableFrameRate) => pts_s = encode::make_vfr(video, p.fps, p.n_frames, p.n_frames / 2)?,
+        Some(EdgeCase::Truncated) => encode::truncate(video, 0.4)?,
+        _ => {}
+    }
+    Ok(pts_s)
 }
 
 /// Writes a synthetic dataset; returns the truth of every clip, in clip order.

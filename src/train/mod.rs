@@ -25,9 +25,9 @@ use self::data::{Batch, ClipRef, InputShape, ShardSet, View};
 use crate::atomic::{remove_unfinished, write_atomic};
 use crate::dataset::splits::Role;
 use crate::error::UsageError;
-use crate::eval::metrics::{argmax, Metrics};
 use crate::logging::Progress;
 use crate::manifest::Manifest;
+use crate::metrics::{argmax, Metrics};
 use crate::model::runner::{OptimSettings, Runner};
 
 pub struct TrainOptions {
@@ -159,21 +159,7 @@ pub fn run(opts: &TrainOptions) -> Result<()> {
     let ckpts = Checkpoints::new(&opts.run);
     let config_path = opts.run.join("config.toml");
     let text = cfg.to_toml()?;
-    if config_path.exists() {
-        let old = std::fs::read_to_string(&config_path)?;
-        if !opts.resume {
-            bail!(UsageError::new(format!(
-                "{}: run folder already has a config; pass --resume to continue it or choose another --run",
-                opts.run.display()
-            )));
-        }
-        if old != text {
-            bail!(UsageError::new(format!(
-                "{}: differs from the configuration given now; a run resumes only with the same settings",
-                config_path.display()
-            )));
-        }
-    }
+    check_run_folder(opts, &config_path, &text)?;
     // A run killed while writing leaves temporary files (its config's too, if it was killed that
     // early); the epochs they belonged to are redone.
     for dir in [opts.run.as_path(), ckpts.dir()] {
@@ -186,35 +172,10 @@ pub fn run(opts: &TrainOptions) -> Result<()> {
         std::fs::create_dir_all(ckpts.dir()).with_context(|| format!("creating {}", opts.run.display()))?;
         write_atomic(&config_path, text.as_bytes())?;
     }
-    let t = s.cfg.train.clone();
-    let steps_per_epoch = s.train.len().div_ceil(t.batch_size) as u64;
-    s.runner.set_optimizer(OptimSettings {
-        lr: t.lr,
-        lr_prompts: t.lr_prompts,
-        lr_image: t.finetune_image.then_some(t.lr_image),
-        weight_decay: t.weight_decay,
-        grad_clip: t.grad_clip,
-        warmup_steps: (t.warmup_epochs * steps_per_epoch as f64).round() as u64,
-        total_steps: steps_per_epoch * u64::from(t.epochs),
-        min_lr_ratio: t.min_lr_ratio,
-    })?;
-    let (all, trained) = s.runner.parameter_counts();
-    tracing::info!(
-        "{} training / {} test clips, fold {}; {all} parameters, {trained} trained",
-        s.train.len(),
-        s.test.len(),
-        s.cfg.data.fold
-    );
+    set_optimizer(&mut s)?;
     let metrics_path = opts.run.join("metrics.jsonl");
-    let mut start = 1;
-    let resumed = if opts.resume { ckpts.latest()? } else { None };
-    if let Some(state) = &resumed {
-        ckpts.settle(state)?;
-        ckpts.restore(state, &mut s.runner)?;
-        start = state.epoch + 1;
-        tracing::info!("resuming after epoch {} (step {})", state.epoch, state.step);
-    }
-    keep_metrics_until(&metrics_path, resumed.map_or(0, |st| st.epoch))?;
+    let start = resume(opts, &ckpts, &mut s, &metrics_path)?;
+    let t = s.cfg.train.clone();
     let data_hash = s.shards.data_hash();
     let config_hash = s.cfg.hash()?;
     let towers_hash = s.runner.towers_hash()?;
@@ -242,6 +203,66 @@ pub fn run(opts: &TrainOptions) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// A run folder with a config continues only with `--resume` and the same settings (`text`).
+fn check_run_folder(opts: &TrainOptions, config_path: &Path, text: &str) -> Result<()> {
+    if !config_path.exists() {
+        return Ok(());
+    }
+    let old = std::fs::read_to_string(config_path)?;
+    if !opts.resume {
+        bail!(UsageError::new(format!(
+            "{}: run folder already has a config; pass --resume to continue it or choose another --run",
+            opts.run.display()
+        )));
+    }
+    if old != text {
+        bail!(UsageError::new(format!(
+            "{}: differs from the configuration given now; a run resumes only with the same settings",
+            config_path.display()
+        )));
+    }
+    Ok(())
+}
+
+/// The optimiser and learning-rate schedule of `[train]`, over the session's steps.
+fn set_optimizer(s: &mut Session) -> Result<()> {
+    let t = s.cfg.train.clone();
+    let steps_per_epoch = s.train.len().div_ceil(t.batch_size) as u64;
+    s.runner.set_optimizer(OptimSettings {
+        lr: t.lr,
+        lr_prompts: t.lr_prompts,
+        lr_image: t.finetune_image.then_some(t.lr_image),
+        weight_decay: t.weight_decay,
+        grad_clip: t.grad_clip,
+        warmup_steps: (t.warmup_epochs * steps_per_epoch as f64).round() as u64,
+        total_steps: steps_per_epoch * u64::from(t.epochs),
+        min_lr_ratio: t.min_lr_ratio,
+    })?;
+    let (all, trained) = s.runner.parameter_counts();
+    tracing::info!(
+        "{} training / {} test clips, fold {}; {all} parameters, {trained} trained",
+        s.train.len(),
+        s.test.len(),
+        s.cfg.data.fold
+    );
+    Ok(())
+}
+
+/// With `--resume`, restores the latest checkpoint; keeps the metrics lines of the epochs
+/// kept. Returns the first epoch to train.
+fn resume(opts: &TrainOptions, ckpts: &Checkpoints, s: &mut Session, metrics_path: &Path) -> Result<u32> {
+    let mut start = 1;
+    let resumed = if opts.resume { ckpts.latest()? } else { None };
+    if let Some(state) = &resumed {
+        ckpts.settle(state)?;
+        ckpts.restore(state, &mut s.runner)?;
+        start = state.epoch + 1;
+        tracing::info!("resuming after epoch {} (step {})", state.epoch, state.step);
+    }
+    keep_metrics_until(metrics_path, resumed.map_or(0, |st| st.epoch))?;
+    Ok(start)
 }
 
 fn train_epoch(s: &mut Session, epoch: u32) -> Result<EpochLine> {

@@ -1,12 +1,34 @@
 //! Video and frame-folder access: ffmpeg initialisation, probing, sampled decoding, numeric
-//! frame ordering.
+//! frame ordering; and [`ProbeInfo`], what probing produces (built without the media feature
+//! too, since clip manifests carry it).
 
+#[cfg(feature = "media")]
 pub mod decode;
+#[cfg(feature = "media")]
 pub mod frames;
+#[cfg(feature = "media")]
 pub mod probe;
 
+#[cfg(feature = "media")]
 use std::sync::Once;
 
+use serde::Serialize;
+
+/// What probing learnt about a readable clip.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ProbeInfo {
+    pub n_frames: u32,
+    pub fps: Option<f64>,
+    /// Display size: the stored size with `rotation` applied.
+    pub width: u32,
+    pub height: u32,
+    pub duration_s: Option<f64>,
+    /// Clockwise rotation in degrees that a player applies for display (the value of the
+    /// legacy `rotate` tag), 0 if none.
+    pub rotation: i32,
+}
+
+#[cfg(feature = "media")]
 /// Initialises FFmpeg once per process and silences its own logging: dfer reports problems
 /// itself, naming the clip.
 pub fn init_ffmpeg() {
@@ -17,6 +39,7 @@ pub fn init_ffmpeg() {
     });
 }
 
+#[cfg(feature = "media")]
 /// Reads the next packet of any stream into `packet`: `Ok(false)` at the end of the file;
 /// corrupt packets that the demuxer can resync past are skipped.
 pub fn read_packet(

@@ -5,9 +5,7 @@ use std::path::Path;
 
 use ffmpeg_next as ff;
 
-pub use crate::manifest::ProbeInfo;
-
-use super::frames;
+use super::{frames, ProbeInfo};
 
 /// Why a clip cannot be used; `status()` is the manifest's status column.
 #[derive(Debug, Clone, PartialEq)]
@@ -84,6 +82,44 @@ fn check_exists(path: &Path) -> Result<std::fs::Metadata, ProbeError> {
 
 /// Probes an encoded video file.
 pub fn probe_video(path: &Path) -> Result<ProbeInfo, ProbeError> {
+    check_video_file(path)?;
+    super::init_ffmpeg();
+    let mut ictx = ff::format::input(path).map_err(|e| unreadable(path, "cannot open as a video container", &e))?;
+    let mut header = StreamHeader::read(path, &ictx)?;
+    let container_duration = (ictx.duration() > 0).then(|| ictx.duration() as f64 / f64::from(ff::ffi::AV_TIME_BASE));
+    let packets = count_packets(path, &mut ictx, header.index, &mut header.decoder)?;
+    let (mut width, mut height) = (header.decoder.width(), header.decoder.height());
+    if width == 0 || height == 0 {
+        return Err(ProbeError::Unreadable(format!("{}: frame size is {width}x{height}", path.display())));
+    }
+    check_size(path, width, height)?;
+    if header.frames > packets {
+        return Err(ProbeError::Truncated(format!(
+            "{}: the header lists {} frames but only {packets} can be read",
+            path.display(),
+            header.frames
+        )));
+    }
+    if header.rotation % 180 == 90 {
+        std::mem::swap(&mut width, &mut height);
+    }
+    Ok(ProbeInfo {
+        n_frames: packets as u32,
+        fps: header.rate.map(f64::from),
+        width,
+        height,
+        duration_s: header.duration_s.or(container_duration),
+        rotation: header.rotation,
+    })
+}
+
+/// `ProbeError::Unreadable` naming the file, what failed and why.
+fn unreadable(path: &Path, what: &str, e: &dyn std::fmt::Display) -> ProbeError {
+    ProbeError::Unreadable(format!("{}: {what}: {e}", path.display()))
+}
+
+/// A video must be a regular file with at least one byte.
+fn check_video_file(path: &Path) -> Result<(), ProbeError> {
     let meta = check_exists(path)?;
     if !meta.is_file() {
         return Err(ProbeError::Unreadable(format!("{}: not a regular file", path.display())));
@@ -91,42 +127,69 @@ pub fn probe_video(path: &Path) -> Result<ProbeInfo, ProbeError> {
     if meta.len() == 0 {
         return Err(ProbeError::Empty(format!("{}: zero-byte file", path.display())));
     }
-    super::init_ffmpeg();
-    let bad =
-        |what: &str, e: &dyn std::fmt::Display| ProbeError::Unreadable(format!("{}: {what}: {e}", path.display()));
-    let mut ictx = ff::format::input(path).map_err(|e| bad("cannot open as a video container", &e))?;
-    let stream = ictx
-        .streams()
-        .best(ff::media::Type::Video)
-        .ok_or_else(|| ProbeError::Unreadable(format!("{}: no video stream", path.display())))?;
-    let index = stream.index();
-    let header_frames = stream.frames().max(0) as u64;
-    let tb = stream.time_base();
-    let rate = [stream.avg_frame_rate(), stream.rate()].into_iter().find(|r| r.numerator() > 0 && r.denominator() > 0);
-    let stream_duration =
-        (stream.duration() > 0 && tb.denominator() > 0).then(|| stream.duration() as f64 * f64::from(tb));
-    let rotation = match stream.side_data().find(|sd| sd.kind() == ff::codec::packet::side_data::Type::DisplayMatrix) {
-        Some(sd) => display_matrix_rotation(sd.data())
-            .map_err(|m| ProbeError::Unreadable(format!("{}: {m}", path.display())))?
-            .unwrap_or(0),
-        None => 0,
-    };
-    let mut decoder = ff::codec::context::Context::from_parameters(stream.parameters())
-        .and_then(|c| c.decoder().video())
-        .map_err(|e| bad("unsupported video codec", &e))?;
-    let container_duration = (ictx.duration() > 0).then(|| ictx.duration() as f64 / f64::from(ff::ffi::AV_TIME_BASE));
+    Ok(())
+}
 
-    // Demux every packet of the stream (cheap: no decoding) and decode only up to the first
-    // frame, which proves the codec data is usable.
+/// What the best video stream's header says, and a decoder for it.
+struct StreamHeader {
+    index: usize,
+    /// Frame count from the header (0 when it does not say).
+    frames: u64,
+    rate: Option<ff::Rational>,
+    duration_s: Option<f64>,
+    rotation: i32,
+    decoder: ff::decoder::Video,
+}
+
+impl StreamHeader {
+    fn read(path: &Path, ictx: &ff::format::context::Input) -> Result<StreamHeader, ProbeError> {
+        let stream = ictx
+            .streams()
+            .best(ff::media::Type::Video)
+            .ok_or_else(|| ProbeError::Unreadable(format!("{}: no video stream", path.display())))?;
+        let tb = stream.time_base();
+        let rate =
+            [stream.avg_frame_rate(), stream.rate()].into_iter().find(|r| r.numerator() > 0 && r.denominator() > 0);
+        let duration_s =
+            (stream.duration() > 0 && tb.denominator() > 0).then(|| stream.duration() as f64 * f64::from(tb));
+        let display_matrix = ff::codec::packet::side_data::Type::DisplayMatrix;
+        let rotation = match stream.side_data().find(|sd| sd.kind() == display_matrix) {
+            Some(sd) => display_matrix_rotation(sd.data())
+                .map_err(|m| ProbeError::Unreadable(format!("{}: {m}", path.display())))?
+                .unwrap_or(0),
+            None => 0,
+        };
+        let decoder = ff::codec::context::Context::from_parameters(stream.parameters())
+            .and_then(|c| c.decoder().video())
+            .map_err(|e| unreadable(path, "unsupported video codec", &e))?;
+        Ok(StreamHeader {
+            index: stream.index(),
+            frames: stream.frames().max(0) as u64,
+            rate,
+            duration_s,
+            rotation,
+            decoder,
+        })
+    }
+}
+
+/// Demuxes every packet of stream `index` (cheap: no decoding) and decodes only up to the
+/// first frame, which proves the codec data is usable. Returns the packet count.
+fn count_packets(
+    path: &Path,
+    ictx: &mut ff::format::context::Input,
+    index: usize,
+    decoder: &mut ff::decoder::Video,
+) -> Result<u64, ProbeError> {
     let mut packets = 0u64;
     let mut first_frame = false;
     let mut frame = ff::frame::Video::empty();
     let mut packet = ff::Packet::empty();
     loop {
-        match super::read_packet(&mut ictx, &mut packet) {
+        match super::read_packet(ictx, &mut packet) {
             Ok(true) => {}
             Ok(false) => break,
-            Err(e) if packets == 0 => return Err(bad("read error before the first frame", &e)),
+            Err(e) if packets == 0 => return Err(unreadable(path, "read error before the first frame", &e)),
             Err(e) => {
                 return Err(ProbeError::Truncated(format!(
                     "{}: read error after {packets} frames: {e}",
@@ -152,28 +215,7 @@ pub fn probe_video(path: &Path) -> Result<ProbeInfo, ProbeError> {
             path.display()
         )));
     }
-    let (mut width, mut height) = (decoder.width(), decoder.height());
-    if width == 0 || height == 0 {
-        return Err(ProbeError::Unreadable(format!("{}: frame size is {width}x{height}", path.display())));
-    }
-    check_size(path, width, height)?;
-    if header_frames > packets {
-        return Err(ProbeError::Truncated(format!(
-            "{}: the header lists {header_frames} frames but only {packets} can be read",
-            path.display()
-        )));
-    }
-    if rotation % 180 == 90 {
-        std::mem::swap(&mut width, &mut height);
-    }
-    Ok(ProbeInfo {
-        n_frames: packets as u32,
-        fps: rate.map(f64::from),
-        width,
-        height,
-        duration_s: stream_duration.or(container_duration),
-        rotation,
-    })
+    Ok(packets)
 }
 
 /// Probes a folder of frame images.
