@@ -429,7 +429,7 @@ impl Ous {
 
     /// The face stream's LSTM over `V_f [B, T, E]`.
     pub(crate) fn face_lstm(&self, face: &Tensor) -> Result<Tensor> {
-        Ok(self.face_lstm.forward(face)?)
+        self.face_lstm.forward(face)
     }
 
     /// The Frame Encoder over `[CLS; face]` with position embeddings → tokens `[B, 1 + T, E]`.
