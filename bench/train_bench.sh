@@ -5,10 +5,10 @@
 # dfer / PyTorch speed, dfer's host reads per step and peak memory of both.
 #
 # Usage: bench/train_bench.sh [--device cpu|cuda] [--dfer PATH] [--python PATH] [--steps N]
-#                             [recipe:batch ...]
+#                             [recipe:batch[:accum] ...]
 #   defaults: --device cpu, --dfer target/release/dfer, --python python3, --steps 3, --warmup 2 (steps 1, warmup 0 for frozen
-#   and finetune on CPU), recipes cached:8 cached:32 frozen:8 frozen:32 finetune:8
-#   (no gradient accumulation yet, so no fine-tune at batch 32)
+#   and finetune on CPU), recipes cached:8 cached:32 frozen:8 frozen:32 finetune:8 finetune:32:4
+#   (accum: dfer's train.accum_steps; PyTorch runs the batch whole)
 #   (on CPU finetune runs at batch 1: the ViT-B/16 backward keeps every activation of 2 × 16 frames per clip).
 # Needs torch and transformers in the Python given (any transformers 4.x / 5.x).
 set -euo pipefail
@@ -27,7 +27,7 @@ while [[ $# -gt 0 ]]; do
 done
 if [[ ${#pairs[@]} -eq 0 ]]; then
   if [[ $device == cpu ]]; then pairs=(cached:8 cached:32 frozen:8 frozen:32 finetune:1)
-  else pairs=(cached:8 cached:32 frozen:8 frozen:32 finetune:8); fi
+  else pairs=(cached:8 cached:32 frozen:8 frozen:32 finetune:8 finetune:32:4); fi
 fi
 [[ -x $dfer ]] || { echo "train_bench: $dfer is not an executable dfer (cargo build --release)" >&2; exit 2; }
 field() { "$python" -c "import json,sys; print(json.loads(sys.stdin.readline())['$1'])"; }
@@ -42,11 +42,11 @@ gpu_peak() { # runs "$@" sampling GPU memory.used; prints the command's first li
 printf '| recipe | batch | dfer s/step | PyTorch s/step | dfer / PyTorch speed | dfer host reads/step | dfer peak MiB | PyTorch peak MiB |\n'
 printf '|---|---|---|---|---|---|---|---|\n'
 for pair in "${pairs[@]}"; do
-  recipe=${pair%%:*} batch=${pair##*:}
+  IFS=: read -r recipe batch accum <<<"$pair"; accum=${accum:-1}
   n=${steps:-$([[ $device == cpu && $recipe != cached ]] && echo 1 || echo 3)}
   warm=$([[ $device == cpu && $recipe != cached ]] && echo 0 || echo 2)
   ours_cmd=("$dfer" -q bench train-step --arch vit-b16 --device "$device" --recipe "$recipe" --batch "$batch"
-            --frames 16 --steps "$n" --warmup "$warm")
+            --frames 16 --steps "$n" --warmup "$warm" --accum "$accum")
   theirs_cmd=("$python" "$here/ous_torch.py" --device "$device" --recipe "$recipe" --batch "$batch" --frames 16
               --steps "$n" --warmup "$warm")
   if [[ $device == cuda ]]; then
@@ -56,7 +56,7 @@ for pair in "${pairs[@]}"; do
   fi
   theirs=$("${theirs_cmd[@]}")
   o=$(field seconds_per_step <<<"$ours") t=$(field seconds_per_step <<<"$theirs")
-  printf '| %s | %s | %.3f | %.3f | %.2f× | %s | %.0f | %.0f |\n' "$recipe" "$batch" "$o" "$t" \
+  printf '| %s | %s%s | %.3f | %.3f | %.2f× | %s | %.0f | %.0f |\n' "$recipe" "$batch" "$([[ $accum == 1 ]] || echo " (dfer in $accum parts)")" "$o" "$t" \
     "$("$python" -c "print($t / $o)")" "$(field host_reads_per_step <<<"$ours")" "$ours_mem" \
     "$(field peak_mib <<<"$theirs")"
 done

@@ -69,6 +69,9 @@ pub enum What {
         steps: usize,
         #[arg(long, default_value_t = 3)]
         warmup: usize,
+        /// Run each batch in this many parts, gradients summed (train.accum_steps).
+        #[arg(long, default_value_t = 1)]
+        accum: usize,
         /// Also time each section of one more step and each module's forward and backward
         /// (printed as a table after the JSON line).
         #[arg(long)]
@@ -86,7 +89,7 @@ pub fn run(a: &Args) -> Result<Outcome> {
             let t = crate::train::data::time_loader(shards, *frames, *size)?;
             println!("{}", serde_json::to_string(&t)?);
         }
-        What::TrainStep { arch, device, recipe, batch, frames, steps, warmup, profile } => {
+        What::TrainStep { arch, device, recipe, batch, frames, steps, warmup, accum, profile } => {
             let b = StepBench {
                 arch: *arch,
                 device: device.clone(),
@@ -95,6 +98,7 @@ pub fn run(a: &Args) -> Result<Outcome> {
                 frames: *frames,
                 steps: *steps,
                 warmup: *warmup,
+                accum_steps: *accum,
                 profile: *profile,
             };
             let t = bench::train_steps(&b)?;

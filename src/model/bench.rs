@@ -96,6 +96,8 @@ pub struct StepBench {
     pub frames: usize,
     pub steps: usize,
     pub warmup: usize,
+    /// Parts each batch runs in (gradient accumulation).
+    pub accum_steps: usize,
     /// Also time each section of a step and each module's forward and backward.
     pub profile: bool,
 }
@@ -137,6 +139,7 @@ pub fn train_steps(b: &StepBench) -> Result<StepTiming> {
         lr_image: (b.recipe == Recipe::Finetune).then_some(1e-6),
         weight_decay: 0.01,
         grad_clip: 1.0,
+        accum_steps: b.accum_steps,
         warmup_steps: 0,
         total_steps: (b.steps + b.warmup + 1) as u64,
         min_lr_ratio: 0.1,

@@ -248,6 +248,25 @@ pub struct Losses {
     pub parts: Vec<(&'static str, Tensor)>,
 }
 
+impl Losses {
+    /// Every loss times `w` (a part's share of its batch, under gradient accumulation).
+    pub fn scaled(self, w: f64) -> Result<Losses> {
+        let parts = self.parts.into_iter().map(|(n, t)| Ok((n, (t * w)?))).collect::<Result<_>>()?;
+        Ok(Losses { total: (self.total * w)?, parts })
+    }
+
+    /// The sum of two parts' losses (same loss terms in the same order).
+    pub fn plus(self, other: &Losses) -> Result<Losses> {
+        let parts = self
+            .parts
+            .into_iter()
+            .zip(&other.parts)
+            .map(|((n, a), (_, b))| Ok((n, (a + b)?)))
+            .collect::<Result<_>>()?;
+        Ok(Losses { total: (self.total + &other.total)?, parts })
+    }
+}
+
 pub struct Ous {
     cfg: OusConfig,
     frames: usize,

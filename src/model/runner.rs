@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use anyhow::{ensure, Context, Result};
+use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, Tensor};
 use sha2::{Digest, Sha256};
 
@@ -85,6 +86,8 @@ pub struct OptimSettings {
     pub lr_image: Option<f64>,
     pub weight_decay: f64,
     pub grad_clip: f64,
+    /// Parts each batch's forward and backward run in (gradients summed; 1 = the whole batch).
+    pub accum_steps: usize,
     pub warmup_steps: u64,
     pub total_steps: u64,
     pub min_lr_ratio: f64,
@@ -267,14 +270,33 @@ impl Runner {
         let step = opt.step_count();
         let lr_factor = schedule(step, s.warmup_steps, s.total_steps, s.min_lr_ratio);
         let clip = (s.grad_clip > 0.0).then_some(s.grad_clip);
-        let feats = self.features(input, train_image)?;
-        t.mark("upload + image tower")?;
+        let accum = s.accum_steps.max(1);
         let text = self.model.class_features()?;
         t.mark("forward: text tower (prompts)")?;
-        let losses = self.losses(&feats, &text, labels, polarity)?;
-        t.mark("forward: head + losses")?;
-        let grads = losses.total.backward()?;
-        t.mark("backward")?;
+        let batch = labels.len();
+        let mut grads: Option<GradStore> = None;
+        let mut losses: Option<Losses> = None;
+        for (part, range) in split_batch(input, batch, accum)? {
+            let feats = self.features(&part.as_input(), train_image)?;
+            t.mark("upload + image tower")?;
+            let mut l = self.losses(&feats, &text, &labels[range.clone()], &polarity[range.clone()])?;
+            if accum > 1 {
+                l = l.scaled(range.len() as f64 / batch as f64)?;
+            }
+            t.mark("forward: head + losses")?;
+            let g = l.total.backward()?;
+            t.mark("backward")?;
+            let opt = &self.opt.as_ref().expect("checked above").0;
+            grads = Some(match grads {
+                None => g,
+                Some(acc) => add_grads(acc, &g, opt.trained().map(|(_, v)| v.as_tensor()))?,
+            });
+            losses = Some(match losses {
+                None => l,
+                Some(acc) => acc.plus(&l)?,
+            });
+        }
+        let (grads, losses) = (grads.context("an empty batch")?, losses.context("an empty batch")?);
         let (opt, _) = self.opt.as_mut().expect("checked above");
         let norm = opt.grad_norm(&grads)?;
         t.mark("gradient norm")?;
@@ -392,6 +414,67 @@ impl Runner {
     }
 }
 
+/// A batch's part on the host: borrowed pixels, or copied feature rows.
+enum Part<'a> {
+    Pixels { face: &'a [f32], scene: &'a [f32], batch: usize },
+    Features(HostFeatures),
+}
+
+impl Part<'_> {
+    fn as_input(&self) -> HostInput<'_> {
+        match self {
+            Part::Pixels { face, scene, batch } => HostInput::Pixels { face, scene, batch: *batch },
+            Part::Features(f) => HostInput::Features(f),
+        }
+    }
+}
+
+/// `input` (of `batch` clips) cut into `parts` runs of consecutive clips, with their clip ranges.
+fn split_batch<'a>(
+    input: &'a HostInput,
+    batch: usize,
+    parts: usize,
+) -> Result<Vec<(Part<'a>, std::ops::Range<usize>)>> {
+    ensure!(batch > 0, "an empty batch");
+    let size = batch.div_ceil(parts.min(batch));
+    let rows = |v: &'a [f32], r: &std::ops::Range<usize>| -> &'a [f32] {
+        let per = v.len() / batch;
+        &v[r.start * per..r.end * per]
+    };
+    Ok((0..batch)
+        .step_by(size)
+        .map(|start| {
+            let r = start..(start + size).min(batch);
+            let part = match input {
+                HostInput::Pixels { face, scene, .. } => {
+                    Part::Pixels { face: rows(face, &r), scene: rows(scene, &r), batch: r.len() }
+                }
+                HostInput::Features(h) => Part::Features(HostFeatures {
+                    batch: r.len(),
+                    face: rows(&h.face, &r).to_vec(),
+                    scene: rows(&h.scene, &r).to_vec(),
+                    early: rows(&h.early, &r).to_vec(),
+                }),
+            };
+            (part, r)
+        })
+        .collect())
+}
+
+/// `acc` with the gradients in `more` of each of `vars` added.
+fn add_grads<'a>(mut acc: GradStore, more: &GradStore, vars: impl Iterator<Item = &'a Tensor>) -> Result<GradStore> {
+    for v in vars {
+        if let Some(g) = more.get(v) {
+            let sum = match acc.get(v) {
+                Some(a) => (a + g)?,
+                None => g.clone(),
+            };
+            acc.insert(v, sum);
+        }
+    }
+    Ok(acc)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -414,6 +497,7 @@ mod tests {
             lr_image: Some(1e-4),
             weight_decay: 0.0,
             grad_clip: 1.0,
+            accum_steps: 1,
             warmup_steps: 0,
             total_steps: 10,
             min_lr_ratio: 0.1,
@@ -433,6 +517,37 @@ mod tests {
         assert!(dead.is_empty(), "no gradient for {dead:?}");
         let (all, trained) = r.parameter_counts();
         assert!(trained > 0 && trained < all, "text tower stays frozen: {trained} of {all}");
+    }
+
+    /// Gradient accumulation: a batch in parts gives the whole batch's losses and update (the
+    /// image tower fine-tuned too, so every group's gradients are summed), up to rounding.
+    #[test]
+    fn accumulated_parts_give_the_whole_batchs_step() {
+        let (mut whole, face, scene) = tiny(true);
+        let (mut parts, _, _) = tiny(true);
+        if let Some((_, s)) = parts.opt.as_mut() {
+            s.accum_steps = 2;
+        }
+        let input = HostInput::Pixels { face: &face, scene: &scene, batch: 3 };
+        let (labels, polarity) = ([0, 1, 2], [2, 0, 0]);
+        for _ in 0..2 {
+            let a = whole.train_step(&input, &labels, &polarity).unwrap();
+            let b = parts.train_step(&input, &labels, &polarity).unwrap();
+            assert!((a.total - b.total).abs() < 1e-5, "loss {} vs {}", a.total, b.total);
+            assert!(
+                (a.grad_norm - b.grad_norm).abs() < 1e-4 * a.grad_norm.max(1.0),
+                "{} vs {}",
+                a.grad_norm,
+                b.grad_norm
+            );
+            for ((n, x), (m, y)) in a.losses.iter().zip(&b.losses) {
+                assert!(n == m && (x - y).abs() < 1e-5, "{n}: {x} vs {y}");
+            }
+        }
+        let (p, q) = (whole.predict(&input).unwrap(), parts.predict(&input).unwrap());
+        for (x, y) in p.iter().flatten().zip(q.iter().flatten()) {
+            assert!((x - y).abs() < 1e-3, "scores after two steps: {p:?} vs {q:?}");
+        }
     }
 
     #[test]

@@ -44,6 +44,10 @@ fn one() -> u32 {
     1
 }
 
+fn is_one(n: &usize) -> bool {
+    *n == 1
+}
+
 /// Optimisation settings (DFER-CLIP-like defaults, ours).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -52,6 +56,12 @@ pub struct Schedule {
     pub device: String,
     pub epochs: u32,
     pub batch_size: usize,
+    /// Each batch runs forward and backward in this many parts whose gradients are summed before
+    /// one update (ours: a fine-tuned tower's activations for a batch of 32 clips need not fit at
+    /// once). Losses are weighted by each part's share of the batch, so the update is the whole
+    /// batch's up to rounding. Left out of the saved config at 1, so older runs keep their hash.
+    #[serde(skip_serializing_if = "is_one")]
+    pub accum_steps: usize,
     /// Learning rate of the OUS modules.
     pub lr: f64,
     /// Learning rate of the prompt context.
@@ -79,6 +89,7 @@ impl Default for Schedule {
             device: "cpu".into(),
             epochs: 20,
             batch_size: 32,
+            accum_steps: 1,
             lr: 1e-3,
             lr_prompts: 2e-3,
             finetune_image: false,
@@ -157,6 +168,9 @@ impl TrainConfig {
         let bad = |m: &str| Err(UsageError::new(m.to_string()).into());
         if t.epochs == 0 || t.batch_size == 0 {
             return bad("train.epochs and train.batch_size must be at least 1");
+        }
+        if t.accum_steps == 0 || t.accum_steps > t.batch_size {
+            return bad("train.accum_steps must be between 1 and train.batch_size");
         }
         if !(0.0 < self.aug.crop_area[0]
             && self.aug.crop_area[0] <= self.aug.crop_area[1]

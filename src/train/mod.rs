@@ -236,6 +236,7 @@ fn set_optimizer(s: &mut Session) -> Result<()> {
         lr_image: t.finetune_image.then_some(t.lr_image),
         weight_decay: t.weight_decay,
         grad_clip: t.grad_clip,
+        accum_steps: t.accum_steps,
         warmup_steps: (t.warmup_epochs * steps_per_epoch as f64).round() as u64,
         total_steps: steps_per_epoch * u64::from(t.epochs),
         min_lr_ratio: t.min_lr_ratio,
