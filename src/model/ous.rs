@@ -255,6 +255,12 @@ impl Losses {
         Ok(Losses { total: (self.total * w)?, parts })
     }
 
+    /// The same values without their graph, so a part's activations are freed after its
+    /// backward (the logged losses would otherwise hold the whole graph alive).
+    pub fn detached(self) -> Losses {
+        Losses { total: self.total.detach(), parts: self.parts.into_iter().map(|(n, t)| (n, t.detach())).collect() }
+    }
+
     /// The sum of two parts' losses (same loss terms in the same order).
     pub fn plus(self, other: &Losses) -> Result<Losses> {
         let parts = self

@@ -285,6 +285,7 @@ impl Runner {
             }
             t.mark("forward: head + losses")?;
             let g = l.total.backward()?;
+            let l = l.detached();
             t.mark("backward")?;
             let opt = &self.opt.as_ref().expect("checked above").0;
             grads = Some(match grads {
