@@ -274,7 +274,9 @@ impl Runner {
         let text = self.model.class_features()?;
         t.mark("forward: text tower (prompts)")?;
         let batch = labels.len();
-        let mut grads: Option<GradStore> = None;
+        // Only the trained parameters' gradients are kept from each part: a part's own store
+        // also holds gradients of its other leaves, which would keep its memory alive.
+        let mut grads = Tensor::zeros((), DType::F32, &self.device)?.backward()?;
         let mut losses: Option<Losses> = None;
         for (part, range) in split_batch(input, batch, accum)? {
             let feats = self.features(&part.as_input(), train_image)?;
@@ -288,16 +290,14 @@ impl Runner {
             let l = l.detached();
             t.mark("backward")?;
             let opt = &self.opt.as_ref().expect("checked above").0;
-            grads = Some(match grads {
-                None => g,
-                Some(acc) => add_grads(acc, &g, opt.trained().map(|(_, v)| v.as_tensor()))?,
-            });
+            add_grads(&mut grads, &g, opt.trained().map(|(_, v)| v.as_tensor()))?;
+            drop(g);
             losses = Some(match losses {
                 None => l,
                 Some(acc) => acc.plus(&l)?,
             });
         }
-        let (grads, losses) = (grads.context("an empty batch")?, losses.context("an empty batch")?);
+        let losses = losses.context("an empty batch")?;
         let (opt, _) = self.opt.as_mut().expect("checked above");
         let norm = opt.grad_norm(&grads)?;
         t.mark("gradient norm")?;
@@ -462,8 +462,8 @@ fn split_batch<'a>(
         .collect())
 }
 
-/// `acc` with the gradients in `more` of each of `vars` added.
-fn add_grads<'a>(mut acc: GradStore, more: &GradStore, vars: impl Iterator<Item = &'a Tensor>) -> Result<GradStore> {
+/// Adds to `acc` the gradients in `more` of each of `vars`.
+fn add_grads<'a>(acc: &mut GradStore, more: &GradStore, vars: impl Iterator<Item = &'a Tensor>) -> Result<()> {
     for v in vars {
         if let Some(g) = more.get(v) {
             let sum = match acc.get(v) {
@@ -473,7 +473,7 @@ fn add_grads<'a>(mut acc: GradStore, more: &GradStore, vars: impl Iterator<Item 
             acc.insert(v, sum);
         }
     }
-    Ok(acc)
+    Ok(())
 }
 
 #[cfg(test)]
