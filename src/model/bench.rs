@@ -173,6 +173,8 @@ pub fn train_steps(b: &StepBench) -> Result<StepTiming> {
     synchronize(&runner)?;
     let secs = started.elapsed().as_secs_f64() / b.steps.max(1) as f64;
     let host_reads_per_step = (host_reads() - reads) as f64 / b.steps.max(1) as f64;
+    // Read before profiling, so the peak is the timed steps' own.
+    let host_peak_mib = host_peak_mib()?;
     let (sections, modules) = if b.profile {
         let (_, sections) = runner.profiled_step(&input, &labels, &polarity)?;
         (sections.rows, runner.profile_modules(&HostInput::Features(&features), &labels, 3)?)
@@ -190,7 +192,7 @@ pub fn train_steps(b: &StepBench) -> Result<StepTiming> {
         clips_per_s: batch as f64 / secs,
         trained_parameters: runner.parameter_counts().1,
         host_reads_per_step,
-        host_peak_mib: host_peak_mib()?,
+        host_peak_mib,
         sections,
         modules,
     })

@@ -61,6 +61,7 @@ pub fn modules(model: &Ous, x: &Features, labels: &Tensor, device: &Device, runs
     rows.push(time_module(device, "Frame Encoder", runs, || model.frame_encoder(&sequence))?);
     let tokens = tracked(&model.frame_encoder(&sequence)?)?;
     let mut memory = vec![tokens.clone()];
+    let mut polarity_logits = None;
     if let Some(scene) = &x.scene {
         rows.push(time_module(device, "scene LSTM + Frames Mean", runs, || model.scene_stream(scene))?);
         let scene_token = tracked(&model.scene_stream(scene)?)?;
@@ -72,19 +73,17 @@ pub fn modules(model: &Ous, x: &Features, labels: &Tensor, device: &Device, runs
                 Ok(Tensor::cat(&[feature, logits], 1)?)
             };
             rows.push(time_module(device, "Polarity Encoder", runs, polarity)?);
-            memory.push(tracked(&model.polarity(early)?.0)?.unsqueeze(1)?);
+            let (feature, logits) = model.polarity(early)?;
+            memory.push(tracked(&feature)?.unsqueeze(1)?);
+            polarity_logits = Some(tracked(&logits)?);
         }
     }
     let memory = Tensor::cat(&memory, 1)?;
     rows.push(time_module(device, "Type Fusion Encoder", runs, || model.type_fusion(&memory))?);
     let video = tracked(&model.type_fusion(&memory)?)?;
     let text = tracked(&model.class_features()?)?;
-    let polarity = match (&x.scene, &x.early) {
-        (Some(_), Some(early)) => Some(tracked(&model.polarity(early)?.1)?),
-        _ => None,
-    };
     let classify = || -> Result<Tensor> {
-        let (logits, global) = model.classify(&video, &text, polarity.as_ref())?;
+        let (logits, global) = model.classify(&video, &text, polarity_logits.as_ref())?;
         Ok((cross_entropy(&logits, labels)? + cross_entropy(&global, labels)?)?)
     };
     rows.push(time_module(device, "classifiers + losses", runs, classify)?);
