@@ -3,6 +3,7 @@
 
 pub mod assets;
 pub mod atomic;
+pub mod clip_status;
 pub mod commands;
 pub mod dataset;
 pub mod error;
@@ -18,6 +19,7 @@ pub mod pipeline;
 pub mod prep;
 pub mod shard;
 pub mod synth;
+mod text_enum;
 pub mod train;
 pub mod video;
 pub mod weights;

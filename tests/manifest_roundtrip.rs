@@ -5,6 +5,7 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::{dfer, dfer_expect, stderr, stdout, synth};
+use dfer::clip_status::ClipStatus;
 use dfer::manifest::Manifest;
 use dfer::synth::{read_truth, EdgeCase};
 
@@ -39,10 +40,9 @@ fn check_against_truth(layout: &str, source: &str) {
         assert_eq!(m.desc.labels[r.label], t.label_name);
         let roles: Vec<&str> = r.roles.iter().map(|x| x.map(|x| x.as_str()).unwrap_or("none")).collect();
         assert_eq!(roles, t.roles, "{}", t.clip_id);
-        let expected =
-            if source == "video" { t.expected_status.clone() } else { t.expected_status_frames.clone().unwrap() };
+        let expected = if source == "video" { t.expected_status } else { t.expected_status_frames.unwrap() };
         assert_eq!(r.status, expected, "{} ({:?}): {:?}", t.clip_id, t.edge_case, r.error);
-        if r.status != "ok" {
+        if !r.status.is_ok() {
             assert!(r.error.is_some(), "{}: a problem row carries an error", t.clip_id);
             continue;
         }
@@ -59,7 +59,7 @@ fn check_against_truth(layout: &str, source: &str) {
     }
     // Folds: every clip is tested in exactly one fold (k-fold layouts).
     if m.folds > 0 {
-        for r in m.rows.iter().filter(|r| r.status == "ok") {
+        for r in m.rows.iter().filter(|r| r.status.is_ok()) {
             assert_eq!(r.roles.iter().filter(|x| x.map(|x| x.as_str()) == Some("test")).count(), 1);
         }
     }
@@ -143,7 +143,7 @@ fn broken_split_files_are_diagnosed_with_file_and_line() {
     assert!(err.contains("label 9 out of range 1..=7"), "{err}");
     let m = Manifest::read(&out).unwrap();
     let unknown = m.rows.iter().find(|r| r.clip_id == "00099").unwrap();
-    assert_eq!(unknown.status, "missing");
+    assert_eq!(unknown.status, ClipStatus::Missing);
     assert!(unknown.error.as_deref().unwrap().contains("00099.mp4"));
 }
 

@@ -57,7 +57,7 @@ struct Held {
 
 fn hold(p: &Prepared, rows: std::ops::Range<usize>) -> Held {
     let m = dfer::manifest::Manifest::read(&p.manifest).unwrap();
-    let row = m.rows[rows].iter().find(|r| r.status == "ok").expect("a usable clip in these rows");
+    let row = m.rows[rows].iter().find(|r| r.status.is_ok()).expect("a usable clip in these rows");
     let video = m.root.join(&row.source_path);
     let real = video.with_extension("real");
     std::fs::rename(&video, &real).unwrap();

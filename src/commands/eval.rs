@@ -6,6 +6,7 @@ use anyhow::Result;
 
 use crate::error::Outcome;
 use crate::eval;
+use crate::train::checkpoint::CheckpointChoice;
 
 #[derive(Debug, clap::Args)]
 #[command(
@@ -17,14 +18,14 @@ pub struct Args {
     pub run: PathBuf,
     /// Checkpoint: best (highest test WAR), last, or an epoch number.
     #[arg(long, default_value = "best")]
-    pub checkpoint: String,
+    pub checkpoint: CheckpointChoice,
     /// Print report.json instead of a summary.
     #[arg(long)]
     pub json: bool,
 }
 
 pub fn run(a: &Args) -> Result<Outcome> {
-    let r = eval::evaluate_run(&a.run, &a.checkpoint)?;
+    let r = eval::evaluate_run(&a.run, a.checkpoint)?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&r)?);
         return Ok(Outcome::Ok);

@@ -67,7 +67,7 @@ pub fn run(args: &Args) -> Result<Outcome> {
     m.write(&args.output)?;
     let problems = m.problem_count();
     const SHOWN: usize = 10;
-    for r in m.rows.iter().filter(|r| r.status != "ok").take(SHOWN) {
+    for r in m.rows.iter().filter(|r| !r.status.is_ok()).take(SHOWN) {
         tracing::warn!("clip {}: {}: {}", r.clip_id, r.status, r.error.as_deref().unwrap_or(""));
     }
     if problems > SHOWN {

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::UsageError;
+use crate::text_enum::text_enum;
 
 /// The descriptions that ship with dfer, selectable by name (`--dataset dfew`).
 const BUILTIN: &[(&str, &str)] = &[
@@ -22,28 +23,20 @@ pub fn builtin_names() -> Vec<&'static str> {
     BUILTIN.iter().map(|(n, _)| *n).collect()
 }
 
-/// Emotional polarity of a label, the target of OUS's polarity loss.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Polarity {
-    Negative,
-    Neutral,
-    Positive,
+text_enum! {
+    /// Emotional polarity of a label, the target of OUS's polarity loss; written by name in
+    /// description files, manifests and shard attributes.
+    pub enum Polarity("polarity") {
+        Negative = "negative",
+        Neutral = "neutral",
+        Positive = "positive",
+    }
 }
 
 impl Polarity {
     /// Index used as a class target: negative 0, neutral 1, positive 2.
     pub fn index(self) -> usize {
         self as usize
-    }
-
-    /// The name used in description files, manifests and shard attributes.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Polarity::Negative => "negative",
-            Polarity::Neutral => "neutral",
-            Polarity::Positive => "positive",
-        }
     }
 }
 
@@ -69,6 +62,34 @@ pub enum IdRule {
     Path,
 }
 
+text_enum! {
+    /// How the fields of a split-file line are separated.
+    pub enum Delimiter("splits.delimiter") {
+        /// `,` with the spaces around each field trimmed.
+        Comma = ",",
+        /// Any run of spaces or tabs.
+        Whitespace = "whitespace",
+    }
+}
+
+impl Delimiter {
+    /// The fields of one line.
+    pub fn fields(self, line: &str) -> Vec<&str> {
+        match self {
+            Delimiter::Whitespace => line.split_whitespace().collect(),
+            Delimiter::Comma => line.split(',').map(str::trim).collect(),
+        }
+    }
+
+    /// What joins fields when a line is shown.
+    pub fn joiner(self) -> &'static str {
+        match self {
+            Delimiter::Comma => ",",
+            Delimiter::Whitespace => " ",
+        }
+    }
+}
+
 /// Split files: one per role (train/test), optionally once per fold.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -77,8 +98,7 @@ pub struct SplitFiles {
     pub folds: Option<u32>,
     pub train: String,
     pub test: String,
-    /// `","` or `"whitespace"`.
-    pub delimiter: String,
+    pub delimiter: Delimiter,
     /// Expected header fields; absent when the files have no header.
     pub header: Option<Vec<String>>,
     pub label: LabelEncoding,
@@ -106,22 +126,14 @@ pub struct Sources {
     pub default: SourceKind,
 }
 
-/// Which kind of source a clip is read from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum SourceKind {
-    /// An encoded video file.
-    Video,
-    /// A folder of numbered image files.
-    Frames,
-}
-
-impl SourceKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SourceKind::Video => "video",
-            SourceKind::Frames => "frames",
-        }
+text_enum! {
+    /// Which kind of source a clip is read from.
+    #[derive(clap::ValueEnum)]
+    pub enum SourceKind("source kind") {
+        /// An encoded video file.
+        Video = "video",
+        /// A folder of numbered image files.
+        Frames = "frames",
     }
 }
 
@@ -188,9 +200,6 @@ impl DatasetDesc {
             (Some(s), None) => {
                 if self.sources.is_none() {
                     return Err("[splits] needs [sources] to find each clip".into());
-                }
-                if s.delimiter != "," && s.delimiter != "whitespace" {
-                    return Err(format!("splits.delimiter must be \",\" or \"whitespace\", not {:?}", s.delimiter));
                 }
                 if let Some(f) = s.folds {
                     if f == 0 || !s.train.contains("{fold}") || !s.test.contains("{fold}") {
@@ -307,5 +316,8 @@ mod tests {
         assert!(DatasetDesc::parse(dup, Path::new("d.toml")).unwrap_err().to_string().contains("twice"));
         let pat = "name='x'\nlabels=['a']\n[polarity]\na='positive'\n[splits]\ntrain='t'\ntest='u'\ndelimiter=','\nlabel='name'\nid='path'\n[sources]\nvideo='v.mp4'\ndefault='video'\n";
         assert!(DatasetDesc::parse(pat, Path::new("p.toml")).unwrap_err().to_string().contains("{id}"));
+        let semi = pat.replace("delimiter=','", "delimiter=';'").replace("v.mp4", "{id}.mp4");
+        let e = DatasetDesc::parse(&semi, Path::new("s.toml")).unwrap_err().to_string();
+        assert!(e.contains("s.toml") && e.contains("unknown splits.delimiter \";\" (, | whitespace)"), "{e}");
     }
 }

@@ -8,7 +8,9 @@ use std::path::{Component, Path};
 use serde::{Deserialize, Serialize};
 
 use super::{DatasetDesc, IdRule, LabelEncoding, LabelTable, SplitFiles};
+use crate::clip_status::ClipStatus;
 use crate::error::UsageError;
+use crate::text_enum::text_enum;
 
 /// How serious a diagnostic is. Errors drop a line or mark a clip; notes change nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -42,31 +44,27 @@ impl fmt::Display for Diagnostic {
     }
 }
 
-/// A clip's role in one split or fold.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    Train,
-    Val,
-    Test,
+text_enum! {
+    /// A clip's role in one split or fold.
+    pub enum Role("role") {
+        Train = "train",
+        Val = "val",
+        Test = "test",
+    }
 }
 
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Train => "train",
-            Role::Val => "val",
-            Role::Test => "test",
-        }
-    }
+/// A disagreement of the split files about one clip; shown as `status: message`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Conflict {
+    /// `LabelConflict` or `SplitConflict`.
+    pub status: ClipStatus,
+    /// Which files say what.
+    pub message: String,
+}
 
-    fn parse(s: &str) -> Option<Role> {
-        match s {
-            "train" => Some(Role::Train),
-            "val" => Some(Role::Val),
-            "test" => Some(Role::Test),
-            _ => None,
-        }
+impl fmt::Display for Conflict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.status, self.message)
     }
 }
 
@@ -80,7 +78,7 @@ pub struct SplitEntry {
     /// Source path given by a label table; split-file datasets use `[sources]` patterns.
     pub path: Option<String>,
     /// Set when the split files disagree about this clip (label or role conflict).
-    pub conflict: Option<String>,
+    pub conflict: Option<Conflict>,
     /// Where the clip was first named: `file:line`.
     pub origin: String,
 }
@@ -146,22 +144,25 @@ impl<'a> Accumulator<'a> {
             origin: origin.clone(),
         });
         if entry.label != label && entry.conflict.is_none() {
-            entry.conflict = Some(format!(
-                "label_conflict: {} says {}, {} says {}",
-                entry.origin, labels[entry.label], origin, labels[label]
-            ));
+            entry.conflict = Some(Conflict {
+                status: ClipStatus::LabelConflict,
+                message: format!("{} says {}, {} says {}", entry.origin, labels[entry.label], origin, labels[label]),
+            });
         }
         if let Some(role) = role {
             match entry.roles[slot] {
                 Some(prev) if prev != role && entry.conflict.is_none() => {
                     let fold = if slots > 1 { format!(" of fold {}", slot + 1) } else { String::new() };
-                    entry.conflict = Some(format!(
-                        "split_conflict: in both {} and {}{fold} ({} and {})",
-                        prev.as_str(),
-                        role.as_str(),
-                        entry.origin,
-                        origin
-                    ));
+                    entry.conflict = Some(Conflict {
+                        status: ClipStatus::SplitConflict,
+                        message: format!(
+                            "in both {} and {}{fold} ({} and {})",
+                            prev.as_str(),
+                            role.as_str(),
+                            entry.origin,
+                            origin
+                        ),
+                    });
                 }
                 _ => entry.roles[slot] = Some(role),
             }
@@ -222,14 +223,6 @@ fn read_text(path: &Path, rel: &str, diags: &mut Vec<Diagnostic>) -> Result<Stri
 /// Non-empty lines with their 1-based numbers.
 fn numbered_lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
     text.split('\n').enumerate().map(|(i, l)| (i + 1, l.trim())).filter(|(_, l)| !l.is_empty())
-}
-
-fn fields<'a>(line: &'a str, delimiter: &str) -> Vec<&'a str> {
-    if delimiter == "whitespace" {
-        line.split_whitespace().collect()
-    } else {
-        line.split(',').map(str::trim).collect()
-    }
 }
 
 /// Rejects ids that would reach outside the dataset root.
@@ -293,11 +286,11 @@ fn parse_split_file(
     let mut lines = numbered_lines(text).peekable();
     if let Some(expected) = &s.header {
         match lines.next() {
-            Some((_, first)) if fields(first, &s.delimiter) == *expected => {}
+            Some((_, first)) if s.delimiter.fields(first) == *expected => {}
             Some((n, first)) => {
                 return Err(UsageError::new(format!(
                     "{rel}:{n}: expected the header '{}', found '{first}'",
-                    expected.join(if s.delimiter == "," { "," } else { " " })
+                    expected.join(s.delimiter.joiner())
                 )))
             }
             None => return Err(UsageError::new(format!("{rel}: empty split file (expected a header)"))),
@@ -305,7 +298,7 @@ fn parse_split_file(
     }
     let mut seen: BTreeMap<String, usize> = BTreeMap::new();
     for (n, line) in lines {
-        let f = fields(line, &s.delimiter);
+        let f = s.delimiter.fields(line);
         if f.len() != 2 {
             acc.diag(rel, n, Severity::Error, format!("expected 2 fields (clip, label), found {}: '{line}'", f.len()));
             continue;
@@ -403,7 +396,7 @@ fn parse_table(
             let raw = f[c].as_str();
             let role = if raw.is_empty() {
                 None
-            } else if let Some(r) = Role::parse(raw) {
+            } else if let Ok(r) = raw.parse::<Role>() {
                 Some(r)
             } else {
                 acc.diag(
@@ -486,7 +479,7 @@ mod tests {
         let dir = dfew_root("video_name,label\n5,2\n");
         write(dir.path(), "EmoLabel_DataSplit/train(single-labeled)/set_1.csv", "video_name,label\n5,2\n");
         let idx = read(&DatasetDesc::load("dfew").unwrap(), dir.path()).unwrap();
-        let c = idx.entries[0].conflict.as_deref().unwrap();
+        let c = idx.entries[0].conflict.as_ref().unwrap().to_string();
         assert!(c.starts_with("split_conflict: in both train and test of fold 1"), "{c}");
         assert!(idx.diagnostics.iter().any(|d| d.severity == Severity::Error && d.message.contains("00005")));
     }
@@ -496,7 +489,7 @@ mod tests {
         let dir = dfew_root("video_name,label\n5,2\n");
         write(dir.path(), "EmoLabel_DataSplit/train(single-labeled)/set_2.csv", "video_name,label\n5,3\n");
         let idx = read(&DatasetDesc::load("dfew").unwrap(), dir.path()).unwrap();
-        let c = idx.entries[0].conflict.as_deref().unwrap();
+        let c = idx.entries[0].conflict.as_ref().unwrap().to_string();
         assert!(c.starts_with("label_conflict:") && c.contains("says Sad") && c.contains("says Neutral"), "{c}");
     }
 

@@ -12,7 +12,8 @@ use serde::{Deserialize, Serialize};
 use crate::atomic::write_atomic;
 use crate::error::UsageError;
 use crate::metrics::Metrics;
-use crate::train::checkpoint::{Checkpoints, EpochState};
+use crate::model::ous::Arch;
+use crate::train::checkpoint::{CheckpointChoice, Checkpoints, EpochState};
 use crate::train::config::TrainConfig;
 use crate::train::{read_metrics, EpochLine, Session};
 
@@ -30,18 +31,13 @@ pub struct Report {
     pub tool_version: String,
 }
 
-/// Which checkpoint to evaluate: `best`, `last` or an epoch number (its record, verified).
-pub fn checkpoint_state(run: &Path, which: &str) -> Result<EpochState> {
+/// The record of checkpoint `which` of `run`, verified.
+pub fn checkpoint_state(run: &Path, which: CheckpointChoice) -> Result<EpochState> {
     let ck = Checkpoints::new(run);
     let state = match which {
-        "best" => ck.best()?,
-        "last" => ck.latest()?,
-        n => {
-            let epoch: u32 = n
-                .parse()
-                .map_err(|_| UsageError::new(format!("--checkpoint {n}: expected best, last or an epoch number")))?;
-            Some(ck.record(epoch)?)
-        }
+        CheckpointChoice::Best => ck.best()?,
+        CheckpointChoice::Last => ck.latest()?,
+        CheckpointChoice::Epoch(epoch) => Some(ck.record(epoch)?),
     };
     match state {
         Some(s) => {
@@ -53,7 +49,7 @@ pub fn checkpoint_state(run: &Path, which: &str) -> Result<EpochState> {
 }
 
 /// Evaluates `run` at checkpoint `which` and writes its report files.
-pub fn evaluate_run(run: &Path, which: &str) -> Result<Report> {
+pub fn evaluate_run(run: &Path, which: CheckpointChoice) -> Result<Report> {
     let cfg_path = run.join("config.toml");
     if !cfg_path.exists() {
         bail!(UsageError::new(format!("{}: not a training run (no config.toml)", run.display())));
@@ -99,7 +95,7 @@ pub struct RunInspection {
     pub run: PathBuf,
     pub dataset_manifest: PathBuf,
     pub fold: u32,
-    pub arch: String,
+    pub arch: Arch,
     pub recipe: String,
     pub epochs_planned: u32,
     pub epochs: Vec<EpochLine>,
@@ -146,7 +142,7 @@ pub fn inspect_run(run: &Path, plot: Option<&Path>) -> Result<RunInspection> {
         run: run.to_path_buf(),
         dataset_manifest: cfg.data.manifest.clone(),
         fold: cfg.data.fold,
-        arch: cfg.model.arch.as_str().to_string(),
+        arch: cfg.model.arch,
         recipe: recipe.to_string(),
         epochs_planned: cfg.train.epochs,
         best_epoch: Checkpoints::new(run).best()?.map(|b| b.epoch),

@@ -6,35 +6,37 @@ use std::cell::RefCell;
 use fast_image_resize::images::{Image, ImageRef};
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 use image::{imageops, Rgb, RgbImage};
-use serde::{Deserialize, Serialize};
 
 use super::track::scale_box;
 use super::BoxF;
+use crate::text_enum::text_enum;
 
 /// CLIP's mean colour (0.48145466, 0.4578275, 0.40821073) in 0–255: what the masked face
 /// region is filled with, so the scene stream sees "nothing" there after normalisation.
 pub const CLIP_MEAN_RGB: [u8; 3] = [123, 117, 104];
 
-/// How the face is removed from the scene frame.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum MaskMode {
-    /// Filled with the CLIP mean colour.
-    Fill,
-    /// Blurred beyond recognition.
-    Blur,
-    /// Not masked (for ablations).
-    None,
+text_enum! {
+    /// How the face is removed from the scene frame.
+    #[derive(clap::ValueEnum)]
+    pub enum MaskMode("mask mode") {
+        /// Filled with the CLIP mean colour.
+        Fill = "fill",
+        /// Blurred beyond recognition.
+        Blur = "blur",
+        /// Not masked (for ablations).
+        None = "none",
+    }
 }
 
-/// How the whole frame becomes a square scene image.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum SceneFit {
-    /// Keep the aspect ratio, pad with black.
-    Letterbox,
-    /// Stretch to the square.
-    Stretch,
+text_enum! {
+    /// How the whole frame becomes a square scene image.
+    #[derive(clap::ValueEnum)]
+    pub enum SceneFit("scene fit") {
+        /// Keep the aspect ratio, pad with black.
+        Letterbox = "letterbox",
+        /// Stretch to the square.
+        Stretch = "stretch",
+    }
 }
 
 /// Resizes `src` (or the `crop` = `[left, top, width, height]` part of it, in source pixels) to

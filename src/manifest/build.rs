@@ -7,6 +7,7 @@ use anyhow::Result;
 use rayon::prelude::*;
 
 use super::{ClipRow, Manifest};
+use crate::clip_status::ClipStatus;
 use crate::dataset::splits;
 use crate::dataset::{path_inside_root, DatasetDesc, SourceKind};
 use crate::error::UsageError;
@@ -51,16 +52,15 @@ pub fn build(desc: &DatasetDesc, root: &Path, source: Option<SourceKind>) -> Res
                 (None, None) => unreachable!("validated: split files come with sources"),
             };
             let (probe, mut status, mut error) = match path_inside_root(root, &rel) {
-                Err(m) => (None, "outside_root".to_string(), Some(m)),
+                Err(m) => (None, ClipStatus::OutsideRoot, Some(m)),
                 Ok(path) => match probe_source(kind, &path) {
-                    Ok(p) => (Some(p), "ok".to_string(), None),
-                    Err(err) => (None, err.status().to_string(), Some(err.message().to_string())),
+                    Ok(p) => (Some(p), ClipStatus::Ok, None),
+                    Err(err) => (None, err.status(), Some(err.message().to_string())),
                 },
             };
             if let Some(c) = &e.conflict {
-                let kind = c.split(':').next().unwrap_or("conflict").to_string();
-                status = kind;
-                error = Some(c.clone());
+                status = c.status;
+                error = Some(c.to_string());
             }
             progress.inc();
             ClipRow {

@@ -9,6 +9,7 @@ use polars::prelude::*;
 use serde::Serialize;
 
 use super::{role_columns, Manifest};
+use crate::clip_status::ClipStatus;
 use crate::dataset::splits::Severity;
 
 /// Distribution of a numeric column over usable clips.
@@ -58,7 +59,7 @@ pub struct ManifestSummary {
     /// `WxH` -> clips, most common first.
     pub resolutions: Vec<(String, usize)>,
     pub rotations: BTreeMap<String, usize>,
-    pub problems: BTreeMap<String, Problem>,
+    pub problems: BTreeMap<ClipStatus, Problem>,
     /// Split-file diagnostics by severity, and the first twenty of them.
     pub diagnostic_counts: BTreeMap<String, usize>,
     pub diagnostics: Vec<String>,
@@ -101,7 +102,7 @@ fn str_count_pairs(df: &DataFrame, key: &str) -> PolarsResult<Vec<(Option<String
 /// Summarises a manifest with polars.
 pub fn summarise(m: &Manifest) -> Result<ManifestSummary> {
     let df = m.to_frame()?;
-    let ok_df = df.filter(&df.column("status")?.str()?.equal("ok"))?;
+    let ok_df = df.filter(&df.column("status")?.str()?.equal(ClipStatus::Ok.as_str()))?;
     Ok(ManifestSummary {
         dataset: m.desc.name.clone(),
         root: m.root.to_string_lossy().into_owned(),
@@ -184,10 +185,10 @@ fn value_counts(frame: &DataFrame, key: &str) -> Result<BTreeMap<String, usize>>
 }
 
 /// Unusable clips by status, with up to five examples each.
-fn problems(m: &Manifest) -> BTreeMap<String, Problem> {
+fn problems(m: &Manifest) -> BTreeMap<ClipStatus, Problem> {
     let mut problems = BTreeMap::new();
-    for row in m.rows.iter().filter(|r| r.status != "ok") {
-        let p = problems.entry(row.status.clone()).or_insert(Problem { count: 0, examples: vec![] });
+    for row in m.rows.iter().filter(|r| !r.status.is_ok()) {
+        let p = problems.entry(row.status).or_insert(Problem { count: 0, examples: vec![] });
         p.count += 1;
         if p.examples.len() < 5 {
             p.examples.push(format!("{}: {}", row.clip_id, row.error.as_deref().unwrap_or("")));

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use polars::prelude::*;
 
+use crate::clip_status::ClipStatus;
 use crate::dataset::splits::{Diagnostic, Role};
 use crate::dataset::{DatasetDesc, SourceKind};
 use crate::error::UsageError;
@@ -37,9 +38,8 @@ pub struct ClipRow {
     /// Relative to the dataset root.
     pub source_path: String,
     pub probe: Option<ProbeInfo>,
-    /// `ok`, or why the clip cannot be used: missing, empty, unreadable, truncated,
-    /// split_conflict, label_conflict.
-    pub status: String,
+    /// `Ok`, or why the clip cannot be used.
+    pub status: ClipStatus,
     pub error: Option<String>,
 }
 
@@ -66,7 +66,7 @@ pub fn role_columns(folds: u32) -> Vec<String> {
 impl Manifest {
     /// Rows whose status is not `ok`.
     pub fn problem_count(&self) -> usize {
-        self.rows.iter().filter(|r| r.status != "ok").count()
+        self.rows.iter().filter(|r| !r.status.is_ok()).count()
     }
 
     /// The manifest as a polars DataFrame with the columns of docs/architecture.md §3.2.
@@ -95,7 +95,7 @@ impl Manifest {
             Column::new("height".into(), u(&|p| p.height)),
             Column::new("duration_s".into(), p(&|p| p.duration_s)),
             Column::new("rotation".into(), r.iter().map(|x| x.probe.as_ref().map(|p| p.rotation)).collect::<Vec<_>>()),
-            Column::new("status".into(), s(&|x| x.status.clone())),
+            Column::new("status".into(), s(&|x| x.status.as_str().to_string())),
             Column::new("error".into(), r.iter().map(|x| x.error.clone()).collect::<Vec<_>>()),
         ]);
         DataFrame::new_infer_height(cols)
@@ -196,11 +196,8 @@ fn rows_from_frame(df: &DataFrame, folds: u32) -> Result<Vec<ClipRow>> {
     let error = strs("error")?;
     (0..df.height())
         .map(|i| {
-            let kind = match kinds[i].as_deref() {
-                Some("video") => SourceKind::Video,
-                Some("frames") => SourceKind::Frames,
-                other => anyhow::bail!("row {i}: bad source_kind {other:?}"),
-            };
+            let kind: SourceKind =
+                kinds[i].as_deref().context("null source_kind")?.parse().map_err(anyhow::Error::msg)?;
             let probe = match (n_frames[i], width[i], height[i]) {
                 (Some(n), Some(w), Some(h)) => Some(ProbeInfo {
                     n_frames: n,
@@ -212,12 +209,7 @@ fn rows_from_frame(df: &DataFrame, folds: u32) -> Result<Vec<ClipRow>> {
                 }),
                 _ => None,
             };
-            let role = |c: &Vec<Option<String>>| match c[i].as_deref() {
-                Some("train") => Some(Role::Train),
-                Some("val") => Some(Role::Val),
-                Some("test") => Some(Role::Test),
-                _ => None,
-            };
+            let role = |c: &Vec<Option<String>>| c[i].as_deref().and_then(|r| r.parse::<Role>().ok());
             Ok(ClipRow {
                 clip_id: ids[i].clone().context("null clip_id")?,
                 label: labels[i].context("null label")? as usize,
@@ -225,7 +217,7 @@ fn rows_from_frame(df: &DataFrame, folds: u32) -> Result<Vec<ClipRow>> {
                 source_kind: kind,
                 source_path: paths[i].clone().context("null source_path")?,
                 probe,
-                status: status[i].clone().context("null status")?,
+                status: status[i].as_deref().context("null status")?.parse().map_err(anyhow::Error::msg)?,
                 error: error[i].clone(),
             })
         })
@@ -254,7 +246,7 @@ mod tests {
                     duration_s: Some(1.6),
                     rotation: 90,
                 }),
-                status: "ok".into(),
+                status: ClipStatus::Ok,
                 error: None,
             },
             ClipRow {
@@ -264,7 +256,7 @@ mod tests {
                 source_kind: SourceKind::Video,
                 source_path: "0_7_LabelClips/War/Fear/0002.mp4".into(),
                 probe: None,
-                status: "missing".into(),
+                status: ClipStatus::Missing,
                 error: Some("no such file".into()),
             },
         ];

@@ -17,6 +17,7 @@ use super::ous::{Arch, LossWeights, OusConfig};
 use super::params::ParamStore;
 use super::profile::ModuleTime;
 use super::runner::{host_reads, HostFeatures, HostInput, OptimSettings, Runner};
+use crate::text_enum::text_enum;
 use crate::weights::WeightsSource;
 
 /// Reads `pixel_values [N, 3, S, S]` and `input_ids [M, L]` from `inputs`, runs CLIP towers loaded
@@ -54,36 +55,15 @@ fn clip_feature_tensors(
     Ok([("image_embeds".to_string(), image), ("text_embeds".to_string(), text)].into_iter().collect())
 }
 
-/// What a timed training step trains from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Recipe {
-    /// Pixels through the frozen image tower (no graph), then the trained modules.
-    Frozen,
-    /// Pixels through the image tower, which is trained too.
-    Finetune,
-    /// Cached image-tower features (what `dfer embed` writes), then the trained modules.
-    Cached,
-}
-
-impl Recipe {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Recipe::Frozen => "frozen",
-            Recipe::Finetune => "finetune",
-            Recipe::Cached => "cached",
-        }
-    }
-}
-
-impl std::str::FromStr for Recipe {
-    type Err = anyhow::Error;
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "frozen" => Ok(Recipe::Frozen),
-            "finetune" => Ok(Recipe::Finetune),
-            "cached" => Ok(Recipe::Cached),
-            other => anyhow::bail!("unknown recipe {other:?} (frozen | finetune | cached)"),
-        }
+text_enum! {
+    /// What a timed training step trains from.
+    pub enum Recipe("recipe") {
+        /// Pixels through the frozen image tower (no graph), then the trained modules.
+        Frozen = "frozen",
+        /// Pixels through the image tower, which is trained too.
+        Finetune = "finetune",
+        /// Cached image-tower features (what `dfer embed` writes), then the trained modules.
+        Cached = "cached",
     }
 }
 
@@ -104,9 +84,9 @@ pub struct StepBench {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct StepTiming {
-    pub arch: String,
+    pub arch: Arch,
     pub device: String,
-    pub recipe: String,
+    pub recipe: Recipe,
     pub batch: usize,
     pub frames: usize,
     pub steps: usize,
@@ -182,9 +162,9 @@ pub fn train_steps(b: &StepBench) -> Result<StepTiming> {
         (Vec::new(), Vec::new())
     };
     Ok(StepTiming {
-        arch: b.arch.as_str().to_string(),
+        arch: b.arch,
         device: b.device.clone(),
-        recipe: b.recipe.as_str().to_string(),
+        recipe: b.recipe,
         batch,
         frames,
         steps: b.steps,

@@ -23,6 +23,7 @@ use super::params::{Group, ParamStore};
 use super::prompts::{PromptLearner, PromptTokens};
 use super::tokenizer::TokenizerChoice;
 use crate::error::UsageError;
+use crate::text_enum::text_enum;
 use crate::weights::WeightsSource;
 
 /// Images per pass of the frozen image tower (ours): each image is independent, and a batch of
@@ -103,35 +104,17 @@ fn auto() -> TokenizerChoice {
     TokenizerChoice::Auto
 }
 
-/// `model.arch`: the sizes of the CLIP towers.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Arch {
-    #[default]
-    VitB16,
-    Tiny,
-    Config,
-}
-
-impl Arch {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Arch::VitB16 => "vit-b16",
-            Arch::Tiny => "tiny",
-            Arch::Config => "config",
-        }
-    }
-}
-
-impl std::str::FromStr for Arch {
-    type Err = anyhow::Error;
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "vit-b16" => Ok(Arch::VitB16),
-            "tiny" => Ok(Arch::Tiny),
-            "config" => Ok(Arch::Config),
-            other => anyhow::bail!("unknown model arch {other:?} (vit-b16 | tiny | config)"),
-        }
+text_enum! {
+    /// `model.arch`: the sizes of the CLIP towers.
+    #[derive(Default)]
+    pub enum Arch("model arch") {
+        /// CLIP ViT-B/16.
+        #[default]
+        VitB16 = "vit-b16",
+        /// Small towers for tests.
+        Tiny = "tiny",
+        /// The sizes in the weights' own `config.json`.
+        Config = "config",
     }
 }
 fn default_n_ctx() -> usize {

@@ -19,6 +19,7 @@ use crate::dataset::DatasetDesc;
 use crate::error::UsageError;
 use crate::model::tokenizer::TokenizerChoice;
 use crate::prep::config::PrepConfig;
+use crate::train::checkpoint::CheckpointChoice;
 use crate::train::config::TrainConfig;
 use crate::weights::WeightsSource;
 
@@ -275,7 +276,7 @@ fn build(file: &Path, cwd: &Path, mut doc: Table) -> Result<Pipeline> {
         train_inputs.push(b.embed(e, &setup, prep_stage)?);
     }
     let checkpoint = eval_checkpoint(file, eval.unwrap_or_default())?;
-    let evals = b.train_and_eval(&setup, &folds, &train_inputs, &checkpoint)?;
+    let evals = b.train_and_eval(&setup, &folds, &train_inputs, checkpoint)?;
     b.report(evals);
     Ok(b.finish())
 }
@@ -336,8 +337,8 @@ fn train_model(file: &Path, cwd: &Path, train: &mut Table) -> Result<Table> {
 }
 
 /// `[eval]`: which checkpoint each run is evaluated with.
-fn eval_checkpoint(file: &Path, mut eval: Table) -> Result<String> {
-    let checkpoint: String = take(file, &mut eval, "eval", "checkpoint")?.unwrap_or_else(|| "best".into());
+fn eval_checkpoint(file: &Path, mut eval: Table) -> Result<CheckpointChoice> {
+    let checkpoint = take(file, &mut eval, "eval", "checkpoint")?.unwrap_or(CheckpointChoice::Best);
     no_more(file, &eval, "eval")?;
     Ok(checkpoint)
 }
@@ -542,7 +543,7 @@ impl<'a> Builder<'a> {
         setup: &TrainSetup,
         folds: &[Option<u32>],
         inputs: &[usize],
-        checkpoint: &str,
+        checkpoint: CheckpointChoice,
     ) -> Result<Vec<usize>> {
         let cfg = &setup.cfg;
         let mut settings = to_json(&cfg.train)?;
@@ -591,12 +592,12 @@ impl<'a> Builder<'a> {
     }
 
     /// `dfer eval` of the run `train_stage` writes; returns the stage's index.
-    fn eval(&mut self, suffix: &str, run: &Path, checkpoint: &str, train_stage: usize) -> usize {
+    fn eval(&mut self, suffix: &str, run: &Path, checkpoint: CheckpointChoice, train_stage: usize) -> usize {
         self.push(Stage {
             kind: StageKind::Eval,
             id: format!("eval{suffix}"),
             argv: vec!["eval".into(), "--run".into(), path_arg(run), "--checkpoint".into(), checkpoint.to_string()],
-            settings: json!({ "checkpoint": checkpoint }),
+            settings: json!({ "checkpoint": checkpoint.to_string() }),
             inputs: vec![train_stage],
             marker: run.join("report.json"),
             outputs: ["report.json", "confusion.csv", "confusion.png", "predictions.csv"]

@@ -11,6 +11,7 @@ use image::RgbImage;
 use super::config::{NoFacePolicy, PrepConfig};
 use super::sample;
 use super::shots;
+use crate::clip_status::ClipStatus;
 use crate::dataset::SourceKind;
 use crate::face::geometry::{self, centre_box, crop_resize, fit_scene, mask_face, square_box};
 use crate::face::refine::{self, Evidence, RefineRule};
@@ -26,9 +27,9 @@ pub struct ClipResult {
     pub manifest_row: usize,
     pub clip_id: String,
     pub label: usize,
-    /// `ok`, `no_face` (written or not, by policy), `decode_error`, `detect_error`, or the
+    /// `Ok`, `NoFace` (written or not, by policy), `DecodeError`, `DetectError`, or the
     /// manifest's own status for rows that were not usable there.
-    pub status: String,
+    pub status: ClipStatus,
     pub error: Option<String>,
     /// Present when the clip goes into the shard.
     pub tensors: Option<ClipTensors>,
@@ -43,12 +44,12 @@ pub struct ClipResult {
 }
 
 impl ClipResult {
-    fn failed(row: &ClipRow, index: usize, status: &str, error: String) -> ClipResult {
+    fn failed(row: &ClipRow, index: usize, status: ClipStatus, error: String) -> ClipResult {
         ClipResult {
             manifest_row: index,
             clip_id: row.clip_id.clone(),
             label: row.label,
-            status: status.into(),
+            status,
             error: Some(error),
             tensors: None,
             detection_rate: None,
@@ -240,9 +241,9 @@ impl Tally {
 
 /// Processes manifest row `index` (`row`) of a dataset rooted at `root`.
 pub fn process(row: &ClipRow, index: usize, root: &Path, cfg: &PrepConfig, det: &mut dyn Detector) -> ClipResult {
-    if row.status != "ok" {
+    if !row.status.is_ok() {
         let msg = row.error.clone().unwrap_or_else(|| format!("manifest status {}", row.status));
-        return ClipResult::failed(row, index, &row.status, msg);
+        return ClipResult::failed(row, index, row.status, msg);
     }
     let started = Instant::now();
     let (path, sampled) = match sample_source(row, root, cfg) {
@@ -255,7 +256,7 @@ pub fn process(row: &ClipRow, index: usize, root: &Path, cfg: &PrepConfig, det: 
     let Tracking { mut tracked, shots, detector_frames } = match detect_and_track(&sampled, cfg, det) {
         Ok(x) => x,
         Err(e) => {
-            let mut r = ClipResult::failed(row, index, "detect_error", format!("{}: {e:#}", path.display()));
+            let mut r = ClipResult::failed(row, index, ClipStatus::DetectError, format!("{}: {e:#}", path.display()));
             r.decode_ms = decode_ms;
             return r;
         }
@@ -265,10 +266,10 @@ pub fn process(row: &ClipRow, index: usize, root: &Path, cfg: &PrepConfig, det: 
     let frames = FrameCounts { detector_frames, lost: tally.lost, shots: shots.last().map_or(0, |s| s + 1) };
     let detect_ms = ms(started);
 
-    let mut status = "ok".to_string();
+    let mut status = ClipStatus::Ok;
     let mut error = None;
     if rate < cfg.min_detection_rate {
-        status = "no_face".into();
+        status = ClipStatus::NoFace;
         error = Some(tally.no_face_error(&path, cfg));
         match cfg.no_face_policy {
             NoFacePolicy::Skip => {
@@ -280,7 +281,7 @@ pub fn process(row: &ClipRow, index: usize, root: &Path, cfg: &PrepConfig, det: 
                     frames: Some(frames),
                     decode_ms,
                     detect_ms,
-                    ..ClipResult::failed(row, index, "", String::new())
+                    ..ClipResult::failed(row, index, status, String::new())
                 };
             }
             NoFacePolicy::Centre => centre_fallback(&mut tracked),
@@ -307,9 +308,9 @@ pub fn process(row: &ClipRow, index: usize, root: &Path, cfg: &PrepConfig, det: 
 
 /// Finds the clip's source under `root` and samples its stored frames; on failure the status
 /// and the message.
-fn sample_source(row: &ClipRow, root: &Path, cfg: &PrepConfig) -> Result<(PathBuf, Sampled), (&'static str, String)> {
+fn sample_source(row: &ClipRow, root: &Path, cfg: &PrepConfig) -> Result<(PathBuf, Sampled), (ClipStatus, String)> {
     let t = cfg.store_frames;
-    let path = crate::dataset::path_inside_root(root, &row.source_path).map_err(|m| ("outside_root", m))?;
+    let path = crate::dataset::path_inside_root(root, &row.source_path).map_err(|m| (ClipStatus::OutsideRoot, m))?;
     let sampled = match row.source_kind {
         SourceKind::Video => {
             let rotation = row.probe.as_ref().map(|p| p.rotation).unwrap_or(0);
@@ -317,7 +318,7 @@ fn sample_source(row: &ClipRow, root: &Path, cfg: &PrepConfig) -> Result<(PathBu
         }
         SourceKind::Frames => decode::sample_folder(&path, |n| sample::by_index(n, t)),
     };
-    let sampled = sampled.map_err(|e| ("decode_error", format!("{e:#}")))?;
+    let sampled = sampled.map_err(|e| (ClipStatus::DecodeError, format!("{e:#}")))?;
     Ok((path, sampled))
 }
 

@@ -5,9 +5,11 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use polars::prelude::*;
 use serde::Serialize;
+
+use crate::clip_status::ClipStatus;
 
 /// What `dfer inspect` says about a prep table.
 #[derive(Debug, Serialize)]
@@ -16,7 +18,7 @@ pub struct PrepTableSummary {
     pub written: usize,
     pub shards: usize,
     /// Status → (count, up to five `clip_id: error` examples).
-    pub statuses: BTreeMap<String, (usize, Vec<String>)>,
+    pub statuses: BTreeMap<ClipStatus, (usize, Vec<String>)>,
     pub mean_detection_rate: Option<f64>,
     /// Clips whose detection rate is under 1 (some frames without a face box).
     pub clips_with_gaps: usize,
@@ -35,9 +37,10 @@ pub fn summarise(df: &DataFrame) -> Result<PrepTableSummary> {
     let status = df.column("status")?.str()?.clone();
     let ids = df.column("clip_id")?.str()?.clone();
     let errors = df.column("error")?.str()?.clone();
-    let mut statuses: BTreeMap<String, (usize, Vec<String>)> = BTreeMap::new();
+    let mut statuses: BTreeMap<ClipStatus, (usize, Vec<String>)> = BTreeMap::new();
     for ((s, id), e) in status.iter().zip(ids.iter()).zip(errors.iter()) {
-        let entry = statuses.entry(s.unwrap_or("?").to_string()).or_default();
+        let s: ClipStatus = s.context("a null status")?.parse().map_err(anyhow::Error::msg)?;
+        let entry = statuses.entry(s).or_default();
         entry.0 += 1;
         if let (Some(e), true) = (e, entry.1.len() < 5) {
             entry.1.push(format!("{}: {e}", id.unwrap_or("?")));

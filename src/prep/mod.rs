@@ -28,6 +28,7 @@ use anyhow::{anyhow, Result};
 use serde::Serialize;
 
 use crate::atomic::remove_unfinished;
+use crate::clip_status::ClipStatus;
 use crate::error::UsageError;
 use crate::face::centerface;
 use crate::logging::Progress;
@@ -64,7 +65,7 @@ pub struct PrepSummary {
     pub shards_written: usize,
     pub clips_processed: usize,
     /// Status counts over every clip of this worker's complete shards.
-    pub statuses: BTreeMap<String, usize>,
+    pub statuses: BTreeMap<ClipStatus, usize>,
     pub mean_detection_rate: Option<f64>,
     pub seconds: f64,
     pub clips_per_second: f64,
@@ -74,7 +75,7 @@ pub struct PrepSummary {
 
 impl PrepSummary {
     pub fn failed(&self) -> usize {
-        self.statuses.iter().filter(|(k, _)| k.as_str() != "ok").map(|(_, v)| v).sum()
+        self.statuses.iter().filter(|(k, _)| !k.is_ok()).map(|(_, v)| v).sum()
     }
 }
 

@@ -10,6 +10,8 @@ use polars::prelude::*;
 
 use super::clip::{ClipResult, FrameCounts};
 use super::shard_paths;
+use crate::clip_status::ClipStatus;
+use crate::error::UsageError;
 use crate::manifest::merge::{merge_tables, write_prep_table};
 
 /// One row of `prep.parquet`.
@@ -32,7 +34,7 @@ pub(super) fn rows_frame(rows: &[PrepRow]) -> PolarsResult<DataFrame> {
         Column::new("label".into(), rows.iter().map(|x| x.result.label as i64).collect::<Vec<_>>()),
         Column::new("shard".into(), rows.iter().map(|x| x.shard as i64).collect::<Vec<_>>()),
         Column::new("row".into(), rows.iter().map(|x| x.row.map(|v| v as i64)).collect::<Vec<_>>()),
-        Column::new("status".into(), rows.iter().map(|x| x.result.status.clone()).collect::<Vec<_>>()),
+        Column::new("status".into(), rows.iter().map(|x| x.result.status.as_str()).collect::<Vec<_>>()),
         Column::new("error".into(), rows.iter().map(|x| x.result.error.clone()).collect::<Vec<_>>()),
         Column::new("detection_rate".into(), rows.iter().map(|x| x.result.detection_rate).collect::<Vec<_>>()),
         Column::new("mean_score".into(), rows.iter().map(|x| x.result.mean_score).collect::<Vec<_>>()),
@@ -68,13 +70,15 @@ pub(super) fn write_prep_parquet(out: &Path, shards: usize) -> Result<Option<Pat
 }
 
 /// Status counts and mean detection rate of the complete shards in `owned`.
-pub(super) fn tally(dir: &Path, owned: &[usize]) -> Result<(BTreeMap<String, usize>, Option<f64>)> {
+pub(super) fn tally(dir: &Path, owned: &[usize]) -> Result<(BTreeMap<ClipStatus, usize>, Option<f64>)> {
     let mut statuses = BTreeMap::new();
     let (mut rate_sum, mut rate_n) = (0.0, 0usize);
     for &k in owned {
-        let (df, _) = crate::manifest::read_parquet(&shard_paths(dir, k).1)?;
+        let table = shard_paths(dir, k).1;
+        let (df, _) = crate::manifest::read_parquet(&table)?;
         for s in df.column("status")?.str()?.iter().flatten() {
-            *statuses.entry(s.to_string()).or_insert(0) += 1;
+            let s: ClipStatus = s.parse().map_err(|e| UsageError::new(format!("{}: {e}", table.display())))?;
+            *statuses.entry(s).or_insert(0) += 1;
         }
         for r in df.column("detection_rate")?.f32()?.iter().flatten() {
             rate_sum += r as f64;

@@ -13,7 +13,7 @@ use imageproc::rect::Rect;
 use serde::Serialize;
 
 use super::ShardReader;
-use crate::face::geometry::{fit_scene, SceneFit};
+use crate::face::geometry::fit_scene;
 use crate::face::track::FaceSource;
 
 /// Per-clip detection summary.
@@ -68,7 +68,7 @@ pub fn summarise(r: &ShardReader) -> Result<ShardSummary> {
         ("detector", format!("{} ({})", a.detector, &a.detector_hash[..a.detector_hash.len().min(12)])),
         ("mask", format!("{} x{}", a.mask_mode, a.mask_scale)),
         ("margin", a.margin.to_string()),
-        ("scene_fit", a.scene_fit.clone()),
+        ("scene_fit", a.scene_fit.to_string()),
         ("config_hash", a.config_hash.clone()),
         ("tool_version", a.tool_version.clone()),
         ("manifest_rows", format!("{}..{}", a.manifest_rows[0], a.manifest_rows[1])),
@@ -166,13 +166,12 @@ pub fn grid(r: &ShardReader, out: &Path, max_clips: usize, thumb: u32) -> Result
     let a = &r.attrs;
     let (t, s, s2) = (a.store_frames as u32, a.face_size, a.scene_size);
     let n = r.len.min(max_clips);
-    let fit = if a.scene_fit == "stretch" { SceneFit::Stretch } else { SceneFit::Letterbox };
     let mut sheet = RgbImage::from_pixel(t * thumb, (2 * n as u32).max(1) * thumb, Rgb([255, 255, 255]));
     for i in 0..n {
         let c = r.clip(i)?;
         // The scene transform depends only on the source frame size.
         let [w, h] = c.frame_size;
-        let (_, tr) = fit_scene(&RgbImage::new(w.max(1), h.max(1)), s2, fit);
+        let (_, tr) = fit_scene(&RgbImage::new(w.max(1), h.max(1)), s2, a.scene_fit);
         for f in 0..t as usize {
             let face_len = (s * s * 3) as usize;
             let face =

@@ -12,10 +12,11 @@ use anyhow::{bail, Context, Result};
 use hdf5::types::{VarLenArray, VarLenUnicode};
 use hdf5::{Dataset, Extent, File, H5Type, SimpleExtents};
 use ndarray::{ArrayView, IxDyn};
-use serde::{Deserialize, Serialize};
 
 use crate::error::UsageError;
+use crate::face::geometry::{MaskMode, SceneFit};
 use crate::face::BoxF;
+use crate::text_enum::text_enum;
 
 /// Shard schema version, stored as the `schema_version` attribute.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -25,37 +26,15 @@ pub fn shard_name(index: usize) -> String {
     format!("{index:05}.h5")
 }
 
-/// How a shard stores face and scene pixels (attribute `encoding`; shards without it are raw).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Encoding {
-    /// `face` / `scene` uint8 `[N, T, S, S, 3]`, uncompressed.
-    Raw,
-    /// The same arrays with HDF5's built-in shuffle + deflate (lossless, no plugins).
-    Gzip,
-    /// `face` / `scene` variable-length uint8 `[N, T]`: one baseline JPEG per frame.
-    Jpeg,
-}
-
-impl Encoding {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Encoding::Raw => "raw",
-            Encoding::Gzip => "gzip",
-            Encoding::Jpeg => "jpeg",
-        }
-    }
-}
-
-impl FromStr for Encoding {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
-        match s {
-            "raw" => Ok(Encoding::Raw),
-            "gzip" => Ok(Encoding::Gzip),
-            "jpeg" => Ok(Encoding::Jpeg),
-            other => Err(format!("unknown pixel encoding {other:?} (raw | gzip | jpeg)")),
-        }
+text_enum! {
+    /// How a shard stores face and scene pixels (attribute `encoding`; shards without it are raw).
+    pub enum Encoding("pixel encoding") {
+        /// `face` / `scene` uint8 `[N, T, S, S, 3]`, uncompressed.
+        Raw = "raw",
+        /// The same arrays with HDF5's built-in shuffle + deflate (lossless, no plugins).
+        Gzip = "gzip",
+        /// `face` / `scene` variable-length uint8 `[N, T]`: one baseline JPEG per frame.
+        Jpeg = "jpeg",
     }
 }
 
@@ -120,10 +99,10 @@ pub struct ShardAttrs {
     pub sampling: String,
     pub detector: String,
     pub detector_hash: String,
-    pub mask_mode: String,
+    pub mask_mode: MaskMode,
     pub mask_scale: f32,
     pub margin: f32,
-    pub scene_fit: String,
+    pub scene_fit: SceneFit,
     pub config_hash: String,
     pub config_toml: String,
     pub tool_version: String,
@@ -263,10 +242,10 @@ impl ShardWriter {
         st("sampling", &a.sampling)?;
         st("detector", &a.detector)?;
         st("detector_hash", &a.detector_hash)?;
-        st("mask_mode", &a.mask_mode)?;
+        st("mask_mode", a.mask_mode.as_str())?;
         fl("mask_scale", a.mask_scale)?;
         fl("margin", a.margin)?;
-        st("scene_fit", &a.scene_fit)?;
+        st("scene_fit", a.scene_fit.as_str())?;
         st("config_hash", &a.config_hash)?;
         st("config_toml", &a.config_toml)?;
         st("tool_version", &a.tool_version)?;
@@ -551,10 +530,10 @@ fn read_attrs(file: &File, path: &Path) -> Result<ShardAttrs> {
         sampling: get_s("sampling")?,
         detector: get_s("detector")?,
         detector_hash: get_s("detector_hash")?,
-        mask_mode: get_s("mask_mode")?,
+        mask_mode: get_s("mask_mode")?.parse().map_err(|e: String| bad(format!("attribute mask_mode: {e}")))?,
         mask_scale: get_f("mask_scale")?,
         margin: get_f("margin")?,
-        scene_fit: get_s("scene_fit")?,
+        scene_fit: get_s("scene_fit")?.parse().map_err(|e: String| bad(format!("attribute scene_fit: {e}")))?,
         config_hash: get_s("config_hash")?,
         config_toml: get_s("config_toml")?,
         tool_version: get_s("tool_version")?,
@@ -630,10 +609,10 @@ mod tests {
             sampling: "segment_centres".into(),
             detector: "centerface".into(),
             detector_hash: "abc".into(),
-            mask_mode: "fill".into(),
+            mask_mode: MaskMode::Fill,
             mask_scale: 1.3,
             margin: 1.25,
-            scene_fit: "letterbox".into(),
+            scene_fit: SceneFit::Letterbox,
             config_hash: "h".into(),
             config_toml: "frames = 2".into(),
             tool_version: "0.1.0".into(),

@@ -18,6 +18,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::assets::{self, Asset};
+use crate::clip_status::ClipStatus;
 use crate::dataset::{DatasetDesc, Polarity, SourceKind};
 use crate::error::UsageError;
 use crate::logging::Progress;
@@ -161,8 +162,8 @@ pub struct TruthClip {
     pub rotation: i32,
     pub edge_case: Option<EdgeCase>,
     /// Status `dfer manifest` should give with video sources and with frame sources.
-    pub expected_status: String,
-    pub expected_status_frames: Option<String>,
+    pub expected_status: ClipStatus,
+    pub expected_status_frames: Option<ClipStatus>,
     pub face: Option<String>,
     /// Presentation time of each frame.
     pub pts_s: Vec<f64>,
@@ -460,11 +461,12 @@ fn make_clip(
     let (boxes, second_boxes) = draw_frames(p, opts, &scene, written_frames, &video)?;
     let pts_s = apply_edge_case(p, &video)?;
     let expected_status = match edge {
-        Some(EdgeCase::Truncated) => "truncated",
-        Some(EdgeCase::ZeroByte) => "empty",
-        _ => "ok",
+        Some(EdgeCase::Truncated) => ClipStatus::Truncated,
+        Some(EdgeCase::ZeroByte) => ClipStatus::Empty,
+        _ => ClipStatus::Ok,
     };
-    let expected_status_frames = frames_rel.as_ref().map(|_| if writes_frames { "ok" } else { "missing" }.to_string());
+    let expected_status_frames =
+        frames_rel.as_ref().map(|_| if writes_frames { ClipStatus::Ok } else { ClipStatus::Missing });
     Ok(TruthClip {
         clip_id: p.id.clone(),
         label: p.label,
@@ -478,7 +480,7 @@ fn make_clip(
         n_frames: p.n_frames,
         rotation: if stored_rotated { 90 } else { 0 },
         edge_case: edge,
-        expected_status: expected_status.into(),
+        expected_status,
         expected_status_frames,
         face: (edge != Some(EdgeCase::NoFace)).then(|| scene.photo.name.clone()),
         pts_s,

@@ -36,6 +36,55 @@ pub struct Checkpoints {
     dir: PathBuf,
 }
 
+/// Which checkpoint of a run: the best epoch, the last complete one, or epoch N. Written
+/// `best`, `last` or `N` (on the command line and in a pipeline's `[eval]`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CheckpointChoice {
+    Best,
+    Last,
+    Epoch(u32),
+}
+
+impl std::str::FromStr for CheckpointChoice {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "best" => Ok(CheckpointChoice::Best),
+            "last" => Ok(CheckpointChoice::Last),
+            n => n
+                .parse()
+                .map(CheckpointChoice::Epoch)
+                .map_err(|_| format!("{n:?}: expected best, last or an epoch number")),
+        }
+    }
+}
+
+impl std::fmt::Display for CheckpointChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CheckpointChoice::Best => f.write_str("best"),
+            CheckpointChoice::Last => f.write_str("last"),
+            CheckpointChoice::Epoch(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for CheckpointChoice {
+    /// `"best"`, `"last"`, `"N"` or the integer `N`.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Written {
+            Epoch(u32),
+            Text(String),
+        }
+        match Written::deserialize(d)? {
+            Written::Epoch(n) => Ok(CheckpointChoice::Epoch(n)),
+            Written::Text(s) => s.parse().map_err(serde::de::Error::custom),
+        }
+    }
+}
+
 fn stem(epoch: u32) -> String {
     format!("epoch-{epoch:04}")
 }
@@ -222,5 +271,32 @@ impl Checkpoints {
     pub fn restore(&self, state: &EpochState, runner: &mut Runner) -> Result<()> {
         self.load_weights(state, runner)?;
         runner.load_optimizer(&self.optim_path(state.epoch), state.step)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checkpoint_choice_reads_names_numbers_and_integers() {
+        for (text, choice) in
+            [("best", CheckpointChoice::Best), ("last", CheckpointChoice::Last), ("7", CheckpointChoice::Epoch(7))]
+        {
+            assert_eq!(text.parse::<CheckpointChoice>(), Ok(choice));
+            assert_eq!(choice.to_string(), text);
+        }
+        assert_eq!(
+            "latest".parse::<CheckpointChoice>().unwrap_err(),
+            "\"latest\": expected best, last or an epoch number"
+        );
+        #[derive(Deserialize)]
+        struct Eval {
+            checkpoint: CheckpointChoice,
+        }
+        let read = |s: &str| toml::from_str::<Eval>(s).map(|e| e.checkpoint);
+        assert_eq!(read("checkpoint = 3").unwrap(), CheckpointChoice::Epoch(3));
+        assert_eq!(read("checkpoint = \"last\"").unwrap(), CheckpointChoice::Last);
+        assert!(read("checkpoint = \"x\"").unwrap_err().to_string().contains("expected best, last or an epoch number"));
     }
 }

@@ -224,6 +224,9 @@ mod tests {
         assert!(e.contains("train.toml") && e.contains("unknown field `epoch`"), "{e}");
         std::fs::write(&p, "[data]\nmanifest = \"a\"\nshards = \"b\"\n[model]\narch = \"vit-l14\"\n").unwrap();
         let e = format!("{:#}", TrainConfig::read(&p).unwrap_err());
-        assert!(e.contains("unknown variant `vit-l14`"), "{e}");
+        assert!(
+            e.contains("train.toml") && e.contains("unknown model arch \"vit-l14\" (vit-b16 | tiny | config)"),
+            "{e}"
+        );
     }
 }

@@ -6,6 +6,7 @@ use std::path::Path;
 use ffmpeg_next as ff;
 
 use super::{frames, ProbeInfo};
+use crate::clip_status::ClipStatus;
 
 /// Why a clip cannot be used; `status()` is the manifest's status column.
 #[derive(Debug, Clone, PartialEq)]
@@ -18,13 +19,13 @@ pub enum ProbeError {
 }
 
 impl ProbeError {
-    pub fn status(&self) -> &'static str {
+    pub fn status(&self) -> ClipStatus {
         match self {
-            ProbeError::Missing(_) => "missing",
-            ProbeError::Empty(_) => "empty",
-            ProbeError::Unreadable(_) => "unreadable",
-            ProbeError::Truncated(_) => "truncated",
-            ProbeError::TooLarge(_) => "too_large",
+            ProbeError::Missing(_) => ClipStatus::Missing,
+            ProbeError::Empty(_) => ClipStatus::Empty,
+            ProbeError::Unreadable(_) => ClipStatus::Unreadable,
+            ProbeError::Truncated(_) => ClipStatus::Truncated,
+            ProbeError::TooLarge(_) => ClipStatus::TooLarge,
         }
     }
 
@@ -261,14 +262,14 @@ mod tests {
     fn missing_empty_and_garbage_files() {
         let dir = tempfile::tempdir().unwrap();
         let missing = probe_video(&dir.path().join("nope.mp4")).unwrap_err();
-        assert_eq!(missing.status(), "missing");
+        assert_eq!(missing.status(), ClipStatus::Missing);
         let empty = dir.path().join("empty.mp4");
         std::fs::write(&empty, b"").unwrap();
-        assert_eq!(probe_video(&empty).unwrap_err().status(), "empty");
+        assert_eq!(probe_video(&empty).unwrap_err().status(), ClipStatus::Empty);
         let garbage = dir.path().join("garbage.mp4");
         std::fs::write(&garbage, vec![7u8; 4096]).unwrap();
         let e = probe_video(&garbage).unwrap_err();
-        assert_eq!(e.status(), "unreadable");
+        assert_eq!(e.status(), ClipStatus::Unreadable);
         assert!(e.message().contains("garbage.mp4"), "{}", e.message());
     }
 }
