@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
+use crate::error::UsageError;
+
 /// `name.tmp-PID` beside `path`: written first, renamed when complete.
 pub fn tmp_path(path: &Path) -> PathBuf {
     let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
@@ -31,6 +33,16 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         let mut f = std::fs::File::create(tmp).with_context(|| format!("{}: cannot create", tmp.display()))?;
         f.write_all(bytes).and_then(|_| f.sync_all()).with_context(|| format!("{}: cannot write", tmp.display()))
     })
+}
+
+/// The text of `path`, or `None` when there is no such file. A file that exists but cannot be
+/// read (permissions, not UTF-8, an I/O error) is an error naming it, never taken for absent.
+pub fn read_if_exists(path: &Path) -> Result<Option<String>> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(Some(text)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(UsageError::new(format!("{}: exists but cannot be read: {e}", path.display())).into()),
+    }
 }
 
 /// Removes the temporary files that a killed process left in `dir` for the final names `of`

@@ -15,7 +15,8 @@ use dfer::error;
     about = "Dynamic facial expression recognition: datasets, preprocessing, OUS training"
 )]
 #[command(
-    after_help = "Exit codes: 0 ok, 1 some clips failed (recorded, the rest is done), 2 bad usage or unusable input.\n\n\
+    after_help = "Exit codes: 0 ok, 1 some clips failed (recorded, the rest is done), 2 refused (bad usage or unusable \
+input, nothing written), 3 failed while running (a full disk, an I/O error).\n\n\
 Example:\n  dfer synth --layout dfew --clips 40 --out synth-dfew\n  \
 dfer manifest --dataset dfew --root synth-dfew -o synth-dfew/clips.parquet\n  \
 dfer inspect synth-dfew/clips.parquet\n  \

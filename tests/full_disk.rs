@@ -95,7 +95,7 @@ fn s(p: &Path) -> &str {
 /// Asserts the run stopped on the full disk with an error naming a file under `out`.
 fn assert_disk_full_error(o: &std::process::Output, out: &Path) {
     let err = stderr(o);
-    assert_eq!(o.status.code(), Some(2), "exit code on a full disk\n{err}");
+    assert_eq!(o.status.code(), Some(3), "exit code on a full disk\n{err}");
     let line = &err[err.find("error:").unwrap_or_else(|| panic!("no error:\n{err}"))..];
     assert!(line.contains("No space left on device"), "{line}");
     assert!(line.contains(s(out)), "the error names the file it could not write: {line}");

@@ -295,6 +295,16 @@ fn threads_workers_and_killed_runs_give_identical_shards() {
     let o = prep(&p, &base, &["--config", other.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("prepared with other settings"));
+
+    // A settings record that exists but cannot be read is refused, not taken for absent and
+    // overwritten.
+    let record = base.join("prep_config.toml");
+    std::fs::write(&record, b"# config_hash = \"\xff\xfe\"\n").unwrap();
+    let o = prep(&p, &base, &["--config", cfg]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("prep_config.toml: exists but cannot be read"), "{err}");
+    assert_eq!(std::fs::read(&record).unwrap(), b"# config_hash = \"\xff\xfe\"\n", "left as it was");
 }
 
 #[test]

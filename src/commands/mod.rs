@@ -1,5 +1,5 @@
 //! One module per subcommand: its clap arguments and its `run`, which returns an [`Outcome`]
-//! (exit 0 or 1) or an error (exit 2).
+//! (exit 0 or 1) or an error (exit 2 for a refusal, 3 for a failure while running).
 //!
 //! [`Outcome`]: crate::error::Outcome
 

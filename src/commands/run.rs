@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 
 use super::stage::{exec, load};
+use crate::atomic::read_if_exists;
 use crate::error::{Outcome, UsageError};
 use crate::pipeline::stamp::StageOutcome;
 use crate::pipeline::{self, Pipeline, Selection, StageKind};
@@ -53,7 +54,7 @@ fn print_results(p: &Pipeline) -> Result<()> {
     let mut figures = Vec::new();
     for run in p.runs() {
         let path = run.join("report.json");
-        let Ok(text) = std::fs::read_to_string(&path) else { continue };
+        let Some(text) = read_if_exists(&path)? else { continue };
         let r: crate::eval::Report = serde_json::from_str(&text)
             .map_err(|e| UsageError::new(format!("{}: not an evaluation report: {e}", path.display())))?;
         println!(

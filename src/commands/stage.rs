@@ -27,8 +27,7 @@ enum StageCommand {
 fn parse(argv: &[String]) -> Result<StageCommand> {
     StageCommand::try_parse_from(argv).map_err(|e| {
         let text = e.to_string();
-        let first = text.lines().next().unwrap_or_default().trim_start_matches("error: ").to_string();
-        UsageError::new(first).into()
+        UsageError::new(text.trim_end().trim_start_matches("error: ")).into()
     })
 }
 

@@ -12,23 +12,30 @@ pub mod prompts;
 pub mod runner;
 pub mod tokenizer;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use candle_core::{DType, Device};
 
+use crate::error::UsageError;
+
 /// The compute device named `cpu` or `cuda[:N]`, and the dtype the image tower runs in on it
-/// (bf16 on CUDA with f32 master weights; f32 on CPU).
+/// (bf16 on CUDA with f32 master weights; f32 on CPU). A device that cannot be used is a
+/// refusal: nothing has started.
 pub fn device(name: &str) -> Result<(Device, DType)> {
+    let refuse = |m: String| -> anyhow::Error { UsageError::new(format!("device {name}: {m}")).into() };
     match name {
         "cpu" => Ok((Device::Cpu, DType::F32)),
         n if n == "cuda" || n.starts_with("cuda:") => {
-            let index = n.strip_prefix("cuda:").map(str::parse).transpose()?.unwrap_or(0);
+            let index = match n.strip_prefix("cuda:") {
+                Some(i) => i.parse().map_err(|_| refuse("expected cuda:N with N a GPU index".into()))?,
+                None => 0,
+            };
             if !candle_core::utils::cuda_is_available() {
-                bail!("device {n}: this dfer was built without the `cuda` feature (see README, GPU build)");
+                return Err(refuse("this dfer was built without the `cuda` feature (see README, GPU build)".into()));
             }
             let dev = Device::new_cuda(index)
-                .map_err(|e| anyhow::anyhow!("device {n}: cannot open it ({e}); is the NVIDIA driver installed?"))?;
+                .map_err(|e| refuse(format!("cannot open it ({e}); is the NVIDIA driver installed?")))?;
             Ok((dev, DType::BF16))
         }
-        other => bail!("unknown device {other:?} (cpu | cuda | cuda:N)"),
+        _ => Err(refuse("unknown device (cpu | cuda | cuda:N)".into())),
     }
 }

@@ -13,6 +13,8 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use serde::Serialize;
 
+use crate::atomic::read_if_exists;
+
 pub use spec::{Pipeline, Stage, StageKind};
 use stamp::{Phase, StageOutcome, Stamp, State};
 
@@ -196,7 +198,7 @@ impl Lock {
                     return Ok(Lock(path));
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    let pid = std::fs::read_to_string(&path).unwrap_or_default();
+                    let pid = read_if_exists(&path)?.unwrap_or_default();
                     let pid = pid.trim();
                     if !pid.is_empty() && Path::new("/proc").join(pid).exists() {
                         return Err(crate::error::UsageError::new(format!(
@@ -233,7 +235,7 @@ pub fn execute(
     }
     let _lock = Lock::take(&p.out)?;
     for (path, text) in &p.files {
-        if std::fs::read_to_string(path).ok().as_deref() != Some(text.as_str()) {
+        if read_if_exists(path)?.as_deref() != Some(text.as_str()) {
             crate::atomic::write_atomic(path, text.as_bytes())?;
         }
     }

@@ -12,6 +12,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::spec::Stage;
+use crate::atomic::read_if_exists;
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -99,13 +100,9 @@ pub fn now() -> u64 {
 
 impl Stamp {
     pub fn read(path: &Path) -> Result<Option<Stamp>> {
-        match std::fs::read(path) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e).with_context(|| format!("{}: cannot read stamp", path.display())),
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .with_context(|| format!("{}: not a stage stamp", path.display())),
-        }
+        read_if_exists(path)?
+            .map(|text| serde_json::from_str(&text).with_context(|| format!("{}: not a stage stamp", path.display())))
+            .transpose()
     }
 
     pub fn write(&self, path: &Path) -> Result<()> {

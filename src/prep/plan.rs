@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::config::PrepConfig;
 use super::shard_paths;
-use crate::atomic::{remove_unfinished, write_atomic};
+use crate::atomic::{read_if_exists, remove_unfinished, write_atomic};
 use crate::error::UsageError;
 use crate::face::centerface;
 use crate::manifest::Manifest;
@@ -20,9 +20,9 @@ pub(super) fn claim_output(out: &Path, cfg: &PrepConfig, hash: &str) -> Result<(
     std::fs::create_dir_all(out.join("shards")).with_context(|| format!("{}: cannot create", out.display()))?;
     let path = out.join("prep_config.toml");
     let text = format!("# config_hash = \"{hash}\"\n{}", cfg.to_toml());
-    match std::fs::read_to_string(&path) {
-        Ok(existing) if existing == text => Ok(()),
-        Ok(existing) => {
+    match read_if_exists(&path)? {
+        Some(existing) if existing == text => Ok(()),
+        Some(existing) => {
             let old = existing.lines().next().unwrap_or("").to_string();
             Err(UsageError::new(format!(
                 "{}: this output was prepared with other settings ({old}); use a new --out or the same config",
@@ -30,7 +30,7 @@ pub(super) fn claim_output(out: &Path, cfg: &PrepConfig, hash: &str) -> Result<(
             ))
             .into())
         }
-        Err(_) => write_atomic(&path, text.as_bytes()),
+        None => write_atomic(&path, text.as_bytes()),
     }
 }
 
@@ -51,8 +51,8 @@ impl Plan {
 
 fn claim_plan(out: &Path, plan: &Plan) -> Result<()> {
     let path = out.join("prep_plan.json");
-    match std::fs::read_to_string(&path) {
-        Ok(text) => {
+    match read_if_exists(&path)? {
+        Some(text) => {
             let old: Plan = serde_json::from_str(&text).with_context(|| format!("{}: unreadable", path.display()))?;
             if &old != plan {
                 return Err(UsageError::new(format!(
@@ -65,7 +65,7 @@ fn claim_plan(out: &Path, plan: &Plan) -> Result<()> {
             }
             Ok(())
         }
-        Err(_) => write_atomic(&path, serde_json::to_string_pretty(plan)?.as_bytes()),
+        None => write_atomic(&path, serde_json::to_string_pretty(plan)?.as_bytes()),
     }
 }
 

@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use super::plan::Plan;
 use super::shard_paths;
+use crate::atomic::read_if_exists;
 use crate::error::UsageError;
 use crate::shard::ShardReader;
 
@@ -59,13 +60,13 @@ impl Verification {
 pub fn verify(out: &Path) -> Result<Verification> {
     let plan_path = out.join("prep_plan.json");
     let prep_parquet = out.join("prep.parquet").exists();
-    let text = match std::fs::read_to_string(&plan_path) {
-        Ok(text) => text,
+    let text = match read_if_exists(&plan_path)? {
+        Some(text) => text,
         // prep makes shards/ and prep_config.toml first: a run killed then left no plan yet.
-        Err(_) if out.join("shards").is_dir() || out.join("prep_config.toml").exists() => {
+        None if out.join("shards").is_dir() || out.join("prep_config.toml").exists() => {
             return Ok(Verification::empty(false, 0, prep_parquet));
         }
-        Err(_) => bail!(UsageError::new(format!(
+        None => bail!(UsageError::new(format!(
             "{}: missing; is {} a dfer prep output?",
             plan_path.display(),
             out.display()
