@@ -5,36 +5,12 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{dfer, dfer_expect, stderr, synth};
+use common::files::{changed, snapshot};
+use common::{dfer, dfer_expect, dfew_prepared, ffmpeg, s, stderr, synth};
 use dfer::manifest::Manifest;
-
-/// Every file under `dir` with its bytes.
-fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else { continue };
-        for e in entries {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.insert(p.strip_prefix(dir).unwrap().to_path_buf(), std::fs::read(&p).unwrap());
-            }
-        }
-    }
-    out
-}
-
-/// Files added, removed or changed between two snapshots.
-fn changed(a: &BTreeMap<PathBuf, Vec<u8>>, b: &BTreeMap<PathBuf, Vec<u8>>) -> Vec<PathBuf> {
-    let keys: std::collections::BTreeSet<&PathBuf> = a.keys().chain(b.keys()).collect();
-    keys.into_iter().filter(|k| a.get(*k) != b.get(*k)).cloned().collect()
-}
 
 /// Runs `args`; asserts the exit code, that stderr holds every `want`, and that in `out`
 /// only the files in `may_change` changed.
@@ -48,7 +24,7 @@ fn check(case: &str, args: &[&str], code: i32, wants: &[&str], out: &Path, may_c
     }
     let diff = changed(&before, &snapshot(out));
     let allowed: Vec<PathBuf> = may_change.iter().map(PathBuf::from).collect();
-    assert!(diff.iter().all(|d| allowed.contains(d)), "{case}: changed {diff:?}");
+    assert!(diff.iter().all(|d| allowed.contains(&PathBuf::from(d))), "{case}: changed {diff:?}");
     err
 }
 
@@ -58,15 +34,6 @@ type Damage<'a> = Box<dyn Fn() + 'a>;
 fn copy_dir(from: &Path, to: &Path) {
     let st = Command::new("cp").arg("-r").arg(from).arg(to).status().unwrap();
     assert!(st.success());
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-fn ffmpeg(args: &[&str]) {
-    let st = Command::new("ffmpeg").args(["-nostdin", "-loglevel", "error", "-y"]).args(args).status().unwrap();
-    assert!(st.success(), "ffmpeg {args:?}");
 }
 
 #[test]
@@ -284,12 +251,7 @@ fn malformed_videos_and_paths_leaving_the_root_are_recorded() {
 #[test]
 fn malformed_configs_shards_and_checkpoints() {
     let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("data");
-    synth("dfew", 14, &root, false);
-    let manifest = dir.path().join("clips.parquet");
-    dfer_expect(&["manifest", "--dataset", "dfew", "--root", s(&root), "-o", s(&manifest)], 0);
-    let prep = dir.path().join("prep");
-    dfer_expect(&["prep", "--manifest", s(&manifest), "--out", s(&prep)], 0);
+    let (manifest, prep) = dfew_prepared(dir.path(), 14);
 
     // prep configs
     let cfg = dir.path().join("prep.toml");

@@ -5,11 +5,11 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{dfer, dfer_expect, synth};
+use common::files::{differences, shard_files, top_files};
+use common::{dfer, dfer_expect, dfew_manifest, dfew_prepared, loss_and_war, s, tiny_train_config};
 
 const TRIALS: u64 = 20;
 
@@ -49,58 +49,16 @@ fn timed(args: &[&str]) -> Duration {
     t0.elapsed()
 }
 
-fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut v: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.is_file())
-        .map(|p| (p.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read(&p).unwrap()))
-        .collect();
-    v.sort();
-    v
-}
-
-/// Which files are missing, extra or different (JSON records shown whole), for a failure message.
-fn differences(got: &[(String, Vec<u8>)], want: &[(String, Vec<u8>)]) -> String {
-    let find = |v: &[(String, Vec<u8>)], name: &str| v.iter().find(|(n, _)| n == name).map(|(_, b)| b.clone());
-    let mut out = String::new();
-    for (name, bytes) in want {
-        match find(got, name) {
-            None => out += &format!("\n  missing {name}"),
-            Some(b) if &b != bytes && name.ends_with(".json") => {
-                let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-                out += &format!("\n  {name} differs:\n  got  {}\n  want {}", text(&b), text(bytes));
-            }
-            Some(b) if &b != bytes => {
-                let at = b.iter().zip(bytes).position(|(x, y)| x != y).unwrap_or(b.len().min(bytes.len()));
-                out += &format!("\n  {name} differs from byte {at} ({} vs {} bytes)", b.len(), bytes.len());
-            }
-            Some(_) => {}
-        }
-    }
-    for (name, _) in got.iter().filter(|(n, _)| find(want, n).is_none()) {
-        out += &format!("\n  extra {name}");
-    }
-    out
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
 #[test]
 fn prep_killed_at_random_moments_resumes_to_identical_shards() {
     let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("data");
-    synth("dfew", 14, &root, false);
-    let manifest = dir.path().join("clips.parquet");
-    dfer_expect(&["manifest", "--dataset", "dfew", "--root", s(&root), "-o", s(&manifest)], 0);
+    let manifest = dfew_manifest(dir.path(), 14);
     let cfg = dir.path().join("prep.toml");
     std::fs::write(&cfg, "clips_per_shard = 2\n").unwrap();
     let reference = dir.path().join("reference");
     let full = timed(&["prep", "--manifest", s(&manifest), "--out", s(&reference), "--config", s(&cfg)]);
-    let want = files(&reference.join("shards"));
-    assert_eq!(want.iter().filter(|(n, _)| n.ends_with(".h5")).count(), 7);
+    let want = shard_files(&reference);
+    assert_eq!(want.len(), 7);
 
     let mut seed = 42;
     let mut landed = 0;
@@ -111,18 +69,14 @@ fn prep_killed_at_random_moments_resumes_to_identical_shards() {
         landed += kill_after(&args, after) as usize;
         // Whatever is there under a final name is complete and identical to the reference.
         if out.join("shards").is_dir() {
-            for (name, bytes) in files(&out.join("shards")).into_iter().filter(|(n, _)| n.ends_with(".h5")) {
-                let r = want.iter().find(|(n, _)| *n == name).map(|(_, b)| b);
-                assert!(r == Some(&bytes), "trial {trial}: {name} differs after the kill");
+            for (name, bytes) in shard_files(&out) {
+                assert!(want.get(&name) == Some(&bytes), "trial {trial}: {name} differs after the kill");
             }
             let v = dfer(&["verify", s(&out)]);
             assert!(matches!(v.status.code(), Some(0 | 1)), "trial {trial}: verify {:?}", v.status);
         }
         dfer_expect(&args, 0);
-        let got: Vec<(String, Vec<u8>)> =
-            files(&out.join("shards")).into_iter().filter(|(n, _)| n.ends_with(".h5")).collect();
-        let want_h5: Vec<(String, Vec<u8>)> = want.iter().filter(|(n, _)| n.ends_with(".h5")).cloned().collect();
-        assert!(got == want_h5, "trial {trial}: resumed shards differ from the uninterrupted run");
+        assert!(shard_files(&out) == want, "trial {trial}: resumed shards differ from the uninterrupted run");
         dfer_expect(&["verify", s(&out)], 0);
         std::fs::remove_dir_all(&out).unwrap();
     }
@@ -133,32 +87,11 @@ fn prep_killed_at_random_moments_resumes_to_identical_shards() {
 #[test]
 fn train_killed_at_random_moments_resumes_to_identical_checkpoints() {
     let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("data");
-    synth("dfew", 14, &root, false);
-    let manifest = dir.path().join("clips.parquet");
-    dfer_expect(&["manifest", "--dataset", "dfew", "--root", s(&root), "-o", s(&manifest)], 0);
-    let prep = dir.path().join("prep");
-    dfer_expect(&["prep", "--manifest", s(&manifest), "--out", s(&prep)], 0);
-    let cfg = dir.path().join("train.toml");
-    std::fs::write(
-        &cfg,
-        "[data]\nmanifest = \"clips.parquet\"\nshards = \"prep/shards\"\n[model]\narch = \"tiny\"\n\
-         [train]\nepochs = 4\nbatch_size = 4\nloader_threads = 1\n",
-    )
-    .unwrap();
+    dfew_prepared(dir.path(), 14);
+    let cfg = tiny_train_config(dir.path(), 4);
     let reference = dir.path().join("reference");
     let full = timed(&["train", "--config", s(&cfg), "--run", s(&reference)]);
-    let want = files(&reference.join("checkpoints"));
-    let metrics = |run: &Path| -> Vec<(u64, String, String)> {
-        std::fs::read_to_string(run.join("metrics.jsonl"))
-            .unwrap()
-            .lines()
-            .map(|l| {
-                let v: serde_json::Value = serde_json::from_str(l).unwrap();
-                (v["epoch"].as_u64().unwrap(), v["train_loss"].to_string(), v["test_war"].to_string())
-            })
-            .collect()
-    };
+    let want = top_files(&reference.join("checkpoints"));
 
     let mut seed = 7;
     let mut landed = 0;
@@ -168,15 +101,14 @@ fn train_killed_at_random_moments_resumes_to_identical_checkpoints() {
         let after = full.mul_f64(0.05 + 0.9 * next(&mut seed));
         landed += kill_after(&args, after) as usize;
         let ckpt_dir = run.join("checkpoints");
-        let left: Vec<String> =
-            if ckpt_dir.is_dir() { files(&ckpt_dir).into_iter().map(|(n, _)| n).collect() } else { vec![] };
+        let left: Vec<String> = if ckpt_dir.is_dir() { top_files(&ckpt_dir).into_keys().collect() } else { vec![] };
         // The resume checks every checkpoint it uses against the hashes in its record.
         let o = if run.join("config.toml").exists() {
             dfer_expect(&["train", "--config", s(&cfg), "--run", s(&run), "--resume"], 0)
         } else {
             dfer_expect(&args, 0)
         };
-        let got = files(&ckpt_dir);
+        let got = top_files(&ckpt_dir);
         assert!(
             got == want,
             "trial {trial} (killed after {after:?}, leaving {left:?}; the run after it said: {}): checkpoints differ \
@@ -184,11 +116,10 @@ fn train_killed_at_random_moments_resumes_to_identical_checkpoints() {
             String::from_utf8_lossy(&o.stderr).lines().filter(|l| l.contains("resum")).collect::<Vec<_>>().join("; "),
             differences(&got, &want)
         );
-        assert_eq!(metrics(&run), metrics(&reference), "trial {trial}: metrics differ");
+        assert_eq!(loss_and_war(&run), loss_and_war(&reference), "trial {trial}: metrics differ");
         let leftovers: Vec<_> = [run.clone(), run.join("checkpoints")]
             .iter()
-            .flat_map(|d| files(d))
-            .map(|(name, _)| name)
+            .flat_map(|d| top_files(d).into_keys())
             .filter(|n| n.contains(".tmp-"))
             .collect();
         assert!(leftovers.is_empty(), "trial {trial}: temporary files left: {leftovers:?}");

@@ -12,7 +12,8 @@ use std::io::Write;
 use std::path::Path;
 use std::process::Command;
 
-use common::{dfer, dfer_expect, stderr, stdout, synth};
+use common::files::{only_h5, snapshot, walk};
+use common::{dfer, dfer_expect, dfew_manifest, dfew_prepared, loss_and_war, s, stderr, stdout, tiny_train_config};
 
 const IN_NAMESPACE: &str = "DFER_FULL_DISK_NAMESPACE";
 
@@ -61,37 +62,6 @@ fn small_disk(dir: &Path, bytes: u64, free: u64) {
     f.sync_all().unwrap();
 }
 
-fn files_under(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut v = Vec::new();
-    for e in walk(dir) {
-        let name = e.strip_prefix(dir).unwrap().to_string_lossy().into_owned();
-        v.push((name, std::fs::read(&e).unwrap()));
-    }
-    v.sort();
-    v
-}
-
-fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            out.extend(walk(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
-}
-
-fn size_of(files: &[(String, Vec<u8>)]) -> u64 {
-    files.iter().map(|(_, b)| b.len() as u64).sum()
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
 /// Asserts the run stopped on the full disk with an error naming a file under `out`.
 fn assert_disk_full_error(o: &std::process::Output, out: &Path) {
     let err = stderr(o);
@@ -112,17 +82,14 @@ fn prep_on_a_full_disk_stops_cleanly_and_resumes_identical() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("data");
-    synth("dfew", 12, &root, false);
-    let manifest = dir.path().join("clips.parquet");
-    dfer_expect(&["manifest", "--dataset", "dfew", "--root", s(&root), "-o", s(&manifest)], 0);
+    let manifest = dfew_manifest(dir.path(), 12);
     let cfg = dir.path().join("prep.toml");
     std::fs::write(&cfg, "clips_per_shard = 2\n").unwrap();
     let prep = |out: &Path| dfer(&["prep", "--manifest", s(&manifest), "--out", s(out), "--config", s(&cfg)]);
     let reference = dir.path().join("reference");
     assert_eq!(prep(&reference).status.code(), Some(0));
-    let want = files_under(&reference.join("shards"));
-    let total = size_of(&files_under(&reference));
+    let want = only_h5(snapshot(&reference.join("shards")));
+    let total: u64 = snapshot(&reference).values().map(|b| b.len() as u64).sum();
 
     // Room for about half of the output.
     let disk = dir.path().join("disk");
@@ -131,13 +98,10 @@ fn prep_on_a_full_disk_stops_cleanly_and_resumes_identical() {
     assert_disk_full_error(&prep(&out), &out);
     no_tmp_files(&out);
     assert!(!out.join("prep.parquet").exists(), "prep.parquet written by a run that did not finish");
-    let got = files_under(&out.join("shards"));
-    let h5 = |v: &[(String, Vec<u8>)]| v.iter().filter(|(n, _)| n.ends_with(".h5")).count();
-    assert!(h5(&got) > 0 && h5(&got) < h5(&want), "{} of {} shards before the disk filled", h5(&got), h5(&want));
+    let got = only_h5(snapshot(&out.join("shards")));
+    assert!(!got.is_empty() && got.len() < want.len(), "{} of {} shards before the disk filled", got.len(), want.len());
     for (name, bytes) in &got {
-        if name.ends_with(".h5") {
-            assert!(want.iter().any(|(n, b)| n == name && b == bytes), "{name} differs from the reference");
-        }
+        assert!(want.get(name) == Some(bytes), "{name} differs from the reference");
     }
     let v = dfer(&["verify", s(&out)]);
     assert_eq!(v.status.code(), Some(1), "verify calls it incomplete\n{}", stdout(&v));
@@ -146,10 +110,7 @@ fn prep_on_a_full_disk_stops_cleanly_and_resumes_identical() {
     std::fs::remove_file(disk.join("filler")).unwrap();
     assert_eq!(prep(&out).status.code(), Some(0));
     no_tmp_files(&out);
-    let h5_only = |v: Vec<(String, Vec<u8>)>| -> Vec<(String, Vec<u8>)> {
-        v.into_iter().filter(|(n, _)| n.ends_with(".h5")).collect()
-    };
-    assert!(h5_only(files_under(&out.join("shards"))) == h5_only(want), "resumed shards differ from the reference");
+    assert!(only_h5(snapshot(&out.join("shards"))) == want, "resumed shards differ from the reference");
     dfer_expect(&["verify", s(&out)], 0);
 }
 
@@ -159,21 +120,11 @@ fn train_on_a_full_disk_stops_cleanly_and_resumes_identical() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("data");
-    synth("dfew", 14, &root, false);
-    let manifest = dir.path().join("clips.parquet");
-    dfer_expect(&["manifest", "--dataset", "dfew", "--root", s(&root), "-o", s(&manifest)], 0);
-    dfer_expect(&["prep", "--manifest", s(&manifest), "--out", s(&dir.path().join("prep"))], 0);
-    let cfg = dir.path().join("train.toml");
-    std::fs::write(
-        &cfg,
-        "[data]\nmanifest = \"clips.parquet\"\nshards = \"prep/shards\"\n[model]\narch = \"tiny\"\n\
-         [train]\nepochs = 3\nbatch_size = 4\nloader_threads = 1\n",
-    )
-    .unwrap();
+    dfew_prepared(dir.path(), 14);
+    let cfg = tiny_train_config(dir.path(), 3);
     let reference = dir.path().join("reference");
     dfer_expect(&["train", "--config", s(&cfg), "--run", s(&reference)], 0);
-    let want = files_under(&reference.join("checkpoints"));
+    let want = snapshot(&reference.join("checkpoints"));
     let epoch_size: u64 = want.iter().filter(|(n, _)| n.starts_with("epoch-0003.")).map(|(_, b)| b.len() as u64).sum();
 
     // Room for the first epoch's checkpoint and half of the second's.
@@ -183,8 +134,7 @@ fn train_on_a_full_disk_stops_cleanly_and_resumes_identical() {
     let o = dfer(&["train", "--config", s(&cfg), "--run", s(&run)]);
     assert_disk_full_error(&o, &run);
     no_tmp_files(&run);
-    let mut names: Vec<String> = files_under(&run.join("checkpoints")).into_iter().map(|(n, _)| n).collect();
-    names.sort();
+    let names: Vec<String> = snapshot(&run.join("checkpoints")).into_keys().collect();
     assert_eq!(
         names,
         ["best.json", "epoch-0001.json", "epoch-0001.optim.safetensors", "epoch-0001.safetensors"],
@@ -194,16 +144,6 @@ fn train_on_a_full_disk_stops_cleanly_and_resumes_identical() {
     std::fs::remove_file(disk.join("filler")).unwrap();
     dfer_expect(&["train", "--config", s(&cfg), "--run", s(&run), "--resume"], 0);
     no_tmp_files(&run);
-    assert!(files_under(&run.join("checkpoints")) == want, "resumed checkpoints differ from the reference");
-    let metrics = |r: &Path| -> Vec<(u64, String, String)> {
-        std::fs::read_to_string(r.join("metrics.jsonl"))
-            .unwrap()
-            .lines()
-            .map(|l| {
-                let v: serde_json::Value = serde_json::from_str(l).unwrap();
-                (v["epoch"].as_u64().unwrap(), v["train_loss"].to_string(), v["test_war"].to_string())
-            })
-            .collect()
-    };
-    assert_eq!(metrics(&run), metrics(&reference));
+    assert!(snapshot(&run.join("checkpoints")) == want, "resumed checkpoints differ from the reference");
+    assert_eq!(loss_and_war(&run), loss_and_war(&reference));
 }

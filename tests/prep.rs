@@ -7,6 +7,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use common::files::{assert_same, shard_files};
 use common::{dfer, dfer_expect, stdout, synth};
 use dfer::face::geometry::{fit_scene, SceneFit, CLIP_MEAN_RGB};
 use dfer::face::iou;
@@ -69,29 +70,6 @@ impl Drop for Held {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.video);
         let _ = std::fs::rename(&self.real, &self.video);
-    }
-}
-
-fn shard_files(out: &Path) -> BTreeMap<String, Vec<u8>> {
-    let mut m = BTreeMap::new();
-    for e in std::fs::read_dir(out.join("shards")).unwrap() {
-        let p = e.unwrap().path();
-        if p.extension().is_some_and(|x| x == "h5") {
-            m.insert(p.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read(&p).unwrap());
-        }
-    }
-    m
-}
-
-/// Asserts two sets of shard files are byte-identical, naming the first file and offset that differ.
-fn assert_same_shards(got: &BTreeMap<String, Vec<u8>>, want: &BTreeMap<String, Vec<u8>>) {
-    assert_eq!(got.keys().collect::<Vec<_>>(), want.keys().collect::<Vec<_>>(), "shard names");
-    for (name, bytes) in got {
-        let other = &want[name];
-        if let Some(at) = bytes.iter().zip(other.iter()).position(|(a, b)| a != b) {
-            panic!("{name}: first differing byte at offset {at} of {} (reference {} bytes)", bytes.len(), other.len());
-        }
-        assert_eq!(bytes.len(), other.len(), "{name}: length");
     }
 }
 
@@ -234,7 +212,7 @@ fn threads_workers_and_killed_runs_give_identical_shards() {
 
     let two = p._dir.path().join("two-threads");
     prep(&p, &two, &["--config", cfg, "--threads", "2"]);
-    assert_same_shards(&shard_files(&two), &reference);
+    assert_same(&shard_files(&two), &reference, "shards");
 
     // Two workers splitting the shards into one folder.
     let split = p._dir.path().join("split");
@@ -249,7 +227,7 @@ fn threads_workers_and_killed_runs_give_identical_shards() {
         .output()
         .unwrap();
     assert!(o.status.code().is_some_and(|c| c <= 1), "{}", String::from_utf8_lossy(&o.stderr));
-    assert_same_shards(&shard_files(&split), &reference);
+    assert_same(&shard_files(&split), &reference, "shards");
     assert_eq!(statuses(&split), statuses(&base));
 
     // SIGKILL midway (held in shard 3 after shard 0 is written), then resume.
@@ -281,7 +259,7 @@ fn threads_workers_and_killed_runs_give_identical_shards() {
     assert!(partial < reference.len(), "killed before the end ({partial} shards)");
     let o = prep(&p, &killed, &["--config", cfg, "--threads", "2"]);
     assert!(String::from_utf8_lossy(&o.stderr).contains("already complete"), "{}", String::from_utf8_lossy(&o.stderr));
-    assert_same_shards(&shard_files(&killed), &reference);
+    assert_same(&shard_files(&killed), &reference, "shards");
     let leftovers: Vec<_> = std::fs::read_dir(killed.join("shards"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -378,7 +356,7 @@ fn three_workers_one_killed_then_verify_and_merge_equal_one_process() {
     dfer_expect(&merge, 0);
     let ok = dfer_expect(&["verify", dir], 0);
     assert!(stdout(&ok).contains("all shards complete"), "{}", stdout(&ok));
-    assert_same_shards(&shard_files(&out), &reference);
+    assert_same(&shard_files(&out), &reference, "shards");
     assert!(prep_table_without_timings(&out).equals_missing(&prep_table_without_timings(&single)));
     // A clip in two inputs is refused.
     let twice = [merge[0], merge[1], merge[2], merge[3], merge[4], merge[4]];

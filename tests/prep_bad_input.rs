@@ -5,16 +5,10 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 
-use common::{dfer, dfer_expect};
+use common::{dfer, dfer_expect, ffmpeg};
 use dfer::manifest::read_parquet;
 use dfer::shard::ShardReader;
-
-fn ffmpeg(args: &[&str]) {
-    let st = Command::new("ffmpeg").args(["-nostdin", "-loglevel", "error", "-y"]).args(args).status().unwrap();
-    assert!(st.success(), "ffmpeg {args:?}");
-}
 
 fn astronaut() -> image::RgbImage {
     image::open(dfer::assets::path(dfer::assets::Asset::Astronaut).unwrap()).unwrap().to_rgb8()

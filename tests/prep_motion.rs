@@ -10,9 +10,8 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use common::{dfer, dfer_expect};
+use common::{dfer, dfer_expect, ffmpeg};
 use dfer::assets::{self, Asset};
 use dfer::face::iou;
 use dfer::manifest::read_parquet;
@@ -165,11 +164,6 @@ fn synthetic_fast_motion_zoom_shake_cuts_and_crossings() {
     }
     // Sparse detection still interpolates somewhere (it is not every-frame detection in disguise).
     assert!(kept.values().any(|c| c.face_source.contains(&INTERPOLATED)));
-}
-
-fn ffmpeg(args: &[&str]) {
-    let o = Command::new("ffmpeg").args(["-nostdin", "-loglevel", "error", "-y"]).args(args).output().unwrap();
-    assert!(o.status.success(), "ffmpeg {args:?}: {}", String::from_utf8_lossy(&o.stderr));
 }
 
 /// Real video variants: (name, filter graph over input 0 = carphone and 1 = bikes). All are

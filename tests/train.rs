@@ -8,6 +8,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+use common::files::{differences, snapshot, Files};
 use common::{dfer, dfer_expect, stdout};
 use dfer::eval::Report;
 use dfer::train::{read_metrics, EpochLine};
@@ -120,41 +121,28 @@ fn learns_held_out_clips_and_reports() {
         lines[11].train_loss
     );
     // Inspecting a run reads it and writes nothing; the curves are drawn on request.
-    let before = run_files(&run);
+    let before = snapshot(&run);
     let shown = stdout(&dfer_expect(&["inspect", run.to_str().unwrap()], 0));
     assert!(shown.contains("12 of 12 epochs done") && shown.contains("report (epoch"), "{shown}");
-    assert_eq!(run_files(&run), before, "dfer inspect changed the run folder");
+    let now = snapshot(&run);
+    assert!(now == before, "dfer inspect changed the run folder:{}", differences(&now, &before));
     let curves = dir.path().join("curves.png");
     dfer_expect(&["inspect", run.to_str().unwrap(), "--plot", curves.to_str().unwrap()], 0);
     assert!(image::open(&curves).is_ok(), "training curves drawn");
     let _ = dfer_expect(&["eval", "--run", run.to_str().unwrap(), "--checkpoint", "last", "--json"], 0);
-    let after_eval: Vec<_> = run_files(&run).into_iter().filter(|(n, _)| n.starts_with("checkpoints")).collect();
-    let ckpts: Vec<_> = before.into_iter().filter(|(n, _)| n.starts_with("checkpoints")).collect();
-    assert_eq!(after_eval, ckpts, "dfer eval --checkpoint last changed the checkpoints");
+    let checkpoints = |f: Files| -> Files { f.into_iter().filter(|(n, _)| n.starts_with("checkpoints")).collect() };
+    let (after_eval, ckpts) = (checkpoints(snapshot(&run)), checkpoints(before));
+    assert!(
+        after_eval == ckpts,
+        "dfer eval --checkpoint last changed the checkpoints:{}",
+        differences(&after_eval, &ckpts)
+    );
     let rep = stdout(&dfer_expect(&["report", run.to_str().unwrap(), run.to_str().unwrap()], 0));
     assert!(rep.contains("mean of 2 runs") && rep.contains("chosen on each fold's test clips"), "{rep}");
     // A run folder is never silently overwritten.
     let again = dfer(&["train", "--config", cfg.to_str().unwrap(), "--run", run.to_str().unwrap()]);
     assert_eq!(again.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&again.stderr).contains("--resume"));
-}
-
-/// Every file under `dir` (relative name → bytes).
-fn run_files(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.push((p.strip_prefix(dir).unwrap().to_string_lossy().into_owned(), std::fs::read(&p).unwrap()));
-            }
-        }
-    }
-    out.sort();
-    out
 }
 
 fn comparable(lines: Vec<EpochLine>) -> Vec<EpochLine> {

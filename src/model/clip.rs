@@ -2,7 +2,10 @@
 //! Hugging Face `openai/clip-vit-base-patch16` safetensors so real weights load by name.
 //! Follows `transformers`' `CLIPVisionTransformer` / `CLIPTextTransformer`: pre-norm blocks,
 //! quick-GELU, pooled image feature = `post_layernorm(CLS)`, pooled text feature = the
-//! end-of-text token, both through a bias-free projection.
+//! end-of-text token, both through a bias-free projection. The Rust types and fields carry the
+//! checkpoint's names: `encoder.layers.N` is a [`ClipEncoderLayer`] with `layer_norm1`,
+//! `self_attn` ([`ClipAttention`]: `q_proj`, `k_proj`, `v_proj`, `out_proj`), `layer_norm2` and
+//! `mlp` (`ClipMlp`: `fc1`, `fc2`).
 
 use std::path::Path;
 
@@ -10,7 +13,7 @@ use anyhow::{bail, ensure, Context, Result};
 use candle_core::{Module, Tensor, D};
 use serde::{Deserialize, Serialize};
 
-use super::layers::{Block, LayerNorm, Linear};
+use super::layers::{quick_gelu, softmax_last, LayerNorm, Linear};
 use super::params::{Group, ParamStore, Scope};
 use crate::error::UsageError;
 
@@ -163,9 +166,9 @@ pub struct VisionTower {
     patch_embedding: Tensor,
     position_embedding: Tensor,
     pre_layrnorm: LayerNorm,
-    layers: Vec<Block>,
+    encoder: ClipEncoder,
     post_layernorm: LayerNorm,
-    projection: Linear,
+    visual_projection: Linear,
     cfg: VisionConfig,
 }
 
@@ -181,7 +184,7 @@ impl VisionTower {
     pub fn new(store: &mut ParamStore, prefix: &str, cfg: &VisionConfig, embed_dim: usize) -> Result<Self> {
         ensure!(cfg.image_size.is_multiple_of(cfg.patch_size), "image_size must be a multiple of patch_size");
         let mut root = store.scope(prefix, Group::ImageEncoder);
-        let projection = Linear::new(&mut root, "visual_projection", cfg.width, embed_dim, false, 0.02)?;
+        let visual_projection = Linear::new(&mut root, "visual_projection", cfg.width, embed_dim, false, 0.02)?;
         let mut s = root.sub("vision_model");
         let std = (cfg.width as f64).powf(-0.5);
         let tokens = (cfg.image_size / cfg.patch_size).pow(2) + 1;
@@ -194,16 +197,16 @@ impl VisionTower {
             (class, patch, pos)
         };
         let pre_layrnorm = LayerNorm::new(&mut s, "pre_layrnorm", cfg.width, 1e-5)?;
-        let layers = encoder_layers(&mut s, cfg.layers, cfg.width, cfg.heads, cfg.mlp)?;
+        let encoder = ClipEncoder::new(&mut s, cfg.layers, cfg.width, cfg.heads, cfg.mlp)?;
         let post_layernorm = LayerNorm::new(&mut s, "post_layernorm", cfg.width, 1e-5)?;
         Ok(Self {
             class_embedding,
             patch_embedding,
             position_embedding,
             pre_layrnorm,
-            layers,
+            encoder,
             post_layernorm,
-            projection,
+            visual_projection,
             cfg: cfg.clone(),
         })
     }
@@ -216,9 +219,9 @@ impl VisionTower {
             patch_embedding: self.patch_embedding.detach(),
             position_embedding: self.position_embedding.detach(),
             pre_layrnorm: self.pre_layrnorm.detached(),
-            layers: self.layers.iter().map(Block::detached).collect(),
+            encoder: self.encoder.detached(),
             post_layernorm: self.post_layernorm.detached(),
-            projection: self.projection.detached(),
+            visual_projection: self.visual_projection.detached(),
             cfg: self.cfg.clone(),
         }
     }
@@ -236,7 +239,7 @@ impl VisionTower {
         let x = Tensor::cat(&[&cls, &patches], 1)?.broadcast_add(&self.position_embedding.to_dtype(dt)?)?;
         let mut x = self.pre_layrnorm.forward(&x)?;
         let mut early = Vec::with_capacity(early_blocks);
-        for (i, layer) in self.layers.iter().enumerate() {
+        for (i, layer) in self.encoder.layers.iter().enumerate() {
             x = layer.forward(&x, None)?;
             if i < early_blocks {
                 early.push(x.mean(1)?);
@@ -244,16 +247,16 @@ impl VisionTower {
         }
         let pooled = self.post_layernorm.forward(&x.narrow(1, 0, 1)?.squeeze(1)?)?;
         let early = if early.is_empty() { None } else { Some(Tensor::stack(&early, 1)?) };
-        Ok(VisionOutput { embeds: self.projection.forward(&pooled)?, early })
+        Ok(VisionOutput { embeds: self.visual_projection.forward(&pooled)?, early })
     }
 }
 
 pub struct TextTower {
     token_embedding: Tensor,
     position_embedding: Tensor,
-    layers: Vec<Block>,
+    encoder: ClipEncoder,
     final_layer_norm: LayerNorm,
-    projection: Linear,
+    text_projection: Linear,
     /// CLIP's learned temperature (log of the scale applied to cosine similarities).
     pub logit_scale: Tensor,
     mask: Tensor,
@@ -264,7 +267,7 @@ impl TextTower {
     pub fn new(store: &mut ParamStore, prefix: &str, cfg: &TextConfig, embed_dim: usize) -> Result<Self> {
         let device = store.device().clone();
         let mut root = store.scope(prefix, Group::TextEncoder);
-        let projection = Linear::new(&mut root, "text_projection", cfg.width, embed_dim, false, 0.02)?;
+        let text_projection = Linear::new(&mut root, "text_projection", cfg.width, embed_dim, false, 0.02)?;
         let logit_scale = root.constant("logit_scale", &[], (1.0f32 / 0.07).ln())?;
         let mut s = root.sub("text_model");
         let (token_embedding, position_embedding) = {
@@ -273,7 +276,7 @@ impl TextTower {
             let pos = e.sub("position_embedding").normal("weight", &[cfg.context_length, cfg.width], 0.01)?;
             (tok, pos)
         };
-        let layers = encoder_layers(&mut s, cfg.layers, cfg.width, cfg.heads, cfg.mlp)?;
+        let encoder = ClipEncoder::new(&mut s, cfg.layers, cfg.width, cfg.heads, cfg.mlp)?;
         let final_layer_norm = LayerNorm::new(&mut s, "final_layer_norm", cfg.width, 1e-5)?;
         let l = cfg.context_length;
         let mask: Vec<f32> = (0..l * l).map(|i| if i % l > i / l { -1e9 } else { 0.0 }).collect();
@@ -281,9 +284,9 @@ impl TextTower {
         Ok(Self {
             token_embedding,
             position_embedding,
-            layers,
+            encoder,
             final_layer_norm,
-            projection,
+            text_projection,
             logit_scale,
             mask,
             cfg: cfg.clone(),
@@ -296,9 +299,9 @@ impl TextTower {
         Self {
             token_embedding: self.token_embedding.detach(),
             position_embedding: self.position_embedding.detach(),
-            layers: self.layers.iter().map(Block::detached).collect(),
+            encoder: self.encoder.detached(),
             final_layer_norm: self.final_layer_norm.detached(),
-            projection: self.projection.detached(),
+            text_projection: self.text_projection.detached(),
             logit_scale: self.logit_scale.detach(),
             mask: self.mask.clone(),
             cfg: self.cfg.clone(),
@@ -321,14 +324,14 @@ impl TextTower {
         let l = eot.iter().max().map_or(l, |&p| (p + 1).min(l));
         let mask = self.mask.narrow(0, 0, l)?.narrow(1, 0, l)?.contiguous()?;
         let mut x = embeds.narrow(1, 0, l)?.broadcast_add(&self.position_embedding.narrow(0, 0, l)?)?;
-        for layer in &self.layers {
+        for layer in &self.encoder.layers {
             x = layer.forward(&x, Some(&mask))?;
         }
         let x = self.final_layer_norm.forward(&x)?;
         let rows: Vec<u32> = eot.iter().enumerate().map(|(i, &p)| (i * l + p) as u32).collect();
         let rows = Tensor::new(rows.as_slice(), x.device())?;
         let pooled = x.reshape((n * l, w))?.index_select(&rows, 0)?;
-        Ok(self.projection.forward(&pooled)?)
+        Ok(self.text_projection.forward(&pooled)?)
     }
 
     /// `get_text_features` for token ids (the end-of-text token is the first occurrence of `eot_id`).
@@ -346,11 +349,142 @@ impl TextTower {
     }
 }
 
-/// `encoder.layers.{0..n}`: the transformer blocks of either tower.
-fn encoder_layers(s: &mut Scope, n: usize, width: usize, heads: usize, mlp: usize) -> Result<Vec<Block>> {
-    let mut enc = s.sub("encoder");
-    let mut l = enc.sub("layers");
-    (0..n).map(|i| Block::new(&mut l, &i.to_string(), width, heads, mlp)).collect()
+/// `encoder` (`CLIPEncoder`): the transformer layers `encoder.layers.{0..n}` of either tower.
+struct ClipEncoder {
+    layers: Vec<ClipEncoderLayer>,
+}
+
+impl ClipEncoder {
+    fn new(s: &mut Scope, n: usize, width: usize, heads: usize, mlp: usize) -> Result<Self> {
+        let mut enc = s.sub("encoder");
+        let mut l = enc.sub("layers");
+        let layers = (0..n).map(|i| ClipEncoderLayer::new(&mut l, &i.to_string(), width, heads, mlp));
+        Ok(Self { layers: layers.collect::<Result<_>>()? })
+    }
+
+    fn detached(&self) -> Self {
+        Self { layers: self.layers.iter().map(ClipEncoderLayer::detached).collect() }
+    }
+}
+
+/// `encoder.layers.N` (`CLIPEncoderLayer`): a pre-norm transformer layer. The OUS Frame Encoder
+/// is built of the same layers (same parameter names).
+pub struct ClipEncoderLayer {
+    layer_norm1: LayerNorm,
+    self_attn: ClipAttention,
+    layer_norm2: LayerNorm,
+    mlp: ClipMlp,
+}
+
+impl ClipEncoderLayer {
+    pub fn new(s: &mut Scope, name: &str, dim: usize, heads: usize, mlp: usize) -> Result<Self> {
+        let mut s = s.sub(name);
+        // The MLP's weights are drawn first: the seeded initialisation depends on this order.
+        let mlp = ClipMlp::new(&mut s, dim, mlp)?;
+        Ok(Self {
+            layer_norm1: LayerNorm::new(&mut s, "layer_norm1", dim, 1e-5)?,
+            self_attn: ClipAttention::new(&mut s, "self_attn", dim, heads)?,
+            layer_norm2: LayerNorm::new(&mut s, "layer_norm2", dim, 1e-5)?,
+            mlp,
+        })
+    }
+
+    pub fn detached(&self) -> Self {
+        Self {
+            layer_norm1: self.layer_norm1.detached(),
+            self_attn: self.self_attn.detached(),
+            layer_norm2: self.layer_norm2.detached(),
+            mlp: self.mlp.detached(),
+        }
+    }
+
+    /// `x [B, L, C]`; `mask [L, L]` is added to the attention scores (the text tower's causal mask).
+    pub fn forward(&self, x: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+        let h = self.layer_norm1.forward(x)?;
+        let x = (x + self.self_attn.forward(&h, &h, mask)?)?;
+        let h = self.mlp.forward(&self.layer_norm2.forward(&x)?)?;
+        Ok((x + h)?)
+    }
+}
+
+/// `self_attn` (`CLIPAttention`): multi-head attention with `q_proj`, `k_proj`, `v_proj`,
+/// `out_proj`. CLIP's layers call it as self-attention (query = memory); the OUS Type Fusion
+/// blocks reuse it as cross-attention (their `cross_attn`, with the same parameter names).
+pub struct ClipAttention {
+    q_proj: Linear,
+    k_proj: Linear,
+    v_proj: Linear,
+    out_proj: Linear,
+    heads: usize,
+}
+
+impl ClipAttention {
+    pub fn new(s: &mut Scope, name: &str, dim: usize, heads: usize) -> Result<Self> {
+        ensure!(dim.is_multiple_of(heads), "attention width {dim} is not a multiple of {heads} heads");
+        let mut s = s.sub(name);
+        let std = (dim as f64).powf(-0.5);
+        Ok(Self {
+            q_proj: Linear::new(&mut s, "q_proj", dim, dim, true, std)?,
+            k_proj: Linear::new(&mut s, "k_proj", dim, dim, true, std)?,
+            v_proj: Linear::new(&mut s, "v_proj", dim, dim, true, std)?,
+            out_proj: Linear::new(&mut s, "out_proj", dim, dim, true, std)?,
+            heads,
+        })
+    }
+
+    pub fn detached(&self) -> Self {
+        Self {
+            q_proj: self.q_proj.detached(),
+            k_proj: self.k_proj.detached(),
+            v_proj: self.v_proj.detached(),
+            out_proj: self.out_proj.detached(),
+            heads: self.heads,
+        }
+    }
+
+    /// `query [B, Lq, C]` attends to `memory [B, Lk, C]`; `mask [Lq, Lk]` is added to the scores.
+    pub fn forward(&self, query: &Tensor, memory: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+        let (b, lq, c) = query.dims3()?;
+        let lk = memory.dim(1)?;
+        let hd = c / self.heads;
+        let split = |t: Tensor, l: usize| -> Result<Tensor> {
+            Ok(t.reshape((b, l, self.heads, hd))?.transpose(1, 2)?.contiguous()?)
+        };
+        let q = split((self.q_proj.forward(query)? * (hd as f64).powf(-0.5))?, lq)?;
+        let k = split(self.k_proj.forward(memory)?, lk)?;
+        let v = split(self.v_proj.forward(memory)?, lk)?;
+        let mut scores = q.matmul(&k.t()?)?;
+        if let Some(m) = mask {
+            scores = scores.broadcast_add(&m.to_dtype(scores.dtype())?)?;
+        }
+        let probs = softmax_last(&scores)?;
+        let y = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, lq, c))?;
+        Ok(self.out_proj.forward(&y)?)
+    }
+}
+
+/// `mlp` (`CLIPMLP`): `fc2(quick_gelu(fc1(x)))`.
+struct ClipMlp {
+    fc1: Linear,
+    fc2: Linear,
+}
+
+impl ClipMlp {
+    fn new(s: &mut Scope, dim: usize, hidden: usize) -> Result<Self> {
+        let mut m = s.sub("mlp");
+        Ok(Self {
+            fc1: Linear::new(&mut m, "fc1", dim, hidden, true, (dim as f64).powf(-0.5))?,
+            fc2: Linear::new(&mut m, "fc2", hidden, dim, true, (hidden as f64).powf(-0.5))?,
+        })
+    }
+
+    fn detached(&self) -> Self {
+        Self { fc1: self.fc1.detached(), fc2: self.fc2.detached() }
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(self.fc2.forward(&quick_gelu(&self.fc1.forward(x)?)?)?)
+    }
 }
 
 /// L2-normalises the last dimension.

@@ -1,10 +1,11 @@
-//! Building blocks with PyTorch / Hugging Face parameter names: linear, LayerNorm, multi-head
-//! attention (self and cross), the CLIP pre-norm transformer block and an LSTM (PyTorch gate
-//! order i, f, g, o). Matmuls run on 2-D views (`[rows, in] × [in, out]`): a batched matmul
-//! against a shared weight would make candle's backward build one weight gradient per batch item.
-//! Where no gradient can flow (frozen towers, evaluation) LayerNorm and softmax use candle's fused
-//! kernels, which have no backward; elsewhere they are written with differentiable primitives.
-//! Softmax and LayerNorm statistics are computed in f32 whatever the tower's dtype.
+//! Generic building blocks with PyTorch parameter names: linear, LayerNorm, CLIP's quick-GELU,
+//! a temporal convolution and an LSTM (PyTorch gate order i, f, g, o). CLIP's own attention and
+//! encoder layer live in `clip.rs`. Matmuls run on 2-D views (`[rows, in] × [in, out]`): a
+//! batched matmul against a shared weight would make candle's backward build one weight gradient
+//! per batch item. Where no gradient can flow (frozen towers, evaluation) LayerNorm and softmax
+//! use candle's fused kernels, which have no backward; elsewhere they are written with
+//! differentiable primitives. Softmax and LayerNorm statistics are computed in f32 whatever the
+//! tower's dtype.
 
 use anyhow::Result;
 use candle_core::{CpuStorage, DType, Device, Layout, Module, Shape, Storage, Tensor, D};
@@ -159,137 +160,9 @@ impl Module for LayerNorm {
     }
 }
 
-/// Multi-head attention with `q_proj`, `k_proj`, `v_proj`, `out_proj` (the CLIP names).
-pub struct Attention {
-    q: Linear,
-    k: Linear,
-    v: Linear,
-    out: Linear,
-    heads: usize,
-}
-
-impl Attention {
-    pub fn new(s: &mut Scope, name: &str, dim: usize, heads: usize) -> Result<Self> {
-        anyhow::ensure!(dim.is_multiple_of(heads), "attention width {dim} is not a multiple of {heads} heads");
-        let mut s = s.sub(name);
-        let std = (dim as f64).powf(-0.5);
-        Ok(Self {
-            q: Linear::new(&mut s, "q_proj", dim, dim, true, std)?,
-            k: Linear::new(&mut s, "k_proj", dim, dim, true, std)?,
-            v: Linear::new(&mut s, "v_proj", dim, dim, true, std)?,
-            out: Linear::new(&mut s, "out_proj", dim, dim, true, std)?,
-            heads,
-        })
-    }
-
-    pub fn detached(&self) -> Self {
-        Self {
-            q: self.q.detached(),
-            k: self.k.detached(),
-            v: self.v.detached(),
-            out: self.out.detached(),
-            heads: self.heads,
-        }
-    }
-
-    /// `query [B, Lq, C]` attends to `memory [B, Lk, C]`; `mask [Lq, Lk]` is added to the scores.
-    pub fn forward(&self, query: &Tensor, memory: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
-        let (b, lq, c) = query.dims3()?;
-        let lk = memory.dim(1)?;
-        let hd = c / self.heads;
-        let split = |t: Tensor, l: usize| -> Result<Tensor> {
-            Ok(t.reshape((b, l, self.heads, hd))?.transpose(1, 2)?.contiguous()?)
-        };
-        let q = split((self.q.forward(query)? * (hd as f64).powf(-0.5))?, lq)?;
-        let k = split(self.k.forward(memory)?, lk)?;
-        let v = split(self.v.forward(memory)?, lk)?;
-        let mut scores = q.matmul(&k.t()?)?;
-        if let Some(m) = mask {
-            scores = scores.broadcast_add(&m.to_dtype(scores.dtype())?)?;
-        }
-        let probs = softmax_last(&scores)?;
-        let y = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, lq, c))?;
-        Ok(self.out.forward(&y)?)
-    }
-}
-
 /// CLIP's activation: `x · σ(1.702 x)`.
 pub fn quick_gelu(x: &Tensor) -> Result<Tensor> {
     Ok((x * sigmoid(&(x * 1.702)?)?)?)
-}
-
-/// A pre-norm transformer block in the CLIP layout (`layer_norm1`, `self_attn`, `layer_norm2`,
-/// `mlp.fc1`, `mlp.fc2`).
-pub struct Block {
-    ln1: LayerNorm,
-    attn: Attention,
-    ln2: LayerNorm,
-    fc1: Linear,
-    fc2: Linear,
-}
-
-impl Block {
-    pub fn new(s: &mut Scope, name: &str, dim: usize, heads: usize, mlp: usize) -> Result<Self> {
-        let mut s = s.sub(name);
-        let mut m = s.sub("mlp");
-        let fc1 = Linear::new(&mut m, "fc1", dim, mlp, true, (dim as f64).powf(-0.5))?;
-        let fc2 = Linear::new(&mut m, "fc2", mlp, dim, true, (mlp as f64).powf(-0.5))?;
-        Ok(Self {
-            ln1: LayerNorm::new(&mut s, "layer_norm1", dim, 1e-5)?,
-            attn: Attention::new(&mut s, "self_attn", dim, heads)?,
-            ln2: LayerNorm::new(&mut s, "layer_norm2", dim, 1e-5)?,
-            fc1,
-            fc2,
-        })
-    }
-
-    pub fn detached(&self) -> Self {
-        Self {
-            ln1: self.ln1.detached(),
-            attn: self.attn.detached(),
-            ln2: self.ln2.detached(),
-            fc1: self.fc1.detached(),
-            fc2: self.fc2.detached(),
-        }
-    }
-
-    pub fn forward(&self, x: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
-        let h = self.ln1.forward(x)?;
-        let x = (x + self.attn.forward(&h, &h, mask)?)?;
-        let h = self.fc2.forward(&quick_gelu(&self.fc1.forward(&self.ln2.forward(&x)?)?)?)?;
-        Ok((x + h)?)
-    }
-}
-
-/// A cross-attention block: learnable queries attend to a memory, then a feed-forward layer.
-pub struct CrossBlock {
-    ln_q: LayerNorm,
-    ln_kv: LayerNorm,
-    attn: Attention,
-    ln2: LayerNorm,
-    fc1: Linear,
-    fc2: Linear,
-}
-
-impl CrossBlock {
-    pub fn new(s: &mut Scope, name: &str, dim: usize, heads: usize) -> Result<Self> {
-        let mut s = s.sub(name);
-        let std = (dim as f64).powf(-0.5);
-        Ok(Self {
-            ln_q: LayerNorm::new(&mut s, "ln_q", dim, 1e-5)?,
-            ln_kv: LayerNorm::new(&mut s, "ln_kv", dim, 1e-5)?,
-            attn: Attention::new(&mut s, "cross_attn", dim, heads)?,
-            ln2: LayerNorm::new(&mut s, "ln2", dim, 1e-5)?,
-            fc1: Linear::new(&mut s, "fc1", dim, 4 * dim, true, std)?,
-            fc2: Linear::new(&mut s, "fc2", 4 * dim, dim, true, std / 2.0)?,
-        })
-    }
-
-    pub fn forward(&self, queries: &Tensor, memory: &Tensor) -> Result<Tensor> {
-        let x = (queries + self.attn.forward(&self.ln_q.forward(queries)?, &self.ln_kv.forward(memory)?, None)?)?;
-        let h = self.fc2.forward(&quick_gelu(&self.fc1.forward(&self.ln2.forward(&x)?)?)?)?;
-        Ok((x + h)?)
-    }
 }
 
 /// 1-D convolution over time with "same" zero padding, `weight [out, in, k]` (PyTorch's Conv1d

@@ -17,9 +17,12 @@ use candle_nn::loss::cross_entropy;
 use candle_nn::ops::softmax;
 use serde::{Deserialize, Serialize};
 
-use super::clip::{hf_config, normalize, vit_b16, TextConfig, TextTower, VisionConfig, VisionOutput, VisionTower};
-use super::layers::{quick_gelu, Block, CrossBlock, LayerNorm, Linear, Lstm, TemporalConv};
-use super::params::{Group, ParamStore};
+use super::clip::{
+    hf_config, normalize, vit_b16, ClipAttention, ClipEncoderLayer, TextConfig, TextTower, VisionConfig, VisionOutput,
+    VisionTower,
+};
+use super::layers::{quick_gelu, LayerNorm, Linear, Lstm, TemporalConv};
+use super::params::{Group, ParamStore, Scope};
 use super::prompts::{PromptLearner, PromptTokens};
 use super::tokenizer::TokenizerChoice;
 use crate::error::UsageError;
@@ -269,14 +272,15 @@ pub struct Ous {
     scene_lstm: Lstm,
     frame_cls: Tensor,
     frame_pos: Tensor,
-    frame_encoder: Vec<Block>,
+    /// CLIP encoder layers (`layer_norm1`, `self_attn`, `layer_norm2`, `mlp`).
+    frame_encoder: Vec<ClipEncoderLayer>,
     sim_conv: TemporalConv,
     sim_face: Linear,
     sim_scene: Linear,
     pol_proj: Linear,
     pol_head: Linear,
     queries: Tensor,
-    fusion: Vec<CrossBlock>,
+    fusion: Vec<TypeFusionBlock>,
     fusion_ln: LayerNorm,
     video_proj: Linear,
     global_head: Linear,
@@ -310,7 +314,7 @@ impl Ous {
             let pos = f.normal("pos", &[frames + 1, e], 0.02)?;
             let mut layers = f.sub("layers");
             let blocks = (0..cfg.frame_encoder_layers)
-                .map(|i| Block::new(&mut layers, &i.to_string(), e, cfg.heads, 4 * e))
+                .map(|i| ClipEncoderLayer::new(&mut layers, &i.to_string(), e, cfg.heads, 4 * e))
                 .collect::<Result<Vec<_>>>()?;
             (cls, pos, blocks)
         };
@@ -327,7 +331,7 @@ impl Ous {
         let fusion = {
             let mut b = fu.sub("blocks");
             (0..cfg.fusion_blocks)
-                .map(|i| CrossBlock::new(&mut b, &i.to_string(), e, cfg.heads))
+                .map(|i| TypeFusionBlock::new(&mut b, &i.to_string(), e, cfg.heads))
                 .collect::<Result<_>>()?
         };
         let fusion_ln = LayerNorm::new(&mut fu, "ln", e, 1e-5)?;
@@ -517,5 +521,38 @@ impl Ous {
             parts.push(("pol", pol));
         }
         Ok(Losses { total, parts })
+    }
+}
+
+/// `type_fusion.blocks.N`: the learnable queries attend to a memory (`cross_attn`, CLIP's
+/// attention used as cross-attention), then a feed-forward layer.
+struct TypeFusionBlock {
+    ln_q: LayerNorm,
+    ln_kv: LayerNorm,
+    cross_attn: ClipAttention,
+    ln2: LayerNorm,
+    fc1: Linear,
+    fc2: Linear,
+}
+
+impl TypeFusionBlock {
+    fn new(s: &mut Scope, name: &str, dim: usize, heads: usize) -> Result<Self> {
+        let mut s = s.sub(name);
+        let std = (dim as f64).powf(-0.5);
+        Ok(Self {
+            ln_q: LayerNorm::new(&mut s, "ln_q", dim, 1e-5)?,
+            ln_kv: LayerNorm::new(&mut s, "ln_kv", dim, 1e-5)?,
+            cross_attn: ClipAttention::new(&mut s, "cross_attn", dim, heads)?,
+            ln2: LayerNorm::new(&mut s, "ln2", dim, 1e-5)?,
+            fc1: Linear::new(&mut s, "fc1", dim, 4 * dim, true, std)?,
+            fc2: Linear::new(&mut s, "fc2", 4 * dim, dim, true, std / 2.0)?,
+        })
+    }
+
+    fn forward(&self, queries: &Tensor, memory: &Tensor) -> Result<Tensor> {
+        let attended = self.cross_attn.forward(&self.ln_q.forward(queries)?, &self.ln_kv.forward(memory)?, None)?;
+        let x = (queries + attended)?;
+        let h = self.fc2.forward(&quick_gelu(&self.fc1.forward(&self.ln2.forward(&x)?)?)?)?;
+        Ok((x + h)?)
     }
 }
