@@ -7,6 +7,7 @@ use anyhow::Result;
 use crate::error::Outcome;
 use crate::eval;
 use crate::train::checkpoint::CheckpointChoice;
+use crate::train::run_dir::RunDir;
 
 #[derive(Debug, clap::Args)]
 #[command(
@@ -38,8 +39,8 @@ pub fn run(a: &Args) -> Result<Outcome> {
             None => println!("  {name:<14} (no test clips)"),
         }
     }
-    for f in ["report.json", "confusion.csv", "confusion.png", "predictions.csv"] {
-        println!("wrote {}", a.run.join(f).display());
+    for f in RunDir::new(&a.run).eval_outputs() {
+        println!("wrote {}", f.display());
     }
     Ok(Outcome::Ok)
 }

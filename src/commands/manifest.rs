@@ -48,7 +48,7 @@ pub enum Merge {
 
 pub fn run(args: &Args) -> Result<Outcome> {
     if let Some(Merge::Merge { output, inputs }) = &args.merge {
-        let n = manifest::merge::merge_tables(inputs, output)?;
+        let n = manifest::prep_table::merge(inputs, output)?;
         tracing::info!("wrote {}: {n} clips from {} tables", output.display(), inputs.len());
         return Ok(Outcome::Ok);
     }

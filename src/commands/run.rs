@@ -11,6 +11,7 @@ use crate::atomic::read_if_exists;
 use crate::error::{Outcome, UsageError};
 use crate::pipeline::stamp::StageOutcome;
 use crate::pipeline::{self, Pipeline, Selection, StageKind};
+use crate::train::run_dir::RunDir;
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Example:\n  dfer run pipelines/demo.toml\n  \
@@ -53,7 +54,8 @@ pub fn run(a: &Args) -> Result<Outcome> {
 fn print_results(p: &Pipeline) -> Result<()> {
     let mut figures = Vec::new();
     for run in p.runs() {
-        let path = run.join("report.json");
+        let dir = RunDir::new(&run);
+        let path = dir.report();
         let Some(text) = read_if_exists(&path)? else { continue };
         let r: crate::eval::Report = serde_json::from_str(&text)
             .map_err(|e| UsageError::new(format!("{}: not an evaluation report: {e}", path.display())))?;
@@ -66,7 +68,7 @@ fn print_results(p: &Pipeline) -> Result<()> {
             r.checkpoint_epoch,
             r.metrics.clips
         );
-        println!("    report {}  confusion matrix {}", path.display(), run.join("confusion.png").display());
+        println!("    report {}  confusion matrix {}", path.display(), dir.confusion_png().display());
         figures.push((r.metrics.uar, r.metrics.war));
     }
     if !figures.is_empty() {

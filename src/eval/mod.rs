@@ -6,15 +6,16 @@ pub mod plot;
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::atomic::write_atomic;
+use crate::atomic::{read_if_exists, write_atomic};
 use crate::error::UsageError;
 use crate::metrics::Metrics;
 use crate::model::ous::Arch;
-use crate::train::checkpoint::{CheckpointChoice, Checkpoints, EpochState};
+use crate::train::checkpoint::{CheckpointChoice, EpochState};
 use crate::train::config::TrainConfig;
+use crate::train::run_dir::{beats, RunDir};
 use crate::train::{read_metrics, EpochLine, Session};
 
 /// `report.json`.
@@ -33,7 +34,7 @@ pub struct Report {
 
 /// The record of checkpoint `which` of `run`, verified.
 pub fn checkpoint_state(run: &Path, which: CheckpointChoice) -> Result<EpochState> {
-    let ck = Checkpoints::new(run);
+    let ck = RunDir::new(run).checkpoints();
     let state = match which {
         CheckpointChoice::Best => ck.best()?,
         CheckpointChoice::Last => ck.latest()?,
@@ -50,15 +51,13 @@ pub fn checkpoint_state(run: &Path, which: CheckpointChoice) -> Result<EpochStat
 
 /// Evaluates `run` at checkpoint `which` and writes its report files.
 pub fn evaluate_run(run: &Path, which: CheckpointChoice) -> Result<Report> {
-    let cfg_path = run.join("config.toml");
-    if !cfg_path.exists() {
-        bail!(UsageError::new(format!("{}: not a training run (no config.toml)", run.display())));
-    }
-    let cfg = TrainConfig::read(&cfg_path)?;
+    let dir = RunDir::new(run);
+    dir.require_run()?;
+    let cfg = TrainConfig::read(&dir.config())?;
     let state = checkpoint_state(run, which)?;
     let epoch = state.epoch;
     let mut session = Session::open(cfg)?;
-    Checkpoints::new(run).load_weights(&state, &mut session.runner)?;
+    dir.checkpoints().load_weights(&state, &mut session.runner)?;
     let predicted = session.predict_test()?;
     let labels = session.labels().to_vec();
     let truth: Vec<usize> = session.test.iter().map(|c| c.label).collect();
@@ -78,14 +77,14 @@ pub fn evaluate_run(run: &Path, which: CheckpointChoice) -> Result<Report> {
     for (c, &p) in session.test.iter().zip(&predicted) {
         predictions.push_str(&format!("{},{},{}\n", c.clip_id, labels[c.label], labels[p]));
     }
-    write_atomic(&run.join("predictions.csv"), predictions.as_bytes())?;
-    write_atomic(&run.join("confusion.csv"), report.metrics.confusion_csv(&labels).as_bytes())?;
+    write_atomic(&dir.predictions_csv(), predictions.as_bytes())?;
+    write_atomic(&dir.confusion_csv(), report.metrics.confusion_csv(&labels).as_bytes())?;
     let title = format!(
         "{} fold {} epoch {}: UAR {:.2} WAR {:.2}",
         report.dataset, report.fold, epoch, report.metrics.uar, report.metrics.war
     );
-    plot::confusion_png(&run.join("confusion.png"), &report.metrics.confusion, &labels, &title)?;
-    write_atomic(&run.join("report.json"), serde_json::to_string_pretty(&report)?.as_bytes())?;
+    plot::confusion_png(&dir.confusion_png(), &report.metrics.confusion, &labels, &title)?;
+    write_atomic(&dir.report(), serde_json::to_string_pretty(&report)?.as_bytes())?;
     Ok(report)
 }
 
@@ -107,20 +106,15 @@ pub struct RunInspection {
 
 /// Reads a run folder without changing it; `plot` draws the training curves to that PNG.
 pub fn inspect_run(run: &Path, plot: Option<&Path>) -> Result<RunInspection> {
-    let cfg_path = run.join("config.toml");
-    if !cfg_path.exists() {
-        bail!(UsageError::new(format!("{}: not a training run (no config.toml)", run.display())));
-    }
-    let cfg = TrainConfig::read(&cfg_path)?;
-    let metrics = run.join("metrics.jsonl");
+    let dir = RunDir::new(run);
+    dir.require_run()?;
+    let cfg = TrainConfig::read(&dir.config())?;
+    let metrics = dir.metrics();
     let epochs = if metrics.exists() { read_metrics(&metrics)? } else { vec![] };
-    let report_path = run.join("report.json");
-    let report = if report_path.exists() {
-        let text = std::fs::read_to_string(&report_path)?;
-        Some(serde_json::from_str(&text).with_context(|| format!("{}: not a report", report_path.display()))?)
-    } else {
-        None
-    };
+    let report_path = dir.report();
+    let report = read_if_exists(&report_path)?
+        .map(|text| serde_json::from_str(&text).with_context(|| format!("{}: not a report", report_path.display())))
+        .transpose()?;
     let curves_png = if let (Some(path), false) = (plot, epochs.is_empty()) {
         let x: Vec<u32> = epochs.iter().map(|l| l.epoch).collect();
         let loss: Vec<f64> = epochs.iter().map(|l| l.train_loss).collect();
@@ -145,7 +139,7 @@ pub fn inspect_run(run: &Path, plot: Option<&Path>) -> Result<RunInspection> {
         arch: cfg.model.arch,
         recipe: recipe.to_string(),
         epochs_planned: cfg.train.epochs,
-        best_epoch: Checkpoints::new(run).best()?.map(|b| b.epoch),
+        best_epoch: dir.checkpoints().best()?.map(|b| b.epoch),
         epochs,
         report,
         curves_png,
@@ -209,12 +203,12 @@ pub struct MultiReport {
 }
 
 pub fn summarise(run: &Path) -> Result<RunSummary> {
-    let lines: Vec<EpochLine> = read_metrics(&run.join("metrics.jsonl"))?;
+    let lines: Vec<EpochLine> = read_metrics(&RunDir::new(run).metrics())?;
     let last = lines.last().with_context(|| format!("{}: no finished epoch", run.display()))?;
     // The earliest epoch with the highest (WAR, UAR), as the trainer's best.json records it.
     let best = lines
         .iter()
-        .reduce(|a, b| if (b.test_war, b.test_uar) > (a.test_war, a.test_uar) { b } else { a })
+        .reduce(|a, b| if beats((b.test_war, b.test_uar), (a.test_war, a.test_uar)) { b } else { a })
         .expect("non-empty");
     Ok(RunSummary {
         run: run.to_path_buf(),

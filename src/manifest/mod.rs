@@ -4,7 +4,7 @@
 #[cfg(feature = "media")]
 mod build;
 pub mod inspect;
-pub mod merge;
+pub mod prep_table;
 
 #[cfg(feature = "media")]
 pub use build::build;

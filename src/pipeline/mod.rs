@@ -14,6 +14,7 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::atomic::read_if_exists;
+use crate::train::run_dir::RunDir;
 
 pub use spec::{Pipeline, Stage, StageKind};
 use stamp::{Phase, StageOutcome, Stamp, State};
@@ -253,7 +254,7 @@ pub fn execute(
         n += 1;
         let mut argv = s.argv.clone();
         if let Some(run) = &s.resumable_run {
-            if !step.fresh && run.join("config.toml").exists() {
+            if !step.fresh && RunDir::new(run).config().exists() {
                 argv.push("--resume".into());
             }
         }

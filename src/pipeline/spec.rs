@@ -19,8 +19,10 @@ use crate::dataset::DatasetDesc;
 use crate::error::UsageError;
 use crate::model::tokenizer::TokenizerChoice;
 use crate::prep::config::PrepConfig;
+use crate::prep::out_dir::PrepDir;
 use crate::train::checkpoint::CheckpointChoice;
 use crate::train::config::TrainConfig;
+use crate::train::run_dir::RunDir;
 use crate::weights::WeightsSource;
 
 const SECTIONS: [&str; 7] = ["pipeline", "synth", "dataset", "prep", "embed", "train", "eval"];
@@ -473,7 +475,7 @@ impl<'a> Builder<'a> {
             argv,
             settings,
             inputs: vec![manifest_stage],
-            marker: prep_out.join("prep.parquet"),
+            marker: PrepDir::new(&prep_out).table(),
             outputs: vec![prep_out, frames],
             resumable_run: None,
         }))
@@ -585,7 +587,7 @@ impl<'a> Builder<'a> {
             argv,
             settings,
             inputs: inputs.to_vec(),
-            marker: run.join("metrics.jsonl"),
+            marker: RunDir::new(run).metrics(),
             outputs: vec![run.to_path_buf()],
             resumable_run: Some(run.to_path_buf()),
         })
@@ -599,11 +601,8 @@ impl<'a> Builder<'a> {
             argv: vec!["eval".into(), "--run".into(), path_arg(run), "--checkpoint".into(), checkpoint.to_string()],
             settings: json!({ "checkpoint": checkpoint.to_string() }),
             inputs: vec![train_stage],
-            marker: run.join("report.json"),
-            outputs: ["report.json", "confusion.csv", "confusion.png", "predictions.csv"]
-                .iter()
-                .map(|f| run.join(f))
-                .collect(),
+            marker: RunDir::new(run).report(),
+            outputs: RunDir::new(run).eval_outputs(),
             resumable_run: None,
         })
     }

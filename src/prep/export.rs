@@ -11,6 +11,9 @@ use anyhow::{Context, Result};
 use image::RgbImage;
 
 use super::config::PrepConfig;
+use crate::atomic::write_atomic;
+use crate::dataset::splits::Role;
+use crate::manifest::prep_table::PrepTable;
 use crate::manifest::{role_columns, Manifest};
 use crate::shard::{ClipTensors, StoredPixels};
 
@@ -53,23 +56,22 @@ pub fn write_annotations(
     cfg: &PrepConfig,
     label_base: u8,
 ) -> Result<()> {
-    let (df, _) = crate::manifest::read_parquet(prep_parquet)?;
+    let df = PrepTable::read(prep_parquet)?;
     let written: std::collections::HashSet<usize> = df
-        .column("manifest_row")?
+        .column(PrepTable::MANIFEST_ROW)?
         .i64()?
         .iter()
-        .zip(df.column("row")?.i64()?.iter())
+        .zip(df.column(PrepTable::ROW)?.i64()?.iter())
         .filter_map(|(m, r)| r.and(m).map(|m| m as usize))
         .collect();
     let dataset = manifest.desc.name.to_uppercase();
     let dir_abs = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
     for slot in 0..role_columns(manifest.folds).len() {
-        for role in ["train", "val", "test"] {
+        for &role in Role::ALL {
             for kind in ["face", "scene"] {
                 let mut text = String::new();
                 for (i, row) in manifest.rows.iter().enumerate() {
-                    if written.contains(&i) && row.roles.get(slot).copied().flatten().map(|r| r.as_str()) == Some(role)
-                    {
+                    if written.contains(&i) && row.roles.get(slot).copied().flatten() == Some(role) {
                         let d = dir_abs.join(kind).join(&row.clip_id);
                         let _ =
                             writeln!(text, "{} {} {}", d.display(), cfg.store_frames, row.label + label_base as usize);
@@ -81,7 +83,7 @@ pub fn write_annotations(
                 let fold = if manifest.folds > 0 { format!("_set_{}", slot + 1) } else { String::new() };
                 let suffix = if kind == "scene" { "_scene" } else { "" };
                 let p = dir.join(format!("{dataset}{fold}_{role}{suffix}.txt"));
-                std::fs::write(&p, text).with_context(|| format!("{}: cannot write", p.display()))?;
+                write_atomic(&p, text.as_bytes())?;
             }
         }
     }

@@ -10,6 +10,7 @@ use polars::prelude::*;
 use serde::Serialize;
 
 use crate::clip_status::ClipStatus;
+use crate::manifest::prep_table::PrepTable;
 
 /// What `dfer inspect` says about a prep table.
 #[derive(Debug, Serialize)]
@@ -34,9 +35,9 @@ pub struct PrepTableSummary {
 }
 
 pub fn summarise(df: &DataFrame) -> Result<PrepTableSummary> {
-    let status = df.column("status")?.str()?.clone();
-    let ids = df.column("clip_id")?.str()?.clone();
-    let errors = df.column("error")?.str()?.clone();
+    let status = df.column(PrepTable::STATUS)?.str()?.clone();
+    let ids = df.column(PrepTable::CLIP_ID)?.str()?.clone();
+    let errors = df.column(PrepTable::ERROR)?.str()?.clone();
     let mut statuses: BTreeMap<ClipStatus, (usize, Vec<String>)> = BTreeMap::new();
     for ((s, id), e) in status.iter().zip(ids.iter()).zip(errors.iter()) {
         let s: ClipStatus = s.context("a null status")?.parse().map_err(anyhow::Error::msg)?;
@@ -46,25 +47,25 @@ pub fn summarise(df: &DataFrame) -> Result<PrepTableSummary> {
             entry.1.push(format!("{}: {e}", id.unwrap_or("?")));
         }
     }
-    let processed = df.filter(&df.column("detection_rate")?.is_not_null())?;
-    let rates = processed.column("detection_rate")?.cast(&DataType::Float64)?;
+    let processed = df.filter(&df.column(PrepTable::DETECTION_RATE)?.is_not_null())?;
+    let rates = processed.column(PrepTable::DETECTION_RATE)?.cast(&DataType::Float64)?;
     let rates = rates.f64()?;
     let mut mean_ms = BTreeMap::new();
-    for stage in ["decode_ms", "detect_ms", "crop_ms", "write_ms"] {
+    for stage in PrepTable::STAGE_MS {
         if let Some(m) = processed.column(stage)?.cast(&DataType::Float64)?.f64()?.mean() {
             mean_ms.insert(stage.trim_end_matches("_ms").to_string(), m);
         }
     }
-    let shards = df.column("shard")?.cast(&DataType::Int64)?.i64()?.n_unique()?;
+    let shards = df.column(PrepTable::SHARD)?.cast(&DataType::Int64)?.i64()?.n_unique()?;
     let ints = |name: &str| -> Option<Vec<i64>> {
         processed.column(name).ok()?.i64().ok().map(|c| c.iter().flatten().collect())
     };
-    let lost = ints("lost_frames");
-    let shots = ints("shots");
-    let runs = ints("detector_frames");
+    let lost = ints(PrepTable::LOST_FRAMES);
+    let shots = ints(PrepTable::SHOTS);
+    let runs = ints(PrepTable::DETECTOR_FRAMES);
     Ok(PrepTableSummary {
         clips: df.height(),
-        written: df.column("row")?.is_not_null().sum().unwrap_or(0) as usize,
+        written: df.column(PrepTable::ROW)?.is_not_null().sum().unwrap_or(0) as usize,
         shards,
         statuses,
         mean_detection_rate: rates.mean(),

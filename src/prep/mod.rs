@@ -12,6 +12,7 @@ pub mod clip;
 pub mod config;
 pub mod export;
 pub mod inspect;
+pub mod out_dir;
 mod plan;
 mod pool;
 pub mod sample;
@@ -21,7 +22,7 @@ mod verify;
 mod writer;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{anyhow, Result};
@@ -35,6 +36,7 @@ use crate::logging::Progress;
 use crate::manifest::Manifest;
 use crate::shard::shard_name;
 use config::PrepConfig;
+use out_dir::PrepDir;
 pub use plan::Plan;
 use plan::Work;
 pub use verify::{verify, ShardProblem, Verification};
@@ -79,11 +81,6 @@ impl PrepSummary {
     }
 }
 
-fn shard_paths(dir: &Path, k: usize) -> (PathBuf, PathBuf) {
-    let h5 = dir.join(shard_name(k));
-    (h5.clone(), h5.with_extension("parquet"))
-}
-
 /// Number of shards for `rows` manifest rows.
 pub fn shard_count(rows: usize, per_shard: usize) -> usize {
     rows.div_ceil(per_shard)
@@ -119,15 +116,16 @@ pub fn run(opts: &PrepOptions) -> Result<PrepSummary> {
     let (manifest, root) = open_inputs(opts)?;
     let detector_hash = centerface::installed_model_hash()?;
     let config_hash = cfg.hash(&detector_hash);
-    plan::claim_output(&opts.out, cfg, &config_hash)?;
-    let dir = opts.out.join("shards");
+    let out = PrepDir::new(&opts.out);
+    plan::claim_output(&out, cfg, &config_hash)?;
+    let dir = out.shards();
     let n_rows = manifest.rows.len();
     let plan = Plan {
         manifest_rows: n_rows,
         clips_per_shard: cfg.clips_per_shard,
         shards: shard_count(n_rows, cfg.clips_per_shard),
     };
-    let work = Work::claim(&opts.out, plan, opts.shard_index, opts.num_shards)?;
+    let work = Work::claim(&out, plan, opts.shard_index, opts.num_shards)?;
     let common = plan::common_attrs(&manifest, cfg, &detector_hash, &config_hash);
     let ctx = pool::Context {
         manifest: &manifest,
@@ -140,9 +138,9 @@ pub fn run(opts: &PrepOptions) -> Result<PrepSummary> {
     let mut writer = OrderedWriter::new(&dir, &work.plan, &work.jobs, &common, &progress);
     process_all(&ctx, &work, opts.threads.max(1), &mut writer)?;
     let (statuses, mean_rate) = tables::tally(&dir, &work.owned)?;
-    let prep_parquet = tables::write_prep_parquet(&opts.out, work.plan.shards)?;
+    let prep_parquet = tables::write_prep_parquet(&out, work.plan.shards)?;
     if let (Some(d), Some(_)) = (&opts.export_frames, &prep_parquet) {
-        export::write_annotations(d, &manifest, &opts.out.join("prep.parquet"), cfg, opts.export_label_base)?;
+        export::write_annotations(d, &manifest, &out.table(), cfg, opts.export_label_base)?;
     }
     let seconds = started.elapsed().as_secs_f64();
     Ok(PrepSummary {

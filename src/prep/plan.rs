@@ -2,13 +2,11 @@
 //! config (`prep_config.toml`) and plan (`prep_plan.json`), so reruns never mix settings;
 //! which shards this worker owns and still has to write; and the attributes of each shard.
 
-use std::path::Path;
-
 use anyhow::{Context, Result};
 use serde::Serialize;
 
 use super::config::PrepConfig;
-use super::shard_paths;
+use super::out_dir::{config_record, shard_files, PrepDir};
 use crate::atomic::{read_if_exists, remove_unfinished, write_atomic};
 use crate::error::UsageError;
 use crate::face::centerface;
@@ -16,10 +14,10 @@ use crate::manifest::Manifest;
 use crate::shard::{shard_name, ShardAttrs};
 
 /// Checks or records the resolved config of an output folder, so reruns never mix settings.
-pub(super) fn claim_output(out: &Path, cfg: &PrepConfig, hash: &str) -> Result<()> {
-    std::fs::create_dir_all(out.join("shards")).with_context(|| format!("{}: cannot create", out.display()))?;
-    let path = out.join("prep_config.toml");
-    let text = format!("# config_hash = \"{hash}\"\n{}", cfg.to_toml());
+pub(super) fn claim_output(out: &PrepDir, cfg: &PrepConfig, hash: &str) -> Result<()> {
+    std::fs::create_dir_all(out.shards()).with_context(|| format!("{}: cannot create", out.path().display()))?;
+    let path = out.config_record();
+    let text = config_record(hash, &cfg.to_toml());
     match read_if_exists(&path)? {
         Some(existing) if existing == text => Ok(()),
         Some(existing) => {
@@ -49,8 +47,8 @@ impl Plan {
     }
 }
 
-fn claim_plan(out: &Path, plan: &Plan) -> Result<()> {
-    let path = out.join("prep_plan.json");
+fn claim_plan(out: &PrepDir, plan: &Plan) -> Result<()> {
+    let path = out.plan();
     match read_if_exists(&path)? {
         Some(text) => {
             let old: Plan = serde_json::from_str(&text).with_context(|| format!("{}: unreadable", path.display()))?;
@@ -82,13 +80,13 @@ pub(super) struct Work {
 
 impl Work {
     /// Claims the plan of `out` and lists the owned shards still to write.
-    pub fn claim(out: &Path, plan: Plan, shard_index: usize, num_shards: usize) -> Result<Work> {
+    pub fn claim(out: &PrepDir, plan: Plan, shard_index: usize, num_shards: usize) -> Result<Work> {
         claim_plan(out, &plan)?;
-        let dir = out.join("shards");
+        let dir = out.shards();
         let owned: Vec<usize> = (0..plan.shards).filter(|k| k % num_shards == shard_index).collect();
         let mut todo = Vec::new();
         for &k in &owned {
-            let (h5, pq) = shard_paths(&dir, k);
+            let (h5, pq) = shard_files(&dir, k);
             if h5.exists() && pq.exists() {
                 continue;
             }

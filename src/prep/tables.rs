@@ -9,10 +9,10 @@ use anyhow::Result;
 use polars::prelude::*;
 
 use super::clip::{ClipResult, FrameCounts};
-use super::shard_paths;
+use super::out_dir::{shard_files, PrepDir};
 use crate::clip_status::ClipStatus;
 use crate::error::UsageError;
-use crate::manifest::merge::{merge_tables, write_prep_table};
+use crate::manifest::prep_table::{self, PrepTable};
 
 /// One row of `prep.parquet`.
 #[derive(Debug, Clone)]
@@ -29,42 +29,45 @@ pub(super) fn rows_frame(rows: &[PrepRow]) -> PolarsResult<DataFrame> {
         rows.iter().map(|x| x.result.frames.as_ref().map(|c| f(c) as i64)).collect::<Vec<_>>()
     };
     DataFrame::new_infer_height(vec![
-        Column::new("clip_id".into(), rows.iter().map(|x| x.result.clip_id.clone()).collect::<Vec<_>>()),
-        Column::new("manifest_row".into(), rows.iter().map(|x| x.result.manifest_row as i64).collect::<Vec<_>>()),
-        Column::new("label".into(), rows.iter().map(|x| x.result.label as i64).collect::<Vec<_>>()),
-        Column::new("shard".into(), rows.iter().map(|x| x.shard as i64).collect::<Vec<_>>()),
-        Column::new("row".into(), rows.iter().map(|x| x.row.map(|v| v as i64)).collect::<Vec<_>>()),
-        Column::new("status".into(), rows.iter().map(|x| x.result.status.as_str()).collect::<Vec<_>>()),
-        Column::new("error".into(), rows.iter().map(|x| x.result.error.clone()).collect::<Vec<_>>()),
-        Column::new("detection_rate".into(), rows.iter().map(|x| x.result.detection_rate).collect::<Vec<_>>()),
-        Column::new("mean_score".into(), rows.iter().map(|x| x.result.mean_score).collect::<Vec<_>>()),
-        Column::new("detector_frames".into(), count(&|c| c.detector_frames)),
-        Column::new("lost_frames".into(), count(&|c| c.lost)),
-        Column::new("shots".into(), count(&|c| c.shots)),
-        Column::new("decode_ms".into(), r(&|x| x.result.decode_ms)),
-        Column::new("detect_ms".into(), r(&|x| x.result.detect_ms)),
-        Column::new("crop_ms".into(), r(&|x| x.result.crop_ms)),
-        Column::new("write_ms".into(), r(&|x| x.write_ms)),
+        Column::new(PrepTable::CLIP_ID.into(), rows.iter().map(|x| x.result.clip_id.clone()).collect::<Vec<_>>()),
+        Column::new(
+            PrepTable::MANIFEST_ROW.into(),
+            rows.iter().map(|x| x.result.manifest_row as i64).collect::<Vec<_>>(),
+        ),
+        Column::new(PrepTable::LABEL.into(), rows.iter().map(|x| x.result.label as i64).collect::<Vec<_>>()),
+        Column::new(PrepTable::SHARD.into(), rows.iter().map(|x| x.shard as i64).collect::<Vec<_>>()),
+        Column::new(PrepTable::ROW.into(), rows.iter().map(|x| x.row.map(|v| v as i64)).collect::<Vec<_>>()),
+        Column::new(PrepTable::STATUS.into(), rows.iter().map(|x| x.result.status.as_str()).collect::<Vec<_>>()),
+        Column::new(PrepTable::ERROR.into(), rows.iter().map(|x| x.result.error.clone()).collect::<Vec<_>>()),
+        Column::new(PrepTable::DETECTION_RATE.into(), rows.iter().map(|x| x.result.detection_rate).collect::<Vec<_>>()),
+        Column::new(PrepTable::MEAN_SCORE.into(), rows.iter().map(|x| x.result.mean_score).collect::<Vec<_>>()),
+        Column::new(PrepTable::DETECTOR_FRAMES.into(), count(&|c| c.detector_frames)),
+        Column::new(PrepTable::LOST_FRAMES.into(), count(&|c| c.lost)),
+        Column::new(PrepTable::SHOTS.into(), count(&|c| c.shots)),
+        Column::new(PrepTable::STAGE_MS[0].into(), r(&|x| x.result.decode_ms)),
+        Column::new(PrepTable::STAGE_MS[1].into(), r(&|x| x.result.detect_ms)),
+        Column::new(PrepTable::STAGE_MS[2].into(), r(&|x| x.result.crop_ms)),
+        Column::new(PrepTable::STAGE_MS[3].into(), r(&|x| x.write_ms)),
     ])
 }
 
 /// Joins the per-shard tables into `prep.parquet` once every shard is complete.
-pub(super) fn write_prep_parquet(out: &Path, shards: usize) -> Result<Option<PathBuf>> {
-    let dir = out.join("shards");
+pub(super) fn write_prep_parquet(out: &PrepDir, shards: usize) -> Result<Option<PathBuf>> {
+    let dir = out.shards();
     let mut tables = Vec::with_capacity(shards);
     for k in 0..shards {
-        let (h5, pq) = shard_paths(&dir, k);
+        let (h5, pq) = shard_files(&dir, k);
         if !h5.exists() || !pq.exists() {
             return Ok(None);
         }
         tables.push(pq);
     }
-    let path = out.join("prep.parquet");
+    let path = out.table();
     if tables.is_empty() {
         // An empty manifest: a table with the columns and no rows.
-        write_prep_table(&mut rows_frame(&[])?, &path)?;
+        PrepTable::write(&mut rows_frame(&[])?, &path)?;
     } else {
-        merge_tables(&tables, &path)?;
+        prep_table::merge(&tables, &path)?;
     }
     Ok(Some(path))
 }
@@ -74,13 +77,13 @@ pub(super) fn tally(dir: &Path, owned: &[usize]) -> Result<(BTreeMap<ClipStatus,
     let mut statuses = BTreeMap::new();
     let (mut rate_sum, mut rate_n) = (0.0, 0usize);
     for &k in owned {
-        let table = shard_paths(dir, k).1;
-        let (df, _) = crate::manifest::read_parquet(&table)?;
-        for s in df.column("status")?.str()?.iter().flatten() {
+        let table = shard_files(dir, k).1;
+        let df = PrepTable::read(&table)?;
+        for s in df.column(PrepTable::STATUS)?.str()?.iter().flatten() {
             let s: ClipStatus = s.parse().map_err(|e| UsageError::new(format!("{}: {e}", table.display())))?;
             *statuses.entry(s).or_insert(0) += 1;
         }
-        for r in df.column("detection_rate")?.f32()?.iter().flatten() {
+        for r in df.column(PrepTable::DETECTION_RATE)?.f32()?.iter().flatten() {
             rate_sum += r as f64;
             rate_n += 1;
         }

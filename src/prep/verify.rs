@@ -7,10 +7,11 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
+use super::out_dir::{recorded_hash, shard_files, PrepDir};
 use super::plan::Plan;
-use super::shard_paths;
 use crate::atomic::read_if_exists;
 use crate::error::UsageError;
+use crate::manifest::prep_table::PrepTable;
 use crate::shard::ShardReader;
 
 /// One shard's problem found by [`verify`].
@@ -58,12 +59,13 @@ impl Verification {
 /// `dfer verify`: every expected shard present, readable, made with the folder's settings, its
 /// clip count equal to its table's and its manifest range the planned one.
 pub fn verify(out: &Path) -> Result<Verification> {
-    let plan_path = out.join("prep_plan.json");
-    let prep_parquet = out.join("prep.parquet").exists();
+    let folder = PrepDir::new(out);
+    let plan_path = folder.plan();
+    let prep_parquet = folder.table().exists();
     let text = match read_if_exists(&plan_path)? {
         Some(text) => text,
         // prep makes shards/ and prep_config.toml first: a run killed then left no plan yet.
-        None if out.join("shards").is_dir() || out.join("prep_config.toml").exists() => {
+        None if folder.shards().is_dir() || folder.config_record().exists() => {
             return Ok(Verification::empty(false, 0, prep_parquet));
         }
         None => bail!(UsageError::new(format!(
@@ -73,11 +75,11 @@ pub fn verify(out: &Path) -> Result<Verification> {
         ))),
     };
     let plan: Plan = serde_json::from_str(&text).with_context(|| format!("{}: unreadable", plan_path.display()))?;
-    let hash = config_hash(out)?;
-    let dir = out.join("shards");
+    let hash = config_hash(&folder)?;
+    let dir = folder.shards();
     let mut v = Verification::empty(true, plan.shards, prep_parquet);
     for k in 0..plan.shards {
-        let (h5, pq) = shard_paths(&dir, k);
+        let (h5, pq) = shard_files(&dir, k);
         let (start, end) = plan.range(k);
         match check_shard(&h5, &pq, &hash, [start, end]) {
             Ok(n) => {
@@ -91,11 +93,11 @@ pub fn verify(out: &Path) -> Result<Verification> {
     Ok(v)
 }
 
-/// The config hash recorded on the first line of `prep_config.toml`.
-fn config_hash(out: &Path) -> Result<String> {
-    let cfg_text = std::fs::read_to_string(out.join("prep_config.toml"))
-        .map_err(|e| UsageError::new(format!("{}: {e}", out.join("prep_config.toml").display())))?;
-    Ok(cfg_text.lines().next().and_then(|l| l.split('"').nth(1)).unwrap_or_default().to_string())
+/// The config hash recorded in the folder's `prep_config.toml`.
+fn config_hash(folder: &PrepDir) -> Result<String> {
+    let path = folder.config_record();
+    let text = std::fs::read_to_string(&path).map_err(|e| UsageError::new(format!("{}: {e}", path.display())))?;
+    Ok(recorded_hash(&text).to_string())
 }
 
 /// Temporary files in `dir`, sorted by name.
@@ -124,11 +126,12 @@ fn check_shard(h5: &Path, pq: &Path, hash: &str, expect: [usize; 2]) -> Result<u
     if r.attrs.manifest_rows != expect {
         return Err(format!("{}: covers manifest rows {:?}, expected {expect:?}", h5.display(), r.attrs.manifest_rows));
     }
-    let (df, _) = crate::manifest::read_parquet(pq).map_err(|e| format!("{e:#}"))?;
+    let df = PrepTable::read(pq).map_err(|e| format!("{e:#}"))?;
     if df.height() != expect[1] - expect[0] {
         return Err(format!("{}: {} rows, expected {}", pq.display(), df.height(), expect[1] - expect[0]));
     }
-    let written = df.column("row").map(|c| c.len() - c.null_count()).map_err(|e| format!("{}: {e}", pq.display()))?;
+    let written =
+        df.column(PrepTable::ROW).map(|c| c.len() - c.null_count()).map_err(|e| format!("{}: {e}", pq.display()))?;
     if written != r.len {
         return Err(format!("{}: {} clips, its table says {written}", h5.display(), r.len));
     }

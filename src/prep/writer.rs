@@ -10,12 +10,12 @@ use anyhow::Result;
 use crossbeam_channel::Receiver;
 
 use super::clip::ClipResult;
+use super::out_dir::shard_files;
 use super::plan::{shard_attrs, Plan};
 use super::pool::{Done, Shared};
-use super::shard_paths;
 use super::tables::{rows_frame, PrepRow};
 use crate::logging::Progress;
-use crate::manifest::merge::write_prep_table;
+use crate::manifest::prep_table::PrepTable;
 use crate::shard::{ShardAttrs, ShardRow, ShardWriter, StoredPixels};
 
 pub(super) struct OrderedWriter<'a> {
@@ -82,8 +82,8 @@ impl<'a> OrderedWriter<'a> {
         self.rows.push(PrepRow { result: ClipResult { tensors: None, ..res }, shard: k, row, write_ms });
         self.progress.inc();
         if r + 1 == end {
-            let (_, pq) = shard_paths(self.dir, k);
-            write_prep_table(&mut rows_frame(&self.rows)?, &pq)?;
+            let (_, pq) = shard_files(self.dir, k);
+            PrepTable::write(&mut rows_frame(&self.rows)?, &pq)?;
             self.writer.take().expect("shard open").finish()?;
             self.shards_written += 1;
         }

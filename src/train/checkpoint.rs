@@ -11,6 +11,7 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::run_dir::beats;
 use crate::atomic::write_atomic;
 use crate::error::UsageError;
 use crate::model::runner::Runner;
@@ -157,9 +158,9 @@ impl Checkpoints {
 
     fn update_best(&self, state: &EpochState) -> Result<()> {
         let best = self.best()?;
-        let better = best
-            .as_ref()
-            .is_none_or(|b| (state.test_war, state.test_uar) > (b.test_war, b.test_uar) || b.epoch == state.epoch);
+        let better = best.as_ref().is_none_or(|b| {
+            beats((state.test_war, state.test_uar), (b.test_war, b.test_uar)) || b.epoch == state.epoch
+        });
         let best = if better { state.clone() } else { best.expect("checked") };
         if better {
             write_atomic(&self.dir.join("best.json"), serde_json::to_string_pretty(state)?.as_bytes())?;

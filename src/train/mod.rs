@@ -7,6 +7,7 @@ pub mod cache;
 pub mod checkpoint;
 pub mod config;
 pub mod data;
+pub mod run_dir;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -22,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use self::checkpoint::{Checkpoints, EpochState};
 use self::config::TrainConfig;
 use self::data::{Batch, ClipRef, InputShape, ShardSet, View};
+use self::run_dir::RunDir;
 use crate::atomic::{remove_unfinished, write_atomic};
 use crate::dataset::splits::Role;
 use crate::error::UsageError;
@@ -156,14 +158,15 @@ fn resolve_config(opts: &TrainOptions) -> Result<TrainConfig> {
 
 pub fn run(opts: &TrainOptions) -> Result<()> {
     let cfg = resolve_config(opts)?;
-    let ckpts = Checkpoints::new(&opts.run);
-    let config_path = opts.run.join("config.toml");
+    let dir = RunDir::new(&opts.run);
+    let ckpts = dir.checkpoints();
+    let config_path = dir.config();
     let text = cfg.to_toml()?;
     check_run_folder(opts, &config_path, &text)?;
     // A run killed while writing leaves temporary files (its config's too, if it was killed that
     // early); the epochs they belonged to are redone.
-    for dir in [opts.run.as_path(), ckpts.dir()] {
-        remove_unfinished(dir, |_| true)?;
+    for d in [dir.path(), ckpts.dir()] {
+        remove_unfinished(d, |_| true)?;
     }
     ckpts.remove_partial()?;
     // Data, model and device are checked before the run folder is made.
@@ -173,7 +176,7 @@ pub fn run(opts: &TrainOptions) -> Result<()> {
         write_atomic(&config_path, text.as_bytes())?;
     }
     set_optimizer(&mut s)?;
-    let metrics_path = opts.run.join("metrics.jsonl");
+    let metrics_path = dir.metrics();
     let start = resume(opts, &ckpts, &mut s, &metrics_path)?;
     let t = s.cfg.train.clone();
     let data_hash = s.shards.data_hash();

@@ -1,0 +1,83 @@
+//! The prep table (`prep.parquet`, `shards/NNNNN.parquet`; one row per manifest row): its
+//! column names, its files (written with the metadata key that marks them, read only when
+//! marked), and `dfer manifest merge`, which joins several into one in manifest order.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use polars::prelude::*;
+
+use super::{read_parquet, write_parquet, PREP_TABLE_KEY};
+use crate::error::UsageError;
+
+/// The prep table's columns, in file order (README "Data formats").
+pub struct PrepTable;
+
+impl PrepTable {
+    pub const CLIP_ID: &'static str = "clip_id";
+    pub const MANIFEST_ROW: &'static str = "manifest_row";
+    pub const LABEL: &'static str = "label";
+    /// The shard the clip's row is in.
+    pub const SHARD: &'static str = "shard";
+    /// The clip's row in its shard; null when it was not written.
+    pub const ROW: &'static str = "row";
+    pub const STATUS: &'static str = "status";
+    pub const ERROR: &'static str = "error";
+    pub const DETECTION_RATE: &'static str = "detection_rate";
+    pub const MEAN_SCORE: &'static str = "mean_score";
+    pub const DETECTOR_FRAMES: &'static str = "detector_frames";
+    pub const LOST_FRAMES: &'static str = "lost_frames";
+    pub const SHOTS: &'static str = "shots";
+    /// Milliseconds per clip of each stage: decode, detect, crop, write.
+    pub const STAGE_MS: [&'static str; 4] = ["decode_ms", "detect_ms", "crop_ms", "write_ms"];
+
+    /// Writes `df` to `path`, marked as a prep table in its metadata.
+    pub fn write(df: &mut DataFrame, path: &Path) -> Result<()> {
+        write_parquet(df, vec![(PREP_TABLE_KEY.to_string(), "1".to_string())], path)
+    }
+
+    /// Reads a prep table; a Parquet file without the mark is refused.
+    pub fn read(path: &Path) -> Result<DataFrame> {
+        let (df, meta) = read_parquet(path)?;
+        if !meta.iter().any(|(k, _)| k == PREP_TABLE_KEY) {
+            return Err(UsageError::new(format!("{}: not a prep table (prep.parquet)", path.display())).into());
+        }
+        Ok(df)
+    }
+}
+
+/// `dfer manifest merge`: joins prep tables (at least one) into `output`, sorted by manifest
+/// row. A manifest row present in two inputs is an error naming both files. Returns the row
+/// count.
+pub fn merge(inputs: &[PathBuf], output: &Path) -> Result<usize> {
+    let mut seen: BTreeMap<i64, PathBuf> = BTreeMap::new();
+    let mut all: Option<DataFrame> = None;
+    for path in inputs {
+        let df = PrepTable::read(path)?;
+        let rows = df
+            .column(PrepTable::MANIFEST_ROW)
+            .and_then(|c| c.i64().cloned())
+            .map_err(|e| UsageError::new(format!("{}: no manifest_row column: {e}", path.display())))?;
+        for r in rows.iter().flatten() {
+            if let Some(first) = seen.insert(r, path.clone()) {
+                return Err(UsageError::new(format!(
+                    "manifest row {r} is in both {} and {}",
+                    first.display(),
+                    path.display()
+                ))
+                .into());
+            }
+        }
+        match &mut all {
+            None => all = Some(df),
+            Some(acc) => {
+                acc.vstack_mut(&df).map_err(|e| UsageError::new(format!("{}: other columns: {e}", path.display())))?;
+            }
+        }
+    }
+    let all = all.ok_or_else(|| UsageError::new("no prep tables to merge"))?;
+    let mut all = all.sort([PrepTable::MANIFEST_ROW], Default::default())?;
+    PrepTable::write(&mut all, output)?;
+    Ok(all.height())
+}

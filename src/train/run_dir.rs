@@ -1,0 +1,94 @@
+//! A training run's folder (`runs/<name>/`) and the name of every file in it: `config.toml`
+//! (the resolved settings; its presence makes the folder a run), `metrics.jsonl` (one line per
+//! epoch), `checkpoints/`, and what `dfer eval` adds (`report.json`, `confusion.csv`,
+//! `confusion.png`, `predictions.csv`). The best-epoch rule lives here too.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+
+use super::checkpoint::Checkpoints;
+use crate::error::UsageError;
+
+/// A run folder; only paths, nothing is read or written by making one.
+#[derive(Debug, Clone)]
+pub struct RunDir {
+    root: PathBuf,
+}
+
+/// The files `dfer eval` writes into a run folder.
+const EVAL_FILES: [&str; 4] = ["report.json", "confusion.csv", "confusion.png", "predictions.csv"];
+
+impl RunDir {
+    pub fn new(root: &Path) -> Self {
+        Self { root: root.to_path_buf() }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.root
+    }
+
+    /// `config.toml`: the run's resolved settings.
+    pub fn config(&self) -> PathBuf {
+        self.root.join("config.toml")
+    }
+
+    /// `metrics.jsonl`: one line per finished epoch.
+    pub fn metrics(&self) -> PathBuf {
+        self.root.join("metrics.jsonl")
+    }
+
+    pub fn checkpoints(&self) -> Checkpoints {
+        Checkpoints::new(&self.root)
+    }
+
+    /// `report.json`: the evaluation of one checkpoint.
+    pub fn report(&self) -> PathBuf {
+        self.root.join(EVAL_FILES[0])
+    }
+
+    pub fn confusion_csv(&self) -> PathBuf {
+        self.root.join(EVAL_FILES[1])
+    }
+
+    pub fn confusion_png(&self) -> PathBuf {
+        self.root.join(EVAL_FILES[2])
+    }
+
+    pub fn predictions_csv(&self) -> PathBuf {
+        self.root.join(EVAL_FILES[3])
+    }
+
+    /// Everything `dfer eval` writes, report first.
+    pub fn eval_outputs(&self) -> Vec<PathBuf> {
+        EVAL_FILES.iter().map(|f| self.root.join(f)).collect()
+    }
+
+    /// Refuses a folder without `config.toml`.
+    pub fn require_run(&self) -> Result<()> {
+        if self.config().exists() {
+            Ok(())
+        } else {
+            Err(UsageError::new(format!("{}: not a training run (no config.toml)", self.root.display())).into())
+        }
+    }
+}
+
+/// The best-epoch rule: an epoch beats another with a higher test WAR, then a higher UAR; on a
+/// tie the earlier epoch stays best.
+pub fn beats(war_uar: (f64, f64), best_war_uar: (f64, f64)) -> bool {
+    war_uar > best_war_uar
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn war_decides_then_uar_and_ties_keep_the_earlier_epoch() {
+        assert!(beats((60.0, 40.0), (59.0, 50.0)));
+        assert!(beats((60.0, 41.0), (60.0, 40.0)));
+        assert!(!beats((60.0, 40.0), (60.0, 40.0)));
+        assert!(!beats((59.0, 90.0), (60.0, 10.0)));
+    }
+}
