@@ -29,7 +29,7 @@ pub enum Asset {
 }
 
 impl Asset {
-    pub fn file_name(self) -> &'static str {
+    pub(crate) fn file_name(self) -> &'static str {
         match self {
             Asset::OnnxRuntime => "libonnxruntime.so.1.31.1",
             Asset::CenterFace => "centerface.onnx",
@@ -44,7 +44,7 @@ impl Asset {
 }
 
 /// The cache folder: `$DFER_CACHE`, else `$HOME/.cache/dfer`.
-pub fn cache_dir() -> PathBuf {
+pub(crate) fn cache_dir() -> PathBuf {
     if let Some(d) = std::env::var_os("DFER_CACHE").filter(|d| !d.is_empty()) {
         return PathBuf::from(d);
     }

@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 use crate::error::UsageError;
 
 /// `name.tmp-PID` beside `path`: written first, renamed when complete.
-pub fn tmp_path(path: &Path) -> PathBuf {
+pub(crate) fn tmp_path(path: &Path) -> PathBuf {
     let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
     name.push(format!(".tmp-{}", std::process::id()));
     path.with_file_name(name)
@@ -18,7 +18,7 @@ pub fn tmp_path(path: &Path) -> PathBuf {
 
 /// Writes `path` by calling `write` on its temporary name, then renaming. If `write` fails the
 /// temporary file is removed and the error returned; `path` is untouched.
-pub fn write_via_tmp(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+pub(crate) fn write_via_tmp(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
     let tmp = tmp_path(path);
     if let Err(e) = write(&tmp) {
         let _ = std::fs::remove_file(&tmp);
@@ -28,7 +28,7 @@ pub fn write_via_tmp(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Re
 }
 
 /// Writes `bytes` to `path` whole (synced before the rename) or not at all.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     write_via_tmp(path, |tmp| {
         let mut f = std::fs::File::create(tmp).with_context(|| format!("{}: cannot create", tmp.display()))?;
         f.write_all(bytes).and_then(|_| f.sync_all()).with_context(|| format!("{}: cannot write", tmp.display()))
@@ -37,7 +37,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 
 /// The text of `path`, or `None` when there is no such file. A file that exists but cannot be
 /// read (permissions, not UTF-8, an I/O error) is an error naming it, never taken for absent.
-pub fn read_if_exists(path: &Path) -> Result<Option<String>> {
+pub(crate) fn read_if_exists(path: &Path) -> Result<Option<String>> {
     match std::fs::read_to_string(path) {
         Ok(text) => Ok(Some(text)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -47,7 +47,7 @@ pub fn read_if_exists(path: &Path) -> Result<Option<String>> {
 
 /// Removes the temporary files that a killed process left in `dir` for the final names `of`
 /// accepts.
-pub fn remove_unfinished(dir: &Path, of: impl Fn(&str) -> bool) -> Result<()> {
+pub(crate) fn remove_unfinished(dir: &Path, of: impl Fn(&str) -> bool) -> Result<()> {
     let Ok(entries) = std::fs::read_dir(dir) else { return Ok(()) };
     for e in entries {
         let path = e?.path();

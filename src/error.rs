@@ -9,7 +9,7 @@ use std::fmt;
 pub struct UsageError(String);
 
 impl UsageError {
-    pub fn new(msg: impl Into<String>) -> Self {
+    pub(crate) fn new(msg: impl Into<String>) -> Self {
         UsageError(msg.into())
     }
 }
@@ -30,13 +30,13 @@ pub enum Outcome {
 }
 
 /// Exit code of a refusal: a [`UsageError`] anywhere in the error's chain.
-pub const EXIT_REFUSED: u8 = 2;
+pub(crate) const EXIT_REFUSED: u8 = 2;
 /// Exit code of any other error: the command failed while running (a full disk, an I/O error,
 /// a corrupt file met part-way).
-pub const EXIT_FAILED: u8 = 3;
+pub(crate) const EXIT_FAILED: u8 = 3;
 
 /// Whether `e` is a refusal: a [`UsageError`] raised, possibly under added context.
-pub fn is_refusal(e: &anyhow::Error) -> bool {
+pub(crate) fn is_refusal(e: &anyhow::Error) -> bool {
     e.chain().any(|c| c.is::<UsageError>())
 }
 

@@ -28,7 +28,7 @@ pub fn init(verbose: u8, quiet: bool) {
 }
 
 /// Progress over a known number of items.
-pub struct Progress {
+pub(crate) struct Progress {
     bar: Option<ProgressBar>,
     what: String,
     total: u64,
@@ -38,7 +38,7 @@ pub struct Progress {
 }
 
 impl Progress {
-    pub fn new(total: u64, what: impl Into<String>) -> Self {
+    pub(crate) fn new(total: u64, what: impl Into<String>) -> Self {
         let what = what.into();
         let bar = std::io::stderr().is_terminal().then(|| {
             let b = ProgressBar::new(total);
@@ -55,12 +55,12 @@ impl Progress {
     }
 
     /// Counts one finished item.
-    pub fn inc(&self) {
+    pub(crate) fn inc(&self) {
         self.advance(1, "");
     }
 
     /// Counts `n` finished items; `note` (e.g. the current loss) follows the label.
-    pub fn advance(&self, n: u64, note: &str) {
+    pub(crate) fn advance(&self, n: u64, note: &str) {
         let done = self.done.fetch_add(n, Ordering::Relaxed) + n;
         if let Some(b) = &self.bar {
             b.inc(n);
@@ -77,7 +77,7 @@ impl Progress {
         }
     }
 
-    pub fn finish(&self) {
+    pub(crate) fn finish(&self) {
         if let Some(b) = &self.bar {
             b.finish_and_clear();
         }

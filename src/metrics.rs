@@ -18,7 +18,7 @@ pub struct Metrics {
 
 impl Metrics {
     /// From true and predicted labels over `classes` classes. UAR averages the classes present.
-    pub fn from_predictions(truth: &[usize], predicted: &[usize], classes: usize) -> Metrics {
+    pub(crate) fn from_predictions(truth: &[usize], predicted: &[usize], classes: usize) -> Metrics {
         let mut confusion = vec![vec![0u64; classes]; classes];
         for (&t, &p) in truth.iter().zip(predicted) {
             confusion[t][p] += 1;
@@ -26,7 +26,7 @@ impl Metrics {
         Self::from_confusion(confusion)
     }
 
-    pub fn from_confusion(confusion: Vec<Vec<u64>>) -> Metrics {
+    pub(crate) fn from_confusion(confusion: Vec<Vec<u64>>) -> Metrics {
         let clips: u64 = confusion.iter().flatten().sum();
         let correct: u64 = (0..confusion.len()).map(|i| confusion[i][i]).sum();
         let recall: Vec<Option<f64>> = confusion
@@ -44,7 +44,7 @@ impl Metrics {
     }
 
     /// The confusion matrix as CSV with a header of predicted labels and a row label column.
-    pub fn confusion_csv(&self, labels: &[String]) -> String {
+    pub(crate) fn confusion_csv(&self, labels: &[String]) -> String {
         let mut out = format!("true\\predicted,{}\n", labels.join(","));
         for (name, row) in labels.iter().zip(&self.confusion) {
             let cells: Vec<String> = row.iter().map(|c| c.to_string()).collect();
@@ -55,7 +55,7 @@ impl Metrics {
 }
 
 /// Index of the largest score (first on ties).
-pub fn argmax(scores: &[f32]) -> usize {
+pub(crate) fn argmax(scores: &[f32]) -> usize {
     let mut best = 0;
     for (i, &s) in scores.iter().enumerate() {
         if s > scores[best] {

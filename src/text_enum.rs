@@ -21,7 +21,7 @@ macro_rules! text_enum {
         impl $name {
             /// Every variant, in declaration order.
             #[allow(dead_code)]
-            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+            pub(crate) const ALL: &'static [$name] = &[$($name::$variant),+];
 
             /// The variant's text.
             pub fn as_str(self) -> &'static str {

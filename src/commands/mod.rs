@@ -15,7 +15,7 @@ pub mod report;
 #[cfg(feature = "media")]
 pub mod run;
 #[cfg(feature = "media")]
-pub mod stage;
+pub(crate) mod stage;
 pub mod synth;
 pub mod train;
 #[cfg(feature = "media")]

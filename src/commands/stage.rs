@@ -32,7 +32,7 @@ fn parse(argv: &[String]) -> Result<StageCommand> {
 }
 
 /// Runs one stage's command line (without `dfer`).
-pub fn exec(argv: &[String]) -> Result<Outcome> {
+pub(crate) fn exec(argv: &[String]) -> Result<Outcome> {
     match parse(argv)? {
         StageCommand::Synth(a) => synth::run(&a),
         StageCommand::Manifest(a) => manifest::run(&a),
@@ -46,7 +46,7 @@ pub fn exec(argv: &[String]) -> Result<Outcome> {
 
 /// Reads a pipeline and checks every stage's command line, so a misspelt key fails before
 /// anything runs.
-pub fn load(file: &Path, sets: &[String]) -> Result<Pipeline> {
+pub(crate) fn load(file: &Path, sets: &[String]) -> Result<Pipeline> {
     let p = Pipeline::load(file, sets)?;
     for s in &p.stages {
         parse(&s.argv).map_err(|e| UsageError::new(format!("{}: [{}] {e}", file.display(), s.kind.section())))?;

@@ -35,7 +35,7 @@ text_enum! {
 
 impl Polarity {
     /// Index used as a class target: negative 0, neutral 1, positive 2.
-    pub fn index(self) -> usize {
+    pub(crate) fn index(self) -> usize {
         self as usize
     }
 }
@@ -74,7 +74,7 @@ text_enum! {
 
 impl Delimiter {
     /// The fields of one line.
-    pub fn fields(self, line: &str) -> Vec<&str> {
+    pub(crate) fn fields(self, line: &str) -> Vec<&str> {
         match self {
             Delimiter::Whitespace => line.split_whitespace().collect(),
             Delimiter::Comma => line.split(',').map(str::trim).collect(),
@@ -82,7 +82,7 @@ impl Delimiter {
     }
 
     /// What joins fields when a line is shown.
-    pub fn joiner(self) -> &'static str {
+    pub(crate) fn joiner(self) -> &'static str {
         match self {
             Delimiter::Comma => ",",
             Delimiter::Whitespace => " ",
@@ -224,18 +224,13 @@ impl DatasetDesc {
         Ok(())
     }
 
-    /// Index of a label name, if it is one of this dataset's labels.
-    pub fn label_index(&self, name: &str) -> Option<usize> {
-        self.labels.iter().position(|l| l == name)
-    }
-
     /// Polarity of label `index`.
-    pub fn polarity_of(&self, index: usize) -> Polarity {
+    pub(crate) fn polarity_of(&self, index: usize) -> Polarity {
         self.polarity[&self.labels[index]]
     }
 
     /// Number of folds (0 for single-split datasets and label tables).
-    pub fn folds(&self) -> u32 {
+    pub(crate) fn folds(&self) -> u32 {
         self.splits.as_ref().and_then(|s| s.folds).unwrap_or(0)
     }
 
@@ -247,7 +242,7 @@ impl DatasetDesc {
 
 impl Sources {
     /// Path pattern of a source kind, if the dataset has that kind.
-    pub fn pattern(&self, kind: SourceKind) -> Option<&str> {
+    pub(crate) fn pattern(&self, kind: SourceKind) -> Option<&str> {
         match kind {
             SourceKind::Video => self.video.as_deref(),
             SourceKind::Frames => self.frames.as_deref(),
@@ -258,7 +253,7 @@ impl Sources {
 /// The path of `rel` under `root`, refused when it reaches outside the root: an absolute
 /// path, a `..` component, or a symbolic link (of the clip or a folder above it) whose target
 /// lies outside.
-pub fn path_inside_root(root: &Path, rel: &str) -> Result<PathBuf, String> {
+pub(crate) fn path_inside_root(root: &Path, rel: &str) -> Result<PathBuf, String> {
     splits::check_inside_root(rel)?;
     let path = root.join(rel);
     if let (Ok(real), Ok(real_root)) = (path.canonicalize(), root.canonicalize()) {
@@ -287,7 +282,7 @@ mod tests {
         assert_eq!(dfew.polarity_of(2), Polarity::Neutral);
         let ferv = DatasetDesc::load("ferv39k").unwrap();
         assert_eq!(ferv.folds(), 0);
-        assert_eq!(ferv.label_index("Happy"), Some(3));
+        assert_eq!(ferv.labels.iter().position(|l| l == "Happy"), Some(3));
         let mafw = DatasetDesc::load("mafw").unwrap();
         assert_eq!(mafw.labels.len(), 11);
         assert!(mafw.sources.unwrap().frames.is_none());

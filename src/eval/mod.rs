@@ -2,7 +2,7 @@
 //! confusion matrix as CSV and PNG, per-clip predictions) and `dfer report` (several runs, e.g.
 //! DFEW's five folds, averaged the way papers do, at the best and at the last epoch).
 
-pub mod plot;
+pub(crate) mod plot;
 
 use std::path::{Path, PathBuf};
 
@@ -33,7 +33,7 @@ pub struct Report {
 }
 
 /// The record of checkpoint `which` of `run`, verified.
-pub fn checkpoint_state(run: &Path, which: CheckpointChoice) -> Result<EpochState> {
+pub(crate) fn checkpoint_state(run: &Path, which: CheckpointChoice) -> Result<EpochState> {
     let ck = RunDir::new(run).checkpoints();
     let state = match which {
         CheckpointChoice::Best => ck.best()?,
@@ -50,7 +50,7 @@ pub fn checkpoint_state(run: &Path, which: CheckpointChoice) -> Result<EpochStat
 }
 
 /// Evaluates `run` at checkpoint `which` and writes its report files.
-pub fn evaluate_run(run: &Path, which: CheckpointChoice) -> Result<Report> {
+pub(crate) fn evaluate_run(run: &Path, which: CheckpointChoice) -> Result<Report> {
     let dir = RunDir::new(run);
     dir.require_run()?;
     let cfg = TrainConfig::read(&dir.config())?;
@@ -90,7 +90,7 @@ pub fn evaluate_run(run: &Path, which: CheckpointChoice) -> Result<Report> {
 
 /// `dfer inspect runs/NAME`: the run's settings, per-epoch figures, best epoch and report.
 #[derive(Clone, Debug, Serialize)]
-pub struct RunInspection {
+pub(crate) struct RunInspection {
     pub run: PathBuf,
     pub dataset_manifest: PathBuf,
     pub fold: u32,
@@ -105,7 +105,7 @@ pub struct RunInspection {
 }
 
 /// Reads a run folder without changing it; `plot` draws the training curves to that PNG.
-pub fn inspect_run(run: &Path, plot: Option<&Path>) -> Result<RunInspection> {
+pub(crate) fn inspect_run(run: &Path, plot: Option<&Path>) -> Result<RunInspection> {
     let dir = RunDir::new(run);
     dir.require_run()?;
     let cfg = TrainConfig::read(&dir.config())?;
@@ -147,7 +147,7 @@ pub fn inspect_run(run: &Path, plot: Option<&Path>) -> Result<RunInspection> {
 }
 
 impl RunInspection {
-    pub fn to_text(&self) -> String {
+    pub(crate) fn to_text(&self) -> String {
         let mut out = format!(
             "run {}\n  manifest {}, fold {}\n  model {} ({}), {} of {} epochs done, best epoch {}\n",
             self.run.display(),
@@ -182,7 +182,7 @@ impl RunInspection {
 
 /// One run's figures in a multi-run report.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct RunSummary {
+pub(crate) struct RunSummary {
     pub run: PathBuf,
     pub epochs: u32,
     /// Earliest epoch with the highest test WAR (then UAR): selected on the test fold, as common code does.
@@ -194,7 +194,7 @@ pub struct RunSummary {
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct MultiReport {
+pub(crate) struct MultiReport {
     pub runs: Vec<RunSummary>,
     pub mean_best_uar: f64,
     pub mean_best_war: f64,
@@ -202,7 +202,7 @@ pub struct MultiReport {
     pub mean_last_war: f64,
 }
 
-pub fn summarise(run: &Path) -> Result<RunSummary> {
+pub(crate) fn summarise(run: &Path) -> Result<RunSummary> {
     let lines: Vec<EpochLine> = read_metrics(&RunDir::new(run).metrics())?;
     let last = lines.last().with_context(|| format!("{}: no finished epoch", run.display()))?;
     // The earliest epoch with the highest (WAR, UAR), as the trainer's best.json records it.
@@ -221,7 +221,7 @@ pub fn summarise(run: &Path) -> Result<RunSummary> {
     })
 }
 
-pub fn multi_report(runs: &[PathBuf]) -> Result<MultiReport> {
+pub(crate) fn multi_report(runs: &[PathBuf]) -> Result<MultiReport> {
     let runs: Vec<RunSummary> = runs.iter().map(|r| summarise(r)).collect::<Result<_>>()?;
     let mean = |f: fn(&RunSummary) -> f64| runs.iter().map(f).sum::<f64>() / runs.len().max(1) as f64;
     Ok(MultiReport {
@@ -234,7 +234,7 @@ pub fn multi_report(runs: &[PathBuf]) -> Result<MultiReport> {
 }
 
 impl MultiReport {
-    pub fn to_text(&self) -> String {
+    pub(crate) fn to_text(&self) -> String {
         let mut out = format!(
             "{:<40} {:>6} {:>10} {:>8} {:>8} {:>8} {:>8}\n",
             "run", "epochs", "best epoch", "best UAR", "best WAR", "last UAR", "last WAR"

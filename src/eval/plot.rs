@@ -43,7 +43,7 @@ fn draw_png(path: &Path, size: (u32, u32), draw: impl FnOnce(&Canvas) -> Result<
 }
 
 /// Draws `confusion[true][predicted]` with class `labels` and a `title`.
-pub fn confusion_png(path: &Path, confusion: &[Vec<u64>], labels: &[String], title: &str) -> Result<()> {
+pub(crate) fn confusion_png(path: &Path, confusion: &[Vec<u64>], labels: &[String], title: &str) -> Result<()> {
     init_font();
     let k = labels.len();
     let cell = 64u32;
@@ -81,7 +81,7 @@ pub fn confusion_png(path: &Path, confusion: &[Vec<u64>], labels: &[String], tit
 }
 
 /// Draws curves over epochs: `series` of (name, values per epoch), two panels (loss; percent).
-pub fn curves_png(path: &Path, epochs: &[u32], loss: &[f64], percent: &[(&str, Vec<f64>)]) -> Result<()> {
+pub(crate) fn curves_png(path: &Path, epochs: &[u32], loss: &[f64], percent: &[(&str, Vec<f64>)]) -> Result<()> {
     init_font();
     draw_png(path, (900, 400), |root| {
         let e = err(path);

@@ -17,7 +17,7 @@ use crate::assets::{self, Asset};
 
 /// Settings of the CenterFace detector.
 #[derive(Debug, Clone, Copy)]
-pub struct CenterFaceSettings {
+pub(crate) struct CenterFaceSettings {
     pub threshold: f32,
     pub nms_iou: f32,
 }
@@ -50,15 +50,15 @@ fn model() -> Result<&'static (Vec<u8>, String)> {
 }
 
 /// sha256 of the CenterFace model file in the asset cache (what shards record).
-pub fn installed_model_hash() -> Result<String> {
+pub(crate) fn installed_model_hash() -> Result<String> {
     Ok(model()?.1.clone())
 }
 
 /// Detector name recorded in shards.
-pub const NAME: &str = "centerface";
+pub(crate) const NAME: &str = "centerface";
 
 /// Reads a CenterFace model file and patches it: dims 0, 2, 3 dynamic, initializers not inputs.
-pub fn load_patched(path: &Path) -> Result<(Vec<u8>, String)> {
+pub(crate) fn load_patched(path: &Path) -> Result<(Vec<u8>, String)> {
     let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
     let hash = format!("{:x}", Sha256::digest(&bytes));
     let (patched, _report) =
@@ -67,16 +67,15 @@ pub fn load_patched(path: &Path) -> Result<(Vec<u8>, String)> {
 }
 
 /// A CenterFace session (one per worker, one intra-op thread).
-pub struct CenterFace {
+pub(crate) struct CenterFace {
     session: Session,
-    hash: String,
     settings: CenterFaceSettings,
 }
 
 impl CenterFace {
-    pub fn new(settings: CenterFaceSettings) -> Result<CenterFace> {
+    pub(crate) fn new(settings: CenterFaceSettings) -> Result<CenterFace> {
         let env = environment()?;
-        let (bytes, hash) = model()?;
+        let (bytes, _) = model()?;
         // Input sizes change from clip to clip: without the arena and memory-pattern caches,
         // memory goes back after each run instead of growing to the largest batch ever seen.
         let session = Session::builder(env)
@@ -91,13 +90,13 @@ impl CenterFace {
             .map_err(|e| anyhow!("ONNX Runtime session: {e}"))?
             .commit_from_memory(bytes)
             .map_err(|e| anyhow!("CenterFace model does not load: {e}"))?;
-        Ok(CenterFace { session, hash: hash.clone(), settings })
+        Ok(CenterFace { session, settings })
     }
 }
 
 /// Network input size for a `w`x`h` frame: long side `long_side`, each side a multiple of 32
 /// (at least 32).
-pub fn input_size(w: u32, h: u32, long_side: u32) -> (u32, u32) {
+pub(crate) fn input_size(w: u32, h: u32, long_side: u32) -> (u32, u32) {
     let scale = long_side as f32 / w.max(h) as f32;
     let r = |v: u32| (((v as f32 * scale) / 32.0).round() as u32).max(1) * 32;
     (r(w), r(h))
@@ -105,7 +104,7 @@ pub fn input_size(w: u32, h: u32, long_side: u32) -> (u32, u32) {
 
 /// Decodes CenterFace outputs for one image: heatmap `[h,w]`, scale `[2,h,w]`, offset
 /// `[2,h,w]`, landmarks `[10,h,w]` → boxes in network-input pixels (before NMS).
-pub fn decode(
+pub(crate) fn decode(
     heat: &ArrayViewD<f32>,
     scale: &ArrayViewD<f32>,
     offset: &ArrayViewD<f32>,
@@ -135,14 +134,6 @@ pub fn decode(
 }
 
 impl Detector for CenterFace {
-    fn name(&self) -> &str {
-        NAME
-    }
-
-    fn model_hash(&self) -> &str {
-        &self.hash
-    }
-
     fn detect(&mut self, frames: &[&RgbImage], long_side: u32) -> Result<Vec<Vec<Detection>>> {
         let mut all = Vec::with_capacity(frames.len());
         for chunk in frames.chunks(MAX_BATCH) {
@@ -267,7 +258,7 @@ mod tests {
         // docs/architecture.md §5: box ≈ (181.5, 58.2)–(269.9, 177.8), score 0.929.
         assert!(super::super::iou(&d.bbox, &[181.5, 58.2, 269.9, 177.8]) > 0.9, "{:?}", d.bbox);
         assert!((d.score - 0.929).abs() < 0.02, "{}", d.score);
-        assert_eq!(cf.model_hash().len(), 64);
+        assert_eq!(installed_model_hash().unwrap().len(), 64);
     }
 
     #[test]

@@ -41,7 +41,7 @@ text_enum! {
 
 /// Resizes `src` (or the `crop` = `[left, top, width, height]` part of it, in source pixels) to
 /// `w`x`h` with a bilinear filter widened for downscaling (SIMD, `fast_image_resize`).
-pub fn resize(src: &RgbImage, crop: Option<[f64; 4]>, w: u32, h: u32) -> RgbImage {
+pub(crate) fn resize(src: &RgbImage, crop: Option<[f64; 4]>, w: u32, h: u32) -> RgbImage {
     thread_local! {
         static RESIZER: RefCell<Resizer> = RefCell::new(Resizer::new());
     }
@@ -57,21 +57,21 @@ pub fn resize(src: &RgbImage, crop: Option<[f64; 4]>, w: u32, h: u32) -> RgbImag
 }
 
 /// Square box around `b`'s centre whose side is the longer side of `b` times `margin`.
-pub fn square_box(b: &BoxF, margin: f32) -> BoxF {
+pub(crate) fn square_box(b: &BoxF, margin: f32) -> BoxF {
     let (cx, cy) = ((b[0] + b[2]) / 2.0, (b[1] + b[3]) / 2.0);
     let half = (b[2] - b[0]).max(b[3] - b[1]) * margin / 2.0;
     [cx - half, cy - half, cx + half, cy + half]
 }
 
 /// Square box of side min(w, h) at the frame centre.
-pub fn centre_box(w: u32, h: u32) -> BoxF {
+pub(crate) fn centre_box(w: u32, h: u32) -> BoxF {
     let s = w.min(h) as f32;
     let (cx, cy) = (w as f32 / 2.0, h as f32 / 2.0);
     [cx - s / 2.0, cy - s / 2.0, cx + s / 2.0, cy + s / 2.0]
 }
 
 /// Cuts `region` (may extend past the frame; outside is black) and resizes it to `size`².
-pub fn crop_resize(frame: &RgbImage, region: &BoxF, size: u32) -> RgbImage {
+pub(crate) fn crop_resize(frame: &RgbImage, region: &BoxF, size: u32) -> RgbImage {
     let (w, h) = frame.dimensions();
     if region[0] >= 0.0
         && region[1] >= 0.0
@@ -139,7 +139,7 @@ pub fn fit_scene(frame: &RgbImage, size: u32, fit: SceneFit) -> (RgbImage, Scene
 }
 
 /// Integer pixel rectangle of `b` inside a `w`x`h` image (outward rounding), if not empty.
-pub fn pixel_rect(b: &BoxF, w: u32, h: u32) -> Option<(u32, u32, u32, u32)> {
+pub(crate) fn pixel_rect(b: &BoxF, w: u32, h: u32) -> Option<(u32, u32, u32, u32)> {
     let x0 = b[0].floor().clamp(0.0, w as f32) as u32;
     let y0 = b[1].floor().clamp(0.0, h as f32) as u32;
     let x1 = b[2].ceil().clamp(0.0, w as f32) as u32;
@@ -148,7 +148,7 @@ pub fn pixel_rect(b: &BoxF, w: u32, h: u32) -> Option<(u32, u32, u32, u32)> {
 }
 
 /// Removes the face from a scene image: the face box (scene pixels) scaled by `mask_scale`.
-pub fn mask_face(scene: &mut RgbImage, face: &BoxF, mask_scale: f32, mode: MaskMode) {
+pub(crate) fn mask_face(scene: &mut RgbImage, face: &BoxF, mask_scale: f32, mode: MaskMode) {
     let (w, h) = scene.dimensions();
     let Some((x, y, rw, rh)) = pixel_rect(&scale_box(face, mask_scale), w, h) else { return };
     match mode {

@@ -2,22 +2,22 @@
 //! detection (which frames to detect), primary-face tracking, and crop / scene-mask geometry.
 
 #[cfg(feature = "media")]
-pub mod centerface;
+pub(crate) mod centerface;
 pub mod geometry;
 #[cfg(feature = "media")]
 pub mod onnx_patch;
-pub mod refine;
+pub(crate) mod refine;
 pub mod track;
 
 use anyhow::Result;
 use image::RgbImage;
 
 /// Box `[x1, y1, x2, y2]` in pixels.
-pub type BoxF = [f32; 4];
+pub(crate) type BoxF = [f32; 4];
 
 /// One detected face in frame pixels.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Detection {
+pub(crate) struct Detection {
     pub bbox: BoxF,
     pub score: f32,
     /// Eyes, nose, mouth corners as (x, y).
@@ -25,17 +25,13 @@ pub struct Detection {
 }
 
 /// A face detector. One instance per worker thread; `detect` may batch the frames.
-pub trait Detector: Send {
-    /// Name recorded in shard attributes.
-    fn name(&self) -> &str;
-    /// Hash of the model file (sha256 hex), recorded in shard attributes.
-    fn model_hash(&self) -> &str;
+pub(crate) trait Detector: Send {
     /// Faces in each frame (all frames the same size), in frame pixels, best score first; the
     /// frames are resized so their long side is about `long_side` for the network.
     fn detect(&mut self, frames: &[&RgbImage], long_side: u32) -> Result<Vec<Vec<Detection>>>;
 }
 
-pub fn area(b: &BoxF) -> f32 {
+pub(crate) fn area(b: &BoxF) -> f32 {
     (b[2] - b[0]).max(0.0) * (b[3] - b[1]).max(0.0)
 }
 
@@ -52,7 +48,7 @@ pub fn iou(a: &BoxF, b: &BoxF) -> f32 {
 
 /// Greedy non-maximum suppression: keeps the best-scoring boxes, dropping any with IoU above
 /// `threshold` with one already kept. Returns detections sorted by score.
-pub fn nms(mut dets: Vec<Detection>, threshold: f32) -> Vec<Detection> {
+pub(crate) fn nms(mut dets: Vec<Detection>, threshold: f32) -> Vec<Detection> {
     dets.sort_by(|a, b| b.score.total_cmp(&a.score));
     let mut kept: Vec<Detection> = Vec::new();
     for d in dets {

@@ -8,7 +8,7 @@ use super::{iou, Detection};
 
 /// When interpolating between two neighbouring detected-on frames is safe.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct RefineRule {
+pub(crate) struct RefineRule {
     /// Largest centre move, in face sizes, between two neighbouring detections that is
     /// interpolated without a check.
     pub max_shift: f32,
@@ -21,7 +21,7 @@ pub struct RefineRule {
 
 /// The first stored frames to detect: every `every`-th frame, and the first and last frame of
 /// every shot, sorted.
-pub fn keyframes(shots: &[usize], every: usize) -> Vec<usize> {
+pub(crate) fn keyframes(shots: &[usize], every: usize) -> Vec<usize> {
     let mut p: Vec<usize> = (0..shots.len()).step_by(every.max(1)).collect();
     for (start, end) in shot_ranges(shots) {
         p.extend([start, end - 1]);
@@ -33,7 +33,7 @@ pub fn keyframes(shots: &[usize], every: usize) -> Vec<usize> {
 
 /// What is known of a clip so far: the detector's candidates per stored frame (`None` where it
 /// did not run), the linked track, and each frame's shot.
-pub struct Evidence<'a> {
+pub(crate) struct Evidence<'a> {
     pub dets: &'a [Option<Vec<Detection>>],
     pub track: &'a [Option<Detection>],
     pub shots: &'a [usize],
@@ -83,7 +83,7 @@ impl Evidence<'_> {
 
 /// Stored frames to detect next: the midpoint of every gap between neighbouring detected-on
 /// frames of one shot where interpolation is not yet safe. Empty when the clip is done.
-pub fn next_frames(ev: &Evidence, rule: &RefineRule) -> Vec<usize> {
+pub(crate) fn next_frames(ev: &Evidence, rule: &RefineRule) -> Vec<usize> {
     let mut out = Vec::new();
     for (start, end) in shot_ranges(ev.shots) {
         let ran: Vec<usize> = (start..end).filter(|&i| ev.dets[i].is_some()).collect();

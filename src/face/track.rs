@@ -10,7 +10,7 @@ use super::{area, BoxF, Detection};
 /// Where a frame's face box came from (stored per frame as `face_source`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[repr(u8)]
-pub enum FaceSource {
+pub(crate) enum FaceSource {
     /// No face box and no detector verdict. Written by dfer before shot-aware tracking for
     /// frames without any box; this version writes `Lost` for those.
     None = 0,
@@ -28,7 +28,7 @@ pub enum FaceSource {
 impl FaceSource {
     /// The source a stored `face_source` code stands for; codes this version does not know
     /// read as `None`.
-    pub fn from_code(code: u8) -> FaceSource {
+    pub(crate) fn from_code(code: u8) -> FaceSource {
         match code {
             1 => FaceSource::Detected,
             2 => FaceSource::Interpolated,
@@ -41,7 +41,7 @@ impl FaceSource {
 
 /// The tracked face of one sampled frame.
 #[derive(Debug, Clone, PartialEq)]
-pub struct TrackedFrame {
+pub(crate) struct TrackedFrame {
     pub bbox: Option<BoxF>,
     /// Detector score where detected, else 0.
     pub score: f32,
@@ -57,35 +57,35 @@ pub fn scale_box(b: &BoxF, s: f32) -> BoxF {
 }
 
 /// Box centre.
-pub fn centre(b: &BoxF) -> [f32; 2] {
+pub(crate) fn centre(b: &BoxF) -> [f32; 2] {
     [(b[0] + b[2]) / 2.0, (b[1] + b[3]) / 2.0]
 }
 
 /// Face size: √area, at least 1 pixel.
-pub fn size(b: &BoxF) -> f32 {
+pub(crate) fn size(b: &BoxF) -> f32 {
     area(b).sqrt().max(1.0)
 }
 
 /// Larger over smaller face size of two boxes (≥ 1).
-pub fn size_ratio(a: &BoxF, b: &BoxF) -> f32 {
+pub(crate) fn size_ratio(a: &BoxF, b: &BoxF) -> f32 {
     let (x, y) = (size(a), size(b));
     x.max(y) / x.min(y)
 }
 
 /// Centre distance of two boxes in units of their mean face size.
-pub fn shift(a: &BoxF, b: &BoxF) -> f32 {
+pub(crate) fn shift(a: &BoxF, b: &BoxF) -> f32 {
     let (ca, cb) = (centre(a), centre(b));
     (ca[0] - cb[0]).hypot(ca[1] - cb[1]) / ((size(a) + size(b)) / 2.0)
 }
 
 /// Linear interpolation between two boxes.
-pub fn lerp_box(a: &BoxF, b: &BoxF, t: f32) -> BoxF {
+pub(crate) fn lerp_box(a: &BoxF, b: &BoxF, t: f32) -> BoxF {
     std::array::from_fn(|k| a[k] + (b[k] - a[k]) * t)
 }
 
 /// A candidate whose face size differs from the track's by more than this factor is another
 /// face (a distractor), however close it is.
-pub const MAX_LINK_SIZE_RATIO: f32 = 2.0;
+pub(crate) const MAX_LINK_SIZE_RATIO: f32 = 2.0;
 
 /// The track's state while it is extended: last linked box, where, and centre velocity per
 /// stored frame.
@@ -126,7 +126,7 @@ fn link<'a>(pred: &BoxF, candidates: &'a [Detection]) -> Option<&'a Detection> {
 /// shot is its anchor; from it the track extends both ways to the shot's ends, linking in each
 /// frame the candidate nearest the motion-predicted box ([`link`]). `dets[i]` is `None` for
 /// frames the detector did not run on; `shots[i]` is frame `i`'s shot (non-decreasing).
-pub fn primary_track(dets: &[Option<Vec<Detection>>], shots: &[usize]) -> Vec<Option<Detection>> {
+pub(crate) fn primary_track(dets: &[Option<Vec<Detection>>], shots: &[usize]) -> Vec<Option<Detection>> {
     let weight = |d: &Detection| area(&d.bbox).sqrt() * d.score;
     let mut chosen: Vec<Option<Detection>> = vec![None; dets.len()];
     for (start, end) in shot_ranges(shots) {
@@ -150,7 +150,7 @@ pub fn primary_track(dets: &[Option<Vec<Detection>>], shots: &[usize]) -> Vec<Op
 }
 
 /// `(start, end)` stored-frame ranges of each shot.
-pub fn shot_ranges(shots: &[usize]) -> Vec<(usize, usize)> {
+pub(crate) fn shot_ranges(shots: &[usize]) -> Vec<(usize, usize)> {
     let mut out = Vec::new();
     let mut start = 0;
     for i in 1..=shots.len() {
@@ -167,7 +167,7 @@ pub fn shot_ranges(shots: &[usize]) -> Vec<(usize, usize)> {
 /// (`Interpolated`); every other frame gets no box (`Lost`): no box is held past the track's
 /// ends or carried across a shot boundary. Then centres and sizes are smoothed with a centred
 /// moving average of `window` frames (1 = none) over the boxed frames of the same shot.
-pub fn fill_and_smooth(track: &[Option<Detection>], shots: &[usize], window: usize) -> Vec<TrackedFrame> {
+pub(crate) fn fill_and_smooth(track: &[Option<Detection>], shots: &[usize], window: usize) -> Vec<TrackedFrame> {
     let mut frames: Vec<TrackedFrame> = Vec::with_capacity(track.len());
     for (start, end) in shot_ranges(shots) {
         let known: Vec<usize> = (start..end).filter(|&i| track[i].is_some()).collect();

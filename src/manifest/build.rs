@@ -24,7 +24,7 @@ fn probe_source(kind: SourceKind, path: &Path) -> Result<ProbeInfo, probe::Probe
 
 /// Builds a manifest: reads the split files, then probes every clip's source in parallel.
 /// Problems with single clips become rows with a status, never an error.
-pub fn build(desc: &DatasetDesc, root: &Path, source: Option<SourceKind>) -> Result<Manifest> {
+pub(crate) fn build(desc: &DatasetDesc, root: &Path, source: Option<SourceKind>) -> Result<Manifest> {
     if !root.is_dir() {
         return Err(UsageError::new(format!("{}: dataset root is not a folder", root.display())).into());
     }

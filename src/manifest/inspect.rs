@@ -14,7 +14,7 @@ use crate::dataset::splits::Severity;
 
 /// Distribution of a numeric column over usable clips.
 #[derive(Debug, Serialize, PartialEq)]
-pub struct Dist {
+pub(crate) struct Dist {
     pub min: f64,
     pub p5: f64,
     pub median: f64,
@@ -25,7 +25,7 @@ pub struct Dist {
 
 /// Counts for one class.
 #[derive(Debug, Serialize)]
-pub struct ClassCounts {
+pub(crate) struct ClassCounts {
     pub label: usize,
     pub name: String,
     pub polarity: String,
@@ -37,7 +37,7 @@ pub struct ClassCounts {
 
 /// Rows that cannot be used, grouped by status.
 #[derive(Debug, Serialize)]
-pub struct Problem {
+pub(crate) struct Problem {
     pub count: usize,
     /// Up to five `clip_id: error` lines.
     pub examples: Vec<String>,
@@ -45,7 +45,7 @@ pub struct Problem {
 
 /// Everything `dfer inspect` says about a manifest.
 #[derive(Debug, Serialize)]
-pub struct ManifestSummary {
+pub(crate) struct ManifestSummary {
     pub dataset: String,
     pub root: String,
     pub clips: usize,
@@ -100,7 +100,7 @@ fn str_count_pairs(df: &DataFrame, key: &str) -> PolarsResult<Vec<(Option<String
 }
 
 /// Summarises a manifest with polars.
-pub fn summarise(m: &Manifest) -> Result<ManifestSummary> {
+pub(crate) fn summarise(m: &Manifest) -> Result<ManifestSummary> {
     let df = m.to_frame()?;
     let ok_df = df.filter(&df.column("status")?.str()?.equal(ClipStatus::Ok.as_str()))?;
     Ok(ManifestSummary {
@@ -222,7 +222,7 @@ fn fmt_dist(d: &Option<Dist>) -> String {
 }
 
 /// Human-readable rendering of a summary.
-pub fn render(s: &ManifestSummary) -> String {
+pub(crate) fn render(s: &ManifestSummary) -> String {
     let mut o = String::new();
     let _ = writeln!(o, "dataset {}  root {}", s.dataset, s.root);
     let _ = writeln!(o, "clips {}  usable {}  problems {}", s.clips, s.ok, s.clips - s.ok);

@@ -3,11 +3,11 @@
 
 #[cfg(feature = "media")]
 mod build;
-pub mod inspect;
-pub mod prep_table;
+pub(crate) mod inspect;
+pub(crate) mod prep_table;
 
 #[cfg(feature = "media")]
-pub use build::build;
+pub(crate) use build::build;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -22,10 +22,10 @@ use crate::error::UsageError;
 use crate::video::ProbeInfo;
 
 /// Manifest format version, stored in the file's key-value metadata.
-pub const SCHEMA_VERSION: &str = "1";
+pub(crate) const SCHEMA_VERSION: &str = "1";
 
 /// Key-value metadata key that marks a prep table (`prep.parquet`, `shards/NNNNN.parquet`).
-pub const PREP_TABLE_KEY: &str = "dfer.prep_table";
+pub(crate) const PREP_TABLE_KEY: &str = "dfer.prep_table";
 
 /// One clip of the manifest.
 #[derive(Debug, Clone, PartialEq)]
@@ -55,7 +55,7 @@ pub struct Manifest {
 }
 
 /// Column names of the fold roles (`fold_1_role`, ...) or `split`.
-pub fn role_columns(folds: u32) -> Vec<String> {
+pub(crate) fn role_columns(folds: u32) -> Vec<String> {
     if folds == 0 {
         vec!["split".to_string()]
     } else {
@@ -70,7 +70,7 @@ impl Manifest {
     }
 
     /// The manifest as a polars DataFrame with the columns of docs/architecture.md §3.2.
-    pub fn to_frame(&self) -> PolarsResult<DataFrame> {
+    pub(crate) fn to_frame(&self) -> PolarsResult<DataFrame> {
         let r = &self.rows;
         let s = |f: &dyn Fn(&ClipRow) -> String| r.iter().map(f).collect::<Vec<String>>();
         let p =
@@ -150,7 +150,7 @@ fn kv(k: &str, v: &str) -> (String, String) {
 }
 
 /// Writes `df` with key-value metadata to `path`, whole or not at all.
-pub fn write_parquet(df: &mut DataFrame, meta: Vec<(String, String)>, path: &Path) -> Result<()> {
+pub(crate) fn write_parquet(df: &mut DataFrame, meta: Vec<(String, String)>, path: &Path) -> Result<()> {
     crate::atomic::write_via_tmp(path, |tmp| {
         let file = File::create(tmp).with_context(|| format!("{}: cannot create", tmp.display()))?;
         ParquetWriter::new(file)

@@ -12,33 +12,33 @@ use super::{read_parquet, write_parquet, PREP_TABLE_KEY};
 use crate::error::UsageError;
 
 /// The prep table's columns, in file order (README "Data formats").
-pub struct PrepTable;
+pub(crate) struct PrepTable;
 
 impl PrepTable {
-    pub const CLIP_ID: &'static str = "clip_id";
-    pub const MANIFEST_ROW: &'static str = "manifest_row";
-    pub const LABEL: &'static str = "label";
+    pub(crate) const CLIP_ID: &'static str = "clip_id";
+    pub(crate) const MANIFEST_ROW: &'static str = "manifest_row";
+    pub(crate) const LABEL: &'static str = "label";
     /// The shard the clip's row is in.
-    pub const SHARD: &'static str = "shard";
+    pub(crate) const SHARD: &'static str = "shard";
     /// The clip's row in its shard; null when it was not written.
-    pub const ROW: &'static str = "row";
-    pub const STATUS: &'static str = "status";
-    pub const ERROR: &'static str = "error";
-    pub const DETECTION_RATE: &'static str = "detection_rate";
-    pub const MEAN_SCORE: &'static str = "mean_score";
-    pub const DETECTOR_FRAMES: &'static str = "detector_frames";
-    pub const LOST_FRAMES: &'static str = "lost_frames";
-    pub const SHOTS: &'static str = "shots";
+    pub(crate) const ROW: &'static str = "row";
+    pub(crate) const STATUS: &'static str = "status";
+    pub(crate) const ERROR: &'static str = "error";
+    pub(crate) const DETECTION_RATE: &'static str = "detection_rate";
+    pub(crate) const MEAN_SCORE: &'static str = "mean_score";
+    pub(crate) const DETECTOR_FRAMES: &'static str = "detector_frames";
+    pub(crate) const LOST_FRAMES: &'static str = "lost_frames";
+    pub(crate) const SHOTS: &'static str = "shots";
     /// Milliseconds per clip of each stage: decode, detect, crop, write.
-    pub const STAGE_MS: [&'static str; 4] = ["decode_ms", "detect_ms", "crop_ms", "write_ms"];
+    pub(crate) const STAGE_MS: [&'static str; 4] = ["decode_ms", "detect_ms", "crop_ms", "write_ms"];
 
     /// Writes `df` to `path`, marked as a prep table in its metadata.
-    pub fn write(df: &mut DataFrame, path: &Path) -> Result<()> {
+    pub(crate) fn write(df: &mut DataFrame, path: &Path) -> Result<()> {
         write_parquet(df, vec![(PREP_TABLE_KEY.to_string(), "1".to_string())], path)
     }
 
     /// Reads a prep table; a Parquet file without the mark is refused.
-    pub fn read(path: &Path) -> Result<DataFrame> {
+    pub(crate) fn read(path: &Path) -> Result<DataFrame> {
         let (df, meta) = read_parquet(path)?;
         if !meta.iter().any(|(k, _)| k == PREP_TABLE_KEY) {
             return Err(UsageError::new(format!("{}: not a prep table (prep.parquet)", path.display())).into());
@@ -50,7 +50,7 @@ impl PrepTable {
 /// `dfer manifest merge`: joins prep tables (at least one) into `output`, sorted by manifest
 /// row. A manifest row present in two inputs is an error naming both files. Returns the row
 /// count.
-pub fn merge(inputs: &[PathBuf], output: &Path) -> Result<usize> {
+pub(crate) fn merge(inputs: &[PathBuf], output: &Path) -> Result<usize> {
     let mut seen: BTreeMap<i64, PathBuf> = BTreeMap::new();
     let mut all: Option<DataFrame> = None;
     for path in inputs {

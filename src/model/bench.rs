@@ -24,7 +24,13 @@ use crate::weights::WeightsSource;
 /// from `weights` (Hugging Face names; sizes from its `config.json`, else ViT-B/16) and writes
 /// `image_embeds` and `text_embeds` (unnormalised, as `get_image_features` / `get_text_features`)
 /// to `out`.
-pub fn clip_features(weights: &WeightsSource, inputs: &Path, out: &Path, device: &str, eot_id: u32) -> Result<()> {
+pub(crate) fn clip_features(
+    weights: &WeightsSource,
+    inputs: &Path,
+    out: &Path,
+    device: &str,
+    eot_id: u32,
+) -> Result<()> {
     let result = clip_feature_tensors(weights, inputs, device, eot_id)?;
     candle_core::safetensors::save(&result, out).with_context(|| format!("writing {}", out.display()))
 }
@@ -68,7 +74,7 @@ text_enum! {
 }
 
 /// What `dfer bench train-step` measures.
-pub struct StepBench {
+pub(crate) struct StepBench {
     pub arch: Arch,
     pub device: String,
     pub recipe: Recipe,
@@ -83,7 +89,7 @@ pub struct StepBench {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct StepTiming {
+pub(crate) struct StepTiming {
     pub arch: Arch,
     pub device: String,
     pub recipe: Recipe,
@@ -107,7 +113,7 @@ pub struct StepTiming {
 }
 
 /// Times `steps` OUS training steps (after `warmup` untimed ones) on random inputs.
-pub fn train_steps(b: &StepBench) -> Result<StepTiming> {
+pub(crate) fn train_steps(b: &StepBench) -> Result<StepTiming> {
     let labels: Vec<String> =
         ["Happy", "Sad", "Neutral", "Angry", "Surprise", "Disgust", "Fear"].iter().map(|s| s.to_string()).collect();
     let cfg = OusConfig { arch: b.arch, ..Default::default() };

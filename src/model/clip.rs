@@ -19,7 +19,7 @@ use crate::error::UsageError;
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
-pub struct VisionConfig {
+pub(crate) struct VisionConfig {
     pub image_size: usize,
     pub patch_size: usize,
     pub width: usize,
@@ -30,7 +30,7 @@ pub struct VisionConfig {
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
-pub struct TextConfig {
+pub(crate) struct TextConfig {
     pub vocab_size: usize,
     pub context_length: usize,
     pub width: usize,
@@ -40,7 +40,7 @@ pub struct TextConfig {
 }
 
 /// ViT-B/16 as in `openai/clip-vit-base-patch16`'s `config.json`.
-pub fn vit_b16() -> (VisionConfig, TextConfig, usize) {
+pub(crate) fn vit_b16() -> (VisionConfig, TextConfig, usize) {
     (
         VisionConfig { image_size: 224, patch_size: 16, width: 768, layers: 12, heads: 12, mlp: 3072 },
         TextConfig { vocab_size: 49408, context_length: 77, width: 512, layers: 12, heads: 8, mlp: 2048 },
@@ -49,11 +49,11 @@ pub fn vit_b16() -> (VisionConfig, TextConfig, usize) {
 }
 
 /// CLIP's text context: the position embedding of every released CLIP has 77 rows.
-pub const MAX_CONTEXT: usize = 77;
+pub(crate) const MAX_CONTEXT: usize = 77;
 
 /// Tower sizes and joint width from a Hugging Face CLIP `config.json` (missing keys take
 /// `transformers`' defaults, as `CLIPConfig` does). Refuses what these towers cannot run.
-pub fn hf_config(path: &Path) -> Result<(VisionConfig, TextConfig, usize)> {
+pub(crate) fn hf_config(path: &Path) -> Result<(VisionConfig, TextConfig, usize)> {
     let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))?;
     let c: HfClip = serde_json::from_str(&text)
         .map_err(|e| UsageError::new(format!("{}: not a CLIP config.json: {e}", path.display())))?;
@@ -161,7 +161,7 @@ impl Default for HfVision {
     }
 }
 
-pub struct VisionTower {
+pub(crate) struct VisionTower {
     class_embedding: Tensor,
     patch_embedding: Tensor,
     position_embedding: Tensor,
@@ -173,7 +173,7 @@ pub struct VisionTower {
 }
 
 /// What the image tower returns for `N` images.
-pub struct VisionOutput {
+pub(crate) struct VisionOutput {
     /// Projected pooled features `[N, embed_dim]` (`get_image_features`).
     pub embeds: Tensor,
     /// Mean over tokens of the outputs of the first `k` blocks, `[N, k, width]`.
@@ -181,7 +181,7 @@ pub struct VisionOutput {
 }
 
 impl VisionTower {
-    pub fn new(store: &mut ParamStore, prefix: &str, cfg: &VisionConfig, embed_dim: usize) -> Result<Self> {
+    pub(crate) fn new(store: &mut ParamStore, prefix: &str, cfg: &VisionConfig, embed_dim: usize) -> Result<Self> {
         ensure!(cfg.image_size.is_multiple_of(cfg.patch_size), "image_size must be a multiple of patch_size");
         let mut root = store.scope(prefix, Group::ImageEncoder);
         let visual_projection = Linear::new(&mut root, "visual_projection", cfg.width, embed_dim, false, 0.02)?;
@@ -213,7 +213,7 @@ impl VisionTower {
 
     /// The tower on untracked copies of its weights (shared storage): a frozen forward that
     /// builds no graph, so activations are freed layer by layer (candle has no no-grad mode).
-    pub fn detached(&self) -> Self {
+    pub(crate) fn detached(&self) -> Self {
         Self {
             class_embedding: self.class_embedding.detach(),
             patch_embedding: self.patch_embedding.detach(),
@@ -228,7 +228,7 @@ impl VisionTower {
 
     /// `images [N, 3, S, S]` (CLIP-normalised); `early_blocks` > 0 also returns the token means of
     /// the first `early_blocks` block outputs (the polarity encoder's input).
-    pub fn forward(&self, images: &Tensor, early_blocks: usize) -> Result<VisionOutput> {
+    pub(crate) fn forward(&self, images: &Tensor, early_blocks: usize) -> Result<VisionOutput> {
         let (n, c, h, w) = images.dims4()?;
         let s = self.cfg.image_size;
         ensure!(c == 3 && h == s && w == s, "image tower expects [N, 3, {s}, {s}], got {:?}", images.dims());
@@ -251,7 +251,7 @@ impl VisionTower {
     }
 }
 
-pub struct TextTower {
+pub(crate) struct TextTower {
     token_embedding: Tensor,
     position_embedding: Tensor,
     encoder: ClipEncoder,
@@ -264,7 +264,7 @@ pub struct TextTower {
 }
 
 impl TextTower {
-    pub fn new(store: &mut ParamStore, prefix: &str, cfg: &TextConfig, embed_dim: usize) -> Result<Self> {
+    pub(crate) fn new(store: &mut ParamStore, prefix: &str, cfg: &TextConfig, embed_dim: usize) -> Result<Self> {
         let device = store.device().clone();
         let mut root = store.scope(prefix, Group::TextEncoder);
         let text_projection = Linear::new(&mut root, "text_projection", cfg.width, embed_dim, false, 0.02)?;
@@ -295,7 +295,7 @@ impl TextTower {
 
     /// The tower on untracked weights: gradients still flow through it to its inputs (the prompt
     /// context) but none is computed for its own frozen weights.
-    pub fn detached(&self) -> Self {
+    pub(crate) fn detached(&self) -> Self {
         Self {
             token_embedding: self.token_embedding.detach(),
             position_embedding: self.position_embedding.detach(),
@@ -309,7 +309,7 @@ impl TextTower {
     }
 
     /// Token embeddings of `ids [N, L]`.
-    pub fn embed_tokens(&self, ids: &Tensor) -> Result<Tensor> {
+    pub(crate) fn embed_tokens(&self, ids: &Tensor) -> Result<Tensor> {
         let (n, l) = ids.dims2()?;
         Ok(self.token_embedding.index_select(&ids.flatten_all()?, 0)?.reshape((n, l, self.cfg.width))?)
     }
@@ -318,7 +318,7 @@ impl TextTower {
     /// end-of-text position of each sequence, whose output is pooled and projected. Positions past
     /// the last end-of-text token are not computed: under the causal mask no pooled output can
     /// see them, so the result is the full-context one (CoOp runs all 77; prompts use ~15).
-    pub fn forward_embeddings(&self, embeds: &Tensor, eot: &[usize]) -> Result<Tensor> {
+    pub(crate) fn forward_embeddings(&self, embeds: &Tensor, eot: &[usize]) -> Result<Tensor> {
         let (n, l, w) = embeds.dims3()?;
         ensure!(l == self.cfg.context_length && eot.len() == n, "text tower input {:?} does not fit", embeds.dims());
         let l = eot.iter().max().map_or(l, |&p| (p + 1).min(l));
@@ -335,7 +335,7 @@ impl TextTower {
     }
 
     /// `get_text_features` for token ids (the end-of-text token is the first occurrence of `eot_id`).
-    pub fn forward_ids(&self, ids: &[Vec<u32>], eot_id: u32) -> Result<Tensor> {
+    pub(crate) fn forward_ids(&self, ids: &[Vec<u32>], eot_id: u32) -> Result<Tensor> {
         let l = self.cfg.context_length;
         let mut flat = Vec::with_capacity(ids.len() * l);
         let mut eot = Vec::with_capacity(ids.len());
@@ -369,7 +369,7 @@ impl ClipEncoder {
 
 /// `encoder.layers.N` (`CLIPEncoderLayer`): a pre-norm transformer layer. The OUS Frame Encoder
 /// is built of the same layers (same parameter names).
-pub struct ClipEncoderLayer {
+pub(crate) struct ClipEncoderLayer {
     layer_norm1: LayerNorm,
     self_attn: ClipAttention,
     layer_norm2: LayerNorm,
@@ -377,7 +377,7 @@ pub struct ClipEncoderLayer {
 }
 
 impl ClipEncoderLayer {
-    pub fn new(s: &mut Scope, name: &str, dim: usize, heads: usize, mlp: usize) -> Result<Self> {
+    pub(crate) fn new(s: &mut Scope, name: &str, dim: usize, heads: usize, mlp: usize) -> Result<Self> {
         let mut s = s.sub(name);
         // The MLP's weights are drawn first: the seeded initialisation depends on this order.
         let mlp = ClipMlp::new(&mut s, dim, mlp)?;
@@ -389,7 +389,7 @@ impl ClipEncoderLayer {
         })
     }
 
-    pub fn detached(&self) -> Self {
+    pub(crate) fn detached(&self) -> Self {
         Self {
             layer_norm1: self.layer_norm1.detached(),
             self_attn: self.self_attn.detached(),
@@ -399,7 +399,7 @@ impl ClipEncoderLayer {
     }
 
     /// `x [B, L, C]`; `mask [L, L]` is added to the attention scores (the text tower's causal mask).
-    pub fn forward(&self, x: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+    pub(crate) fn forward(&self, x: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
         let h = self.layer_norm1.forward(x)?;
         let x = (x + self.self_attn.forward(&h, &h, mask)?)?;
         let h = self.mlp.forward(&self.layer_norm2.forward(&x)?)?;
@@ -410,7 +410,7 @@ impl ClipEncoderLayer {
 /// `self_attn` (`CLIPAttention`): multi-head attention with `q_proj`, `k_proj`, `v_proj`,
 /// `out_proj`. CLIP's layers call it as self-attention (query = memory); the OUS Type Fusion
 /// blocks reuse it as cross-attention (their `cross_attn`, with the same parameter names).
-pub struct ClipAttention {
+pub(crate) struct ClipAttention {
     q_proj: Linear,
     k_proj: Linear,
     v_proj: Linear,
@@ -419,7 +419,7 @@ pub struct ClipAttention {
 }
 
 impl ClipAttention {
-    pub fn new(s: &mut Scope, name: &str, dim: usize, heads: usize) -> Result<Self> {
+    pub(crate) fn new(s: &mut Scope, name: &str, dim: usize, heads: usize) -> Result<Self> {
         ensure!(dim.is_multiple_of(heads), "attention width {dim} is not a multiple of {heads} heads");
         let mut s = s.sub(name);
         let std = (dim as f64).powf(-0.5);
@@ -432,7 +432,7 @@ impl ClipAttention {
         })
     }
 
-    pub fn detached(&self) -> Self {
+    pub(crate) fn detached(&self) -> Self {
         Self {
             q_proj: self.q_proj.detached(),
             k_proj: self.k_proj.detached(),
@@ -443,7 +443,7 @@ impl ClipAttention {
     }
 
     /// `query [B, Lq, C]` attends to `memory [B, Lk, C]`; `mask [Lq, Lk]` is added to the scores.
-    pub fn forward(&self, query: &Tensor, memory: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+    pub(crate) fn forward(&self, query: &Tensor, memory: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
         let (b, lq, c) = query.dims3()?;
         let lk = memory.dim(1)?;
         let hd = c / self.heads;
@@ -488,6 +488,6 @@ impl ClipMlp {
 }
 
 /// L2-normalises the last dimension.
-pub fn normalize(x: &Tensor) -> Result<Tensor> {
+pub(crate) fn normalize(x: &Tensor) -> Result<Tensor> {
     Ok(x.broadcast_div(&(x.sqr()?.sum_keepdim(D::Minus1)?.sqrt()? + 1e-8)?)?)
 }

@@ -13,14 +13,14 @@ use candle_nn::ops::{sigmoid, softmax};
 
 use super::params::Scope;
 
-pub struct Linear {
+pub(crate) struct Linear {
     weight: Tensor,
     bias: Option<Tensor>,
 }
 
 impl Linear {
     /// `weight [out, in]` ~ N(0, std²), zero bias (CLIP's initialisation).
-    pub fn new(s: &mut Scope, name: &str, input: usize, output: usize, bias: bool, std: f64) -> Result<Self> {
+    pub(crate) fn new(s: &mut Scope, name: &str, input: usize, output: usize, bias: bool, std: f64) -> Result<Self> {
         let mut s = s.sub(name);
         let weight = s.normal("weight", &[output, input], std)?;
         let bias = if bias { Some(s.constant("bias", &[output], 0.0)?) } else { None };
@@ -30,7 +30,7 @@ impl Linear {
 
 impl Linear {
     /// The same layer on untracked copies of its weights (shared storage): no graph is built.
-    pub fn detached(&self) -> Self {
+    pub(crate) fn detached(&self) -> Self {
         Self { weight: self.weight.detach(), bias: self.bias.as_ref().map(Tensor::detach) }
     }
 }
@@ -103,7 +103,7 @@ impl candle_core::CustomOp1 for FrozenLinear {
 }
 
 /// `x [..., in] × w [in, out]` as one 2-D matmul over all leading dimensions → `[..., out]`.
-pub fn matmul_rows(x: &Tensor, w: &Tensor) -> candle_core::Result<Tensor> {
+pub(crate) fn matmul_rows(x: &Tensor, w: &Tensor) -> candle_core::Result<Tensor> {
     let mut dims = x.dims().to_vec();
     let input = dims.pop().unwrap_or(1);
     let y = x.reshape(((), input))?.matmul(w)?;
@@ -117,7 +117,7 @@ fn untracked(tensors: &[&Tensor]) -> bool {
 }
 
 /// Softmax over the last dimension, in f32, returned in `x`'s dtype.
-pub fn softmax_last(x: &Tensor) -> candle_core::Result<Tensor> {
+pub(crate) fn softmax_last(x: &Tensor) -> candle_core::Result<Tensor> {
     let x32 = x.to_dtype(DType::F32)?;
     let y =
         if untracked(&[x]) { candle_nn::ops::softmax_last_dim(&x32.contiguous()?)? } else { softmax(&x32, D::Minus1)? };
@@ -125,21 +125,21 @@ pub fn softmax_last(x: &Tensor) -> candle_core::Result<Tensor> {
 }
 
 /// LayerNorm over the last dimension, written with differentiable primitives; statistics in f32.
-pub struct LayerNorm {
+pub(crate) struct LayerNorm {
     weight: Tensor,
     bias: Tensor,
     eps: f64,
 }
 
 impl LayerNorm {
-    pub fn new(s: &mut Scope, name: &str, dim: usize, eps: f64) -> Result<Self> {
+    pub(crate) fn new(s: &mut Scope, name: &str, dim: usize, eps: f64) -> Result<Self> {
         let mut s = s.sub(name);
         Ok(Self { weight: s.constant("weight", &[dim], 1.0)?, bias: s.constant("bias", &[dim], 0.0)?, eps })
     }
 }
 
 impl LayerNorm {
-    pub fn detached(&self) -> Self {
+    pub(crate) fn detached(&self) -> Self {
         Self { weight: self.weight.detach(), bias: self.bias.detach(), eps: self.eps }
     }
 }
@@ -161,20 +161,20 @@ impl Module for LayerNorm {
 }
 
 /// CLIP's activation: `x · σ(1.702 x)`.
-pub fn quick_gelu(x: &Tensor) -> Result<Tensor> {
+pub(crate) fn quick_gelu(x: &Tensor) -> Result<Tensor> {
     Ok((x * sigmoid(&(x * 1.702)?)?)?)
 }
 
 /// 1-D convolution over time with "same" zero padding, `weight [out, in, k]` (PyTorch's Conv1d
 /// layout), on `[B, T, in]` → `[B, T, out]`. Written as shifted matmuls: candle's conv1d backward
 /// underflows on short padded sequences.
-pub struct TemporalConv {
+pub(crate) struct TemporalConv {
     taps: Vec<Tensor>,
     bias: Tensor,
 }
 
 impl TemporalConv {
-    pub fn new(s: &mut Scope, name: &str, input: usize, output: usize, k: usize) -> Result<Self> {
+    pub(crate) fn new(s: &mut Scope, name: &str, input: usize, output: usize, k: usize) -> Result<Self> {
         anyhow::ensure!(k % 2 == 1, "temporal kernel size must be odd");
         let mut s = s.sub(name);
         let weight = s.normal("weight", &[output, input, k], (input as f64 * k as f64).powf(-0.5))?;
@@ -183,7 +183,7 @@ impl TemporalConv {
         Ok(Self { taps, bias })
     }
 
-    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+    pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let (b, t, c) = x.dims3()?;
         let half = self.taps.len() / 2;
         let pad = Tensor::zeros((b, half, c), x.dtype(), x.device())?;
@@ -197,7 +197,7 @@ impl TemporalConv {
 }
 
 /// Single-layer LSTM over `[B, T, in]`, returning every hidden state `[B, T, hidden]`.
-pub struct Lstm {
+pub(crate) struct Lstm {
     w_ih: Tensor,
     w_hh: Tensor,
     b_ih: Tensor,
@@ -206,7 +206,7 @@ pub struct Lstm {
 }
 
 impl Lstm {
-    pub fn new(s: &mut Scope, name: &str, input: usize, hidden: usize) -> Result<Self> {
+    pub(crate) fn new(s: &mut Scope, name: &str, input: usize, hidden: usize) -> Result<Self> {
         let mut s = s.sub(name);
         let k = (hidden as f64).powf(-0.5);
         Ok(Self {
@@ -218,7 +218,7 @@ impl Lstm {
         })
     }
 
-    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+    pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let (b, t, _) = x.dims3()?;
         let dt = x.dtype();
         let bias = (&self.b_ih + &self.b_hh)?.to_dtype(dt)?;

@@ -1,16 +1,16 @@
 //! The trainer's model code, the only modules that touch the deep-learning framework (candle):
 //! named parameters, layers, the CLIP towers, prompts, the OUS model and its optimiser.
 
-pub mod bench;
-pub mod clip;
-pub mod layers;
-pub mod optim;
-pub mod ous;
-pub mod params;
-pub mod profile;
-pub mod prompts;
-pub mod runner;
-pub mod tokenizer;
+pub(crate) mod bench;
+pub(crate) mod clip;
+pub(crate) mod layers;
+pub(crate) mod optim;
+pub(crate) mod ous;
+pub(crate) mod params;
+pub(crate) mod profile;
+pub(crate) mod prompts;
+pub(crate) mod runner;
+pub(crate) mod tokenizer;
 
 use anyhow::Result;
 use candle_core::{DType, Device};
@@ -20,7 +20,7 @@ use crate::error::UsageError;
 /// The compute device named `cpu` or `cuda[:N]`, and the dtype the image tower runs in on it
 /// (bf16 on CUDA with f32 master weights; f32 on CPU). A device that cannot be used is a
 /// refusal: nothing has started.
-pub fn device(name: &str) -> Result<(Device, DType)> {
+pub(crate) fn device(name: &str) -> Result<(Device, DType)> {
     let refuse = |m: String| -> anyhow::Error { UsageError::new(format!("device {name}: {m}")).into() };
     match name {
         "cpu" => Ok((Device::Cpu, DType::F32)),

@@ -11,7 +11,7 @@ use candle_core::{DType, Device, Tensor, Var};
 use super::params::{Group, ParamStore};
 
 #[derive(Clone, Debug)]
-pub struct GroupSettings {
+pub(crate) struct GroupSettings {
     pub group: Group,
     pub lr: f64,
     pub weight_decay: f64,
@@ -25,7 +25,7 @@ struct Slot {
     v: Tensor,
 }
 
-pub struct AdamW {
+pub(crate) struct AdamW {
     slots: Vec<Slot>,
     groups: Vec<GroupSettings>,
     beta1: f64,
@@ -37,7 +37,7 @@ pub struct AdamW {
 
 impl AdamW {
     /// Optimises the parameters of the listed groups; the others stay frozen.
-    pub fn new(store: &ParamStore, groups: Vec<GroupSettings>) -> Result<Self> {
+    pub(crate) fn new(store: &ParamStore, groups: Vec<GroupSettings>) -> Result<Self> {
         let mut slots = Vec::new();
         for (gi, g) in groups.iter().enumerate() {
             for (name, var) in store.group(g.group) {
@@ -48,18 +48,18 @@ impl AdamW {
         Ok(Self { slots, groups, beta1: 0.9, beta2: 0.999, eps: 1e-8, step: 0, device: store.device().clone() })
     }
 
-    pub fn step_count(&self) -> u64 {
+    pub(crate) fn step_count(&self) -> u64 {
         self.step
     }
 
     /// Names of the parameters being optimised.
-    pub fn trained(&self) -> impl Iterator<Item = (&str, &Var)> {
+    pub(crate) fn trained(&self) -> impl Iterator<Item = (&str, &Var)> {
         self.slots.iter().map(|s| (s.name.as_str(), &s.var))
     }
 
     /// Global L2 norm of the gradients of the optimised parameters: an f32 scalar on the device
     /// (no read-back).
-    pub fn grad_norm(&self, grads: &GradStore) -> Result<Tensor> {
+    pub(crate) fn grad_norm(&self, grads: &GradStore) -> Result<Tensor> {
         let mut squares = Vec::with_capacity(self.slots.len());
         for s in &self.slots {
             if let Some(g) = grads.get(s.var.as_tensor()) {
@@ -75,7 +75,13 @@ impl AdamW {
     /// One update with every group's rate multiplied by `lr_factor`, after clipping the global
     /// gradient norm (`norm`, from [`AdamW::grad_norm`]) to `max_norm` (if given). Nothing is read
     /// back: the caller reads the norm with the step's losses and refuses a non-finite one.
-    pub fn step(&mut self, grads: &GradStore, norm: &Tensor, lr_factor: f64, max_norm: Option<f64>) -> Result<()> {
+    pub(crate) fn step(
+        &mut self,
+        grads: &GradStore,
+        norm: &Tensor,
+        lr_factor: f64,
+        max_norm: Option<f64>,
+    ) -> Result<()> {
         // min(1, max / (norm + 1e-6)): PyTorch's clip_grad_norm_ factor, computed on the device.
         let clip = match max_norm {
             Some(m) => Some(((norm + 1e-6)?.recip()? * m)?.minimum(1f64)?),
@@ -104,7 +110,7 @@ impl AdamW {
     }
 
     /// Moments by `m.<name>` / `v.<name>` (the step count is kept by the caller's training state).
-    pub fn state(&self) -> HashMap<String, Tensor> {
+    pub(crate) fn state(&self) -> HashMap<String, Tensor> {
         let mut out = HashMap::new();
         for s in &self.slots {
             out.insert(format!("m.{}", s.name), s.m.clone());
@@ -113,7 +119,7 @@ impl AdamW {
         out
     }
 
-    pub fn load_state(&mut self, state: &HashMap<String, Tensor>, step: u64, what: &str) -> Result<()> {
+    pub(crate) fn load_state(&mut self, state: &HashMap<String, Tensor>, step: u64, what: &str) -> Result<()> {
         for s in &mut self.slots {
             for (key, slot) in [("m", &mut s.m), ("v", &mut s.v)] {
                 let name = format!("{key}.{}", s.name);
@@ -128,7 +134,7 @@ impl AdamW {
 }
 
 /// Learning-rate factor: linear warmup over `warmup` steps, then cosine from 1 to `floor`.
-pub fn schedule(step: u64, warmup: u64, total: u64, floor: f64) -> f64 {
+pub(crate) fn schedule(step: u64, warmup: u64, total: u64, floor: f64) -> f64 {
     if step < warmup {
         return (step + 1) as f64 / warmup as f64;
     }

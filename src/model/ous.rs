@@ -52,13 +52,13 @@ fn forward_in_chunks(tower: &VisionTower, images: &Tensor, early: usize) -> Resu
 }
 
 /// Number of polarity classes (positive, neutral, negative), as in the dataset descriptions.
-pub const POLARITIES: usize = 3;
+pub(crate) const POLARITIES: usize = 3;
 /// Names of the CLIP tower parameters start with this (the rest is the Hugging Face name).
-pub const CLIP_PREFIX: &str = "clip";
+pub(crate) const CLIP_PREFIX: &str = "clip";
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
-pub struct OusConfig {
+pub(crate) struct OusConfig {
     /// `vit-b16` (the paper's backbone, CLIP ViT-B/16), `tiny` (ours: 32 px, for tests and the
     /// demo) or `config` (the sizes in the `config.json` of `clip_weights`).
     #[serde(default)]
@@ -154,7 +154,7 @@ impl Default for OusConfig {
 impl OusConfig {
     /// The CLIP tower sizes and the joint embedding width of `arch`; `config` is the Hugging Face
     /// `config.json` that came with the weights, which must agree with a named arch.
-    pub fn towers(&self, config: Option<&Path>) -> Result<(VisionConfig, TextConfig, usize)> {
+    pub(crate) fn towers(&self, config: Option<&Path>) -> Result<(VisionConfig, TextConfig, usize)> {
         let named = match self.arch {
             Arch::VitB16 => vit_b16(),
             Arch::Tiny => (
@@ -187,7 +187,7 @@ impl OusConfig {
 }
 
 /// Per-frame image-tower outputs of a batch: what the feature cache stores.
-pub struct Features {
+pub(crate) struct Features {
     /// `V_f [B, T, E]`.
     pub face: Tensor,
     /// `V_s [B, T, E]` (absent in the face-only ablation).
@@ -197,7 +197,7 @@ pub struct Features {
 }
 
 /// Head outputs for a batch.
-pub struct Outputs {
+pub(crate) struct Outputs {
     /// Scaled cosine similarities to the class prompts `[B, K]` (the prediction).
     pub logits: Tensor,
     pub polarity_logits: Option<Tensor>,
@@ -209,7 +209,7 @@ pub struct Outputs {
 /// Loss weights (`λ`); defaults are ours, the paper does not state them in its summary.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
-pub struct LossWeights {
+pub(crate) struct LossWeights {
     #[serde(default = "half")]
     pub sim: f64,
     #[serde(default = "half")]
@@ -229,26 +229,26 @@ impl Default for LossWeights {
 }
 
 /// Total loss and its parts (scalar tensors, read back once per step by the runner).
-pub struct Losses {
+pub(crate) struct Losses {
     pub total: Tensor,
     pub parts: Vec<(&'static str, Tensor)>,
 }
 
 impl Losses {
     /// Every loss times `w` (a part's share of its batch, under gradient accumulation).
-    pub fn scaled(self, w: f64) -> Result<Losses> {
+    pub(crate) fn scaled(self, w: f64) -> Result<Losses> {
         let parts = self.parts.into_iter().map(|(n, t)| Ok((n, (t * w)?))).collect::<Result<_>>()?;
         Ok(Losses { total: (self.total * w)?, parts })
     }
 
     /// The same values without their graph, so a part's activations are freed after its
     /// backward (the logged losses would otherwise hold the whole graph alive).
-    pub fn detached(self) -> Losses {
+    pub(crate) fn detached(self) -> Losses {
         Losses { total: self.total.detach(), parts: self.parts.into_iter().map(|(n, t)| (n, t.detach())).collect() }
     }
 
     /// The sum of two parts' losses (same loss terms in the same order).
-    pub fn plus(self, other: &Losses) -> Result<Losses> {
+    pub(crate) fn plus(self, other: &Losses) -> Result<Losses> {
         let parts = self
             .parts
             .into_iter()
@@ -259,7 +259,7 @@ impl Losses {
     }
 }
 
-pub struct Ous {
+pub(crate) struct Ous {
     cfg: OusConfig,
     frames: usize,
     vision: VisionTower,
@@ -288,7 +288,7 @@ pub struct Ous {
 
 impl Ous {
     /// Builds the model with seeded random weights and CLIP towers of the given sizes; `frames` is T.
-    pub fn new(
+    pub(crate) fn new(
         store: &mut ParamStore,
         cfg: &OusConfig,
         (vcfg, tcfg, e): &(VisionConfig, TextConfig, usize),
@@ -363,12 +363,12 @@ impl Ous {
         })
     }
 
-    pub fn config(&self) -> &OusConfig {
+    pub(crate) fn config(&self) -> &OusConfig {
         &self.cfg
     }
 
     /// Early blocks the polarity encoder needs from the image tower (0 when it is off).
-    pub fn early_blocks(&self) -> usize {
+    pub(crate) fn early_blocks(&self) -> usize {
         if self.cfg.use_polarity {
             self.cfg.polarity_blocks
         } else {
@@ -379,7 +379,13 @@ impl Ous {
     /// Runs the image tower over `face [B, T, 3, S, S]` and `scene` (same shape). `dtype` is the
     /// compute type of the tower (bf16 on CUDA); outputs are f32. `train_image` = false runs the
     /// frozen tower, which builds no graph.
-    pub fn encode(&self, face: &Tensor, scene: Option<&Tensor>, dtype: DType, train_image: bool) -> Result<Features> {
+    pub(crate) fn encode(
+        &self,
+        face: &Tensor,
+        scene: Option<&Tensor>,
+        dtype: DType,
+        train_image: bool,
+    ) -> Result<Features> {
         let tower = if train_image { &self.vision } else { &self.vision_frozen };
         let (b, t, c, h, w) = face.dims5()?;
         let run = |images: &Tensor, early: usize| -> Result<VisionOutput> {
@@ -406,12 +412,12 @@ impl Ous {
     }
 
     /// Class text features through the learnable prompts `[K, E]`.
-    pub fn class_features(&self) -> Result<Tensor> {
+    pub(crate) fn class_features(&self) -> Result<Tensor> {
         self.prompts.class_features(&self.text)
     }
 
     /// Everything after the image tower.
-    pub fn head(&self, x: &Features, text: &Tensor) -> Result<Outputs> {
+    pub(crate) fn head(&self, x: &Features, text: &Tensor) -> Result<Outputs> {
         let t = x.face.dim(1)?;
         ensure!(t == self.frames, "model was built for T = {}, batch has {t} frames", self.frames);
         let tokens = self.face_stream(&x.face)?;
@@ -506,7 +512,7 @@ impl Ous {
     }
 
     /// `L_cont + λ_sim L_sim + λ_pol L_pol + λ_glob L_global`.
-    pub fn losses(&self, out: &Outputs, labels: &Tensor, polarity: &Tensor, w: &LossWeights) -> Result<Losses> {
+    pub(crate) fn losses(&self, out: &Outputs, labels: &Tensor, polarity: &Tensor, w: &LossWeights) -> Result<Losses> {
         let cont = cross_entropy(&out.logits, labels)?;
         let global = cross_entropy(&out.global_logits, labels)?;
         let mut total = (&cont + (&global * w.global)?)?;

@@ -13,7 +13,7 @@ use crate::error::UsageError;
 
 /// Which optimiser group a parameter belongs to (each group has its own learning rate).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Group {
+pub(crate) enum Group {
     /// The CLIP image tower (frozen by default, fine-tuned at a small rate on request).
     ImageEncoder,
     /// The CLIP text tower (always frozen: CoOp trains only the prompt context).
@@ -25,36 +25,38 @@ pub enum Group {
 }
 
 /// All parameters of a model, by full name (Hugging Face names for the CLIP towers).
-pub struct ParamStore {
+pub(crate) struct ParamStore {
     device: Device,
     rng: ChaCha8Rng,
     vars: BTreeMap<String, (Var, Group)>,
 }
 
 impl ParamStore {
-    pub fn new(device: &Device, seed: u64) -> Self {
+    pub(crate) fn new(device: &Device, seed: u64) -> Self {
         Self { device: device.clone(), rng: ChaCha8Rng::seed_from_u64(seed), vars: BTreeMap::new() }
     }
 
-    pub fn device(&self) -> &Device {
+    pub(crate) fn device(&self) -> &Device {
         &self.device
     }
 
-    /// A view that prefixes names with `prefix.` and files new parameters under `group`.
-    pub fn scope(&mut self, prefix: &str, group: Group) -> Scope<'_> {
-        Scope { store: self, prefix: prefix.to_string(), group }
-    }
-
-    pub fn get(&self, name: &str) -> Option<&Var> {
+    /// The parameter named `name` (tests set and read single parameters).
+    #[cfg(test)]
+    pub(crate) fn get(&self, name: &str) -> Option<&Var> {
         self.vars.get(name).map(|(v, _)| v)
     }
 
+    /// A view that prefixes names with `prefix.` and files new parameters under `group`.
+    pub(crate) fn scope(&mut self, prefix: &str, group: Group) -> Scope<'_> {
+        Scope { store: self, prefix: prefix.to_string(), group }
+    }
+
     /// `(name, var)` pairs of one group, in name order.
-    pub fn group(&self, group: Group) -> Vec<(String, Var)> {
+    pub(crate) fn group(&self, group: Group) -> Vec<(String, Var)> {
         self.vars.iter().filter(|(_, (_, g))| *g == group).map(|(n, (v, _))| (n.clone(), v.clone())).collect()
     }
 
-    pub fn num_elements(&self, group: Group) -> usize {
+    pub(crate) fn num_elements(&self, group: Group) -> usize {
         self.vars.values().filter(|(_, g)| *g == group).map(|(v, _)| v.elem_count()).sum()
     }
 
@@ -69,7 +71,7 @@ impl ParamStore {
     }
 
     /// Writes the parameters of `groups` to a safetensors file.
-    pub fn save_groups(&self, path: &Path, groups: &[Group]) -> Result<()> {
+    pub(crate) fn save_groups(&self, path: &Path, groups: &[Group]) -> Result<()> {
         let tensors: HashMap<String, Tensor> = self
             .vars
             .iter()
@@ -82,7 +84,7 @@ impl ParamStore {
     /// Sets the parameters of `required` groups from `file`, which must hold each of them, and
     /// those of an `optional` group when the file holds any of its tensors (then all of them);
     /// other tensors in the file are ignored. Returns whether the optional group was set.
-    pub fn load_groups(&mut self, path: &Path, required: &[Group], optional: Group) -> Result<bool> {
+    pub(crate) fn load_groups(&mut self, path: &Path, required: &[Group], optional: Group) -> Result<bool> {
         let stored = candle_core::safetensors::load(path, &self.device)
             .with_context(|| format!("{}: not a readable safetensors file", path.display()))?;
         let has_optional = self.vars.iter().any(|(n, (_, g))| *g == optional && stored.contains_key(n));
@@ -104,7 +106,7 @@ impl ParamStore {
     /// (CLIP weights in the Hugging Face layout); returns how many were set. Extra tensors in the
     /// file (e.g. `position_ids` buffers) are ignored; missing or mis-shaped ones are refused all
     /// together, before any parameter changes, naming the first few.
-    pub fn load_prefixed(&mut self, path: &Path, prefix: &str) -> Result<usize> {
+    pub(crate) fn load_prefixed(&mut self, path: &Path, prefix: &str) -> Result<usize> {
         let stored = candle_core::safetensors::load(path, &self.device)
             .with_context(|| format!("{}: not a readable safetensors file", path.display()))?;
         let wanted: Vec<(&str, &Var)> =
@@ -144,20 +146,16 @@ fn set_checked(var: &Var, t: &Tensor, name: &str, path: &Path) -> Result<()> {
 }
 
 /// A named corner of a [`ParamStore`].
-pub struct Scope<'a> {
+pub(crate) struct Scope<'a> {
     store: &'a mut ParamStore,
     prefix: String,
     group: Group,
 }
 
 impl Scope<'_> {
-    pub fn sub(&mut self, name: &str) -> Scope<'_> {
+    pub(crate) fn sub(&mut self, name: &str) -> Scope<'_> {
         let prefix = self.name(name);
         Scope { store: self.store, prefix, group: self.group }
-    }
-
-    pub fn with_group(&mut self, group: Group) -> Scope<'_> {
-        Scope { store: self.store, prefix: self.prefix.clone(), group }
     }
 
     fn name(&self, name: &str) -> String {
@@ -168,12 +166,8 @@ impl Scope<'_> {
         }
     }
 
-    pub fn device(&self) -> &Device {
-        &self.store.device
-    }
-
     /// Normal(0, std²) values drawn from the store's seeded generator (Box–Muller).
-    pub fn normal(&mut self, name: &str, shape: &[usize], std: f64) -> Result<Tensor> {
+    pub(crate) fn normal(&mut self, name: &str, shape: &[usize], std: f64) -> Result<Tensor> {
         let n: usize = shape.iter().product();
         let rng = &mut self.store.rng;
         let values = (0..n)
@@ -187,14 +181,14 @@ impl Scope<'_> {
     }
 
     /// Uniform(−bound, bound) values (PyTorch's default for linear layers: bound = 1/√fan_in).
-    pub fn uniform(&mut self, name: &str, shape: &[usize], bound: f64) -> Result<Tensor> {
+    pub(crate) fn uniform(&mut self, name: &str, shape: &[usize], bound: f64) -> Result<Tensor> {
         let n: usize = shape.iter().product();
         let rng = &mut self.store.rng;
         let values = (0..n).map(|_| rng.random_range(-bound..bound) as f32).collect();
         self.store.insert(self.name(name), self.group, values, shape)
     }
 
-    pub fn constant(&mut self, name: &str, shape: &[usize], value: f32) -> Result<Tensor> {
+    pub(crate) fn constant(&mut self, name: &str, shape: &[usize], value: f32) -> Result<Tensor> {
         let n: usize = shape.iter().product();
         self.store.insert(self.name(name), self.group, vec![value; n], shape)
     }

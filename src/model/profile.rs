@@ -15,7 +15,7 @@ use super::ous::{Features, Ous};
 
 /// Forward and backward seconds of one module (median of the runs).
 #[derive(Debug, Clone, Serialize)]
-pub struct ModuleTime {
+pub(crate) struct ModuleTime {
     pub module: &'static str,
     pub forward_s: f64,
     pub backward_s: f64,
@@ -54,7 +54,13 @@ fn time_module(
 }
 
 /// Times every module after the image tower on `x` (features of one batch), `runs` times each.
-pub fn modules(model: &Ous, x: &Features, labels: &Tensor, device: &Device, runs: usize) -> Result<Vec<ModuleTime>> {
+pub(crate) fn modules(
+    model: &Ous,
+    x: &Features,
+    labels: &Tensor,
+    device: &Device,
+    runs: usize,
+) -> Result<Vec<ModuleTime>> {
     let mut rows = vec![time_module(device, "text tower (prompt pass)", runs, || model.class_features())?];
     rows.push(time_module(device, "face LSTM", runs, || model.face_lstm(&x.face))?);
     let sequence = tracked(&model.face_lstm(&x.face)?)?;

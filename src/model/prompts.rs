@@ -13,17 +13,22 @@ use super::tokenizer::EOT;
 use crate::error::UsageError;
 
 /// The word that marks where the context vectors go ("x x … x <class name>.", as in CoOp).
-pub const PLACEHOLDER: &str = "x";
+pub(crate) const PLACEHOLDER: &str = "x";
 
 /// Token ids of each class prompt, padded to the context length, and where the context vectors go.
 #[derive(Debug, Clone, PartialEq)]
-pub struct PromptTokens {
+pub(crate) struct PromptTokens {
     pub ids: Vec<Vec<u32>>,
     pub eot: Vec<usize>,
     pub n_ctx: usize,
 }
 
-pub fn tokenize_prompts(tok: &Tokenizer, labels: &[String], n_ctx: usize, context: usize) -> Result<PromptTokens> {
+pub(crate) fn tokenize_prompts(
+    tok: &Tokenizer,
+    labels: &[String],
+    n_ctx: usize,
+    context: usize,
+) -> Result<PromptTokens> {
     let placeholder = placeholder_id(tok)?;
     let eot_id = tok.token_to_id(EOT).with_context(|| format!("tokenizer has no {EOT} token"))?;
     let mut ids = Vec::new();
@@ -68,26 +73,26 @@ fn unknown(tok: &Tokenizer, seq: &[u32]) -> bool {
 }
 
 /// The learnable context (`prompt_learner.ctx [n_ctx, width]`, N(0, 0.02²) as in CoOp).
-pub struct PromptLearner {
+pub(crate) struct PromptLearner {
     ctx: Tensor,
     tokens: PromptTokens,
     ids: Tensor,
 }
 
 impl PromptLearner {
-    pub fn new(store: &mut ParamStore, tokens: PromptTokens, width: usize) -> Result<Self> {
+    pub(crate) fn new(store: &mut ParamStore, tokens: PromptTokens, width: usize) -> Result<Self> {
         let ctx = store.scope("prompt_learner", Group::Prompts).normal("ctx", &[tokens.n_ctx, width], 0.02)?;
         let flat: Vec<u32> = tokens.ids.concat();
         let ids = Tensor::from_vec(flat, (tokens.ids.len(), tokens.ids[0].len()), store.device())?;
         Ok(Self { ctx, tokens, ids })
     }
 
-    pub fn classes(&self) -> usize {
+    pub(crate) fn classes(&self) -> usize {
         self.tokens.ids.len()
     }
 
     /// Class text features `[K, embed_dim]` through the text tower.
-    pub fn class_features(&self, text: &TextTower) -> Result<Tensor> {
+    pub(crate) fn class_features(&self, text: &TextTower) -> Result<Tensor> {
         let emb = text.embed_tokens(&self.ids)?;
         let (k, l, w) = emb.dims3()?;
         let n = self.tokens.n_ctx;

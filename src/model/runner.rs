@@ -21,7 +21,7 @@ use super::tokenizer;
 use crate::weights::ClipFiles;
 
 /// A batch on the host: pixels (`[B, T, 3, S, S]`, scene empty when off) or cached features.
-pub enum HostInput<'a> {
+pub(crate) enum HostInput<'a> {
     Pixels { face: &'a [f32], scene: &'a [f32], batch: usize },
     Features(&'a HostFeatures),
 }
@@ -29,7 +29,7 @@ pub enum HostInput<'a> {
 /// Image-tower outputs on the host (what `dfer embed` caches): `face`, `scene` `[B, T, E]`,
 /// `early` `[B, P, W]` (empty when not computed).
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct HostFeatures {
+pub(crate) struct HostFeatures {
     pub batch: usize,
     pub face: Vec<f32>,
     pub scene: Vec<f32>,
@@ -47,12 +47,12 @@ fn read_back(t: &Tensor) -> Result<Vec<f32>> {
 }
 
 /// Reads of device memory made by runners so far (for `dfer bench train-step`).
-pub fn host_reads() -> u64 {
+pub(crate) fn host_reads() -> u64 {
     HOST_READS.load(Ordering::Relaxed)
 }
 
 /// Wall time of the sections of a training step, when profiling (otherwise marks do nothing).
-pub struct Sections {
+pub(crate) struct Sections {
     device: Option<Device>,
     last: Instant,
     pub rows: Vec<(&'static str, f64)>,
@@ -80,7 +80,7 @@ impl Sections {
 }
 
 /// Optimiser settings per group.
-pub struct OptimSettings {
+pub(crate) struct OptimSettings {
     pub lr: f64,
     pub lr_prompts: f64,
     pub lr_image: Option<f64>,
@@ -94,14 +94,14 @@ pub struct OptimSettings {
 }
 
 /// What one training step did.
-pub struct StepStats {
+pub(crate) struct StepStats {
     pub losses: Vec<(&'static str, f32)>,
     pub total: f32,
     pub grad_norm: f64,
     pub lr_factor: f64,
 }
 
-pub struct Runner {
+pub(crate) struct Runner {
     device: Device,
     dtype: DType,
     store: ParamStore,
@@ -120,7 +120,13 @@ pub struct Runner {
 impl Runner {
     /// Builds the model for `labels` and `frames` per clip on `device` (`cpu` | `cuda[:N]`),
     /// loading CLIP weights when the config names them.
-    pub fn new(cfg: &OusConfig, labels: &[String], frames: usize, device: &str, weights: LossWeights) -> Result<Self> {
+    pub(crate) fn new(
+        cfg: &OusConfig,
+        labels: &[String],
+        frames: usize,
+        device: &str,
+        weights: LossWeights,
+    ) -> Result<Self> {
         let (device, dtype) = super::device(device)?;
         let files = cfg.clip_weights.as_ref().map(crate::weights::resolve).transpose()?;
         let towers = cfg.towers(files.as_ref().and_then(|f| f.config.as_deref()))?;
@@ -154,26 +160,26 @@ impl Runner {
         })
     }
 
-    pub fn device(&self) -> &Device {
+    pub(crate) fn device(&self) -> &Device {
         &self.device
     }
 
     /// Input side length the image tower expects.
-    pub fn image_size(&self) -> usize {
+    pub(crate) fn image_size(&self) -> usize {
         self.image_size
     }
 
     /// `(E, P, W)`: embedding width, early blocks cached, image-tower width.
-    pub fn feature_dims(&self) -> (usize, usize, usize) {
+    pub(crate) fn feature_dims(&self) -> (usize, usize, usize) {
         self.dims
     }
 
-    pub fn uses_scene(&self) -> bool {
+    pub(crate) fn uses_scene(&self) -> bool {
         self.model.config().use_scene
     }
 
     /// Parameter counts: (all, being trained).
-    pub fn parameter_counts(&self) -> (usize, usize) {
+    pub(crate) fn parameter_counts(&self) -> (usize, usize) {
         let all = [Group::ImageEncoder, Group::TextEncoder, Group::Prompts, Group::Head]
             .iter()
             .map(|&g| self.store.num_elements(g))
@@ -182,7 +188,7 @@ impl Runner {
         (all, trained)
     }
 
-    pub fn set_optimizer(&mut self, s: OptimSettings) -> Result<()> {
+    pub(crate) fn set_optimizer(&mut self, s: OptimSettings) -> Result<()> {
         let mut groups = vec![
             GroupSettings { group: Group::Head, lr: s.lr, weight_decay: s.weight_decay },
             GroupSettings { group: Group::Prompts, lr: s.lr_prompts, weight_decay: 0.0 },
@@ -221,7 +227,7 @@ impl Runner {
     }
 
     /// Runs the image tower only (no gradients) and returns the features on the host.
-    pub fn encode(&self, face: &[f32], scene: &[f32], batch: usize) -> Result<HostFeatures> {
+    pub(crate) fn encode(&self, face: &[f32], scene: &[f32], batch: usize) -> Result<HostFeatures> {
         let f = self.features(&HostInput::Pixels { face, scene, batch }, false)?;
         let host = |t: &Tensor| read_back(&t.flatten_all()?);
         Ok(HostFeatures {
@@ -242,12 +248,12 @@ impl Runner {
     /// One optimisation step on a batch; returns the losses before the update. The device is
     /// read back once, at the end (losses and gradient norm together); a non-finite loss or norm
     /// is an error after that read, and the run stops before anything is saved from it.
-    pub fn train_step(&mut self, input: &HostInput, labels: &[u32], polarity: &[u32]) -> Result<StepStats> {
+    pub(crate) fn train_step(&mut self, input: &HostInput, labels: &[u32], polarity: &[u32]) -> Result<StepStats> {
         self.timed_step(input, labels, polarity, &mut Sections::off())
     }
 
     /// `train_step`, timing its sections (the device is synchronised at every mark).
-    pub fn profiled_step(
+    pub(crate) fn profiled_step(
         &mut self,
         input: &HostInput,
         labels: &[u32],
@@ -316,14 +322,14 @@ impl Runner {
 
     /// Forward and backward time of each module after the image tower on one batch (see
     /// [`super::profile`]), median of `runs`.
-    pub fn profile_modules(&self, input: &HostInput, labels: &[u32], runs: usize) -> Result<Vec<ModuleTime>> {
+    pub(crate) fn profile_modules(&self, input: &HostInput, labels: &[u32], runs: usize) -> Result<Vec<ModuleTime>> {
         let feats = self.features(input, false)?;
         let labels = Tensor::from_slice(labels, labels.len(), &self.device)?;
         profile::modules(&self.model, &feats, &labels, &self.device, runs)
     }
 
     /// Class scores `[B][K]` for a batch.
-    pub fn predict(&self, input: &HostInput) -> Result<Vec<Vec<f32>>> {
+    pub(crate) fn predict(&self, input: &HostInput) -> Result<Vec<Vec<f32>>> {
         let feats = self.features(input, false)?;
         let text = self.model.class_features()?.detach();
         let out = self.model.head(&feats, &text)?;
@@ -334,7 +340,7 @@ impl Runner {
 
     /// Writes the weights (`<stem>.safetensors`) and, when training, the optimiser moments
     /// (`<stem>.optim.safetensors`); returns the optimiser step.
-    pub fn save(&self, weights: &Path, optim: &Path) -> Result<u64> {
+    pub(crate) fn save(&self, weights: &Path, optim: &Path) -> Result<u64> {
         self.store.save_groups(weights, &self.saved_groups())?;
         match &self.opt {
             Some((opt, _)) => {
@@ -346,7 +352,7 @@ impl Runner {
         }
     }
 
-    pub fn load_weights(&mut self, weights: &Path) -> Result<()> {
+    pub(crate) fn load_weights(&mut self, weights: &Path) -> Result<()> {
         self.store.load_groups(weights, &[Group::Prompts, Group::Head], Group::ImageEncoder)?;
         Ok(())
     }
@@ -364,7 +370,7 @@ impl Runner {
     }
 
     /// SHA-256 of where the CLIP towers' weights come from (see [`Runner::hash_towers`]).
-    pub fn towers_hash(&self) -> Result<String> {
+    pub(crate) fn towers_hash(&self) -> Result<String> {
         let mut h = Sha256::new();
         self.hash_towers(&mut h)?;
         Ok(format!("{:x}", h.finalize()))
@@ -372,7 +378,7 @@ impl Runner {
 
     /// Feeds `h` the source of the CLIP towers' weights: the checkpoint's files (weights, then
     /// config, streamed) or, for random towers, `random:<seed>`.
-    pub fn hash_towers(&self, h: &mut Sha256) -> Result<()> {
+    pub(crate) fn hash_towers(&self, h: &mut Sha256) -> Result<()> {
         match &self.clip_files {
             Some(files) => {
                 for f in std::iter::once(&files.weights).chain(&files.config) {
@@ -385,7 +391,7 @@ impl Runner {
         Ok(())
     }
 
-    pub fn load_optimizer(&mut self, optim: &Path, step: u64) -> Result<()> {
+    pub(crate) fn load_optimizer(&mut self, optim: &Path, step: u64) -> Result<()> {
         let state: HashMap<String, Tensor> = candle_core::safetensors::load(optim, &self.device)
             .with_context(|| format!("{}: not a readable optimizer state", optim.display()))?;
         let (opt, _) = self.opt.as_mut().context("load_optimizer before set_optimizer")?;
@@ -394,7 +400,8 @@ impl Runner {
 
     /// For tests: names of trainable tensors whose gradient on this batch is missing, zero or
     /// not finite.
-    pub fn dead_gradients(&self, input: &HostInput, labels: &[u32], polarity: &[u32]) -> Result<Vec<String>> {
+    #[cfg(test)]
+    pub(crate) fn dead_gradients(&self, input: &HostInput, labels: &[u32], polarity: &[u32]) -> Result<Vec<String>> {
         let (opt, s) = self.opt.as_ref().context("dead_gradients before set_optimizer")?;
         let feats = self.features(input, s.lr_image.is_some())?;
         let grads = self.losses(&feats, &self.model.class_features()?, labels, polarity)?.total.backward()?;

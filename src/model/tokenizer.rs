@@ -21,8 +21,8 @@ use crate::assets::{self, Asset};
 use crate::error::UsageError;
 use crate::weights::ClipFiles;
 
-pub const SOT: &str = "<|startoftext|>";
-pub const EOT: &str = "<|endoftext|>";
+pub(crate) const SOT: &str = "<|startoftext|>";
+pub(crate) const EOT: &str = "<|endoftext|>";
 
 /// Merge lines of the BPE file that CLIP uses: lines 1 ..= 48,894 after the version header
 /// (49,152 − 256 − 2 merges), so the vocabulary is 256 bytes + 256 end-of-word bytes +
@@ -34,7 +34,7 @@ const CLIP_SPLIT: &str = r"<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'l
 /// `model.tokenizer`: which tokenizer makes the prompts.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
-pub enum TokenizerChoice {
+pub(crate) enum TokenizerChoice {
     /// The weights' own `tokenizer.json` when they come with one, else CLIP's BPE; the word
     /// vocabulary when there are no weights.
     Auto,
@@ -47,7 +47,7 @@ pub enum TokenizerChoice {
 }
 
 impl TokenizerChoice {
-    pub fn as_str(&self) -> String {
+    pub(crate) fn as_str(&self) -> String {
         match self {
             TokenizerChoice::Auto => "auto".into(),
             TokenizerChoice::Words => "words".into(),
@@ -92,7 +92,7 @@ impl fmt::Display for TokenizerChoice {
 /// The tokenizer `choice` gives for these weights (`None`: random towers) and a description of
 /// it, refusing one that cannot feed the text tower: the word vocabulary with real weights (its
 /// ids would index CLIP's embedding table at random), or a vocabulary larger than the tower's.
-pub fn choose(
+pub(crate) fn choose(
     choice: &TokenizerChoice,
     weights: Option<&ClipFiles>,
     labels: &[String],
@@ -123,17 +123,17 @@ pub fn choose(
 }
 
 /// Loads `tokenizer.json`, naming the file on failure.
-pub fn load_file(path: &Path) -> Result<Tokenizer> {
+pub(crate) fn load_file(path: &Path) -> Result<Tokenizer> {
     Tokenizer::from_file(path).map_err(|e| anyhow::anyhow!("{}: not a usable tokenizer.json: {e}", path.display()))
 }
 
 /// CLIP's tokenizer from the merges file installed in the asset cache.
-pub fn clip() -> Result<Tokenizer> {
+pub(crate) fn clip() -> Result<Tokenizer> {
     clip_from_merges(&assets::path(Asset::ClipBpe)?)
 }
 
 /// CLIP's tokenizer from a `bpe_simple_vocab_16e6.txt.gz` file.
-pub fn clip_from_merges(path: &Path) -> Result<Tokenizer> {
+pub(crate) fn clip_from_merges(path: &Path) -> Result<Tokenizer> {
     let file = std::fs::File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
     let mut text = String::new();
     flate2::read::GzDecoder::new(file)
@@ -197,7 +197,7 @@ fn clip_json(vocab: &[String], merges: &[(&str, &str)]) -> serde_json::Value {
 
 /// A word-level tokenizer over the placeholder, "." and the words of `labels` (lower-cased), with
 /// CLIP's start / end tokens. Only meaningful for random-weight towers.
-pub fn words(labels: &[String], placeholder: &str) -> Result<Tokenizer> {
+pub(crate) fn words(labels: &[String], placeholder: &str) -> Result<Tokenizer> {
     let mut vocab: Vec<String> = vec!["<unk>".into(), SOT.into(), EOT.into(), placeholder.into(), ".".into()];
     for label in labels {
         for w in label.to_lowercase().split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()) {

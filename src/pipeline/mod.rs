@@ -4,7 +4,7 @@
 //! (and, through the keys, everything downstream), and continues an interrupted stage.
 
 pub mod spec;
-pub mod stamp;
+pub(crate) mod stamp;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -16,12 +16,12 @@ use serde::Serialize;
 use crate::atomic::read_if_exists;
 use crate::train::run_dir::RunDir;
 
-pub use spec::{Pipeline, Stage, StageKind};
+pub(crate) use spec::{Pipeline, StageKind};
 use stamp::{Phase, StageOutcome, Stamp, State};
 
 /// How `dfer run` was asked to treat the stamps.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Selection {
+pub(crate) struct Selection {
     /// Run this stage and everything after it, whatever the stamps say.
     pub from: Option<StageKind>,
     /// Run only this stage (every fold of it), whatever its stamp says; its inputs must be done.
@@ -30,7 +30,7 @@ pub struct Selection {
 
 /// What the plan does with one stage, and why.
 #[derive(Debug, Clone, Serialize)]
-pub struct Step {
+pub(crate) struct Step {
     pub stage: String,
     #[serde(skip)]
     pub key: String,
@@ -60,12 +60,12 @@ fn shell_word(a: &str) -> String {
     }
 }
 
-pub fn command_line(argv: &[String]) -> String {
+pub(crate) fn command_line(argv: &[String]) -> String {
     std::iter::once("dfer".to_string()).chain(argv.iter().map(|a| shell_word(a))).collect::<Vec<_>>().join(" ")
 }
 
 /// Decides for every stage whether it runs, from its stamp and the selection.
-pub fn plan(p: &Pipeline, sel: Selection) -> Result<Vec<Step>> {
+pub(crate) fn plan(p: &Pipeline, sel: Selection) -> Result<Vec<Step>> {
     for kind in [sel.from, sel.only].into_iter().flatten() {
         if !p.has(kind) {
             return Err(
@@ -132,7 +132,7 @@ pub fn plan(p: &Pipeline, sel: Selection) -> Result<Vec<Step>> {
 }
 
 /// The plan as text: one line per stage (run or skip, and why) with the command it runs.
-pub fn render_plan(p: &Pipeline, steps: &[Step]) -> String {
+pub(crate) fn render_plan(p: &Pipeline, steps: &[Step]) -> String {
     let mut s = format!("pipeline {} ({}) → {}\n", p.name, p.file.display(), p.out.display());
     for st in steps {
         let action = if st.run { "run " } else { "skip" };
@@ -145,7 +145,7 @@ pub fn render_plan(p: &Pipeline, steps: &[Step]) -> String {
 }
 
 /// Each stage's state for `dfer inspect PIPELINE.toml`.
-pub fn render_states(p: &Pipeline, steps: &[Step]) -> String {
+pub(crate) fn render_states(p: &Pipeline, steps: &[Step]) -> String {
     let mut s = format!("pipeline {} ({}) → {}, dfer {}\n", p.name, p.file.display(), p.out.display(), stamp::VERSION);
     let now = stamp::now();
     for st in steps {
@@ -226,7 +226,7 @@ impl Drop for Lock {
 /// Runs the planned stages in order through `exec` (which runs one `dfer` command line) and
 /// stamps them. A stage that fails stops the pipeline; finished stages keep their stamps.
 /// Returns the worst outcome over all stages, skipped ones included.
-pub fn execute(
+pub(crate) fn execute(
     p: &Pipeline,
     steps: &[Step],
     exec: &dyn Fn(&[String]) -> Result<crate::error::Outcome>,

@@ -40,7 +40,7 @@ pub enum StageKind {
 }
 
 impl StageKind {
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             StageKind::Synth => "synth",
             StageKind::Manifest => "manifest",
@@ -53,7 +53,7 @@ impl StageKind {
     }
 
     /// The pipeline section whose keys make this stage's settings (for messages).
-    pub fn section(self) -> &'static str {
+    pub(crate) fn section(self) -> &'static str {
         match self {
             StageKind::Manifest => "dataset",
             k => k.name(),
@@ -99,7 +99,7 @@ fn bad(file: &Path, msg: impl std::fmt::Display) -> anyhow::Error {
 
 impl Pipeline {
     /// Reads `file`, applies `--set KEY=VALUE` overrides and builds the stages.
-    pub fn load(file: &Path, sets: &[String]) -> Result<Pipeline> {
+    pub(crate) fn load(file: &Path, sets: &[String]) -> Result<Pipeline> {
         let text = std::fs::read_to_string(file).map_err(|e| bad(file, format!("cannot read pipeline: {e}")))?;
         Self::parse(file, &text, sets, &std::env::current_dir()?)
     }
@@ -113,16 +113,16 @@ impl Pipeline {
         build(file, cwd, doc)
     }
 
-    pub fn stamp_path(&self, stage: &Stage) -> PathBuf {
+    pub(crate) fn stamp_path(&self, stage: &Stage) -> PathBuf {
         self.out.join("stamps").join(format!("{}.json", stage.id))
     }
 
-    pub fn has(&self, kind: StageKind) -> bool {
+    pub(crate) fn has(&self, kind: StageKind) -> bool {
         self.stages.iter().any(|s| s.kind == kind)
     }
 
     /// The training run folders, in fold order.
-    pub fn runs(&self) -> Vec<PathBuf> {
+    pub(crate) fn runs(&self) -> Vec<PathBuf> {
         self.stages.iter().filter_map(|s| s.resumable_run.clone()).collect()
     }
 }

@@ -14,11 +14,11 @@ use sha2::{Digest, Sha256};
 use super::spec::Stage;
 use crate::atomic::read_if_exists;
 
-pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+pub(crate) const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Phase {
+pub(crate) enum Phase {
     Started,
     Done,
 }
@@ -26,13 +26,13 @@ pub enum Phase {
 /// What a finished stage reported: all good, or some clips failed and were recorded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum StageOutcome {
+pub(crate) enum StageOutcome {
     Ok,
     SomeFailed,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Stamp {
+pub(crate) struct Stamp {
     pub stage: String,
     pub key: String,
     pub version: String,
@@ -49,7 +49,7 @@ pub struct Stamp {
 
 /// Where a stage stands against the pipeline as it is now.
 #[derive(Debug, Clone, PartialEq)]
-pub enum State {
+pub(crate) enum State {
     /// Finished with these settings and inputs; its outputs are there.
     Done(StageOutcome),
     /// Never run (no stamp).
@@ -63,7 +63,7 @@ pub enum State {
 }
 
 impl State {
-    pub fn label(&self) -> &'static str {
+    pub(crate) fn label(&self) -> &'static str {
         match self {
             State::Done(_) => "done",
             State::Missing => "missing",
@@ -74,7 +74,7 @@ impl State {
     }
 
     /// The state in words, with the reason.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         match self {
             State::Done(StageOutcome::Ok) => "up to date".into(),
             State::Done(StageOutcome::SomeFailed) => "up to date (some clips failed and were recorded)".into(),
@@ -87,30 +87,30 @@ impl State {
 }
 
 /// A stage's key: changes whenever its settings, an input's key or the dfer version change.
-pub fn key(stage: &Stage, inputs: &BTreeMap<String, String>) -> String {
+pub(crate) fn key(stage: &Stage, inputs: &BTreeMap<String, String>) -> String {
     let doc = serde_json::json!({
         "stage": stage.id, "settings": stage.settings, "inputs": inputs, "version": VERSION,
     });
     format!("{:x}", Sha256::digest(doc.to_string().as_bytes()))
 }
 
-pub fn now() -> u64 {
+pub(crate) fn now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 impl Stamp {
-    pub fn read(path: &Path) -> Result<Option<Stamp>> {
+    pub(crate) fn read(path: &Path) -> Result<Option<Stamp>> {
         read_if_exists(path)?
             .map(|text| serde_json::from_str(&text).with_context(|| format!("{}: not a stage stamp", path.display())))
             .transpose()
     }
 
-    pub fn write(&self, path: &Path) -> Result<()> {
+    pub(crate) fn write(&self, path: &Path) -> Result<()> {
         crate::atomic::write_atomic(path, serde_json::to_string_pretty(self)?.as_bytes())
     }
 
     /// The state of `stage` (whose key is now `key`) given this stamp.
-    pub fn state(&self, stage: &Stage, key: &str, inputs: &BTreeMap<String, String>) -> State {
+    pub(crate) fn state(&self, stage: &Stage, key: &str, inputs: &BTreeMap<String, String>) -> State {
         if self.key != key {
             return State::Stale(self.why_stale(stage, inputs));
         }

@@ -23,7 +23,7 @@ use crate::video::decode::{self, Sampled};
 
 /// What happened to one manifest row.
 #[derive(Debug, Clone)]
-pub struct ClipResult {
+pub(crate) struct ClipResult {
     pub manifest_row: usize,
     pub clip_id: String,
     pub label: usize,
@@ -64,7 +64,7 @@ impl ClipResult {
 
 /// Per-clip frame counts recorded in the prep table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FrameCounts {
+pub(crate) struct FrameCounts {
     /// Stored frames the detector ran on (keyframes plus those the checks added).
     pub detector_frames: usize,
     /// Stored frames marked `lost`.
@@ -79,7 +79,7 @@ fn ms(t: Instant) -> f64 {
 
 /// Long side at which a face `face_h` pixels tall in a frame whose long side is `frame_long`
 /// becomes about `target` pixels tall, clamped to `[min, max]`.
-pub fn adaptive_long_side(frame_long: u32, face_h: f32, target: u32, min: u32, max: u32) -> u32 {
+pub(crate) fn adaptive_long_side(frame_long: u32, face_h: f32, target: u32, min: u32, max: u32) -> u32 {
     if target == 0 || face_h <= 0.0 {
         return max;
     }
@@ -240,7 +240,13 @@ impl Tally {
 }
 
 /// Processes manifest row `index` (`row`) of a dataset rooted at `root`.
-pub fn process(row: &ClipRow, index: usize, root: &Path, cfg: &PrepConfig, det: &mut dyn Detector) -> ClipResult {
+pub(crate) fn process(
+    row: &ClipRow,
+    index: usize,
+    root: &Path,
+    cfg: &PrepConfig,
+    det: &mut dyn Detector,
+) -> ClipResult {
     if !row.status.is_ok() {
         let msg = row.error.clone().unwrap_or_else(|| format!("manifest status {}", row.status));
         return ClipResult::failed(row, index, row.status, msg);

@@ -25,7 +25,7 @@ pub enum NoFacePolicy {
 /// Preprocessing settings (`--config prep.toml`; absent keys take these defaults).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct PrepConfig {
+pub(crate) struct PrepConfig {
     /// Frames per clip the model sees (T).
     pub frames: usize,
     /// Frames stored per clip: `frames` or a multiple of it, so a trainer can jitter within
@@ -121,7 +121,7 @@ impl Default for PrepConfig {
 
 impl PrepConfig {
     /// Reads a config file; unknown keys and bad values are errors naming the file.
-    pub fn load(path: &Path) -> Result<PrepConfig, UsageError> {
+    pub(crate) fn load(path: &Path) -> Result<PrepConfig, UsageError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| UsageError::new(format!("{}: cannot read: {e}", path.display())))?;
         let c: PrepConfig = toml::from_str(&text)
@@ -130,7 +130,7 @@ impl PrepConfig {
         Ok(c)
     }
 
-    pub fn validate(&self) -> Result<(), String> {
+    pub(crate) fn validate(&self) -> Result<(), String> {
         if self.frames == 0 || self.store_frames < self.frames || !self.store_frames.is_multiple_of(self.frames) {
             return Err(format!(
                 "store_frames ({}) must be a positive multiple of frames ({})",
@@ -170,16 +170,16 @@ impl PrepConfig {
     }
 
     /// The shards' pixel storage.
-    pub fn pixel_format(&self) -> PixelFormat {
+    pub(crate) fn pixel_format(&self) -> PixelFormat {
         PixelFormat { encoding: self.encoding, gzip_level: self.gzip, jpeg_quality: self.jpeg_quality }
     }
 
-    pub fn to_toml(&self) -> String {
+    pub(crate) fn to_toml(&self) -> String {
         toml::to_string(self).expect("config serialises")
     }
 
     /// sha256 of the resolved config and the detector model hash.
-    pub fn hash(&self, detector_hash: &str) -> String {
+    pub(crate) fn hash(&self, detector_hash: &str) -> String {
         let mut h = Sha256::new();
         h.update(self.to_toml().as_bytes());
         h.update(detector_hash.as_bytes());

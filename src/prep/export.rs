@@ -20,7 +20,13 @@ use crate::shard::{ClipTensors, StoredPixels};
 /// Writes `DIR/face/<clip_id>/NNNNN.jpg` and `DIR/scene/<clip_id>/NNNNN.jpg` (1-based, zero
 /// padded so lexicographic order is frame order). Frames a JPEG shard stores are written as they
 /// are, byte for byte; raw frames are encoded here.
-pub fn write_clip(dir: &Path, clip_id: &str, t: &ClipTensors, stored: &StoredPixels, cfg: &PrepConfig) -> Result<()> {
+pub(crate) fn write_clip(
+    dir: &Path,
+    clip_id: &str,
+    t: &ClipTensors,
+    stored: &StoredPixels,
+    cfg: &PrepConfig,
+) -> Result<()> {
     let (face_jpeg, scene_jpeg) = match stored {
         StoredPixels::Jpeg { face, scene } => (Some(face), Some(scene)),
         StoredPixels::Raw => (None, None),
@@ -49,7 +55,7 @@ pub fn write_clip(dir: &Path, clip_id: &str, t: &ClipTensors, stored: &StoredPix
 /// Writes one list per fold and role (`DFEW_set_1_train.txt`, or `FERV39K_train.txt` for
 /// single-split datasets) for faces, and the same with `_scene` for scenes, listing the clips
 /// that prep wrote, labels counted from `label_base`.
-pub fn write_annotations(
+pub(crate) fn write_annotations(
     dir: &Path,
     manifest: &Manifest,
     prep_parquet: &Path,

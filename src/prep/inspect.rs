@@ -14,7 +14,7 @@ use crate::manifest::prep_table::PrepTable;
 
 /// What `dfer inspect` says about a prep table.
 #[derive(Debug, Serialize)]
-pub struct PrepTableSummary {
+pub(crate) struct PrepTableSummary {
     pub clips: usize,
     pub written: usize,
     pub shards: usize,
@@ -34,7 +34,7 @@ pub struct PrepTableSummary {
     pub mean_ms: BTreeMap<String, f64>,
 }
 
-pub fn summarise(df: &DataFrame) -> Result<PrepTableSummary> {
+pub(crate) fn summarise(df: &DataFrame) -> Result<PrepTableSummary> {
     let status = df.column(PrepTable::STATUS)?.str()?.clone();
     let ids = df.column(PrepTable::CLIP_ID)?.str()?.clone();
     let errors = df.column(PrepTable::ERROR)?.str()?.clone();
@@ -77,7 +77,7 @@ pub fn summarise(df: &DataFrame) -> Result<PrepTableSummary> {
     })
 }
 
-pub fn render(s: &PrepTableSummary) -> String {
+pub(crate) fn render(s: &PrepTableSummary) -> String {
     let mut o = String::new();
     let _ = writeln!(o, "prep table: {} clips, {} written to {} shards", s.clips, s.written, s.shards);
     let _ = writeln!(

@@ -8,15 +8,15 @@
 //! the output folder, `pool` and `writer` are the two sides of the work, `tables` the prep
 //! tables, `verify` checks a finished folder.
 
-pub mod clip;
-pub mod config;
-pub mod export;
-pub mod inspect;
-pub mod out_dir;
+pub(crate) mod clip;
+pub(crate) mod config;
+pub(crate) mod export;
+pub(crate) mod inspect;
+pub(crate) mod out_dir;
 mod plan;
 mod pool;
 pub mod sample;
-pub mod shots;
+pub(crate) mod shots;
 mod tables;
 mod verify;
 mod writer;
@@ -37,14 +37,14 @@ use crate::manifest::Manifest;
 use crate::shard::shard_name;
 use config::PrepConfig;
 use out_dir::PrepDir;
-pub use plan::Plan;
+pub(crate) use plan::Plan;
 use plan::Work;
-pub use verify::{verify, ShardProblem, Verification};
+pub(crate) use verify::verify;
 use writer::OrderedWriter;
 
 /// Settings of one `dfer prep` run.
 #[derive(Debug, Clone)]
-pub struct PrepOptions {
+pub(crate) struct PrepOptions {
     pub manifest: PathBuf,
     pub out: PathBuf,
     pub config: PrepConfig,
@@ -60,7 +60,7 @@ pub struct PrepOptions {
 
 /// What a run did, printed at the end and returned for tests.
 #[derive(Debug, Serialize)]
-pub struct PrepSummary {
+pub(crate) struct PrepSummary {
     pub shards_total: usize,
     pub shards_owned: usize,
     pub shards_skipped: usize,
@@ -76,13 +76,13 @@ pub struct PrepSummary {
 }
 
 impl PrepSummary {
-    pub fn failed(&self) -> usize {
+    pub(crate) fn failed(&self) -> usize {
         self.statuses.iter().filter(|(k, _)| !k.is_ok()).map(|(_, v)| v).sum()
     }
 }
 
 /// Number of shards for `rows` manifest rows.
-pub fn shard_count(rows: usize, per_shard: usize) -> usize {
+pub(crate) fn shard_count(rows: usize, per_shard: usize) -> usize {
     rows.div_ceil(per_shard)
 }
 
@@ -110,7 +110,7 @@ fn open_inputs(opts: &PrepOptions) -> Result<(Manifest, PathBuf)> {
 }
 
 /// Runs prep.
-pub fn run(opts: &PrepOptions) -> Result<PrepSummary> {
+pub(crate) fn run(opts: &PrepOptions) -> Result<PrepSummary> {
     let started = Instant::now();
     let cfg = &opts.config;
     let (manifest, root) = open_inputs(opts)?;

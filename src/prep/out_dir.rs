@@ -9,53 +9,53 @@ use crate::shard::shard_name;
 
 /// A prep output folder; only paths, nothing is read or written by making one.
 #[derive(Debug, Clone)]
-pub struct PrepDir {
+pub(crate) struct PrepDir {
     root: PathBuf,
 }
 
 impl PrepDir {
-    pub fn new(root: &Path) -> Self {
+    pub(crate) fn new(root: &Path) -> Self {
         Self { root: root.to_path_buf() }
     }
 
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.root
     }
 
     /// `shards/`: the HDF5 shards and their tables.
-    pub fn shards(&self) -> PathBuf {
+    pub(crate) fn shards(&self) -> PathBuf {
         self.root.join("shards")
     }
 
     /// `prep_config.toml`: the settings the folder was made with ([`config_record`]).
-    pub fn config_record(&self) -> PathBuf {
+    pub(crate) fn config_record(&self) -> PathBuf {
         self.root.join("prep_config.toml")
     }
 
     /// `prep_plan.json`: manifest rows, clips per shard, shard count.
-    pub fn plan(&self) -> PathBuf {
+    pub(crate) fn plan(&self) -> PathBuf {
         self.root.join("prep_plan.json")
     }
 
     /// `prep.parquet`: the merged prep table.
-    pub fn table(&self) -> PathBuf {
+    pub(crate) fn table(&self) -> PathBuf {
         self.root.join("prep.parquet")
     }
 }
 
 /// Shard `k` in the shards folder `shards`: its HDF5 file and its prep table.
-pub fn shard_files(shards: &Path, k: usize) -> (PathBuf, PathBuf) {
+pub(crate) fn shard_files(shards: &Path, k: usize) -> (PathBuf, PathBuf) {
     let h5 = shards.join(shard_name(k));
     (h5.clone(), h5.with_extension("parquet"))
 }
 
 /// The text of `prep_config.toml`: the hash comment, then the settings.
-pub fn config_record(config_hash: &str, config_toml: &str) -> String {
+pub(crate) fn config_record(config_hash: &str, config_toml: &str) -> String {
     format!("# config_hash = \"{config_hash}\"\n{config_toml}")
 }
 
 /// The config hash on the first line of a `prep_config.toml` text; empty when it has none.
-pub fn recorded_hash(record: &str) -> &str {
+pub(crate) fn recorded_hash(record: &str) -> &str {
     record
         .lines()
         .next()

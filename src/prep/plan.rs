@@ -34,7 +34,7 @@ pub(super) fn claim_output(out: &PrepDir, cfg: &PrepConfig, hash: &str) -> Resul
 
 /// What an output folder is meant to hold (`prep_plan.json`): `dfer verify` checks against it.
 #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
-pub struct Plan {
+pub(crate) struct Plan {
     pub manifest_rows: usize,
     pub clips_per_shard: usize,
     pub shards: usize,
@@ -42,7 +42,7 @@ pub struct Plan {
 
 impl Plan {
     /// Manifest rows `[start, end)` of shard `k`.
-    pub fn range(&self, k: usize) -> (usize, usize) {
+    pub(crate) fn range(&self, k: usize) -> (usize, usize) {
         (k * self.clips_per_shard, ((k + 1) * self.clips_per_shard).min(self.manifest_rows))
     }
 }
@@ -80,7 +80,7 @@ pub(super) struct Work {
 
 impl Work {
     /// Claims the plan of `out` and lists the owned shards still to write.
-    pub fn claim(out: &PrepDir, plan: Plan, shard_index: usize, num_shards: usize) -> Result<Work> {
+    pub(crate) fn claim(out: &PrepDir, plan: Plan, shard_index: usize, num_shards: usize) -> Result<Work> {
         claim_plan(out, &plan)?;
         let dir = out.shards();
         let owned: Vec<usize> = (0..plan.shards).filter(|k| k % num_shards == shard_index).collect();
@@ -107,7 +107,7 @@ impl Work {
         Ok(Work { plan, owned, todo, jobs })
     }
 
-    pub fn skipped(&self) -> usize {
+    pub(crate) fn skipped(&self) -> usize {
         self.owned.len() - self.todo.len()
     }
 }

@@ -35,7 +35,7 @@ pub(super) struct Shared {
 }
 
 impl Shared {
-    pub fn new(window: usize) -> Shared {
+    pub(crate) fn new(window: usize) -> Shared {
         Shared {
             next_job: AtomicUsize::new(0),
             gate: (Mutex::new(0), Condvar::new()),
@@ -56,13 +56,13 @@ impl Shared {
     }
 
     /// Stops every worker, waking those waiting for the writer (which failed).
-    pub fn stop(&self) {
+    pub(crate) fn stop(&self) {
         self.abort.store(true, Ordering::SeqCst);
         self.gate.1.notify_all();
     }
 
     /// The writer has written the first `n` jobs.
-    pub fn written(&self, n: usize) {
+    pub(crate) fn written(&self, n: usize) {
         let (lock, cv) = &self.gate;
         *lock.lock().expect("gate") = n;
         cv.notify_all();
@@ -78,7 +78,7 @@ impl Shared {
     }
 
     /// The first error of a worker.
-    pub fn take_error(&self) -> Option<anyhow::Error> {
+    pub(crate) fn take_error(&self) -> Option<anyhow::Error> {
         self.error.lock().expect("lock").take()
     }
 }

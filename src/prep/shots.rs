@@ -11,7 +11,7 @@ const BINS: usize = 16;
 const GRID_LONG: u32 = 64;
 
 /// Normalised per-channel colour histograms of a frame, from a grid of about 64 × 36 pixels.
-pub fn histogram(img: &RgbImage) -> [[f32; BINS]; 3] {
+pub(crate) fn histogram(img: &RgbImage) -> [[f32; BINS]; 3] {
     let (w, h) = img.dimensions();
     let step = (w.max(h) / GRID_LONG).max(1);
     let mut hist = [[0f32; BINS]; 3];
@@ -32,14 +32,14 @@ pub fn histogram(img: &RgbImage) -> [[f32; BINS]; 3] {
 }
 
 /// Histogram distance in 0..=1: half the L1 distance, averaged over the channels.
-pub fn distance(a: &[[f32; BINS]; 3], b: &[[f32; BINS]; 3]) -> f32 {
+pub(crate) fn distance(a: &[[f32; BINS]; 3], b: &[[f32; BINS]; 3]) -> f32 {
     let l1: f32 = a.iter().flatten().zip(b.iter().flatten()).map(|(x, y)| (x - y).abs()).sum();
     l1 / 6.0
 }
 
 /// Shot number of each stored frame (`frames[i]` is stored frame `i`), starting at 0 and going
 /// up by one at each cut. `threshold` 0 finds no cuts.
-pub fn shots(frames: &[&RgbImage], threshold: f32) -> Vec<usize> {
+pub(crate) fn shots(frames: &[&RgbImage], threshold: f32) -> Vec<usize> {
     let mut out = Vec::with_capacity(frames.len());
     let mut shot = 0;
     let mut prev: Option<[[f32; BINS]; 3]> = None;

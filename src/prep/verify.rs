@@ -16,14 +16,14 @@ use crate::shard::ShardReader;
 
 /// One shard's problem found by [`verify`].
 #[derive(Debug, Clone, Serialize)]
-pub struct ShardProblem {
+pub(crate) struct ShardProblem {
     pub shard: usize,
     pub problem: String,
 }
 
 /// What `dfer verify` found in a prep output folder.
 #[derive(Debug, Clone, Serialize)]
-pub struct Verification {
+pub(crate) struct Verification {
     /// False when prep was stopped before it wrote `prep_plan.json` (nothing to check yet).
     pub planned: bool,
     pub shards: usize,
@@ -37,7 +37,7 @@ pub struct Verification {
 
 impl Verification {
     /// Shard indices to prepare again.
-    pub fn to_redo(&self) -> Vec<usize> {
+    pub(crate) fn to_redo(&self) -> Vec<usize> {
         let mut v: Vec<usize> = self.problems.iter().map(|p| p.shard).collect();
         v.dedup();
         v
@@ -58,7 +58,7 @@ impl Verification {
 
 /// `dfer verify`: every expected shard present, readable, made with the folder's settings, its
 /// clip count equal to its table's and its manifest range the planned one.
-pub fn verify(out: &Path) -> Result<Verification> {
+pub(crate) fn verify(out: &Path) -> Result<Verification> {
     let folder = PrepDir::new(out);
     let plan_path = folder.plan();
     let prep_parquet = folder.table().exists();

@@ -34,7 +34,7 @@ pub(super) struct OrderedWriter<'a> {
 }
 
 impl<'a> OrderedWriter<'a> {
-    pub fn new(
+    pub(crate) fn new(
         dir: &'a Path,
         plan: &'a Plan,
         jobs: &'a [(usize, usize)],
@@ -47,7 +47,7 @@ impl<'a> OrderedWriter<'a> {
 
     /// Writes the clips from `rx` in job order until the workers are done, telling them
     /// through `shared` how far it got.
-    pub fn write_all(&mut self, rx: &Receiver<Done>, shared: &Shared) -> Result<()> {
+    pub(crate) fn write_all(&mut self, rx: &Receiver<Done>, shared: &Shared) -> Result<()> {
         for (j, res, stored) in rx.iter() {
             self.pending.insert(j, (res, stored));
             while let Some((res, stored)) = self.pending.remove(&self.next) {

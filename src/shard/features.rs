@@ -14,11 +14,11 @@ use ndarray::{s, ArrayView2};
 use crate::atomic::tmp_path;
 use crate::error::UsageError;
 
-pub const FEATURES_SCHEMA: u32 = 1;
+pub(crate) const FEATURES_SCHEMA: u32 = 1;
 
 /// What the cached features depend on and how big they are.
 #[derive(Debug, Clone, PartialEq)]
-pub struct FeatureAttrs {
+pub(crate) struct FeatureAttrs {
     /// Hash of the shards the features were computed from.
     pub data_hash: String,
     /// Hash of the image tower (arch, weights, options).
@@ -35,13 +35,13 @@ pub struct FeatureAttrs {
 }
 
 /// Features of one clip in one view.
-pub struct FeatureRow {
+pub(crate) struct FeatureRow {
     pub face: Vec<f32>,
     pub scene: Vec<f32>,
     pub early: Vec<f32>,
 }
 
-pub struct FeatureWriter {
+pub(crate) struct FeatureWriter {
     tmp: PathBuf,
     path: PathBuf,
     file: File,
@@ -58,7 +58,7 @@ fn shapes(a: &FeatureAttrs) -> [(&'static str, [usize; 4]); 3] {
 }
 
 impl FeatureWriter {
-    pub fn create(path: &Path, attrs: &FeatureAttrs, manifest_rows: &[i64]) -> Result<FeatureWriter> {
+    pub(crate) fn create(path: &Path, attrs: &FeatureAttrs, manifest_rows: &[i64]) -> Result<FeatureWriter> {
         ensure!(manifest_rows.len() == attrs.clips, "one manifest row per clip");
         let tmp = tmp_path(path);
         let file = File::with_options()
@@ -89,7 +89,7 @@ impl FeatureWriter {
     }
 
     /// Writes clip `i`, view `v`.
-    pub fn write(&self, i: usize, v: usize, row: &FeatureRow) -> Result<()> {
+    pub(crate) fn write(&self, i: usize, v: usize, row: &FeatureRow) -> Result<()> {
         for ((name, shape), data) in shapes(&self.attrs).into_iter().zip([&row.face, &row.scene, &row.early]) {
             if shape[2] * shape[3] == 0 {
                 continue;
@@ -101,7 +101,7 @@ impl FeatureWriter {
         Ok(())
     }
 
-    pub fn finish(self) -> Result<PathBuf> {
+    pub(crate) fn finish(self) -> Result<PathBuf> {
         self.file.close().with_context(|| format!("{}: cannot write", self.tmp.display()))?;
         std::fs::rename(&self.tmp, &self.path)
             .with_context(|| format!("{}: cannot rename into place", self.path.display()))?;
@@ -109,7 +109,7 @@ impl FeatureWriter {
     }
 }
 
-pub struct FeatureReader {
+pub(crate) struct FeatureReader {
     pub path: PathBuf,
     file: File,
     pub attrs: FeatureAttrs,
@@ -117,7 +117,7 @@ pub struct FeatureReader {
 }
 
 impl FeatureReader {
-    pub fn open(path: &Path) -> Result<FeatureReader> {
+    pub(crate) fn open(path: &Path) -> Result<FeatureReader> {
         let bad = |m: String| UsageError::new(format!("{}: {m}", path.display()));
         let file = File::open(path).map_err(|e| bad(format!("not a readable feature cache: {e}")))?;
         let get_u = |n: &str| super::attr_u64(&file, n, path);
@@ -150,7 +150,7 @@ impl FeatureReader {
         Ok(FeatureReader { path: path.to_path_buf(), file, attrs, manifest_rows })
     }
 
-    pub fn read(&self, i: usize, v: usize) -> Result<FeatureRow> {
+    pub(crate) fn read(&self, i: usize, v: usize) -> Result<FeatureRow> {
         let get = |name: &str| -> Result<Vec<f32>> {
             let ds = self.file.dataset(name)?;
             let shape = ds.shape();

@@ -18,7 +18,7 @@ use crate::face::track::FaceSource;
 
 /// Per-clip detection summary.
 #[derive(Debug, Serialize)]
-pub struct ClipSummary {
+pub(crate) struct ClipSummary {
     pub row: usize,
     pub clip_id: String,
     pub label: String,
@@ -31,7 +31,7 @@ pub struct ClipSummary {
 
 /// What `dfer inspect` says about a shard.
 #[derive(Debug, Serialize)]
-pub struct ShardSummary {
+pub(crate) struct ShardSummary {
     pub path: String,
     pub clips: usize,
     pub shapes: BTreeMap<String, Vec<usize>>,
@@ -40,7 +40,7 @@ pub struct ShardSummary {
     pub clip_rows: Vec<ClipSummary>,
 }
 
-pub fn summarise(r: &ShardReader) -> Result<ShardSummary> {
+pub(crate) fn summarise(r: &ShardReader) -> Result<ShardSummary> {
     let a = &r.attrs;
     let (t, s, s2) = (a.store_frames, a.face_size as usize, a.scene_size as usize);
     let n = r.len;
@@ -108,7 +108,7 @@ pub fn summarise(r: &ShardReader) -> Result<ShardSummary> {
     Ok(ShardSummary { path: r.path.display().to_string(), clips: n, shapes, attributes, labels: by_label, clip_rows })
 }
 
-pub fn render(s: &ShardSummary) -> String {
+pub(crate) fn render(s: &ShardSummary) -> String {
     let mut o = String::new();
     let _ = writeln!(o, "shard {}  clips {}", s.path, s.clips);
     let _ = writeln!(o, "\ndatasets:");
@@ -162,7 +162,7 @@ fn source_colour(code: u8) -> Rgb<u8> {
 
 /// Draws a contact sheet of up to `max_clips` clips: per clip one row of face crops (border
 /// coloured by face source) and one row of scene frames with the face box drawn.
-pub fn grid(r: &ShardReader, out: &Path, max_clips: usize, thumb: u32) -> Result<()> {
+pub(crate) fn grid(r: &ShardReader, out: &Path, max_clips: usize, thumb: u32) -> Result<()> {
     let a = &r.attrs;
     let (t, s, s2) = (a.store_frames as u32, a.face_size, a.scene_size);
     let n = r.len.min(max_clips);

@@ -2,8 +2,8 @@
 //! written under a temporary name by one writer and renamed when complete; object timestamps
 //! are off, so the same inputs and config give byte-identical files.
 
-pub mod features;
-pub mod inspect;
+pub(crate) mod features;
+pub(crate) mod inspect;
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -19,10 +19,10 @@ use crate::face::BoxF;
 use crate::text_enum::text_enum;
 
 /// Shard schema version, stored as the `schema_version` attribute.
-pub const SCHEMA_VERSION: u32 = 1;
+pub(crate) const SCHEMA_VERSION: u32 = 1;
 
 /// File name of shard `index`.
-pub fn shard_name(index: usize) -> String {
+pub(crate) fn shard_name(index: usize) -> String {
     format!("{index:05}.h5")
 }
 
@@ -47,21 +47,26 @@ pub struct PixelFormat {
 }
 
 impl PixelFormat {
-    pub const RAW: PixelFormat = PixelFormat { encoding: Encoding::Raw, gzip_level: 0, jpeg_quality: 0 };
+    pub(crate) const RAW: PixelFormat = PixelFormat { encoding: Encoding::Raw, gzip_level: 0, jpeg_quality: 0 };
 }
 
 /// One stream's frames of a clip, each a JPEG file.
-pub type JpegFrames = Vec<Vec<u8>>;
+pub(crate) type JpegFrames = Vec<Vec<u8>>;
 
 /// A clip's face and scene pixels as the shard stores them: the raw arrays are taken from the
 /// clip's tensors, JPEG frames are encoded beforehand (`encode_pixels`, on the prep workers).
-pub enum StoredPixels {
+pub(crate) enum StoredPixels {
     Raw,
     Jpeg { face: JpegFrames, scene: JpegFrames },
 }
 
 /// Encodes a clip's frames for a shard of `format` (`[T, S, S, 3]` each stream).
-pub fn encode_pixels(t: &ClipTensors, format: PixelFormat, face_size: u32, scene_size: u32) -> Result<StoredPixels> {
+pub(crate) fn encode_pixels(
+    t: &ClipTensors,
+    format: PixelFormat,
+    face_size: u32,
+    scene_size: u32,
+) -> Result<StoredPixels> {
     if format.encoding != Encoding::Jpeg {
         return Ok(StoredPixels::Raw);
     }
@@ -132,7 +137,7 @@ pub struct ClipTensors {
 }
 
 /// One clip row to append.
-pub struct ShardRow<'a> {
+pub(crate) struct ShardRow<'a> {
     pub clip_id: &'a str,
     pub label: usize,
     pub manifest_row: usize,
@@ -146,7 +151,7 @@ fn vlu(s: &str) -> Result<VarLenUnicode> {
 }
 
 /// Appends clips to a new shard; `finish` renames it into place.
-pub struct ShardWriter {
+pub(crate) struct ShardWriter {
     file: File,
     tmp: PathBuf,
     path: PathBuf,
@@ -188,7 +193,7 @@ fn growable<T: H5Type>(file: &File, name: &str, inner: &[usize], rows: usize, gz
 
 impl ShardWriter {
     /// Starts shard `attrs.shard_index` in `dir` under a temporary name.
-    pub fn create(dir: &Path, attrs: &ShardAttrs) -> Result<ShardWriter> {
+    pub(crate) fn create(dir: &Path, attrs: &ShardAttrs) -> Result<ShardWriter> {
         let path = dir.join(shard_name(attrs.shard_index));
         let tmp = crate::atomic::tmp_path(&path);
         let file = File::with_options()
@@ -259,7 +264,7 @@ impl ShardWriter {
     }
 
     /// Appends one clip as the next row.
-    pub fn append(&mut self, row: &ShardRow) -> Result<()> {
+    pub(crate) fn append(&mut self, row: &ShardRow) -> Result<()> {
         self.append_row(row).with_context(|| format!("{}: cannot write clip {}", self.tmp.display(), row.clip_id))
     }
 
@@ -315,7 +320,7 @@ impl ShardWriter {
 
     /// Closes the file and renames it to its final name. The datasets close first: HDF5 keeps
     /// a file open while any of its objects is, and the file must be whole before the rename.
-    pub fn finish(self) -> Result<PathBuf> {
+    pub(crate) fn finish(self) -> Result<PathBuf> {
         let ShardWriter { file, tmp, path, columns, .. } = self;
         drop(columns);
         file.close().with_context(|| format!("{}: cannot write", tmp.display()))?;
@@ -414,7 +419,7 @@ impl ShardReader {
 
     /// Frames `which` (stored-frame indices) of row `i`'s face and scene, decoded, in that order:
     /// a JPEG shard decodes only those.
-    pub fn frames(&self, i: usize, which: &[usize]) -> Result<(Vec<u8>, Vec<u8>)> {
+    pub(crate) fn frames(&self, i: usize, which: &[usize]) -> Result<(Vec<u8>, Vec<u8>)> {
         let t = self.attrs.store_frames;
         if let Some(&bad) = which.iter().find(|&&f| f >= t) {
             bail!("{}: frame {bad} asked of a clip with {t} stored frames", self.path.display());

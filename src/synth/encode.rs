@@ -35,7 +35,7 @@ fn output_args(cmd: &mut Command) -> &mut Command {
 }
 
 /// A running `ffmpeg` encoder fed raw RGB frames of one size on stdin (H.264 mp4).
-pub struct Encoder {
+pub(crate) struct Encoder {
     child: std::process::Child,
     stdin: Option<std::process::ChildStdin>,
     out: std::path::PathBuf,
@@ -43,7 +43,7 @@ pub struct Encoder {
 
 impl Encoder {
     /// Starts encoding `w`x`h` (even) frames at `fps` into `out`.
-    pub fn start(w: u32, h: u32, fps: u32, out: &Path) -> Result<Encoder> {
+    pub(crate) fn start(w: u32, h: u32, fps: u32, out: &Path) -> Result<Encoder> {
         let mut cmd = Command::new("ffmpeg");
         base_args(&mut cmd).args([
             "-f",
@@ -68,14 +68,14 @@ impl Encoder {
         Ok(Encoder { child, stdin, out: out.to_path_buf() })
     }
 
-    pub fn push(&mut self, frame: &RgbImage) -> Result<()> {
+    pub(crate) fn push(&mut self, frame: &RgbImage) -> Result<()> {
         let stdin = self.stdin.as_mut().expect("open until finish");
         stdin
             .write_all(frame.as_raw())
             .with_context(|| format!("{}: ffmpeg stopped reading frames", self.out.display()))
     }
 
-    pub fn finish(mut self) -> Result<()> {
+    pub(crate) fn finish(mut self) -> Result<()> {
         drop(self.stdin.take());
         let res = self.child.wait_with_output()?;
         if !res.status.success() {
@@ -86,7 +86,7 @@ impl Encoder {
 }
 
 /// Rewrites `path` with a `rotate` tag (stream copy: FFmpeg 5.1 writes the display matrix only then).
-pub fn tag_rotation(path: &Path, degrees: i32) -> Result<()> {
+pub(crate) fn tag_rotation(path: &Path, degrees: i32) -> Result<()> {
     let tmp = path.with_extension("rot.mp4");
     let mut cmd = Command::new("ffmpeg");
     base_args(&mut cmd)
@@ -101,7 +101,7 @@ pub fn tag_rotation(path: &Path, degrees: i32) -> Result<()> {
 
 /// Re-times `path` so frames `0..change` keep their rate and later frames come at half of it
 /// (a variable-frame-rate file). Returns the presentation time of every frame in seconds.
-pub fn make_vfr(path: &Path, fps: u32, n_frames: usize, change: usize) -> Result<Vec<f64>> {
+pub(crate) fn make_vfr(path: &Path, fps: u32, n_frames: usize, change: usize) -> Result<Vec<f64>> {
     let tmp = path.with_extension("vfr.mp4");
     let expr = format!("if(lt(N,{change}),N,{change}+(N-{change})*2)/({fps}*TB)");
     let mut cmd = Command::new("ffmpeg");
@@ -122,7 +122,7 @@ pub fn make_vfr(path: &Path, fps: u32, n_frames: usize, change: usize) -> Result
 }
 
 /// Cuts `path` to `fraction` of its size (a truncated download).
-pub fn truncate(path: &Path, fraction: f64) -> Result<()> {
+pub(crate) fn truncate(path: &Path, fraction: f64) -> Result<()> {
     let len = std::fs::metadata(path)?.len();
     let f = std::fs::OpenOptions::new().write(true).open(path)?;
     f.set_len((len as f64 * fraction) as u64)?;

@@ -2,9 +2,9 @@
 //! (videos, official face-frame folders, split files), deterministic for a seed, with the true
 //! face box of every frame in `synth_truth.jsonl` and optional edge-case clips.
 
-pub mod encode;
-pub mod motion;
-pub mod render;
+pub(crate) mod encode;
+pub(crate) mod motion;
+pub(crate) mod render;
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -36,7 +36,7 @@ pub enum Layout {
 }
 
 impl Layout {
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Layout::Dfew => "dfew",
             Layout::Ferv39k => "ferv39k",
@@ -108,7 +108,7 @@ const SCENES: [&str; 22] = [
 
 /// Settings of one `dfer synth` run.
 #[derive(Debug, Clone)]
-pub struct SynthOptions {
+pub(crate) struct SynthOptions {
     pub layout: Layout,
     pub clips: usize,
     pub out: PathBuf,
@@ -552,7 +552,7 @@ fn apply_edge_case(p: &ClipPlan, video: &Path) -> Result<Vec<f64>> {
 }
 
 /// Writes a synthetic dataset; returns the truth of every clip, in clip order.
-pub fn synthesise(opts: &SynthOptions) -> Result<Vec<TruthClip>> {
+pub(crate) fn synthesise(opts: &SynthOptions) -> Result<Vec<TruthClip>> {
     if opts.clips == 0 && !opts.edge_cases {
         return Err(UsageError::new("--clips must be at least 1 (or add --edge-cases)").into());
     }

@@ -28,7 +28,7 @@ pub enum Motion {
 
 /// A face in one frame: centre and face-box height, in frame pixels.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct FacePose {
+pub(crate) struct FacePose {
     pub cx: f32,
     pub cy: f32,
     pub h: f32,
@@ -36,7 +36,7 @@ pub struct FacePose {
 
 /// Camera and faces of one frame.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Pose {
+pub(crate) struct Pose {
     /// Background window shown: left, top (canvas pixels) and zoom (≥ 1 shows a smaller window).
     pub view: (f32, f32, f32),
     pub face: Option<FacePose>,
@@ -47,7 +47,7 @@ pub struct Pose {
 
 /// Everything drawn once per clip that a motion needs.
 #[derive(Debug, Clone)]
-pub struct MotionPlan {
+pub(crate) struct MotionPlan {
     pub motion: Motion,
     pub w: f32,
     pub h: f32,
@@ -69,14 +69,14 @@ pub struct MotionPlan {
 }
 
 /// Canvas margin around the frame that a shaking camera needs, in pixels.
-pub fn shake_margin(h: u32) -> u32 {
+pub(crate) fn shake_margin(h: u32) -> u32 {
     (h as f32 * 0.03).ceil() as u32
 }
 
 impl MotionPlan {
     /// Draws what `motion` needs beyond the slow drift (nothing for `slow`, so slow clips stay
     /// as they were).
-    pub fn extend(&mut self, n_frames: usize, rng: &mut impl Rng) {
+    pub(crate) fn extend(&mut self, n_frames: usize, rng: &mut impl Rng) {
         let a = shake_margin(self.h as u32) as f32;
         match self.motion {
             Motion::Shake => {
@@ -105,7 +105,7 @@ impl MotionPlan {
     }
 
     /// Camera and faces of frame `f` of `n`.
-    pub fn pose(&self, f: usize, n: usize) -> Pose {
+    pub(crate) fn pose(&self, f: usize, n: usize) -> Pose {
         let t = if n > 1 { f as f32 / (n - 1) as f32 } else { 0.0 };
         let secs = f as f32 / self.fps;
         let lerp = |a: f32, b: f32| a + (b - a) * t;

@@ -12,10 +12,10 @@ use crate::assets::{self, Asset};
 use crate::dataset::Polarity;
 
 /// Box `[x1, y1, x2, y2]` in pixels.
-pub type BoxF = [f32; 4];
+pub(crate) type BoxF = [f32; 4];
 
 /// A face photograph and where the face is in it.
-pub struct FacePhoto {
+pub(crate) struct FacePhoto {
     pub name: String,
     pub img: RgbImage,
     pub face: BoxF,
@@ -27,7 +27,7 @@ const ASTRONAUT_FACE: BoxF = [181.5, 58.2, 269.9, 177.8];
 const ASTRONAUT_HEAD: (u32, u32, u32, u32) = (140, 10, 170, 220);
 
 /// Reads a `.npy` array of shape (n, h, w) with dtype uint8 or float64 (0..1).
-pub fn read_npy_stack(path: &Path) -> Result<(usize, usize, usize, Vec<u8>)> {
+pub(crate) fn read_npy_stack(path: &Path) -> Result<(usize, usize, usize, Vec<u8>)> {
     let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
     if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
         bail!("{}: not a .npy file", path.display());
@@ -60,7 +60,7 @@ pub fn read_npy_stack(path: &Path) -> Result<(usize, usize, usize, Vec<u8>)> {
 
 /// Loads the face photographs from the asset cache: the astronaut's head (and its mirror image)
 /// and the first `lfw` LFW faces, upscaled and tinted to skin tones.
-pub fn load_faces(lfw: usize) -> Result<Vec<FacePhoto>> {
+pub(crate) fn load_faces(lfw: usize) -> Result<Vec<FacePhoto>> {
     let astro = image::open(assets::path(Asset::Astronaut)?)?.to_rgb8();
     let (x, y, w, h) = ASTRONAUT_HEAD;
     let head = imageops::crop_imm(&astro, x, y, w, h).to_image();
@@ -106,7 +106,7 @@ pub fn load_faces(lfw: usize) -> Result<Vec<FacePhoto>> {
 }
 
 /// RGB colour from hue in degrees at full saturation and value `v`.
-pub fn hue_rgb(hue: f32, v: f32) -> [u8; 3] {
+pub(crate) fn hue_rgb(hue: f32, v: f32) -> [u8; 3] {
     let h = hue.rem_euclid(360.0) / 60.0;
     let x = 1.0 - (h % 2.0 - 1.0).abs();
     let (r, g, b) = match h as u32 {
@@ -121,18 +121,18 @@ pub fn hue_rgb(hue: f32, v: f32) -> [u8; 3] {
 }
 
 /// Colour of the class ring: hues evenly spread over the labels.
-pub fn class_colour(label: usize, n_labels: usize) -> [u8; 3] {
+pub(crate) fn class_colour(label: usize, n_labels: usize) -> [u8; 3] {
     hue_rgb(360.0 * label as f32 / n_labels as f32, 1.0)
 }
 
 /// Scene palette of a class (for datasets whose label only the scene shows): shades of its hue.
-pub fn class_palette(label: usize, n_labels: usize) -> [[u8; 3]; 3] {
+pub(crate) fn class_palette(label: usize, n_labels: usize) -> [[u8; 3]; 3] {
     let hue = 360.0 * label as f32 / n_labels as f32;
     [hue_rgb(hue, 0.9), hue_rgb(hue, 0.55), hue_rgb(hue + 12.0, 0.75)]
 }
 
 /// Scene palette of a polarity: warm and bright, grey, or cold and dark.
-pub fn palette(p: Polarity) -> [[u8; 3]; 3] {
+pub(crate) fn palette(p: Polarity) -> [[u8; 3]; 3] {
     match p {
         Polarity::Positive => [[250, 200, 60], [245, 130, 70], [255, 170, 190]],
         Polarity::Neutral => [[150, 150, 150], [190, 185, 175], [110, 110, 115]],
@@ -142,7 +142,7 @@ pub fn palette(p: Polarity) -> [[u8; 3]; 3] {
 
 /// A clip's background, wider than the frame so it can pan: palette gradient, a tinted
 /// photograph texture and random blobs.
-pub fn background(w: u32, h: u32, pal: [[u8; 3]; 3], texture: &RgbImage, rng: &mut impl Rng) -> RgbImage {
+pub(crate) fn background(w: u32, h: u32, pal: [[u8; 3]; 3], texture: &RgbImage, rng: &mut impl Rng) -> RgbImage {
     let tex = imageops::resize(texture, w, h, imageops::FilterType::Triangle);
     let mut bg = RgbImage::from_fn(w, h, |x, y| {
         let t = (x as f32 / w as f32 + y as f32 / h as f32) / 2.0;
@@ -161,7 +161,7 @@ pub fn background(w: u32, h: u32, pal: [[u8; 3]; 3], texture: &RgbImage, rng: &m
 }
 
 /// Blends an ellipse of colour `c` with opacity `alpha` into `img`.
-pub fn fill_ellipse(img: &mut RgbImage, cx: f32, cy: f32, rx: f32, ry: f32, c: [u8; 3], alpha: f32) {
+pub(crate) fn fill_ellipse(img: &mut RgbImage, cx: f32, cy: f32, rx: f32, ry: f32, c: [u8; 3], alpha: f32) {
     let (w, h) = img.dimensions();
     let (x0, x1) = ((cx - rx).floor().max(0.0) as u32, ((cx + rx).ceil() as u32).min(w));
     let (y0, y1) = ((cy - ry).floor().max(0.0) as u32, ((cy + ry).ceil() as u32).min(h));
@@ -199,7 +199,7 @@ fn ring(img: &mut RgbImage, b: BoxF, c: [u8; 3], thickness: f32) {
 
 /// Pastes `photo` scaled so that its face box becomes `face_h` pixels tall with its centre at
 /// `(cx, cy)`, feathering the photo's edges; draws the class ring; returns the face box.
-pub fn paste_face(
+pub(crate) fn paste_face(
     frame: &mut RgbImage,
     photo: &FacePhoto,
     cx: f32,
@@ -246,7 +246,7 @@ pub fn paste_face(
 }
 
 /// Clips a box to the frame; `None` when less than half of it is visible.
-pub fn clip_box(b: BoxF, w: u32, h: u32) -> Option<BoxF> {
+pub(crate) fn clip_box(b: BoxF, w: u32, h: u32) -> Option<BoxF> {
     let c = [b[0].max(0.0), b[1].max(0.0), b[2].min(w as f32), b[3].min(h as f32)];
     let area = |b: BoxF| (b[2] - b[0]).max(0.0) * (b[3] - b[1]).max(0.0);
     (area(c) >= 0.5 * area(b)).then_some(c)

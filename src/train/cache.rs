@@ -17,11 +17,11 @@ use crate::manifest::Manifest;
 use crate::model::runner::{HostFeatures, Runner};
 use crate::shard::features::{FeatureAttrs, FeatureReader, FeatureRow, FeatureWriter};
 
-pub const FILE_NAME: &str = "features.h5";
+pub(crate) const FILE_NAME: &str = "features.h5";
 
 /// What the cached features depend on: the image tower's arch, weights and options. The
 /// weights' files are the ones `runner` was built from, streamed into the hash.
-pub fn model_hash(cfg: &TrainConfig, runner: &Runner) -> Result<String> {
+pub(crate) fn model_hash(cfg: &TrainConfig, runner: &Runner) -> Result<String> {
     let m = &cfg.model;
     let mut h = Sha256::new();
     h.update(format!("{}|{}|{}|{}", m.arch.as_str(), m.polarity_blocks, m.use_scene, m.use_polarity));
@@ -29,7 +29,7 @@ pub fn model_hash(cfg: &TrainConfig, runner: &Runner) -> Result<String> {
     Ok(format!("{:x}", h.finalize()))
 }
 
-pub struct FeatureCache {
+pub(crate) struct FeatureCache {
     reader: FeatureReader,
     row_of: HashMap<usize, usize>,
     dims: (usize, usize, usize),
@@ -37,7 +37,7 @@ pub struct FeatureCache {
 
 impl FeatureCache {
     /// Opens `dir/features.h5`, checking it was made from these shards with this image tower.
-    pub fn open(dir: &Path, shards: &ShardSet, runner: &Runner, cfg: &TrainConfig) -> Result<FeatureCache> {
+    pub(crate) fn open(dir: &Path, shards: &ShardSet, runner: &Runner, cfg: &TrainConfig) -> Result<FeatureCache> {
         if cfg.train.finetune_image {
             bail!(UsageError::new("data.features cannot be used with train.finetune_image (the tower changes)"));
         }
@@ -68,7 +68,7 @@ impl FeatureCache {
         }
     }
 
-    pub fn batch(&self, clips: &[ClipRef], chunk: &[usize], view: &View) -> Result<Batch> {
+    pub(crate) fn batch(&self, clips: &[ClipRef], chunk: &[usize], view: &View) -> Result<Batch> {
         let (e, p, w) = self.dims;
         let t = self.reader.attrs.frames;
         let mut f = HostFeatures { batch: chunk.len(), ..Default::default() };
@@ -90,13 +90,12 @@ impl FeatureCache {
             payload: Payload::Features(f),
             labels: chunk.iter().map(|&i| clips[i].label as u32).collect(),
             polarity: chunk.iter().map(|&i| clips[i].polarity as u32).collect(),
-            clips: chunk.to_vec(),
         })
     }
 }
 
 /// `dfer embed`: writes `out/features.h5` for every clip of the shards with `views` augmented views.
-pub fn embed(cfg: &TrainConfig, out: &Path, views: usize) -> Result<PathBuf> {
+pub(crate) fn embed(cfg: &TrainConfig, out: &Path, views: usize) -> Result<PathBuf> {
     if cfg.train.finetune_image {
         bail!(UsageError::new("a feature cache needs the frozen image tower (train.finetune_image = false)"));
     }

@@ -17,7 +17,7 @@ use crate::error::UsageError;
 use crate::model::runner::Runner;
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct EpochState {
+pub(crate) struct EpochState {
     pub epoch: u32,
     pub step: u64,
     pub test_uar: f64,
@@ -33,7 +33,7 @@ pub struct EpochState {
     pub towers_hash: String,
 }
 
-pub struct Checkpoints {
+pub(crate) struct Checkpoints {
     dir: PathBuf,
 }
 
@@ -96,15 +96,15 @@ fn sha256_file(path: &Path) -> Result<String> {
 }
 
 impl Checkpoints {
-    pub fn new(run: &Path) -> Self {
+    pub(crate) fn new(run: &Path) -> Self {
         Self { dir: run.join("checkpoints") }
     }
 
-    pub fn dir(&self) -> &Path {
+    pub(crate) fn dir(&self) -> &Path {
         &self.dir
     }
 
-    pub fn weights_path(&self, epoch: u32) -> PathBuf {
+    pub(crate) fn weights_path(&self, epoch: u32) -> PathBuf {
         self.dir.join(format!("{}.safetensors", stem(epoch)))
     }
 
@@ -125,7 +125,7 @@ impl Checkpoints {
     }
 
     /// Removes what a killed save left.
-    pub fn remove_partial(&self) -> Result<()> {
+    pub(crate) fn remove_partial(&self) -> Result<()> {
         let p = self.partial_dir();
         match std::fs::remove_dir_all(&p) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
@@ -136,7 +136,7 @@ impl Checkpoints {
     }
 
     /// Saves epoch `state.epoch`, updates `best.json` and removes epochs that are neither.
-    pub fn save(&self, mut state: EpochState, runner: &Runner) -> Result<()> {
+    pub(crate) fn save(&self, mut state: EpochState, runner: &Runner) -> Result<()> {
         let (w, o) = (self.weights_path(state.epoch), self.optim_path(state.epoch));
         let partial = self.partial_dir();
         std::fs::create_dir_all(&partial).with_context(|| format!("{}: cannot create", partial.display()))?;
@@ -186,7 +186,7 @@ impl Checkpoints {
     }
 
     /// The best epoch so far, if any.
-    pub fn best(&self) -> Result<Option<EpochState>> {
+    pub(crate) fn best(&self) -> Result<Option<EpochState>> {
         let p = self.dir.join("best.json");
         if p.exists() {
             Self::read_state(&p).map(Some)
@@ -197,7 +197,7 @@ impl Checkpoints {
 
     /// The latest complete checkpoint (its files present and matching their hashes). Read-only:
     /// evaluation and inspection use it too; resuming training then calls [`Self::settle`].
-    pub fn latest(&self) -> Result<Option<EpochState>> {
+    pub(crate) fn latest(&self) -> Result<Option<EpochState>> {
         let Ok(entries) = std::fs::read_dir(&self.dir) else { return Ok(None) };
         let mut epochs: Vec<u32> = entries
             .filter_map(|e| e.ok())
@@ -215,12 +215,12 @@ impl Checkpoints {
 
     /// Before training resumes from `latest`: a crash between the epoch record and best.json
     /// leaves best behind (and older epochs undeleted); bring both up to date.
-    pub fn settle(&self, latest: &EpochState) -> Result<()> {
+    pub(crate) fn settle(&self, latest: &EpochState) -> Result<()> {
         self.update_best(latest)
     }
 
     /// The record of `epoch` (`epoch-NNNN.json`).
-    pub fn record(&self, epoch: u32) -> Result<EpochState> {
+    pub(crate) fn record(&self, epoch: u32) -> Result<EpochState> {
         let path = self.json_path(epoch);
         if !path.exists() {
             bail!(UsageError::new(format!("{}: no such checkpoint", path.display())));
@@ -230,7 +230,7 @@ impl Checkpoints {
 
     /// Checks that the checkpoint's record is readable and agrees with `state` (which may come
     /// from best.json), and that its files exist and match the hashes in it.
-    pub fn verify(&self, state: &EpochState) -> Result<()> {
+    pub(crate) fn verify(&self, state: &EpochState) -> Result<()> {
         if self.record(state.epoch)?.files != state.files {
             bail!(UsageError::new(format!(
                 "{}: names other files than {}",
@@ -256,7 +256,7 @@ impl Checkpoints {
 
     /// Loads the weights of `state` into `runner`, whose frozen towers must be the ones the run
     /// was trained on.
-    pub fn load_weights(&self, state: &EpochState, runner: &mut Runner) -> Result<()> {
+    pub(crate) fn load_weights(&self, state: &EpochState, runner: &mut Runner) -> Result<()> {
         if !state.towers_hash.is_empty() && state.towers_hash != runner.towers_hash()? {
             bail!(UsageError::new(format!(
                 "{}: trained on other CLIP towers than the config's model.clip_weights now gives (hash {} there, {} here)",
@@ -269,7 +269,7 @@ impl Checkpoints {
     }
 
     /// Loads weights and optimiser state of `state` into `runner`.
-    pub fn restore(&self, state: &EpochState, runner: &mut Runner) -> Result<()> {
+    pub(crate) fn restore(&self, state: &EpochState, runner: &mut Runner) -> Result<()> {
         self.load_weights(state, runner)?;
         runner.load_optimizer(&self.optim_path(state.epoch), state.step)
     }

@@ -13,7 +13,7 @@ use crate::model::tokenizer::TokenizerChoice;
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
-pub struct TrainConfig {
+pub(crate) struct TrainConfig {
     pub data: DataConfig,
     #[serde(default)]
     pub model: OusConfig,
@@ -27,7 +27,7 @@ pub struct TrainConfig {
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
-pub struct DataConfig {
+pub(crate) struct DataConfig {
     /// Clip manifest (`clips.parquet`) the shards were made from: fold membership comes from it.
     pub manifest: PathBuf,
     /// Folder of prep's shards (`NNNNN.h5`).
@@ -51,7 +51,7 @@ fn is_one(n: &usize) -> bool {
 /// Optimisation settings (DFER-CLIP-like defaults, ours).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
-pub struct Schedule {
+pub(crate) struct Schedule {
     /// `cpu`, `cuda` or `cuda:N`.
     pub device: String,
     pub epochs: u32,
@@ -109,7 +109,7 @@ impl Default for Schedule {
 /// shared by all its frames, plus colour jitter (the field's train transform).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
-pub struct Augment {
+pub(crate) struct Augment {
     /// Area range of the random resized crop (fraction of the image).
     pub crop_area: [f64; 2],
     /// Aspect-ratio range of the crop.
@@ -127,7 +127,7 @@ impl Default for Augment {
 
 impl TrainConfig {
     /// Reads `path`, resolving relative paths against its folder.
-    pub fn read(path: &Path) -> Result<TrainConfig> {
+    pub(crate) fn read(path: &Path) -> Result<TrainConfig> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| UsageError::new(format!("{}: cannot read training config: {e}", path.display())))?;
         let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
@@ -136,7 +136,7 @@ impl TrainConfig {
     }
 
     /// Parses and checks a config; relative paths are taken from `base`, errors name `origin`.
-    pub fn from_toml(text: &str, base: &Path, origin: &Path) -> Result<TrainConfig> {
+    pub(crate) fn from_toml(text: &str, base: &Path, origin: &Path) -> Result<TrainConfig> {
         let mut cfg: TrainConfig =
             toml::from_str(text).map_err(|e| UsageError::new(format!("{}: {}", origin.display(), e.message())))?;
         cfg.resolve(base);
@@ -189,12 +189,12 @@ impl TrainConfig {
     }
 
     /// The resolved configuration as TOML.
-    pub fn to_toml(&self) -> Result<String> {
+    pub(crate) fn to_toml(&self) -> Result<String> {
         Ok(toml::to_string(self)?)
     }
 
     /// SHA-256 of the resolved configuration (goes into checkpoints and reports).
-    pub fn hash(&self) -> Result<String> {
+    pub(crate) fn hash(&self) -> Result<String> {
         Ok(format!("{:x}", Sha256::digest(self.to_toml()?.as_bytes())))
     }
 }

@@ -23,12 +23,12 @@ use crate::model::runner::{HostFeatures, HostInput};
 use crate::shard::{ShardAttrs, ShardReader};
 
 /// CLIP's normalisation constants (RGB, on 0–1 values).
-pub const CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
-pub const CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_6, 0.275_777_1];
+pub(crate) const CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
+pub(crate) const CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_6, 0.275_777_1];
 
 /// One clip in a shard.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ClipRef {
+pub(crate) struct ClipRef {
     pub shard: usize,
     pub row: usize,
     pub label: usize,
@@ -38,13 +38,12 @@ pub struct ClipRef {
 }
 
 /// Every shard of a prep output folder, opened once.
-pub struct ShardSet {
-    pub dir: PathBuf,
+pub(crate) struct ShardSet {
     pub readers: Vec<ShardReader>,
 }
 
 impl ShardSet {
-    pub fn open(dir: &Path) -> Result<ShardSet> {
+    pub(crate) fn open(dir: &Path) -> Result<ShardSet> {
         let entries = std::fs::read_dir(dir)
             .map_err(|e| UsageError::new(format!("{}: cannot read shard folder: {e}", dir.display())))?;
         let mut paths: Vec<PathBuf> = entries
@@ -68,15 +67,15 @@ impl ShardSet {
                 )));
             }
         }
-        Ok(ShardSet { dir: dir.to_path_buf(), readers })
+        Ok(ShardSet { readers })
     }
 
-    pub fn attrs(&self) -> &ShardAttrs {
+    pub(crate) fn attrs(&self) -> &ShardAttrs {
         &self.readers[0].attrs
     }
 
     /// Identifies the data: prep config hash, shard names and row counts.
-    pub fn data_hash(&self) -> String {
+    pub(crate) fn data_hash(&self) -> String {
         let mut h = Sha256::new();
         for r in &self.readers {
             h.update(r.attrs.config_hash.as_bytes());
@@ -88,7 +87,7 @@ impl ShardSet {
 
     /// Clips whose role in `fold` (1-based; ignored for single-split datasets) is `role`, in
     /// manifest order.
-    pub fn clips(&self, manifest: &Manifest, fold: u32, role: Role) -> Result<Vec<ClipRef>> {
+    pub(crate) fn clips(&self, manifest: &Manifest, fold: u32, role: Role) -> Result<Vec<ClipRef>> {
         let col = if manifest.folds == 0 {
             0
         } else {
@@ -102,7 +101,7 @@ impl ShardSet {
     }
 
     /// Every clip of the shards, in manifest order.
-    pub fn all_clips(&self, manifest: &Manifest) -> Result<Vec<ClipRef>> {
+    pub(crate) fn all_clips(&self, manifest: &Manifest) -> Result<Vec<ClipRef>> {
         self.select(manifest, |_| true)
     }
 
@@ -155,7 +154,7 @@ impl ShardSet {
 
 /// How clips are turned into model input.
 #[derive(Clone, Debug)]
-pub enum View {
+pub(crate) enum View {
     /// Random frame within each segment, augmentation; generator from (seed, epoch, clip).
     Train { aug: Augment, seed: u64, epoch: u32 },
     /// Centre frame of each segment, plain resize.
@@ -163,15 +162,13 @@ pub enum View {
 }
 
 /// A batch, ready for the model.
-pub struct Batch {
+pub(crate) struct Batch {
     pub payload: Payload,
     pub labels: Vec<u32>,
     pub polarity: Vec<u32>,
-    /// Positions of the batch's clips in the clip list.
-    pub clips: Vec<usize>,
 }
 
-pub enum Payload {
+pub(crate) enum Payload {
     /// `face [B, T, 3, S, S]` CLIP-normalised; `scene` the same, or empty when the scene stream is off.
     Pixels { face: Vec<f32>, scene: Vec<f32> },
     /// Cached image-tower features (`dfer embed`).
@@ -179,7 +176,7 @@ pub enum Payload {
 }
 
 impl Batch {
-    pub fn input(&self) -> HostInput<'_> {
+    pub(crate) fn input(&self) -> HostInput<'_> {
         match &self.payload {
             Payload::Pixels { face, scene } => HostInput::Pixels { face, scene, batch: self.labels.len() },
             Payload::Features(f) => HostInput::Features(f),
@@ -189,7 +186,7 @@ impl Batch {
 
 /// Shape of a model input: `frames` of `size`² pixels, and whether scenes are wanted.
 #[derive(Clone, Copy, Debug)]
-pub struct InputShape {
+pub(crate) struct InputShape {
     pub frames: usize,
     pub size: u32,
     pub scene: bool,
@@ -197,7 +194,7 @@ pub struct InputShape {
 
 /// Batches over `order` in chunks of `batch_size`, made by `make` on a background thread and
 /// handed over through a bounded queue of `prefetch` batches. Stops at the first error.
-pub fn prefetch<F>(order: Vec<usize>, batch_size: usize, prefetch: usize, make: F) -> Receiver<Result<Batch>>
+pub(crate) fn prefetch<F>(order: Vec<usize>, batch_size: usize, prefetch: usize, make: F) -> Receiver<Result<Batch>>
 where
     F: Fn(&[usize]) -> Result<Batch> + Send + 'static,
 {
@@ -216,7 +213,7 @@ where
 
 /// What `dfer bench loader` measured.
 #[derive(Debug, Clone, serde::Serialize)]
-pub struct LoaderTiming {
+pub(crate) struct LoaderTiming {
     pub encoding: String,
     pub clips: usize,
     pub frames: usize,
@@ -227,7 +224,7 @@ pub struct LoaderTiming {
 
 /// Reads every clip of the shards in `dir` through the training view (random frame per segment,
 /// augmentation, resize to `size`, normalisation) on one thread.
-pub fn time_loader(dir: &Path, frames: usize, size: u32) -> Result<LoaderTiming> {
+pub(crate) fn time_loader(dir: &Path, frames: usize, size: u32) -> Result<LoaderTiming> {
     let set = ShardSet::open(dir)?;
     let clips: Vec<ClipRef> = set
         .readers
@@ -264,7 +261,7 @@ pub fn time_loader(dir: &Path, frames: usize, size: u32) -> Result<LoaderTiming>
 }
 
 /// Pixel batches of `clips[chunk]` from the shards, clips prepared in parallel on `pool`.
-pub fn pixel_batch(
+pub(crate) fn pixel_batch(
     set: &ShardSet,
     clips: &[ClipRef],
     chunk: &[usize],
@@ -289,7 +286,6 @@ fn make_batch(set: &ShardSet, clips: &[ClipRef], chunk: &[usize], shape: InputSh
         payload: Payload::Pixels { face, scene },
         labels: chunk.iter().map(|&i| clips[i].label as u32).collect(),
         polarity: chunk.iter().map(|&i| clips[i].polarity as u32).collect(),
-        clips: chunk.to_vec(),
     })
 }
 
@@ -326,7 +322,7 @@ fn draw(view: &View, clip: &ClipRef, frames: usize, per_segment: usize, face: u3
 }
 
 /// The key of a clip's random draws in an epoch: independent of batching and thread count.
-pub fn clip_key(seed: u64, epoch: u32, clip: &ClipRef) -> u64 {
+pub(crate) fn clip_key(seed: u64, epoch: u32, clip: &ClipRef) -> u64 {
     seed ^ (u64::from(epoch) << 40) ^ (clip.manifest_row as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 

@@ -3,11 +3,11 @@
 //! resume exactly: weights, optimiser moments and step are saved; data order and augmentation
 //! derive from (seed, epoch), so a resumed run ends bit-identical to an uninterrupted one on CPU.
 
-pub mod cache;
-pub mod checkpoint;
-pub mod config;
-pub mod data;
-pub mod run_dir;
+pub(crate) mod cache;
+pub(crate) mod checkpoint;
+pub(crate) mod config;
+pub(crate) mod data;
+pub(crate) mod run_dir;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -32,7 +32,7 @@ use crate::manifest::Manifest;
 use crate::metrics::{argmax, Metrics};
 use crate::model::runner::{OptimSettings, Runner};
 
-pub struct TrainOptions {
+pub(crate) struct TrainOptions {
     pub config: PathBuf,
     pub run: PathBuf,
     pub fold: Option<u32>,
@@ -57,7 +57,7 @@ pub struct EpochLine {
 }
 
 /// Everything a run needs: config, data, clip lists, model.
-pub struct Session {
+pub(crate) struct Session {
     pub cfg: TrainConfig,
     pub manifest: Manifest,
     pub shards: Arc<ShardSet>,
@@ -69,7 +69,7 @@ pub struct Session {
 }
 
 impl Session {
-    pub fn open(cfg: TrainConfig) -> Result<Session> {
+    pub(crate) fn open(cfg: TrainConfig) -> Result<Session> {
         let manifest = Manifest::read(&cfg.data.manifest)?;
         let shards = Arc::new(ShardSet::open(&cfg.data.shards)?);
         let train = Arc::new(shards.clips(&manifest, cfg.data.fold, Role::Train)?);
@@ -93,7 +93,7 @@ impl Session {
         Ok(Session { cfg, manifest, shards, train, test, runner, cache, pool })
     }
 
-    pub fn labels(&self) -> &[String] {
+    pub(crate) fn labels(&self) -> &[String] {
         &self.shards.attrs().label_names
     }
 
@@ -106,7 +106,7 @@ impl Session {
     }
 
     /// Batches over `clips` (train or test list) in `order`.
-    pub fn batches(
+    pub(crate) fn batches(
         &self,
         clips: &Arc<Vec<ClipRef>>,
         order: Vec<usize>,
@@ -129,7 +129,7 @@ impl Session {
     }
 
     /// Predicted class of every test clip, in test-list order.
-    pub fn predict_test(&self) -> Result<Vec<usize>> {
+    pub(crate) fn predict_test(&self) -> Result<Vec<usize>> {
         let order: Vec<usize> = (0..self.test.len()).collect();
         let mut predicted = Vec::with_capacity(order.len());
         for batch in self.batches(&self.test, order, View::Test) {
@@ -139,7 +139,7 @@ impl Session {
         Ok(predicted)
     }
 
-    pub fn evaluate(&self) -> Result<Metrics> {
+    pub(crate) fn evaluate(&self) -> Result<Metrics> {
         let predicted = self.predict_test()?;
         let truth: Vec<usize> = self.test.iter().map(|c| c.label).collect();
         Ok(Metrics::from_predictions(&truth, &predicted, self.labels().len()))
@@ -156,7 +156,7 @@ fn resolve_config(opts: &TrainOptions) -> Result<TrainConfig> {
     Ok(cfg)
 }
 
-pub fn run(opts: &TrainOptions) -> Result<()> {
+pub(crate) fn run(opts: &TrainOptions) -> Result<()> {
     let cfg = resolve_config(opts)?;
     let dir = RunDir::new(&opts.run);
     let ckpts = dir.checkpoints();
@@ -290,6 +290,7 @@ fn train_epoch(s: &mut Session, epoch: u32) -> Result<EpochLine> {
                 None => parts.push((name.to_string(), f64::from(*v) * b as f64)),
             }
         }
+        tracing::debug!("epoch {epoch}: loss {:.4}, gradient norm {:.4}", stats.total, stats.grad_norm);
         progress.advance(b as u64, &format!("loss {:.4}", stats.total));
         last = Some(stats);
     }

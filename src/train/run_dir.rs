@@ -12,7 +12,7 @@ use crate::error::UsageError;
 
 /// A run folder; only paths, nothing is read or written by making one.
 #[derive(Debug, Clone)]
-pub struct RunDir {
+pub(crate) struct RunDir {
     root: PathBuf,
 }
 
@@ -20,52 +20,52 @@ pub struct RunDir {
 const EVAL_FILES: [&str; 4] = ["report.json", "confusion.csv", "confusion.png", "predictions.csv"];
 
 impl RunDir {
-    pub fn new(root: &Path) -> Self {
+    pub(crate) fn new(root: &Path) -> Self {
         Self { root: root.to_path_buf() }
     }
 
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.root
     }
 
     /// `config.toml`: the run's resolved settings.
-    pub fn config(&self) -> PathBuf {
+    pub(crate) fn config(&self) -> PathBuf {
         self.root.join("config.toml")
     }
 
     /// `metrics.jsonl`: one line per finished epoch.
-    pub fn metrics(&self) -> PathBuf {
+    pub(crate) fn metrics(&self) -> PathBuf {
         self.root.join("metrics.jsonl")
     }
 
-    pub fn checkpoints(&self) -> Checkpoints {
+    pub(crate) fn checkpoints(&self) -> Checkpoints {
         Checkpoints::new(&self.root)
     }
 
     /// `report.json`: the evaluation of one checkpoint.
-    pub fn report(&self) -> PathBuf {
+    pub(crate) fn report(&self) -> PathBuf {
         self.root.join(EVAL_FILES[0])
     }
 
-    pub fn confusion_csv(&self) -> PathBuf {
+    pub(crate) fn confusion_csv(&self) -> PathBuf {
         self.root.join(EVAL_FILES[1])
     }
 
-    pub fn confusion_png(&self) -> PathBuf {
+    pub(crate) fn confusion_png(&self) -> PathBuf {
         self.root.join(EVAL_FILES[2])
     }
 
-    pub fn predictions_csv(&self) -> PathBuf {
+    pub(crate) fn predictions_csv(&self) -> PathBuf {
         self.root.join(EVAL_FILES[3])
     }
 
     /// Everything `dfer eval` writes, report first.
-    pub fn eval_outputs(&self) -> Vec<PathBuf> {
+    pub(crate) fn eval_outputs(&self) -> Vec<PathBuf> {
         EVAL_FILES.iter().map(|f| self.root.join(f)).collect()
     }
 
     /// Refuses a folder without `config.toml`.
-    pub fn require_run(&self) -> Result<()> {
+    pub(crate) fn require_run(&self) -> Result<()> {
         if self.config().exists() {
             Ok(())
         } else {
@@ -76,7 +76,7 @@ impl RunDir {
 
 /// The best-epoch rule: an epoch beats another with a higher test WAR, then a higher UAR; on a
 /// tie the earlier epoch stays best.
-pub fn beats(war_uar: (f64, f64), best_war_uar: (f64, f64)) -> bool {
+pub(crate) fn beats(war_uar: (f64, f64), best_war_uar: (f64, f64)) -> bool {
     war_uar > best_war_uar
 }
 

@@ -14,7 +14,7 @@ use super::frames;
 
 /// Frames chosen from a clip: `indices[i]` is the source frame number (presentation order) of
 /// sample `i`; `images` holds each distinct chosen frame once, keyed by its number.
-pub struct Sampled {
+pub(crate) struct Sampled {
     pub indices: Vec<usize>,
     pub images: BTreeMap<usize, RgbImage>,
 }
@@ -112,7 +112,7 @@ impl Collector<'_> {
 
 /// Decodes the frames `choose(times)` names from a video; `rotation` is the clockwise display
 /// rotation from the manifest.
-pub fn sample_video(path: &Path, rotation: i32, choose: impl Fn(&[f64]) -> Vec<usize>) -> Result<Sampled> {
+pub(crate) fn sample_video(path: &Path, rotation: i32, choose: impl Fn(&[f64]) -> Vec<usize>) -> Result<Sampled> {
     super::init_ffmpeg();
     let times = frame_times(path)?;
     if times.is_empty() {
@@ -158,7 +158,7 @@ pub fn sample_video(path: &Path, rotation: i32, choose: impl Fn(&[f64]) -> Vec<u
 }
 
 /// Reads the frames `choose(n)` names from a frame folder (numeric order).
-pub fn sample_folder(dir: &Path, choose: impl Fn(usize) -> Vec<usize>) -> Result<Sampled> {
+pub(crate) fn sample_folder(dir: &Path, choose: impl Fn(usize) -> Vec<usize>) -> Result<Sampled> {
     let files = frames::list(dir).with_context(|| format!("{}: cannot list", dir.display()))?;
     if files.is_empty() {
         bail!("{}: no image files", dir.display());

@@ -21,7 +21,7 @@ fn numeric_key(path: &Path) -> (Option<u64>, String) {
 }
 
 /// Image files in `dir`, ordered numerically (`2.jpg` before `10.jpg`).
-pub fn list(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+pub(crate) fn list(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| {

@@ -3,11 +3,11 @@
 //! too, since clip manifests carry it).
 
 #[cfg(feature = "media")]
-pub mod decode;
+pub(crate) mod decode;
 #[cfg(feature = "media")]
-pub mod frames;
+pub(crate) mod frames;
 #[cfg(feature = "media")]
-pub mod probe;
+pub(crate) mod probe;
 
 #[cfg(feature = "media")]
 use std::sync::Once;
@@ -31,7 +31,7 @@ pub struct ProbeInfo {
 #[cfg(feature = "media")]
 /// Initialises FFmpeg once per process and silences its own logging: dfer reports problems
 /// itself, naming the clip.
-pub fn init_ffmpeg() {
+pub(crate) fn init_ffmpeg() {
     static INIT: Once = Once::new();
     INIT.call_once(|| {
         ffmpeg_next::init().expect("FFmpeg initialises");
@@ -42,7 +42,7 @@ pub fn init_ffmpeg() {
 #[cfg(feature = "media")]
 /// Reads the next packet of any stream into `packet`: `Ok(false)` at the end of the file;
 /// corrupt packets that the demuxer can resync past are skipped.
-pub fn read_packet(
+pub(crate) fn read_packet(
     ictx: &mut ffmpeg_next::format::context::Input,
     packet: &mut ffmpeg_next::Packet,
 ) -> Result<bool, ffmpeg_next::Error> {

@@ -10,7 +10,7 @@ use crate::clip_status::ClipStatus;
 
 /// Why a clip cannot be used; `status()` is the manifest's status column.
 #[derive(Debug, Clone, PartialEq)]
-pub enum ProbeError {
+pub(crate) enum ProbeError {
     Missing(String),
     Empty(String),
     Unreadable(String),
@@ -19,7 +19,7 @@ pub enum ProbeError {
 }
 
 impl ProbeError {
-    pub fn status(&self) -> ClipStatus {
+    pub(crate) fn status(&self) -> ClipStatus {
         match self {
             ProbeError::Missing(_) => ClipStatus::Missing,
             ProbeError::Empty(_) => ClipStatus::Empty,
@@ -29,7 +29,7 @@ impl ProbeError {
         }
     }
 
-    pub fn message(&self) -> &str {
+    pub(crate) fn message(&self) -> &str {
         match self {
             ProbeError::Missing(m)
             | ProbeError::Empty(m)
@@ -45,7 +45,7 @@ impl ProbeError {
 /// FFmpeg's CLI writes as `-rotate` for a `rotate=R` tag. `Ok(None)`: too short to be a
 /// matrix. A degenerate matrix, or an angle more than 1° from a right angle (which frames
 /// cannot be turned by without resampling), is an error.
-pub fn display_matrix_rotation(data: &[u8]) -> Result<Option<i32>, String> {
+pub(crate) fn display_matrix_rotation(data: &[u8]) -> Result<Option<i32>, String> {
     if data.len() < 36 {
         return Ok(None);
     }
@@ -65,7 +65,7 @@ pub fn display_matrix_rotation(data: &[u8]) -> Result<Option<i32>, String> {
 
 /// The largest frame dfer prepares: 8K UHD. Larger frames would hold gigabytes per clip in
 /// prep (every sampled frame is kept as full-size RGB until cropped).
-pub const MAX_PIXELS: u64 = 7680 * 4320;
+pub(crate) const MAX_PIXELS: u64 = 7680 * 4320;
 
 fn check_size(path: &Path, width: u32, height: u32) -> Result<(), ProbeError> {
     if u64::from(width) * u64::from(height) > MAX_PIXELS {
@@ -82,7 +82,7 @@ fn check_exists(path: &Path) -> Result<std::fs::Metadata, ProbeError> {
 }
 
 /// Probes an encoded video file.
-pub fn probe_video(path: &Path) -> Result<ProbeInfo, ProbeError> {
+pub(crate) fn probe_video(path: &Path) -> Result<ProbeInfo, ProbeError> {
     check_video_file(path)?;
     super::init_ffmpeg();
     let mut ictx = ff::format::input(path).map_err(|e| unreadable(path, "cannot open as a video container", &e))?;
@@ -220,7 +220,7 @@ fn count_packets(
 }
 
 /// Probes a folder of frame images.
-pub fn probe_frames(dir: &Path) -> Result<ProbeInfo, ProbeError> {
+pub(crate) fn probe_frames(dir: &Path) -> Result<ProbeInfo, ProbeError> {
     let meta = check_exists(dir)?;
     if !meta.is_dir() {
         return Err(ProbeError::Unreadable(format!("{}: expected a folder of frames", dir.display())));

@@ -23,7 +23,7 @@ use crate::error::UsageError;
 
 /// Fetches (or finds in the cache) a CLIP checkpoint: `model.safetensors` and `config.json` are
 /// required, `tokenizer.json` is taken when the repository has one.
-pub fn fetch_clip(repo: &str, revision: &str) -> Result<ClipFiles> {
+pub(crate) fn fetch_clip(repo: &str, revision: &str) -> Result<ClipFiles> {
     let need = |file: &str| -> Result<PathBuf> {
         fetch(repo, revision, file)?.ok_or_else(|| {
             UsageError::new(format!(
@@ -39,7 +39,7 @@ pub fn fetch_clip(repo: &str, revision: &str) -> Result<ClipFiles> {
 }
 
 /// One file of a model repository: `None` when the repository has no such file.
-pub fn fetch(repo: &str, revision: &str, file: &str) -> Result<Option<PathBuf>> {
+pub(crate) fn fetch(repo: &str, revision: &str, file: &str) -> Result<Option<PathBuf>> {
     let cache = Cache::from_env();
     let id = Repo::with_revision(repo.to_string(), RepoType::Model, revision.to_string());
     if let Some(path) = cache.repo(id.clone()).get(file) {

@@ -3,7 +3,7 @@
 //! beside it), or a Hugging Face Hub repository `hf:owner/name[@revision]`, fetched into Hugging
 //! Face's own cache by `hub.rs`. Knows nothing of the model: it only finds files.
 
-pub mod hub;
+pub(crate) mod hub;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -14,9 +14,9 @@ use serde::{Deserialize, Serialize};
 use crate::error::UsageError;
 
 /// File names of a Hugging Face CLIP checkpoint.
-pub const WEIGHTS_FILE: &str = "model.safetensors";
-pub const CONFIG_FILE: &str = "config.json";
-pub const TOKENIZER_FILE: &str = "tokenizer.json";
+pub(crate) const WEIGHTS_FILE: &str = "model.safetensors";
+pub(crate) const CONFIG_FILE: &str = "config.json";
+pub(crate) const TOKENIZER_FILE: &str = "tokenizer.json";
 
 /// `model.clip_weights`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -29,7 +29,7 @@ pub enum WeightsSource {
 }
 
 impl WeightsSource {
-    pub fn as_str(&self) -> String {
+    pub(crate) fn as_str(&self) -> String {
         match self {
             WeightsSource::Hub { repo, revision } if revision == "main" => format!("hf:{repo}"),
             WeightsSource::Hub { repo, revision } => format!("hf:{repo}@{revision}"),
@@ -38,7 +38,7 @@ impl WeightsSource {
     }
 
     /// Makes a relative local path relative to `base` instead of the working folder.
-    pub fn resolve_against(&mut self, base: &Path) {
+    pub(crate) fn resolve_against(&mut self, base: &Path) {
         if let WeightsSource::Local(p) = self {
             if p.is_relative() {
                 *p = base.join(&*p);
@@ -90,7 +90,7 @@ impl fmt::Display for WeightsSource {
 
 /// The files of a CLIP checkpoint on this machine.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ClipFiles {
+pub(crate) struct ClipFiles {
     pub weights: PathBuf,
     /// Hugging Face `config.json` (tower sizes), when the checkpoint has one.
     pub config: Option<PathBuf>,
@@ -99,7 +99,7 @@ pub struct ClipFiles {
 }
 
 /// Finds (and for hub sources fetches or takes from the cache) the checkpoint's files.
-pub fn resolve(source: &WeightsSource) -> anyhow::Result<ClipFiles> {
+pub(crate) fn resolve(source: &WeightsSource) -> anyhow::Result<ClipFiles> {
     match source {
         WeightsSource::Hub { repo, revision } => hub::fetch_clip(repo, revision),
         WeightsSource::Local(p) => Ok(local(p)?),
