@@ -24,7 +24,8 @@ pub(crate) struct Detection {
     pub landmarks: [[f32; 2]; 5],
 }
 
-/// A face detector. One instance per worker thread; `detect` may batch the frames.
+/// A face detector. One instance per worker thread; `detect` takes the frames of one clip (CenterFace
+/// runs them through the network one at a time).
 pub(crate) trait Detector: Send {
     /// Faces in each frame (all frames the same size), in frame pixels, best score first; the
     /// frames are resized so their long side is about `long_side` for the network.
