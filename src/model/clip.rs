@@ -10,7 +10,7 @@
 use std::path::Path;
 
 use anyhow::{bail, ensure, Context, Result};
-use candle_core::{Module, Tensor, D};
+use candle_core::{DType, Module, Tensor, D};
 use serde::{Deserialize, Serialize};
 
 use super::layers::{quick_gelu, softmax_last, LayerNorm, Linear};
@@ -211,19 +211,27 @@ impl VisionTower {
         })
     }
 
-    /// The tower on untracked copies of its weights (shared storage): a frozen forward that
-    /// builds no graph, so activations are freed layer by layer (candle has no no-grad mode).
-    pub(crate) fn detached(&self) -> Self {
-        Self {
-            class_embedding: self.class_embedding.detach(),
-            patch_embedding: self.patch_embedding.detach(),
-            position_embedding: self.position_embedding.detach(),
+    /// The tower on untracked copies of its weights: a frozen forward that builds no graph, so
+    /// activations are freed layer by layer (candle has no no-grad mode). Embeddings and linear
+    /// weights are held in `dtype`, the dtype the tower computes in (cast once here; in f32
+    /// they share the trained weights' storage); LayerNorm weights stay f32, as its statistics.
+    pub(crate) fn detached(&self, dtype: DType) -> Result<Self> {
+        Ok(Self {
+            class_embedding: self.class_embedding.detach().to_dtype(dtype)?,
+            patch_embedding: self.patch_embedding.detach().to_dtype(dtype)?,
+            position_embedding: self.position_embedding.detach().to_dtype(dtype)?,
             pre_layrnorm: self.pre_layrnorm.detached(),
-            encoder: self.encoder.detached(),
+            encoder: self.encoder.detached(dtype)?,
             post_layernorm: self.post_layernorm.detached(),
-            visual_projection: self.visual_projection.detached(),
+            visual_projection: self.visual_projection.detached(dtype)?,
             cfg: self.cfg.clone(),
-        }
+        })
+    }
+
+    /// The dtype of the tower's linear weights.
+    #[cfg(test)]
+    pub(crate) fn weights_dtype(&self) -> DType {
+        self.visual_projection.dtype()
     }
 
     /// `images [N, 3, S, S]` (CLIP-normalised); `early_blocks` > 0 also returns the token means of
@@ -295,17 +303,17 @@ impl TextTower {
 
     /// The tower on untracked weights: gradients still flow through it to its inputs (the prompt
     /// context) but none is computed for its own frozen weights.
-    pub(crate) fn detached(&self) -> Self {
-        Self {
+    pub(crate) fn detached(&self) -> Result<Self> {
+        Ok(Self {
             token_embedding: self.token_embedding.detach(),
             position_embedding: self.position_embedding.detach(),
-            encoder: self.encoder.detached(),
+            encoder: self.encoder.detached(DType::F32)?,
             final_layer_norm: self.final_layer_norm.detached(),
-            text_projection: self.text_projection.detached(),
+            text_projection: self.text_projection.detached(DType::F32)?,
             logit_scale: self.logit_scale.detach(),
             mask: self.mask.clone(),
             cfg: self.cfg.clone(),
-        }
+        })
     }
 
     /// Token embeddings of `ids [N, L]`.
@@ -362,8 +370,8 @@ impl ClipEncoder {
         Ok(Self { layers: layers.collect::<Result<_>>()? })
     }
 
-    fn detached(&self) -> Self {
-        Self { layers: self.layers.iter().map(ClipEncoderLayer::detached).collect() }
+    fn detached(&self, dtype: DType) -> Result<Self> {
+        Ok(Self { layers: self.layers.iter().map(|l| l.detached(dtype)).collect::<Result<_>>()? })
     }
 }
 
@@ -389,13 +397,13 @@ impl ClipEncoderLayer {
         })
     }
 
-    pub(crate) fn detached(&self) -> Self {
-        Self {
+    pub(crate) fn detached(&self, dtype: DType) -> Result<Self> {
+        Ok(Self {
             layer_norm1: self.layer_norm1.detached(),
-            self_attn: self.self_attn.detached(),
+            self_attn: self.self_attn.detached(dtype)?,
             layer_norm2: self.layer_norm2.detached(),
-            mlp: self.mlp.detached(),
-        }
+            mlp: self.mlp.detached(dtype)?,
+        })
     }
 
     /// `x [B, L, C]`; `mask [L, L]` is added to the attention scores (the text tower's causal mask).
@@ -432,14 +440,14 @@ impl ClipAttention {
         })
     }
 
-    pub(crate) fn detached(&self) -> Self {
-        Self {
-            q_proj: self.q_proj.detached(),
-            k_proj: self.k_proj.detached(),
-            v_proj: self.v_proj.detached(),
-            out_proj: self.out_proj.detached(),
+    pub(crate) fn detached(&self, dtype: DType) -> Result<Self> {
+        Ok(Self {
+            q_proj: self.q_proj.detached(dtype)?,
+            k_proj: self.k_proj.detached(dtype)?,
+            v_proj: self.v_proj.detached(dtype)?,
+            out_proj: self.out_proj.detached(dtype)?,
             heads: self.heads,
-        }
+        })
     }
 
     /// `query [B, Lq, C]` attends to `memory [B, Lk, C]`; `mask [Lq, Lk]` is added to the scores.
@@ -478,8 +486,8 @@ impl ClipMlp {
         })
     }
 
-    fn detached(&self) -> Self {
-        Self { fc1: self.fc1.detached(), fc2: self.fc2.detached() }
+    fn detached(&self, dtype: DType) -> Result<Self> {
+        Ok(Self { fc1: self.fc1.detached(dtype)?, fc2: self.fc2.detached(dtype)? })
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {

@@ -29,9 +29,20 @@ impl Linear {
 }
 
 impl Linear {
-    /// The same layer on untracked copies of its weights (shared storage): no graph is built.
-    pub(crate) fn detached(&self) -> Self {
-        Self { weight: self.weight.detach(), bias: self.bias.as_ref().map(Tensor::detach) }
+    /// The same layer on untracked copies of its weights in `dtype`: no graph is built. In the
+    /// weights' own dtype the copies share their storage (they follow updates); in another
+    /// they are cast here, once, instead of at every forward.
+    pub(crate) fn detached(&self, dtype: DType) -> candle_core::Result<Self> {
+        Ok(Self {
+            weight: self.weight.detach().to_dtype(dtype)?,
+            bias: self.bias.as_ref().map(|b| b.detach().to_dtype(dtype)).transpose()?,
+        })
+    }
+
+    /// The weight's dtype.
+    #[cfg(test)]
+    pub(crate) fn dtype(&self) -> DType {
+        self.weight.dtype()
     }
 }
 
@@ -252,7 +263,7 @@ mod tests {
         let mut p = ParamStore::new(&Device::Cpu, 3);
         let trained = Linear::new(&mut p.scope("", Group::Head), "fc", 5, 3, true, 0.5).unwrap();
         p.get("fc.bias").unwrap().set(&Tensor::new(&[0.1f32, -0.2, 0.3], &Device::Cpu).unwrap()).unwrap();
-        let frozen = trained.detached();
+        let frozen = trained.detached(DType::F32).unwrap();
         let x = candle_core::Var::new(&[[[1f32, 2., 3., 4., 5.], [0., -1., 0.5, 2., 1.]]], &Device::Cpu).unwrap();
         let grad_of = |layer: &Linear| {
             let y = layer.forward(x.as_tensor()).unwrap();

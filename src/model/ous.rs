@@ -300,8 +300,8 @@ impl Ous {
         ensure!(cfg.polarity_blocks <= vcfg.layers, "polarity_blocks exceeds the image tower's depth");
         ensure!(e % cfg.heads == 0, "embedding width {e} is not a multiple of heads = {}", cfg.heads);
         let vision = VisionTower::new(store, CLIP_PREFIX, vcfg, e)?;
-        let text = TextTower::new(store, CLIP_PREFIX, tcfg, e)?.detached();
-        let vision_frozen = vision.detached();
+        let text = TextTower::new(store, CLIP_PREFIX, tcfg, e)?.detached()?;
+        let vision_frozen = vision.detached(DType::F32)?;
         let prompts = PromptLearner::new(store, tokens, tcfg.width)?;
         let k = prompts.classes();
         let mut s = store.scope("ous", Group::Head);
@@ -365,6 +365,20 @@ impl Ous {
 
     pub(crate) fn config(&self) -> &OusConfig {
         &self.cfg
+    }
+
+    /// Holds the frozen image tower's weights in `dtype`: the tower's compute dtype when it is
+    /// not trained (cast once, after the weights are loaded), f32 when it is (the copy then
+    /// shares the trained weights' storage and follows every update).
+    pub(crate) fn set_frozen_tower_dtype(&mut self, dtype: DType) -> Result<()> {
+        self.vision_frozen = self.vision.detached(dtype)?;
+        Ok(())
+    }
+
+    /// The dtype the frozen image tower's weights are held in.
+    #[cfg(test)]
+    pub(crate) fn frozen_tower_dtype(&self) -> DType {
+        self.vision_frozen.weights_dtype()
     }
 
     /// Early blocks the polarity encoder needs from the image tower (0 when it is off).

@@ -135,7 +135,7 @@ impl Runner {
         tracing::info!("tokenizer: {kind} ({} tokens)", tok.get_vocab_size(true));
         let tokens = tokenize_prompts(&tok, labels, cfg.n_ctx, tcfg.context_length)?;
         let mut store = ParamStore::new(&device, cfg.seed);
-        let model = Ous::new(&mut store, cfg, &towers, frames, tokens)?;
+        let mut model = Ous::new(&mut store, cfg, &towers, frames, tokens)?;
         if let Some(f) = &files {
             let n = store.load_prefixed(&f.weights, &format!("{CLIP_PREFIX}."))?;
             tracing::info!("loaded {n} CLIP tensors from {}", f.weights.display());
@@ -144,6 +144,8 @@ impl Runner {
                 "ViT-B/16 towers start from random weights (model.clip_weights is not set); the paper's setting loads CLIP's"
             );
         }
+        // No optimiser yet: the image tower is frozen until `set_optimizer` says otherwise.
+        model.set_frozen_tower_dtype(dtype)?;
         let early = if cfg.use_polarity { cfg.polarity_blocks } else { 0 };
         Ok(Self {
             device,
@@ -197,7 +199,7 @@ impl Runner {
             groups.push(GroupSettings { group: Group::ImageEncoder, lr, weight_decay: s.weight_decay });
         }
         self.opt = Some((AdamW::new(&self.store, groups)?, s));
-        Ok(())
+        self.refresh_frozen_tower()
     }
 
     fn tensor(&self, data: &[f32], shape: &[usize]) -> Result<Tensor> {
@@ -354,16 +356,27 @@ impl Runner {
 
     pub(crate) fn load_weights(&mut self, weights: &Path) -> Result<()> {
         self.store.load_groups(weights, &[Group::Prompts, Group::Head], Group::ImageEncoder)?;
-        Ok(())
+        self.refresh_frozen_tower()
+    }
+
+    /// Whether the optimiser trains the image tower (fine-tuning).
+    fn image_trained(&self) -> bool {
+        self.opt.as_ref().is_some_and(|(_, s)| s.lr_image.is_some())
+    }
+
+    /// The frozen image tower's weights in the compute dtype, cast once from the current
+    /// weights, unless the tower is trained (then they follow its f32 weights).
+    fn refresh_frozen_tower(&mut self) -> Result<()> {
+        let dtype = if self.image_trained() { DType::F32 } else { self.dtype };
+        self.model.set_frozen_tower_dtype(dtype)
     }
 
     /// What a checkpoint holds: the trained groups. The text tower is always frozen and the image
     /// tower unless fine-tuned; both are rebuilt from their source (the CLIP files or the seed,
     /// which [`Runner::towers_hash`] identifies), not copied into every epoch's file.
     fn saved_groups(&self) -> Vec<Group> {
-        let finetuned = self.opt.as_ref().is_some_and(|(_, s)| s.lr_image.is_some());
         let mut groups = vec![Group::Prompts, Group::Head];
-        if finetuned {
+        if self.image_trained() {
             groups.push(Group::ImageEncoder);
         }
         groups
@@ -515,6 +528,29 @@ mod tests {
         let face: Vec<f32> = (0..n).map(|i| ((i * 7919) % 255) as f32 / 128.0 - 1.0).collect();
         let scene: Vec<f32> = (0..n).map(|i| ((i * 104_729) % 253) as f32 / 128.0 - 1.0).collect();
         (r, face, scene)
+    }
+
+    #[test]
+    fn frozen_tower_is_cast_once_and_follows_the_tower_when_trained() {
+        let (mut r, face, scene) = tiny(true);
+        // Fine-tuned: the frozen copy is the trained f32 weights themselves.
+        assert_eq!(r.model.frozen_tower_dtype(), DType::F32);
+        let before = r.encode(&face, &scene, 3).unwrap();
+        let input = HostInput::Pixels { face: &face, scene: &scene, batch: 3 };
+        r.train_step(&input, &[0, 1, 2], &[2, 0, 0]).unwrap();
+        let after = r.encode(&face, &scene, 3).unwrap();
+        assert_ne!(before.face, after.face, "the frozen forward follows the fine-tuned weights");
+
+        // A tower computing in half precision that is not trained holds its weights in that
+        // dtype, cast once (CUDA runs bf16; candle's CPU matmul has f16 but no bf16).
+        r.dtype = DType::F16;
+        r.opt.as_mut().unwrap().1.lr_image = None;
+        r.refresh_frozen_tower().unwrap();
+        assert_eq!(r.model.frozen_tower_dtype(), DType::F16);
+        let half = r.encode(&face, &scene, 3).unwrap();
+        let worst = after.face.iter().zip(&half.face).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        let scale = after.face.iter().map(|a| a.abs()).fold(0f32, f32::max);
+        assert!(worst > 0.0 && worst < 0.05 * scale, "half-precision features within 5 % of f32: {worst} of {scale}");
     }
 
     #[test]
