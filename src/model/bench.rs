@@ -131,10 +131,12 @@ pub(crate) fn train_steps(b: &StepBench) -> Result<StepTiming> {
         min_lr_ratio: 0.1,
     })?;
     let mut rng = ChaCha8Rng::seed_from_u64(0);
-    let mut random = |n: usize| -> Vec<f32> { (0..n).map(|_| rng.random_range(-1.5f32..1.5)).collect() };
     let s = runner.image_size();
     let (e, p, w) = runner.feature_dims();
-    let (face, scene) = (random(batch * frames * 3 * s * s), random(batch * frames * 3 * s * s));
+    let mut bytes = |n: usize| -> Vec<u8> { (0..n).map(|_| rng.random::<u8>()).collect() };
+    let (face, scene) = (bytes(batch * frames * 3 * s * s), bytes(batch * frames * 3 * s * s));
+    let colour = vec![[1.0; 3]; batch];
+    let mut random = |n: usize| -> Vec<f32> { (0..n).map(|_| rng.random_range(-1.5f32..1.5)).collect() };
     let features = HostFeatures {
         batch,
         face: random(batch * frames * e),
@@ -143,7 +145,7 @@ pub(crate) fn train_steps(b: &StepBench) -> Result<StepTiming> {
     };
     let input = match b.recipe {
         Recipe::Cached => HostInput::Features(&features),
-        Recipe::Frozen | Recipe::Finetune => HostInput::Pixels { face: &face, scene: &scene, batch },
+        Recipe::Frozen | Recipe::Finetune => HostInput::Pixels { face: &face, scene: &scene, colour: &colour, batch },
     };
     let labels: Vec<u32> = (0..batch as u32).map(|i| i % 7).collect();
     let polarity: Vec<u32> = labels.iter().map(|l| [2, 0, 1, 0, 2, 0, 0][*l as usize]).collect();

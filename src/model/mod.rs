@@ -7,6 +7,7 @@ pub(crate) mod layers;
 pub(crate) mod optim;
 pub(crate) mod ous;
 pub(crate) mod params;
+pub(crate) mod pixels;
 pub(crate) mod profile;
 pub(crate) mod prompts;
 pub(crate) mod runner;

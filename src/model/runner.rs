@@ -15,14 +15,17 @@ use sha2::{Digest, Sha256};
 use super::optim::{schedule, AdamW, GroupSettings};
 use super::ous::{Arch, Features, LossWeights, Losses, Ous, OusConfig, CLIP_PREFIX};
 use super::params::{Group, ParamStore};
+use super::pixels::{self, Colour};
 use super::profile::{self, ModuleTime};
 use super::prompts::tokenize_prompts;
 use super::tokenizer;
 use crate::weights::ClipFiles;
 
-/// A batch on the host: pixels (`[B, T, 3, S, S]`, scene empty when off) or cached features.
+/// A batch on the host: uint8 pixels (`[B, T, 3, S, S]`, scene empty when off) with each clip's
+/// colour jitter, normalised on the device ([`pixels::normalise`]), or cached features.
+#[derive(Clone, Copy)]
 pub(crate) enum HostInput<'a> {
-    Pixels { face: &'a [f32], scene: &'a [f32], batch: usize },
+    Pixels { face: &'a [u8], scene: &'a [u8], colour: &'a [Colour], batch: usize },
     Features(&'a HostFeatures),
 }
 
@@ -202,18 +205,22 @@ impl Runner {
         self.refresh_frozen_tower()
     }
 
-    fn tensor(&self, data: &[f32], shape: &[usize]) -> Result<Tensor> {
+    fn tensor<T: candle_core::WithDType>(&self, data: &[T], shape: &[usize]) -> Result<Tensor> {
         Ok(Tensor::from_slice(data, shape, &Device::Cpu)?.to_device(&self.device)?)
     }
 
     fn features(&self, input: &HostInput, train_image: bool) -> Result<Features> {
         let t = self.frames;
         match input {
-            HostInput::Pixels { face, scene, batch } => {
+            HostInput::Pixels { face, scene, colour, batch } => {
                 let s = self.image_size;
                 let shape = [*batch, t, 3, s, s];
-                let face = self.tensor(face, &shape)?;
-                let scene = if scene.is_empty() { None } else { Some(self.tensor(scene, &shape)?) };
+                let face = pixels::normalise(&self.tensor(face, &shape)?, colour)?;
+                let scene = if scene.is_empty() {
+                    None
+                } else {
+                    Some(pixels::normalise(&self.tensor(scene, &shape)?, colour)?)
+                };
                 self.model.encode(&face, scene.as_ref(), self.dtype, train_image)
             }
             HostInput::Features(h) => {
@@ -228,9 +235,9 @@ impl Runner {
         }
     }
 
-    /// Runs the image tower only (no gradients) and returns the features on the host.
-    pub(crate) fn encode(&self, face: &[f32], scene: &[f32], batch: usize) -> Result<HostFeatures> {
-        let f = self.features(&HostInput::Pixels { face, scene, batch }, false)?;
+    /// Runs the image tower only (no gradients) on pixels and returns the features on the host.
+    pub(crate) fn encode(&self, face: &[u8], scene: &[u8], colour: &[Colour], batch: usize) -> Result<HostFeatures> {
+        let f = self.features(&HostInput::Pixels { face, scene, colour, batch }, false)?;
         let host = |t: &Tensor| read_back(&t.flatten_all()?);
         Ok(HostFeatures {
             batch,
@@ -435,19 +442,25 @@ impl Runner {
     }
 }
 
-/// A batch's part on the host: borrowed pixels, or copied feature rows.
+/// A batch's part on the host: borrowed pixel rows, or copied feature rows.
 enum Part<'a> {
-    Pixels { face: &'a [f32], scene: &'a [f32], batch: usize },
+    Pixels(HostInput<'a>),
     Features(HostFeatures),
 }
 
 impl Part<'_> {
     fn as_input(&self) -> HostInput<'_> {
         match self {
-            Part::Pixels { face, scene, batch } => HostInput::Pixels { face, scene, batch: *batch },
+            Part::Pixels(input) => *input,
             Part::Features(f) => HostInput::Features(f),
         }
     }
+}
+
+/// Rows `r` of `v`, which holds `batch` equal rows.
+fn rows<'a, T>(v: &'a [T], batch: usize, r: &std::ops::Range<usize>) -> &'a [T] {
+    let per = v.len() / batch;
+    &v[r.start * per..r.end * per]
 }
 
 /// `input` (of `batch` clips) cut into `parts` runs of consecutive clips, with their clip ranges.
@@ -458,23 +471,22 @@ fn split_batch<'a>(
 ) -> Result<Vec<(Part<'a>, std::ops::Range<usize>)>> {
     ensure!(batch > 0, "an empty batch");
     let size = batch.div_ceil(parts.min(batch));
-    let rows = |v: &'a [f32], r: &std::ops::Range<usize>| -> &'a [f32] {
-        let per = v.len() / batch;
-        &v[r.start * per..r.end * per]
-    };
     Ok((0..batch)
         .step_by(size)
         .map(|start| {
             let r = start..(start + size).min(batch);
             let part = match input {
-                HostInput::Pixels { face, scene, .. } => {
-                    Part::Pixels { face: rows(face, &r), scene: rows(scene, &r), batch: r.len() }
-                }
+                HostInput::Pixels { face, scene, colour, .. } => Part::Pixels(HostInput::Pixels {
+                    face: rows(face, batch, &r),
+                    scene: rows(scene, batch, &r),
+                    colour: rows(colour, batch, &r),
+                    batch: r.len(),
+                }),
                 HostInput::Features(h) => Part::Features(HostFeatures {
                     batch: r.len(),
-                    face: rows(&h.face, &r).to_vec(),
-                    scene: rows(&h.scene, &r).to_vec(),
-                    early: rows(&h.early, &r).to_vec(),
+                    face: rows(&h.face, batch, &r).to_vec(),
+                    scene: rows(&h.scene, batch, &r).to_vec(),
+                    early: rows(&h.early, batch, &r).to_vec(),
                 }),
             };
             (part, r)
@@ -500,7 +512,10 @@ fn add_grads<'a>(acc: &mut GradStore, more: &GradStore, vars: impl Iterator<Item
 mod tests {
     use super::*;
 
-    fn tiny(use_scene: bool) -> (Runner, Vec<f32>, Vec<f32>) {
+    /// Colour draws of three clips: none, and two jittered.
+    const COLOUR: [Colour; 3] = [[1.0; 3], [1.2, 0.8, 1.1], [0.9, 1.1, 0.7]];
+
+    fn tiny(use_scene: bool) -> (Runner, Vec<u8>, Vec<u8>) {
         let cfg = OusConfig {
             arch: Arch::Tiny,
             heads: 4,
@@ -525,8 +540,8 @@ mod tests {
         })
         .unwrap();
         let n = 3 * 2 * 3 * 32 * 32;
-        let face: Vec<f32> = (0..n).map(|i| ((i * 7919) % 255) as f32 / 128.0 - 1.0).collect();
-        let scene: Vec<f32> = (0..n).map(|i| ((i * 104_729) % 253) as f32 / 128.0 - 1.0).collect();
+        let face: Vec<u8> = (0..n).map(|i| ((i * 7919) % 255) as u8).collect();
+        let scene: Vec<u8> = (0..n).map(|i| ((i * 104_729) % 253) as u8).collect();
         (r, face, scene)
     }
 
@@ -535,10 +550,10 @@ mod tests {
         let (mut r, face, scene) = tiny(true);
         // Fine-tuned: the frozen copy is the trained f32 weights themselves.
         assert_eq!(r.model.frozen_tower_dtype(), DType::F32);
-        let before = r.encode(&face, &scene, 3).unwrap();
-        let input = HostInput::Pixels { face: &face, scene: &scene, batch: 3 };
+        let before = r.encode(&face, &scene, &COLOUR, 3).unwrap();
+        let input = HostInput::Pixels { face: &face, scene: &scene, colour: &COLOUR, batch: 3 };
         r.train_step(&input, &[0, 1, 2], &[2, 0, 0]).unwrap();
-        let after = r.encode(&face, &scene, 3).unwrap();
+        let after = r.encode(&face, &scene, &COLOUR, 3).unwrap();
         assert_ne!(before.face, after.face, "the frozen forward follows the fine-tuned weights");
 
         // A tower computing in half precision that is not trained holds its weights in that
@@ -547,7 +562,7 @@ mod tests {
         r.opt.as_mut().unwrap().1.lr_image = None;
         r.refresh_frozen_tower().unwrap();
         assert_eq!(r.model.frozen_tower_dtype(), DType::F16);
-        let half = r.encode(&face, &scene, 3).unwrap();
+        let half = r.encode(&face, &scene, &COLOUR, 3).unwrap();
         let worst = after.face.iter().zip(&half.face).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
         let scale = after.face.iter().map(|a| a.abs()).fold(0f32, f32::max);
         assert!(worst > 0.0 && worst < 0.05 * scale, "half-precision features within 5 % of f32: {worst} of {scale}");
@@ -556,7 +571,7 @@ mod tests {
     #[test]
     fn every_trainable_tensor_receives_a_gradient() {
         let (r, face, scene) = tiny(true);
-        let input = HostInput::Pixels { face: &face, scene: &scene, batch: 3 };
+        let input = HostInput::Pixels { face: &face, scene: &scene, colour: &COLOUR, batch: 3 };
         let dead = r.dead_gradients(&input, &[0, 1, 2], &[2, 0, 0]).unwrap();
         assert!(dead.is_empty(), "no gradient for {dead:?}");
         let (all, trained) = r.parameter_counts();
@@ -572,7 +587,7 @@ mod tests {
         if let Some((_, s)) = parts.opt.as_mut() {
             s.accum_steps = 2;
         }
-        let input = HostInput::Pixels { face: &face, scene: &scene, batch: 3 };
+        let input = HostInput::Pixels { face: &face, scene: &scene, colour: &COLOUR, batch: 3 };
         let (labels, polarity) = ([0, 1, 2], [2, 0, 0]);
         for _ in 0..2 {
             let a = whole.train_step(&input, &labels, &polarity).unwrap();
@@ -597,7 +612,7 @@ mod tests {
     #[test]
     fn training_steps_lower_the_loss_and_face_only_runs() {
         let (mut r, face, scene) = tiny(true);
-        let input = HostInput::Pixels { face: &face, scene: &scene, batch: 3 };
+        let input = HostInput::Pixels { face: &face, scene: &scene, colour: &COLOUR, batch: 3 };
         let first = r.train_step(&input, &[0, 1, 2], &[2, 0, 0]).unwrap().total;
         let mut last = first;
         for _ in 0..8 {
@@ -605,7 +620,7 @@ mod tests {
         }
         assert!(last < first, "loss {first} → {last}");
         let (mut f, face, _) = tiny(false);
-        let input = HostInput::Pixels { face: &face, scene: &[], batch: 3 };
+        let input = HostInput::Pixels { face: &face, scene: &[], colour: &COLOUR, batch: 3 };
         let s = f.train_step(&input, &[0, 1, 2], &[0, 0, 0]).unwrap();
         assert!(s.losses.iter().all(|(n, _)| *n == "cont" || *n == "global"), "{:?}", s.losses);
         assert_eq!(f.predict(&input).unwrap().len(), 3);

@@ -130,8 +130,8 @@ pub(crate) fn embed(cfg: &TrainConfig, out: &Path, views: usize) -> Result<PathB
         };
         for chunk in order.chunks(cfg.train.batch_size) {
             let batch = pixel_batch(&shards, &clips, chunk, shape, &view, &pool)?;
-            let Payload::Pixels { face, scene } = &batch.payload else { unreachable!("pixel batch") };
-            let f = runner.encode(face, scene, chunk.len())?;
+            let Payload::Pixels { face, scene, colour } = &batch.payload else { unreachable!("pixel batch") };
+            let f = runner.encode(face, scene, colour, chunk.len())?;
             let split = |x: &[f32], i: usize| -> Vec<f32> {
                 let n = x.len() / chunk.len();
                 x[i * n..(i + 1) * n].to_vec()

@@ -19,12 +19,9 @@ use crate::dataset::splits::Role;
 use crate::error::UsageError;
 use crate::face::geometry::resize;
 use crate::manifest::Manifest;
+use crate::model::pixels::Colour;
 use crate::model::runner::{HostFeatures, HostInput};
 use crate::shard::{ShardAttrs, ShardReader};
-
-/// CLIP's normalisation constants (RGB, on 0–1 values).
-pub(crate) const CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
-pub(crate) const CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_6, 0.275_777_1];
 
 /// One clip in a shard.
 #[derive(Debug, Clone, PartialEq)]
@@ -169,8 +166,9 @@ pub(crate) struct Batch {
 }
 
 pub(crate) enum Payload {
-    /// `face [B, T, 3, S, S]` CLIP-normalised; `scene` the same, or empty when the scene stream is off.
-    Pixels { face: Vec<f32>, scene: Vec<f32> },
+    /// uint8 `face [B, T, 3, S, S]` (cropped, resized, flipped); `scene` the same, or empty when
+    /// the scene stream is off; each clip's colour jitter. Normalised on the device.
+    Pixels { face: Vec<u8>, scene: Vec<u8>, colour: Vec<Colour> },
     /// Cached image-tower features (`dfer embed`).
     Features(HostFeatures),
 }
@@ -178,7 +176,9 @@ pub(crate) enum Payload {
 impl Batch {
     pub(crate) fn input(&self) -> HostInput<'_> {
         match &self.payload {
-            Payload::Pixels { face, scene } => HostInput::Pixels { face, scene, batch: self.labels.len() },
+            Payload::Pixels { face, scene, colour } => {
+                HostInput::Pixels { face, scene, colour, batch: self.labels.len() }
+            }
             Payload::Features(f) => HostInput::Features(f),
         }
     }
@@ -218,12 +218,13 @@ pub(crate) struct LoaderTiming {
     pub clips: usize,
     pub frames: usize,
     pub seconds: f64,
-    /// Face and scene frames read, decoded, augmented and normalised per second on one thread.
+    /// Face and scene frames read, decoded and augmented (crop, resize, flip) per second on one
+    /// thread; jitter and normalisation run on the device.
     pub frames_per_s_per_core: f64,
 }
 
 /// Reads every clip of the shards in `dir` through the training view (random frame per segment,
-/// augmentation, resize to `size`, normalisation) on one thread.
+/// crop, resize to `size`, flip) on one thread.
 pub(crate) fn time_loader(dir: &Path, frames: usize, size: u32) -> Result<LoaderTiming> {
     let set = ShardSet::open(dir)?;
     let clips: Vec<ClipRef> = set
@@ -274,16 +275,18 @@ pub(crate) fn pixel_batch(
 
 fn make_batch(set: &ShardSet, clips: &[ClipRef], chunk: &[usize], shape: InputShape, view: &View) -> Result<Batch> {
     let per = shape.frames * 3 * (shape.size as usize).pow(2);
-    let prepared: Vec<(Vec<f32>, Vec<f32>)> =
+    let prepared: Vec<(Vec<u8>, Vec<u8>, Colour)> =
         chunk.par_iter().map(|&i| prepare_clip(set, &clips[i], shape, view)).collect::<Result<_>>()?;
     let mut face = Vec::with_capacity(per * chunk.len());
     let mut scene = Vec::with_capacity(if shape.scene { per * chunk.len() } else { 0 });
-    for (f, s) in prepared {
+    let mut colour = Vec::with_capacity(chunk.len());
+    for (f, s, c) in prepared {
         face.extend_from_slice(&f);
         scene.extend_from_slice(&s);
+        colour.push(c);
     }
     Ok(Batch {
-        payload: Payload::Pixels { face, scene },
+        payload: Payload::Pixels { face, scene, colour },
         labels: chunk.iter().map(|&i| clips[i].label as u32).collect(),
         polarity: chunk.iter().map(|&i| clips[i].polarity as u32).collect(),
     })
@@ -295,7 +298,7 @@ struct ClipAug {
     face_crop: Option<[f64; 4]>,
     scene_crop: Option<[f64; 4]>,
     flip: bool,
-    colour: [f32; 3],
+    colour: Colour,
 }
 
 fn draw(view: &View, clip: &ClipRef, frames: usize, per_segment: usize, face: u32, scene: u32) -> ClipAug {
@@ -344,7 +347,8 @@ fn random_resized_crop(rng: &mut ChaCha8Rng, size: u32, aug: &Augment) -> [f64; 
     [0.0, 0.0, s, s]
 }
 
-fn prepare_clip(set: &ShardSet, clip: &ClipRef, shape: InputShape, view: &View) -> Result<(Vec<f32>, Vec<f32>)> {
+/// One clip's face and scene frames as uint8 `[T, 3, size, size]`, and its colour jitter.
+fn prepare_clip(set: &ShardSet, clip: &ClipRef, shape: InputShape, view: &View) -> Result<(Vec<u8>, Vec<u8>, Colour)> {
     let reader = &set.readers[clip.shard];
     let a = &reader.attrs;
     let per_segment = a.store_frames / shape.frames;
@@ -360,72 +364,41 @@ fn prepare_clip(set: &ShardSet, clip: &ClipRef, shape: InputShape, view: &View) 
     let (face_px, scene_px) = reader.frames(clip.row, &aug.offsets)?;
     let face = stream(&face_px, a.face_size, aug.face_crop, &aug, shape.size);
     let scene = if shape.scene { stream(&scene_px, a.scene_size, aug.scene_crop, &aug, shape.size) } else { vec![] };
-    Ok((face, scene))
+    Ok((face, scene, aug.colour))
 }
 
-/// One stream's selected frames (`[T, size, size, 3]`, in `aug.offsets` order) → `[T, 3, out,
-/// out]` normalised floats.
-fn stream(pixels: &[u8], size: u32, crop: Option<[f64; 4]>, aug: &ClipAug, out: u32) -> Vec<f32> {
+/// One stream's selected frames (`[T, size, size, 3]`, in `aug.offsets` order) → uint8 `[T, 3,
+/// out, out]`: cropped, resized and flipped.
+fn stream(pixels: &[u8], size: u32, crop: Option<[f64; 4]>, aug: &ClipAug, out: u32) -> Vec<u8> {
     let frame_len = (size * size * 3) as usize;
     let plane = (out * out) as usize;
-    let mut result = vec![0f32; aug.offsets.len() * 3 * plane];
+    let mut result = vec![0u8; aug.offsets.len() * 3 * plane];
     for t in 0..aug.offsets.len() {
         let src = RgbImage::from_raw(size, size, pixels[t * frame_len..(t + 1) * frame_len].to_vec())
             .expect("frame buffer matches its size");
         let img = if crop.is_none() && size == out { src } else { resize(&src, crop, out, out) };
-        let dst = &mut result[t * 3 * plane..(t + 1) * 3 * plane];
-        write_normalised(&img, aug.flip, aug.colour, dst);
+        write_planes(&img, aug.flip, &mut result[t * 3 * plane..(t + 1) * 3 * plane]);
     }
     result
 }
 
-/// Flip, colour jitter (brightness, contrast, saturation), CLIP normalisation, HWC → CHW.
-fn write_normalised(img: &RgbImage, flip: bool, [bright, contrast, sat]: [f32; 3], dst: &mut [f32]) {
+/// HWC → CHW, mirrored left–right when `flip`.
+fn write_planes(img: &RgbImage, flip: bool, dst: &mut [u8]) {
     let (w, h) = (img.width() as usize, img.height() as usize);
     let plane = w * h;
-    let jitter = (bright, contrast, sat) != (1.0, 1.0, 1.0);
-    // Per byte value: v / 255 · brightness (jitter) and the CLIP-normalised value (no jitter);
-    // the same arithmetic as per pixel, so the output is unchanged.
-    let unit: [f32; 256] = std::array::from_fn(|v| v as f32 / 255.0);
-    let scaled: [f32; 256] = unit.map(|u| u * bright);
-    let normalised: [[f32; 256]; 3] =
-        std::array::from_fn(|c| std::array::from_fn(|v| (v as f32 / 255.0 - CLIP_MEAN[c]) / CLIP_STD[c]));
     let raw = img.as_raw();
-    let grey_mean = if jitter {
-        raw.chunks_exact(3)
-            .map(|p| luma([unit[p[0] as usize], unit[p[1] as usize], unit[p[2] as usize]]) * bright)
-            .sum::<f32>()
-            / plane as f32
-    } else {
-        0.0
-    };
     let (r_out, rest) = dst[..3 * plane].split_at_mut(plane);
     let (g_out, b_out) = rest.split_at_mut(plane);
     for y in 0..h {
         let row = &raw[y * w * 3..(y + 1) * w * 3];
         for x in 0..w {
             let sx = if flip { w - 1 - x } else { x };
-            let p = &row[sx * 3..sx * 3 + 3];
             let i = y * w + x;
-            if jitter {
-                let mut rgb = [scaled[p[0] as usize], scaled[p[1] as usize], scaled[p[2] as usize]];
-                rgb = rgb.map(|v| (v - grey_mean) * contrast + grey_mean);
-                let g = luma(rgb);
-                rgb = rgb.map(|v| ((v - g) * sat + g).clamp(0.0, 1.0));
-                r_out[i] = (rgb[0] - CLIP_MEAN[0]) / CLIP_STD[0];
-                g_out[i] = (rgb[1] - CLIP_MEAN[1]) / CLIP_STD[1];
-                b_out[i] = (rgb[2] - CLIP_MEAN[2]) / CLIP_STD[2];
-            } else {
-                r_out[i] = normalised[0][p[0] as usize];
-                g_out[i] = normalised[1][p[1] as usize];
-                b_out[i] = normalised[2][p[2] as usize];
-            }
+            r_out[i] = row[sx * 3];
+            g_out[i] = row[sx * 3 + 1];
+            b_out[i] = row[sx * 3 + 2];
         }
     }
-}
-
-fn luma([r, g, b]: [f32; 3]) -> f32 {
-    0.299 * r + 0.587 * g + 0.114 * b
 }
 
 #[cfg(test)]
@@ -461,15 +434,14 @@ mod tests {
     }
 
     #[test]
-    fn normalisation_flip_and_layout() {
+    fn planes_flip_and_layout() {
         let mut img = RgbImage::new(2, 1);
         img.put_pixel(0, 0, image::Rgb([255, 0, 0]));
-        img.put_pixel(1, 0, image::Rgb([0, 0, 255]));
-        let mut dst = vec![0f32; 6];
-        write_normalised(&img, false, [1.0; 3], &mut dst);
-        assert!((dst[0] - (1.0 - CLIP_MEAN[0]) / CLIP_STD[0]).abs() < 1e-6, "red plane, pixel 0");
-        assert!((dst[5] - (1.0 - CLIP_MEAN[2]) / CLIP_STD[2]).abs() < 1e-6, "blue plane, pixel 1");
-        write_normalised(&img, true, [1.0; 3], &mut dst);
-        assert!((dst[1] - (1.0 - CLIP_MEAN[0]) / CLIP_STD[0]).abs() < 1e-6, "flipped: red at pixel 1");
+        img.put_pixel(1, 0, image::Rgb([0, 7, 254]));
+        let mut dst = vec![0u8; 6];
+        write_planes(&img, false, &mut dst);
+        assert_eq!(dst, [255, 0, 0, 7, 0, 254], "red plane, green plane, blue plane");
+        write_planes(&img, true, &mut dst);
+        assert_eq!(dst, [0, 255, 7, 0, 254, 0], "flipped");
     }
 }
