@@ -11,7 +11,9 @@
 # --prepare folder (12 MB).
 #
 # Steps: (1) CLIP parity against transformers' CLIPModel on the same seeded ViT-B/16 weights
-# (f32, tolerance 1e-4; skipped with a stated reason when transformers is not importable);
+# (f32, tolerance 1e-4), then with dfer's image tower in half precision (bf16 on CUDA, f16 on
+# CPU, which has no bf16 matmul in candle) within 2x transformers' own half-precision error
+# (skipped with a stated reason when transformers is not importable);
 # (2) bench/train_bench.sh's dfer-vs-PyTorch table; (3) `dfer train` for 2 epochs of ViT-B/16
 # (random weights, frozen image tower) on the synthetic shards, timed, with the held-out WAR.
 # --quick (for the CPU rehearsal) keeps every step but makes them small: the tiny arch in step 3
@@ -57,6 +59,15 @@ if "$python" -c 'import transformers, safetensors' 2>/dev/null; then
   if "$python" "$here/clip_parity.py" --dfer "$dfer" --device "$device" --out "$out/parity" > "$out/parity.log" 2>&1
   then verdict=OK; else verdict=FAILED; fi
   row "CLIP parity, ViT-B/16 f32 (tolerance 1e-4)" "$verdict: $(grep -o 'worst [0-9.e+-]*' "$out/parity.log" || echo 'no result')" \
+    "$((SECONDS - start)) s"
+  half=bf16
+  [[ $device == cpu ]] && half=f16
+  start=$SECONDS
+  if "$python" "$here/clip_parity.py" --dfer "$dfer" --device "$device" --dtype $half --out "$out/parity-$half" \
+    > "$out/parity-$half.log" 2>&1
+  then verdict=OK; else verdict=FAILED; fi
+  row "CLIP parity, image tower $half (within 2x transformers' own $half error)" \
+    "$verdict: $(grep -o "max |$half - f32| = [0-9.e+-]*" "$out/parity-$half.log" || echo 'no result'); dfer image $(grep -o 'image_embeds.*max |ours - transformers f32| = [0-9.e+-]*' "$out/parity-$half.log" | grep -o '= [0-9.e+-]*$' || echo '?')" \
     "$((SECONDS - start)) s"
 else
   row "CLIP parity, ViT-B/16 f32" "not run: transformers / safetensors not importable by $python" "-"

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 
 use crate::error::Outcome;
-use crate::model::bench::{self, Recipe, StepBench, StepTiming};
+use crate::model::bench::{self, Recipe, StepBench, StepTiming, TowerDtype};
 use crate::model::ous::Arch;
 use crate::weights::WeightsSource;
 
@@ -38,9 +38,13 @@ pub enum What {
         /// End-of-text token id (CLIP's <|endoftext|>).
         #[arg(long, default_value_t = 49407)]
         eot_id: u32,
+        /// dtype the image tower computes in (bf16 is what training uses on CUDA).
+        #[arg(long, default_value = "f32")]
+        dtype: TowerDtype,
     },
     /// Read every clip of a prep's shards through the training loader on one thread (decode,
-    /// augment, normalise); prints JSON with frames per second per core.
+    /// crop, resize, flip; jitter and normalisation run on the device); prints JSON with frames
+    /// per second per core.
     Loader {
         /// Folder of shards (`PREP/shards`).
         #[arg(long)]
@@ -81,8 +85,9 @@ pub enum What {
 
 pub fn run(a: &Args) -> Result<Outcome> {
     match &a.what {
-        What::ClipFeatures { weights, inputs, out, device, eot_id } => {
-            bench::clip_features(weights, inputs, out, device, *eot_id)?;
+        What::ClipFeatures { weights, inputs, out, device, eot_id, dtype } => {
+            let run = bench::FeatureRun { weights, inputs, device, eot_id: *eot_id, dtype: *dtype };
+            bench::clip_features(&run, out)?;
             println!("wrote {}", out.display());
         }
         What::Loader { shards, frames, size } => {

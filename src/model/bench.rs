@@ -20,27 +20,50 @@ use super::runner::{host_reads, HostFeatures, HostInput, OptimSettings, Runner};
 use crate::text_enum::text_enum;
 use crate::weights::WeightsSource;
 
-/// Reads `pixel_values [N, 3, S, S]` and `input_ids [M, L]` from `inputs`, runs CLIP towers loaded
-/// from `weights` (Hugging Face names; sizes from its `config.json`, else ViT-B/16) and writes
-/// `image_embeds` and `text_embeds` (unnormalised, as `get_image_features` / `get_text_features`)
-/// to `out`.
-pub(crate) fn clip_features(
-    weights: &WeightsSource,
-    inputs: &Path,
-    out: &Path,
-    device: &str,
-    eot_id: u32,
-) -> Result<()> {
-    let result = clip_feature_tensors(weights, inputs, device, eot_id)?;
+text_enum! {
+    /// The dtype the image tower computes in for `clip-features` (the text tower stays f32).
+    pub enum TowerDtype("tower dtype") {
+        F32 = "f32",
+        /// What training uses on CUDA.
+        Bf16 = "bf16",
+        /// Half precision candle's CPU matmul has (it has no bf16), to rehearse the check on CPU.
+        F16 = "f16",
+    }
+}
+
+impl TowerDtype {
+    fn dtype(self) -> DType {
+        match self {
+            TowerDtype::F32 => DType::F32,
+            TowerDtype::Bf16 => DType::BF16,
+            TowerDtype::F16 => DType::F16,
+        }
+    }
+}
+
+/// What `clip-features` computes on, and how.
+pub(crate) struct FeatureRun<'a> {
+    pub weights: &'a WeightsSource,
+    /// safetensors with `pixel_values [N, 3, S, S]` and `input_ids [M, L]`.
+    pub inputs: &'a Path,
+    pub device: &'a str,
+    pub eot_id: u32,
+    pub dtype: TowerDtype,
+}
+
+/// Runs CLIP towers loaded from `r.weights` (Hugging Face names; sizes from its `config.json`,
+/// else ViT-B/16) on `r.inputs` and writes `image_embeds` and `text_embeds` (unnormalised, as
+/// `get_image_features` / `get_text_features`) to `out`. The image tower runs as the frozen
+/// tower does in training: weights cast once to `r.dtype`, softmax and LayerNorm statistics in
+/// f32.
+pub(crate) fn clip_features(r: &FeatureRun, out: &Path) -> Result<()> {
+    let result = clip_feature_tensors(r)?;
     candle_core::safetensors::save(&result, out).with_context(|| format!("writing {}", out.display()))
 }
 
-fn clip_feature_tensors(
-    weights: &WeightsSource,
-    inputs: &Path,
-    device: &str,
-    eot_id: u32,
-) -> Result<HashMap<String, Tensor>> {
+fn clip_feature_tensors(r: &FeatureRun) -> Result<HashMap<String, Tensor>> {
+    let (weights, inputs, eot_id) = (r.weights, r.inputs, r.eot_id);
+    let device = r.device;
     let (device, _) = super::device(device)?;
     let files = crate::weights::resolve(weights)?;
     let (v, t, e) = match &files.config {
@@ -56,7 +79,8 @@ fn clip_feature_tensors(
     let get = |n: &str| io.get(n).with_context(|| format!("{}: has no tensor {n}", inputs.display()));
     let pixels = get("pixel_values")?.to_dtype(DType::F32)?;
     let ids: Vec<Vec<u32>> = get("input_ids")?.to_dtype(DType::U32)?.to_vec2()?;
-    let image = vision.forward(&pixels, 0)?.embeds;
+    let dtype = r.dtype.dtype();
+    let image = vision.detached(dtype)?.forward(&pixels.to_dtype(dtype)?, 0)?.embeds.to_dtype(DType::F32)?;
     let text = text.forward_ids(&ids, eot_id)?;
     Ok([("image_embeds".to_string(), image), ("text_embeds".to_string(), text)].into_iter().collect())
 }
