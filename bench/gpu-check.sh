@@ -67,7 +67,7 @@ if "$python" -c 'import transformers, safetensors' 2>/dev/null; then
     > "$out/parity-$half.log" 2>&1
   then verdict=OK; else verdict=FAILED; fi
   row "CLIP parity, image tower $half (within 2x transformers' own $half error)" \
-    "$verdict: $(grep -o "max |$half - f32| = [0-9.e+-]*" "$out/parity-$half.log" || echo 'no result'); dfer image $(grep -o 'image_embeds.*max |ours - transformers f32| = [0-9.e+-]*' "$out/parity-$half.log" | grep -o '= [0-9.e+-]*$' || echo '?')" \
+    "$verdict: transformers' own $(grep -o "max |$half - f32| = [0-9.e+-]*" "$out/parity-$half.log" | grep -o '[0-9.e+-]*$' || echo '?'), dfer $(grep -o 'image_embeds.*max |ours - transformers f32| = [0-9.e+-]*' "$out/parity-$half.log" | grep -o '[0-9.e+-]*$' || echo '?') (max abs difference from f32)" \
     "$((SECONDS - start)) s"
 else
   row "CLIP parity, ViT-B/16 f32" "not run: transformers / safetensors not importable by $python" "-"
