@@ -3,6 +3,7 @@
 
 pub(crate) mod bench;
 pub(crate) mod clip;
+pub(crate) mod ial;
 pub(crate) mod layers;
 pub(crate) mod optim;
 pub(crate) mod ous;

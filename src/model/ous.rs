@@ -21,6 +21,7 @@ use super::clip::{
     hf_config, normalize, vit_b16, ClipAttention, ClipEncoderLayer, TextConfig, TextTower, VisionConfig, VisionOutput,
     VisionTower,
 };
+use super::ial::intensity_aware_loss;
 use super::layers::{quick_gelu, LayerNorm, Linear, Lstm, TemporalConv};
 use super::params::{Group, ParamStore, Scope};
 use super::prompts::{PromptLearner, PromptTokens};
@@ -216,10 +217,19 @@ pub(crate) struct LossWeights {
     pub pol: f64,
     #[serde(default = "half")]
     pub global: f64,
+    /// Weight of the intensity-aware loss on the final logits ([`super::ial`]; Li et al.'s
+    /// code uses 0.1). 0, the default (ours), leaves it out, and is not written into saved
+    /// configs, so their hashes stay as they were.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub ial: f64,
 }
 
 fn half() -> f64 {
     0.5
+}
+
+fn is_zero(v: &f64) -> bool {
+    *v == 0.0
 }
 
 impl Default for LossWeights {
@@ -525,7 +535,7 @@ impl Ous {
         Ok((logits, self.global_head.forward(&global_in)?))
     }
 
-    /// `L_cont + λ_sim L_sim + λ_pol L_pol + λ_glob L_global`.
+    /// `L_cont + λ_sim L_sim + λ_pol L_pol + λ_glob L_global` (`+ λ_ial L_IAL` when asked).
     pub(crate) fn losses(&self, out: &Outputs, labels: &Tensor, polarity: &Tensor, w: &LossWeights) -> Result<Losses> {
         let cont = cross_entropy(&out.logits, labels)?;
         let global = cross_entropy(&out.global_logits, labels)?;
@@ -539,6 +549,11 @@ impl Ous {
             let pol = cross_entropy(p, polarity)?;
             total = (total + (&pol * w.pol)?)?;
             parts.push(("pol", pol));
+        }
+        if w.ial > 0.0 {
+            let ial = intensity_aware_loss(&out.logits, labels)?;
+            total = (total + (&ial * w.ial)?)?;
+            parts.push(("ial", ial));
         }
         Ok(Losses { total, parts })
     }

@@ -625,4 +625,22 @@ mod tests {
         assert!(s.losses.iter().all(|(n, _)| *n == "cont" || *n == "global"), "{:?}", s.losses);
         assert_eq!(f.predict(&input).unwrap().len(), 3);
     }
+
+    #[test]
+    fn the_intensity_aware_loss_joins_the_total_with_its_weight() {
+        let (mut r, face, scene) = tiny(true);
+        r.weights.ial = 0.1;
+        let input = HostInput::Pixels { face: &face, scene: &scene, colour: &COLOUR, batch: 3 };
+        let s = r.train_step(&input, &[0, 1, 2], &[2, 0, 0]).unwrap();
+        let part = |name: &str| s.losses.iter().find(|(n, _)| *n == name).map(|(_, v)| *v);
+        let ial = part("ial").expect("an ial part");
+        assert!(ial > 0.0, "{ial}");
+        let w = &r.weights;
+        let want = part("cont").unwrap() as f64
+            + w.global * part("global").unwrap() as f64
+            + w.sim * part("sim").unwrap() as f64
+            + w.pol * part("pol").unwrap() as f64
+            + 0.1 * ial as f64;
+        assert!((s.total as f64 - want).abs() < 1e-4, "total {} vs parts {want}", s.total);
+    }
 }
