@@ -42,11 +42,15 @@ text_enum! {
 /// Resizes `src` (or the `crop` = `[left, top, width, height]` part of it, in source pixels) to
 /// `w`x`h` with a bilinear filter widened for downscaling (SIMD, `fast_image_resize`).
 pub(crate) fn resize(src: &RgbImage, crop: Option<[f64; 4]>, w: u32, h: u32) -> RgbImage {
+    resize_raw(src.as_raw(), src.width(), src.height(), crop, w, h)
+}
+
+/// [`resize`] of an RGB buffer `raw` of `src_w`x`src_h` pixels, read in place (no copy).
+pub(crate) fn resize_raw(raw: &[u8], src_w: u32, src_h: u32, crop: Option<[f64; 4]>, w: u32, h: u32) -> RgbImage {
     thread_local! {
         static RESIZER: RefCell<Resizer> = RefCell::new(Resizer::new());
     }
-    let view =
-        ImageRef::new(src.width(), src.height(), src.as_raw(), PixelType::U8x3).expect("RGB buffer matches its size");
+    let view = ImageRef::new(src_w, src_h, raw, PixelType::U8x3).expect("RGB buffer matches its size");
     let mut dst = Image::new(w, h, PixelType::U8x3);
     let mut opts = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear));
     if let Some([l, t, cw, ch]) = crop {

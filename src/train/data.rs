@@ -8,7 +8,6 @@ use std::time::Instant;
 
 use anyhow::{bail, ensure, Context, Result};
 use crossbeam_channel::{bounded, Receiver};
-use image::RgbImage;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
@@ -17,7 +16,7 @@ use sha2::{Digest, Sha256};
 use super::config::Augment;
 use crate::dataset::splits::Role;
 use crate::error::UsageError;
-use crate::face::geometry::resize;
+use crate::face::geometry::resize_raw;
 use crate::manifest::Manifest;
 use crate::model::pixels::Colour;
 use crate::model::runner::{HostFeatures, HostInput};
@@ -374,19 +373,20 @@ fn stream(pixels: &[u8], size: u32, crop: Option<[f64; 4]>, aug: &ClipAug, out: 
     let plane = (out * out) as usize;
     let mut result = vec![0u8; aug.offsets.len() * 3 * plane];
     for t in 0..aug.offsets.len() {
-        let src = RgbImage::from_raw(size, size, pixels[t * frame_len..(t + 1) * frame_len].to_vec())
-            .expect("frame buffer matches its size");
-        let img = if crop.is_none() && size == out { src } else { resize(&src, crop, out, out) };
-        write_planes(&img, aug.flip, &mut result[t * 3 * plane..(t + 1) * 3 * plane]);
+        let src = &pixels[t * frame_len..(t + 1) * frame_len];
+        let dst = &mut result[t * 3 * plane..(t + 1) * 3 * plane];
+        if crop.is_none() && size == out {
+            write_planes(src, size as usize, aug.flip, dst);
+        } else {
+            write_planes(resize_raw(src, size, size, crop, out, out).as_raw(), out as usize, aug.flip, dst);
+        }
     }
     result
 }
 
-/// HWC → CHW, mirrored left–right when `flip`.
-fn write_planes(img: &RgbImage, flip: bool, dst: &mut [u8]) {
-    let (w, h) = (img.width() as usize, img.height() as usize);
-    let plane = w * h;
-    let raw = img.as_raw();
+/// A square RGB frame of side `w` (HWC) → CHW, mirrored left–right when `flip`.
+fn write_planes(raw: &[u8], w: usize, flip: bool, dst: &mut [u8]) {
+    let (h, plane) = (w, w * w);
     let (r_out, rest) = dst[..3 * plane].split_at_mut(plane);
     let (g_out, b_out) = rest.split_at_mut(plane);
     for y in 0..h {
@@ -403,6 +403,8 @@ fn write_planes(img: &RgbImage, flip: bool, dst: &mut [u8]) {
 
 #[cfg(test)]
 mod tests {
+    use image::RgbImage;
+
     use super::*;
 
     fn clip(row: usize) -> ClipRef {
@@ -435,13 +437,13 @@ mod tests {
 
     #[test]
     fn planes_flip_and_layout() {
-        let mut img = RgbImage::new(2, 1);
+        let mut img = RgbImage::new(2, 2);
         img.put_pixel(0, 0, image::Rgb([255, 0, 0]));
         img.put_pixel(1, 0, image::Rgb([0, 7, 254]));
-        let mut dst = vec![0u8; 6];
-        write_planes(&img, false, &mut dst);
-        assert_eq!(dst, [255, 0, 0, 7, 0, 254], "red plane, green plane, blue plane");
-        write_planes(&img, true, &mut dst);
-        assert_eq!(dst, [0, 255, 7, 0, 254, 0], "flipped");
+        let mut dst = vec![0u8; 12];
+        write_planes(img.as_raw(), 2, false, &mut dst);
+        assert_eq!(dst, [255, 0, 0, 0, 0, 7, 0, 0, 0, 254, 0, 0], "red plane, green plane, blue plane");
+        write_planes(img.as_raw(), 2, true, &mut dst);
+        assert_eq!(dst, [0, 255, 0, 0, 7, 0, 0, 0, 254, 0, 0, 0], "flipped");
     }
 }
