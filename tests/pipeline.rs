@@ -110,12 +110,13 @@ fn stamps_skip_done_stages_and_rerun_exactly_the_changed_ones() {
     assert_eq!(refused.status.code(), Some(2));
     assert!(stderr(&refused).contains("its input train-fold1 is not done"), "{}", stderr(&refused));
 
-    // A second `dfer run` on the same folder is refused while the first is alive.
-    let lock = out.join("dfer-run.lock");
+    // A run reaching a stage that another live run holds is refused.
+    let lock = out.join("stamps/eval-fold1.lock");
     std::fs::write(&lock, std::process::id().to_string()).unwrap();
-    let busy = dfer(&demo(&out, 3, &[]).iter().map(String::as_str).collect::<Vec<_>>());
+    let busy = dfer(&demo(&out, 3, &["--only", "eval"]).iter().map(String::as_str).collect::<Vec<_>>());
     assert_eq!(busy.status.code(), Some(2));
-    assert!(stderr(&busy).contains("another dfer run"), "{}", stderr(&busy));
+    let want = format!("another dfer run (process {}) is running stage eval-fold1", std::process::id());
+    assert!(stderr(&busy).contains(&want), "{}", stderr(&busy));
     std::fs::remove_file(&lock).unwrap();
 
     // --from re-runs a stage and everything after it.
@@ -274,4 +275,55 @@ fn dfew_pipeline_runs_with_clip_weights_and_clips_tokenizer() {
     let saved = std::fs::read_to_string(out.join("runs/fold1/config.toml")).unwrap();
     assert!(saved.contains(fixture.to_str().unwrap()) && saved.contains("tokenizer = \"auto\""), "{saved}");
     assert!(out.join("runs/fold1/report.json").is_file() && out.join("report.json").is_file());
+}
+
+/// A pipeline's `report.json` and each fold's evaluation with the folder paths taken out.
+fn figures(out: &Path) -> (serde_json::Value, Vec<serde_json::Value>) {
+    let read = |p: PathBuf| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))).unwrap()
+    };
+    let mut report = read(out.join("report.json"));
+    for run in report["runs"].as_array_mut().unwrap() {
+        run["run"] = run["run"].as_str().unwrap().rsplit('/').next().unwrap().into();
+    }
+    let folds = (1..=3).map(|k| read(out.join(format!("runs/fold{k}/report.json")))["metrics"].clone()).collect();
+    (report, folds)
+}
+
+#[test]
+fn fold_workers_on_one_folder_report_what_one_run_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let (single, shared) = (dir.path().join("single"), dir.path().join("shared"));
+    let folds = "train.folds=[1,2,3]";
+    run(&demo(&single, 2, &["--set", folds]), 0);
+
+    // The cluster recipe: the stages before training once, then one worker per fold, all at
+    // once as separate processes, then a final run that evaluates and reports.
+    for only in ["synth", "manifest", "prep"] {
+        run(&demo(&shared, 2, &["--set", folds, "--only", only]), 0);
+    }
+    let workers: Vec<_> = (1..=3)
+        .map(|k| {
+            let args = demo(&shared, 2, &["--set", &format!("train.folds=[{k}]"), "--only", "train"]);
+            std::process::Command::new(env!("CARGO_BIN_EXE_dfer"))
+                .args(&args)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for (k, w) in workers.into_iter().enumerate() {
+        let o = w.wait_with_output().unwrap();
+        assert!(o.status.success(), "worker {}: {}", k + 1, String::from_utf8_lossy(&o.stderr));
+        assert!(stdout(&o).contains(&format!("==> [1/1] train-fold{}", k + 1)), "{}", stdout(&o));
+    }
+    let last = run(&demo(&shared, 2, &["--set", folds]), 0);
+    let ran = lines_with(&last, "==> ");
+    assert_eq!(ran.len(), 4, "the final run evaluates three folds and reports:\n{last}");
+    assert!(ran.iter().all(|l| !l.contains("train-fold")), "no fold is trained again:\n{last}");
+    assert_eq!(figures(&shared), figures(&single), "fold workers and one run report the same");
+    assert!(!std::fs::read_dir(shared.join("stamps"))
+        .unwrap()
+        .any(|e| { e.unwrap().file_name().to_string_lossy().ends_with(".lock") }));
 }

@@ -16,7 +16,7 @@ use serde::Serialize;
 use crate::atomic::read_if_exists;
 use crate::train::run_dir::RunDir;
 
-pub(crate) use spec::{Pipeline, StageKind};
+pub(crate) use spec::{Pipeline, Stage, StageKind};
 use stamp::{Phase, StageOutcome, Stamp, State};
 
 /// How `dfer run` was asked to treat the stamps.
@@ -184,31 +184,32 @@ fn remove(path: &Path) -> Result<()> {
     }
 }
 
-/// `OUT/dfer-run.lock` while a `dfer run` uses the folder; removed when it ends. A lock whose
-/// process is gone (killed) is taken over.
+/// `OUT/stamps/STAGE.lock` while a `dfer run` runs that stage; removed when it ends. Runs on one
+/// folder keep apart stage by stage, so workers that each run other stages (one fold each, on a
+/// cluster) share the folder, and a second run reaching a stage that is running is refused. A
+/// lock whose process is gone (killed) is taken over.
 struct Lock(std::path::PathBuf);
 
 impl Lock {
-    fn take(out: &Path) -> Result<Lock> {
+    fn take(path: &Path, stage: &str) -> Result<Lock> {
         use std::io::Write;
-        let path = out.join("dfer-run.lock");
         loop {
-            match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+            match std::fs::OpenOptions::new().write(true).create_new(true).open(path) {
                 Ok(mut f) => {
                     write!(f, "{}", std::process::id()).with_context(|| format!("{}: cannot write", path.display()))?;
-                    return Ok(Lock(path));
+                    return Ok(Lock(path.to_path_buf()));
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    let pid = read_if_exists(&path)?.unwrap_or_default();
+                    let pid = read_if_exists(path)?.unwrap_or_default();
                     let pid = pid.trim();
                     if !pid.is_empty() && Path::new("/proc").join(pid).exists() {
                         return Err(crate::error::UsageError::new(format!(
-                            "{}: another dfer run (process {pid}) is using this output folder",
+                            "{}: another dfer run (process {pid}) is running stage {stage} in this output folder",
                             path.display()
                         ))
                         .into());
                     }
-                    std::fs::remove_file(&path)
+                    std::fs::remove_file(path)
                         .with_context(|| format!("{}: cannot remove stale lock", path.display()))?;
                 }
                 Err(e) => return Err(e).with_context(|| format!("{}: cannot create", path.display())),
@@ -223,6 +224,65 @@ impl Drop for Lock {
     }
 }
 
+/// The outcome of stage `s` when another run finished it, with the same key, after this run
+/// planned it as not done.
+fn done_meanwhile(s: &Stage, step: &Step, stamp_path: &Path) -> Option<StageOutcome> {
+    if matches!(step.state, State::Done(_)) {
+        return None;
+    }
+    match Stamp::read(stamp_path).ok()??.state(s, &step.key, &step.inputs) {
+        State::Done(o) => Some(o),
+        _ => None,
+    }
+}
+
+/// Runs stage `s` with `argv` between a started and a done stamp at `stamp_path`, removing its
+/// outputs first when the plan says so.
+fn run_stage(
+    p: &Pipeline,
+    s: &Stage,
+    step: &Step,
+    argv: &[String],
+    stamp_path: &Path,
+    exec: &dyn Fn(&[String]) -> Result<crate::error::Outcome>,
+) -> Result<StageOutcome> {
+    let mut stamp = Stamp {
+        stage: s.id.clone(),
+        key: step.key.clone(),
+        version: stamp::VERSION.into(),
+        settings: s.settings.clone(),
+        inputs: step.inputs.clone(),
+        command: command_line(argv),
+        phase: Phase::Started,
+        outcome: None,
+        started: stamp::now(),
+        seconds: None,
+    };
+    stamp.write(stamp_path)?;
+    if step.fresh {
+        for o in &s.outputs {
+            remove(o)?;
+        }
+    }
+    let t0 = Instant::now();
+    let outcome = exec(argv).with_context(|| {
+        format!(
+            "{}: stage {} failed (the stages before it are kept; `dfer run` again continues from here)",
+            p.file.display(),
+            s.id
+        )
+    })?;
+    let outcome = match outcome {
+        crate::error::Outcome::Ok => StageOutcome::Ok,
+        crate::error::Outcome::SomeFailed => StageOutcome::SomeFailed,
+    };
+    stamp.phase = Phase::Done;
+    stamp.outcome = Some(outcome);
+    stamp.seconds = Some(t0.elapsed().as_secs_f64());
+    stamp.write(stamp_path)?;
+    Ok(outcome)
+}
+
 /// Runs the planned stages in order through `exec` (which runs one `dfer` command line) and
 /// stamps them. A stage that fails stops the pipeline; finished stages keep their stamps.
 /// Returns the worst outcome over all stages, skipped ones included.
@@ -234,7 +294,6 @@ pub(crate) fn execute(
     for dir in [p.out.join("stamps"), p.out.join("pipeline")] {
         std::fs::create_dir_all(&dir).with_context(|| format!("{}: cannot create", dir.display()))?;
     }
-    let _lock = Lock::take(&p.out)?;
     for (path, text) in &p.files {
         if read_if_exists(path)?.as_deref() != Some(text.as_str()) {
             crate::atomic::write_atomic(path, text.as_bytes())?;
@@ -260,43 +319,18 @@ pub(crate) fn execute(
         }
         println!("==> [{n}/{total}] {}: {}\n    $ {}", s.id, step.reason, command_line(&argv));
         let path = p.stamp_path(s);
-        let mut stamp = Stamp {
-            stage: s.id.clone(),
-            key: step.key.clone(),
-            version: stamp::VERSION.into(),
-            settings: s.settings.clone(),
-            inputs: step.inputs.clone(),
-            command: command_line(&argv),
-            phase: Phase::Started,
-            outcome: None,
-            started: stamp::now(),
-            seconds: None,
-        };
-        stamp.write(&path)?;
-        if step.fresh {
-            for o in &s.outputs {
-                remove(o)?;
+        let _lock = Lock::take(&path.with_extension("lock"), &s.id)?;
+        if let Some(o) = done_meanwhile(s, step, &path) {
+            println!("    done meanwhile by another dfer run on this folder: skipped");
+            if o == StageOutcome::SomeFailed {
+                worst = o;
             }
+            continue;
         }
-        let t0 = Instant::now();
-        let outcome = exec(&argv).with_context(|| {
-            format!(
-                "{}: stage {} failed (the stages before it are kept; `dfer run` again continues from here)",
-                p.file.display(),
-                s.id
-            )
-        })?;
-        let outcome = match outcome {
-            crate::error::Outcome::Ok => StageOutcome::Ok,
-            crate::error::Outcome::SomeFailed => StageOutcome::SomeFailed,
-        };
+        let outcome = run_stage(p, s, step, &argv, &path, exec)?;
         if outcome == StageOutcome::SomeFailed {
             worst = outcome;
         }
-        stamp.phase = Phase::Done;
-        stamp.outcome = Some(outcome);
-        stamp.seconds = Some(t0.elapsed().as_secs_f64());
-        stamp.write(&path)?;
     }
     Ok(worst)
 }
