@@ -146,7 +146,7 @@ fn killed_run_continues_where_it_stopped_and_matches_an_uninterrupted_one() {
     }
     child.kill().unwrap();
     child.wait().unwrap();
-    assert!(out.join("dfer-run.lock").exists(), "the killed run's lock is left behind");
+    assert!(out.join("stamps/train-fold1.lock").exists(), "the killed run's stage lock is left behind");
     let stamp = std::fs::read_to_string(out.join("stamps/train-fold1.json")).unwrap();
     assert!(stamp.contains("\"phase\": \"started\""), "{stamp}");
 
@@ -156,7 +156,7 @@ fn killed_run_continues_where_it_stopped_and_matches_an_uninterrupted_one() {
     }
     assert!(resumed.contains("==> [1/3] train-fold1: interrupted; continues where it stopped"), "{resumed}");
     assert!(resumed.contains("--fold 1 --resume"), "{resumed}");
-    assert!(!out.join("dfer-run.lock").exists(), "a dead run's lock is taken over and removed");
+    assert!(!out.join("stamps/train-fold1.lock").exists(), "a dead run's lock is taken over and removed");
 
     // The same training without interruption, from the pipeline's own config.
     let straight = dir.path().join("straight");
