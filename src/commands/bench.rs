@@ -7,13 +7,14 @@ use anyhow::Result;
 
 use crate::error::Outcome;
 use crate::model::bench::{self, Recipe, StepBench, StepTiming, TowerDtype};
-use crate::model::ous::Arch;
+use crate::model::config::Arch;
 use crate::weights::WeightsSource;
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Example:\n  dfer bench train-step --arch vit-b16 --device cuda --recipe frozen --batch 8\n  \
 dfer bench clip-features --weights clip.safetensors --inputs in.safetensors --out ours.safetensors\n  \
-dfer bench loader --shards out/prep/shards --frames 16 --size 224")]
+dfer bench loader --shards out/prep/shards --frames 16 --size 224\n  \
+dfer bench jpeg-layout --shards out/prep/shards --work /tmp/layout")]
 pub struct Args {
     #[command(subcommand)]
     pub what: What,
@@ -56,6 +57,19 @@ pub enum What {
         #[arg(long, default_value_t = 224)]
         size: u32,
     },
+    /// Write the frames of JPEG shards as a variable-length dataset (what shards use) and as one
+    /// flat byte dataset with offsets, and time reading one clip each way; prints JSON.
+    JpegLayout {
+        /// Folder of JPEG shards (`PREP/shards`).
+        #[arg(long)]
+        shards: PathBuf,
+        /// Folder for the two files written (`vlen.h5`, `flat.h5`).
+        #[arg(long)]
+        work: PathBuf,
+        /// Passes over every clip; the best is reported.
+        #[arg(long, default_value_t = 5)]
+        repeats: usize,
+    },
     /// Time OUS training steps on random inputs; prints JSON.
     TrainStep {
         #[arg(long, default_value = "vit-b16")]
@@ -92,6 +106,10 @@ pub fn run(a: &Args) -> Result<Outcome> {
         }
         What::Loader { shards, frames, size } => {
             let t = crate::train::data::time_loader(shards, *frames, *size)?;
+            println!("{}", serde_json::to_string(&t)?);
+        }
+        What::JpegLayout { shards, work, repeats } => {
+            let t = crate::shard::layout::time_layouts(shards, work, *repeats)?;
             println!("{}", serde_json::to_string(&t)?);
         }
         What::TrainStep { arch, device, recipe, batch, frames, steps, warmup, accum, profile } => {

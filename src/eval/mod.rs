@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::atomic::{read_if_exists, write_atomic};
 use crate::error::UsageError;
 use crate::metrics::Metrics;
-use crate::model::ous::Arch;
+use crate::model::config::Arch;
 use crate::train::checkpoint::{CheckpointChoice, EpochState};
 use crate::train::config::TrainConfig;
 use crate::train::run_dir::{beats, RunDir};

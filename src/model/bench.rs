@@ -13,7 +13,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
 use super::clip::{hf_config, vit_b16, TextTower, VisionTower};
-use super::ous::{Arch, LossWeights, OusConfig};
+use super::config::{Arch, LossWeights, ModelConfig};
 use super::params::ParamStore;
 use super::profile::ModuleTime;
 use super::runner::{host_reads, HostFeatures, HostInput, OptimSettings, Runner};
@@ -140,7 +140,7 @@ pub(crate) struct StepTiming {
 pub(crate) fn train_steps(b: &StepBench) -> Result<StepTiming> {
     let labels: Vec<String> =
         ["Happy", "Sad", "Neutral", "Angry", "Surprise", "Disgust", "Fear"].iter().map(|s| s.to_string()).collect();
-    let cfg = OusConfig { arch: b.arch, ..Default::default() };
+    let cfg = ModelConfig { arch: b.arch, ..Default::default() };
     let (batch, frames) = (b.batch, b.frames);
     let mut runner = Runner::new(&cfg, &labels, frames, &b.device, LossWeights::default())?;
     runner.set_optimizer(OptimSettings {

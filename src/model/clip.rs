@@ -375,7 +375,7 @@ impl ClipEncoder {
     }
 }
 
-/// `encoder.layers.N` (`CLIPEncoderLayer`): a pre-norm transformer layer. The OUS Frame Encoder
+/// `encoder.layers.N` (`CLIPEncoderLayer`): a pre-norm transformer layer. [`ClassTokenEncoder`]
 /// is built of the same layers (same parameter names).
 pub(crate) struct ClipEncoderLayer {
     layer_norm1: LayerNorm,
@@ -412,6 +412,43 @@ impl ClipEncoderLayer {
         let x = (x + self.self_attn.forward(&h, &h, mask)?)?;
         let h = self.mlp.forward(&self.layer_norm2.forward(&x)?)?;
         Ok((x + h)?)
+    }
+}
+
+/// A learnable class token and learned positions before CLIP encoder layers, over a sequence of
+/// frame features `[B, T, E]` → tokens `[B, 1 + T, E]` (token 0 is the class token). OUS's Frame
+/// Encoder and DFER-CLIP's temporal transformer are both this module: `cls`, `pos`, `layers.N`.
+pub(crate) struct ClassTokenEncoder {
+    cls: Tensor,
+    pos: Tensor,
+    layers: Vec<ClipEncoderLayer>,
+}
+
+impl ClassTokenEncoder {
+    /// `frames` positions after the class token; `depth` layers of `heads` heads and MLP width `mlp`.
+    pub(crate) fn new(
+        s: &mut Scope,
+        frames: usize,
+        dim: usize,
+        depth: usize,
+        heads: usize,
+        mlp: usize,
+    ) -> Result<Self> {
+        let cls = s.normal("cls", &[dim], 0.02)?;
+        let pos = s.normal("pos", &[frames + 1, dim], 0.02)?;
+        let mut l = s.sub("layers");
+        let layers = (0..depth).map(|i| ClipEncoderLayer::new(&mut l, &i.to_string(), dim, heads, mlp));
+        Ok(Self { cls, pos, layers: layers.collect::<Result<_>>()? })
+    }
+
+    pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let (b, _, e) = x.dims3()?;
+        let cls = self.cls.reshape((1, 1, e))?.repeat((b, 1, 1))?;
+        let mut tokens = Tensor::cat(&[&cls, x], 1)?.broadcast_add(&self.pos)?;
+        for layer in &self.layers {
+            tokens = layer.forward(&tokens, None)?;
+        }
+        Ok(tokens)
     }
 }
 

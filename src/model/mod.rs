@@ -1,10 +1,15 @@
 //! The trainer's model code, the only modules that touch the deep-learning framework (candle):
-//! named parameters, layers, the CLIP towers, prompts, the OUS model and its optimiser.
+//! named parameters, layers, the CLIP towers, prompts, the methods' heads (OUS, DFER-CLIP) and
+//! the optimiser.
 
 pub(crate) mod bench;
 pub(crate) mod clip;
+pub(crate) mod config;
+pub(crate) mod descriptions;
+pub(crate) mod dfer_clip;
 pub(crate) mod ial;
 pub(crate) mod layers;
+pub(crate) mod network;
 pub(crate) mod optim;
 pub(crate) mod ous;
 pub(crate) mod params;

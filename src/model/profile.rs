@@ -11,7 +11,7 @@ use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::loss::cross_entropy;
 use serde::Serialize;
 
-use super::ous::{Features, Ous};
+use super::network::{Features, Network};
 
 /// Forward and backward seconds of one module (median of the runs).
 #[derive(Debug, Clone, Serialize)]
@@ -53,15 +53,17 @@ fn time_module(
     Ok(ModuleTime { module, forward_s: median(forward), backward_s: median(backward) })
 }
 
-/// Times every module after the image tower on `x` (features of one batch), `runs` times each.
+/// Times every module after the image tower of an OUS network on `x` (features of one batch),
+/// `runs` times each.
 pub(crate) fn modules(
-    model: &Ous,
+    network: &Network,
     x: &Features,
     labels: &Tensor,
     device: &Device,
     runs: usize,
 ) -> Result<Vec<ModuleTime>> {
-    let mut rows = vec![time_module(device, "text tower (prompt pass)", runs, || model.class_features())?];
+    let model = network.ous().context("the per-module profile is of OUS's modules (model.method = \"ous\")")?;
+    let mut rows = vec![time_module(device, "text tower (prompt pass)", runs, || network.class_features())?];
     rows.push(time_module(device, "face LSTM", runs, || model.face_lstm(&x.face))?);
     let sequence = tracked(&model.face_lstm(&x.face)?)?;
     rows.push(time_module(device, "Frame Encoder", runs, || model.frame_encoder(&sequence))?);
@@ -87,9 +89,10 @@ pub(crate) fn modules(
     let memory = Tensor::cat(&memory, 1)?;
     rows.push(time_module(device, "Type Fusion Encoder", runs, || model.type_fusion(&memory))?);
     let video = tracked(&model.type_fusion(&memory)?)?;
-    let text = tracked(&model.class_features()?)?;
+    let text = tracked(&network.class_features()?)?;
+    let scale = network.logit_scale()?;
     let classify = || -> Result<Tensor> {
-        let (logits, global) = model.classify(&video, &text, polarity_logits.as_ref())?;
+        let (logits, global) = model.classify(&video, &text, polarity_logits.as_ref(), &scale)?;
         Ok((cross_entropy(&logits, labels)? + cross_entropy(&global, labels)?)?)
     };
     rows.push(time_module(device, "classifiers + losses", runs, classify)?);

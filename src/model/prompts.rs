@@ -1,5 +1,7 @@
-//! Learnable prompts (CoOp, Zhou et al. 2022): `n_ctx` context vectors shared by all classes
-//! replace the placeholder words of "x x … x <class name>." before the CLIP text tower.
+//! Learnable prompts (CoOp, Zhou et al. 2022): `n_ctx` context vectors replace the placeholder
+//! words of "x x … x <class text>." before the CLIP text tower. OUS's class text is the class
+//! name and its context is shared by all classes (CoOp); DFER-CLIP's is a description of the
+//! face's behaviour with a context of its own per class (Zhao & Patras).
 //! The tokenizer comes from `tokenizer.rs`; the placeholder's id is taken by encoding it, so a
 //! BPE that spells it `x</w>` works as well as a word vocabulary.
 
@@ -23,9 +25,10 @@ pub(crate) struct PromptTokens {
     pub n_ctx: usize,
 }
 
+/// Token ids of "x x … x <text>." for each class text (lower-cased).
 pub(crate) fn tokenize_prompts(
     tok: &Tokenizer,
-    labels: &[String],
+    texts: &[String],
     n_ctx: usize,
     context: usize,
 ) -> Result<PromptTokens> {
@@ -33,24 +36,24 @@ pub(crate) fn tokenize_prompts(
     let eot_id = tok.token_to_id(EOT).with_context(|| format!("tokenizer has no {EOT} token"))?;
     let mut ids = Vec::new();
     let mut eot = Vec::new();
-    for label in labels {
-        let text = format!("{} {}.", vec![PLACEHOLDER; n_ctx].join(" "), label.to_lowercase());
+    for class_text in texts {
+        let text = format!("{} {}.", vec![PLACEHOLDER; n_ctx].join(" "), class_text.to_lowercase());
         let enc = tok.encode(text.as_str(), true).map_err(|e| anyhow::anyhow!("tokenizing {text:?}: {e}"))?;
         let mut seq = enc.get_ids().to_vec();
         ensure!(
             seq.len() > n_ctx + 1 && seq[1..=n_ctx].iter().all(|&t| t == placeholder),
-            "prompt {text:?} does not tokenize as start token + {n_ctx} placeholders + class name ({seq:?})"
+            "prompt {text:?} does not tokenize as start token + {n_ctx} placeholders + class text ({seq:?})"
         );
         let Some(end) = seq.iter().position(|&t| t == eot_id) else { bail!("prompt {text:?} has no {EOT} token") };
         if seq.len() > context {
             bail!(UsageError::new(format!(
                 "model.n_ctx = {n_ctx}: prompt {text:?} has {} tokens, the text tower's context length is {context}; \
-                 lower model.n_ctx",
+                 lower model.n_ctx or shorten the class text (CLIP's towers hold 77 tokens)",
                 seq.len()
             )));
         }
         if unknown(tok, &seq) {
-            bail!(UsageError::new(format!("label {label:?} has words the tokenizer does not know")));
+            bail!(UsageError::new(format!("class text {class_text:?} has words the tokenizer does not know")));
         }
         seq.resize(context, 0);
         ids.push(seq);
@@ -72,7 +75,8 @@ fn unknown(tok: &Tokenizer, seq: &[u32]) -> bool {
     tok.token_to_id("<unk>").is_some_and(|u| seq.contains(&u))
 }
 
-/// The learnable context (`prompt_learner.ctx [n_ctx, width]`, N(0, 0.02²) as in CoOp).
+/// The learnable context, N(0, 0.02²) as in CoOp: `prompt_learner.ctx [n_ctx, width]` shared by
+/// all classes, or `[K, n_ctx, width]` with one context per class.
 pub(crate) struct PromptLearner {
     ctx: Tensor,
     tokens: PromptTokens,
@@ -80,8 +84,15 @@ pub(crate) struct PromptLearner {
 }
 
 impl PromptLearner {
-    pub(crate) fn new(store: &mut ParamStore, tokens: PromptTokens, width: usize) -> Result<Self> {
-        let ctx = store.scope("prompt_learner", Group::Prompts).normal("ctx", &[tokens.n_ctx, width], 0.02)?;
+    pub(crate) fn new(
+        store: &mut ParamStore,
+        tokens: PromptTokens,
+        width: usize,
+        class_specific: bool,
+    ) -> Result<Self> {
+        let k = tokens.ids.len();
+        let shape = if class_specific { vec![k, tokens.n_ctx, width] } else { vec![tokens.n_ctx, width] };
+        let ctx = store.scope("prompt_learner", Group::Prompts).normal("ctx", &shape, 0.02)?;
         let flat: Vec<u32> = tokens.ids.concat();
         let ids = Tensor::from_vec(flat, (tokens.ids.len(), tokens.ids[0].len()), store.device())?;
         Ok(Self { ctx, tokens, ids })
@@ -96,7 +107,8 @@ impl PromptLearner {
         let emb = text.embed_tokens(&self.ids)?;
         let (k, l, w) = emb.dims3()?;
         let n = self.tokens.n_ctx;
-        let ctx = self.ctx.unsqueeze(0)?.broadcast_as((k, n, w))?;
+        let ctx =
+            if self.ctx.rank() == 3 { self.ctx.clone() } else { self.ctx.unsqueeze(0)?.broadcast_as((k, n, w))? };
         let x = Tensor::cat(&[&emb.narrow(1, 0, 1)?, &ctx, &emb.narrow(1, 1 + n, l - 1 - n)?], 1)?;
         text.forward_embeddings(&x, &self.tokens.eot)
     }
@@ -120,7 +132,7 @@ mod tests {
         assert_eq!(p.eot, vec![7, 7, 7]);
         assert!(p.ids.iter().all(|s| s.len() == 12));
         let e = tokenize_prompts(&tok, &["Fear".to_string()], 4, 12).unwrap_err();
-        assert!(format!("{e:#}").contains("does not know"), "{e:#}");
+        assert!(format!("{e:#}").contains("\"Fear\" has words the tokenizer does not know"), "{e:#}");
         let e = tokenize_prompts(&tok, &labels, 10, 12).unwrap_err();
         assert!(format!("{e:#}").contains("context length"), "{e:#}");
         let e = tokenizer::load_file(&dir.path().join("missing.json")).unwrap_err();

@@ -1,4 +1,4 @@
-//! The boundary between the trainer and candle: builds the OUS model on a device, runs training
+//! The boundary between the trainer and candle: builds the network (OUS or DFER-CLIP) on a device, runs training
 //! steps, predictions and image-tower encodings on host buffers, and saves / restores weights
 //! and optimiser state. `train/` and `eval/` only see plain vectors.
 
@@ -12,8 +12,10 @@ use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, Tensor};
 use sha2::{Digest, Sha256};
 
+use super::config::{Arch, LossWeights, Method, ModelConfig};
+use super::descriptions::class_descriptions;
+use super::network::{Features, Losses, Network, CLIP_PREFIX};
 use super::optim::{schedule, AdamW, GroupSettings};
-use super::ous::{Arch, Features, LossWeights, Losses, Ous, OusConfig, CLIP_PREFIX};
 use super::params::{Group, ParamStore};
 use super::pixels::{self, Colour};
 use super::profile::{self, ModuleTime};
@@ -108,7 +110,7 @@ pub(crate) struct Runner {
     device: Device,
     dtype: DType,
     store: ParamStore,
-    model: Ous,
+    model: Network,
     frames: usize,
     image_size: usize,
     dims: (usize, usize, usize),
@@ -124,7 +126,7 @@ impl Runner {
     /// Builds the model for `labels` and `frames` per clip on `device` (`cpu` | `cuda[:N]`),
     /// loading CLIP weights when the config names them.
     pub(crate) fn new(
-        cfg: &OusConfig,
+        cfg: &ModelConfig,
         labels: &[String],
         frames: usize,
         device: &str,
@@ -134,11 +136,15 @@ impl Runner {
         let files = cfg.clip_weights.as_ref().map(crate::weights::resolve).transpose()?;
         let towers = cfg.towers(files.as_ref().and_then(|f| f.config.as_deref()))?;
         let (vcfg, tcfg, e) = towers.clone();
-        let (tok, kind) = tokenizer::choose(&cfg.tokenizer, files.as_ref(), labels, tcfg.vocab_size)?;
+        let texts = match cfg.method {
+            Method::Ous => labels.to_vec(),
+            Method::DferClip => class_descriptions(cfg.descriptions.as_deref(), labels)?,
+        };
+        let (tok, kind) = tokenizer::choose(&cfg.tokenizer, files.as_ref(), &texts, tcfg.vocab_size)?;
         tracing::info!("tokenizer: {kind} ({} tokens)", tok.get_vocab_size(true));
-        let tokens = tokenize_prompts(&tok, labels, cfg.n_ctx, tcfg.context_length)?;
+        let tokens = tokenize_prompts(&tok, &texts, cfg.n_ctx, tcfg.context_length)?;
         let mut store = ParamStore::new(&device, cfg.seed);
-        let mut model = Ous::new(&mut store, cfg, &towers, frames, tokens)?;
+        let mut model = Network::new(&mut store, cfg, &towers, frames, tokens)?;
         if let Some(f) = &files {
             let n = store.load_prefixed(&f.weights, &format!("{CLIP_PREFIX}."))?;
             tracing::info!("loaded {n} CLIP tensors from {}", f.weights.display());
@@ -149,7 +155,7 @@ impl Runner {
         }
         // No optimiser yet: the image tower is frozen until `set_optimizer` says otherwise.
         model.set_frozen_tower_dtype(dtype)?;
-        let early = if cfg.use_polarity { cfg.polarity_blocks } else { 0 };
+        let early = cfg.early_blocks();
         Ok(Self {
             device,
             dtype,
@@ -180,7 +186,7 @@ impl Runner {
     }
 
     pub(crate) fn uses_scene(&self) -> bool {
-        self.model.config().use_scene
+        self.model.config().uses_scene()
     }
 
     /// Parameter counts: (all, being trained).
@@ -516,7 +522,7 @@ mod tests {
     const COLOUR: [Colour; 3] = [[1.0; 3], [1.2, 0.8, 1.1], [0.9, 1.1, 0.7]];
 
     fn tiny(use_scene: bool) -> (Runner, Vec<u8>, Vec<u8>) {
-        let cfg = OusConfig {
+        let cfg = ModelConfig {
             arch: Arch::Tiny,
             heads: 4,
             n_ctx: 2,

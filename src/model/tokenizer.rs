@@ -95,7 +95,7 @@ impl fmt::Display for TokenizerChoice {
 pub(crate) fn choose(
     choice: &TokenizerChoice,
     weights: Option<&ClipFiles>,
-    labels: &[String],
+    texts: &[String],
     vocab_size: usize,
 ) -> Result<(Tokenizer, String)> {
     let (tok, kind) = match (choice, weights) {
@@ -105,7 +105,7 @@ pub(crate) fn choose(
             w.weights.display()
         ))),
         (TokenizerChoice::Words | TokenizerChoice::Auto, None) => {
-            (words(labels, PLACEHOLDER)?, "word vocabulary of the labels".to_string())
+            (words(texts, PLACEHOLDER)?, "word vocabulary of the class texts".to_string())
         }
         (TokenizerChoice::Auto, Some(ClipFiles { tokenizer: Some(file), .. })) | (TokenizerChoice::File(file), _) => {
             (load_file(file)?, file.display().to_string())
@@ -195,14 +195,15 @@ fn clip_json(vocab: &[String], merges: &[(&str, &str)]) -> serde_json::Value {
     })
 }
 
-/// A word-level tokenizer over the placeholder, "." and the words of `labels` (lower-cased), with
-/// CLIP's start / end tokens. Only meaningful for random-weight towers.
-pub(crate) fn words(labels: &[String], placeholder: &str) -> Result<Tokenizer> {
+/// A word-level tokenizer over the placeholder, "." and the words and punctuation of the class
+/// `texts` (lower-cased, split as its whitespace pre-tokenizer splits them), with CLIP's start /
+/// end tokens. Only meaningful for random-weight towers.
+pub(crate) fn words(texts: &[String], placeholder: &str) -> Result<Tokenizer> {
     let mut vocab: Vec<String> = vec!["<unk>".into(), SOT.into(), EOT.into(), placeholder.into(), ".".into()];
-    for label in labels {
-        for w in label.to_lowercase().split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()) {
-            if !vocab.iter().any(|v| v == w) {
-                vocab.push(w.to_string());
+    for text in texts {
+        for w in pre_tokens(&text.to_lowercase()) {
+            if !vocab.contains(&w) {
+                vocab.push(w);
             }
         }
     }
@@ -220,6 +221,26 @@ pub(crate) fn words(labels: &[String], placeholder: &str) -> Result<Tokenizer> {
         "model": { "type": "WordLevel", "vocab": vocab_map, "unk_token": "<unk>" }
     });
     Tokenizer::from_str(&json.to_string()).map_err(|e| anyhow::anyhow!("building the word tokenizer: {e}"))
+}
+
+/// `text` split like the `Whitespace` pre-tokenizer: runs of word characters, and runs of
+/// other non-space characters.
+fn pre_tokens(text: &str) -> Vec<String> {
+    let word = |c: char| c.is_alphanumeric() || c == '_';
+    let mut out: Vec<String> = Vec::new();
+    let mut last: Option<bool> = None;
+    for c in text.chars() {
+        if c.is_whitespace() {
+            last = None;
+            continue;
+        }
+        match out.last_mut() {
+            Some(run) if last == Some(word(c)) => run.push(c),
+            _ => out.push(c.to_string()),
+        }
+        last = Some(word(c));
+    }
+    out
 }
 
 #[cfg(test)]

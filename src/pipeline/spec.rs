@@ -595,14 +595,15 @@ impl<'a> Builder<'a> {
 
     /// `dfer eval` of the run `train_stage` writes; returns the stage's index.
     fn eval(&mut self, suffix: &str, run: &Path, checkpoint: CheckpointChoice, train_stage: usize) -> usize {
+        let dir = RunDir::new(run);
         self.push(Stage {
             kind: StageKind::Eval,
             id: format!("eval{suffix}"),
             argv: vec!["eval".into(), "--run".into(), path_arg(run), "--checkpoint".into(), checkpoint.to_string()],
             settings: json!({ "checkpoint": checkpoint.to_string() }),
             inputs: vec![train_stage],
-            marker: RunDir::new(run).report(),
-            outputs: RunDir::new(run).eval_outputs(),
+            marker: dir.report(),
+            outputs: dir.eval_outputs(),
             resumable_run: None,
         })
     }

@@ -4,6 +4,8 @@
 
 pub(crate) mod features;
 pub(crate) mod inspect;
+mod jpeg;
+pub(crate) mod layout;
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -72,19 +74,7 @@ pub(crate) fn encode_pixels(
     }
     let encode = |pixels: &[u8], side: u32| -> Result<JpegFrames> {
         let frame = (side * side * 3) as usize;
-        pixels
-            .chunks_exact(frame)
-            .map(|f| {
-                let mut out = Vec::with_capacity(frame / 8);
-                image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, format.jpeg_quality).encode(
-                    f,
-                    side,
-                    side,
-                    image::ExtendedColorType::Rgb8,
-                )?;
-                Ok(out)
-            })
-            .collect()
+        pixels.chunks_exact(frame).map(|f| jpeg::encode(f, side, format.jpeg_quality)).collect()
     };
     Ok(StoredPixels::Jpeg { face: encode(&t.face, face_size)?, scene: encode(&t.scene, scene_size)? })
 }
@@ -436,8 +426,9 @@ impl ShardReader {
             }
             Encoding::Jpeg => {
                 let (face, scene) = self.jpeg_frames(i)?;
-                let pick = |all: &JpegFrames| which.iter().map(|&f| all[f].clone()).collect::<JpegFrames>();
-                Ok((self.decode(i, "face", &pick(&face), fs)?, self.decode(i, "scene", &pick(&scene), ss)?))
+                let face: Vec<&[u8]> = which.iter().map(|&f| face[f].as_slice()).collect();
+                let scene: Vec<&[u8]> = which.iter().map(|&f| scene[f].as_slice()).collect();
+                Ok((self.decode(i, "face", &face, fs)?, self.decode(i, "scene", &scene, ss)?))
             }
         }
     }
@@ -454,29 +445,16 @@ impl ShardReader {
     }
 
     /// Decodes the JPEG frames of `stream` of row `i` into `[T, side, side, 3]`.
-    fn decode(&self, i: usize, stream: &str, frames: &[Vec<u8>], side: u32) -> Result<Vec<u8>> {
-        let mut out = Vec::with_capacity(frames.len() * (side * side * 3) as usize);
-        for (k, bytes) in frames.iter().enumerate() {
-            let img = image::load_from_memory_with_format(bytes, image::ImageFormat::Jpeg)
-                .map_err(|e| e.to_string())
-                .and_then(|img| match img {
-                    image::DynamicImage::ImageRgb8(rgb) if rgb.dimensions() == (side, side) => Ok(rgb),
-                    other => Err(format!(
-                        "{}x{} {:?}, expected {side}x{side} RGB",
-                        other.width(),
-                        other.height(),
-                        other.color()
-                    )),
-                });
-            match img {
-                Ok(rgb) => out.extend_from_slice(rgb.as_raw()),
-                Err(e) => {
-                    let id = self.clip_ids().ok().and_then(|ids| ids.get(i).cloned()).unwrap_or_default();
-                    bail!(UsageError::new(format!(
-                        "{}: clip {id} (row {i}), {stream} frame {k}: not a usable JPEG ({e}); prepare this shard again",
-                        self.path.display()
-                    )));
-                }
+    fn decode(&self, i: usize, stream: &str, frames: &[impl AsRef<[u8]>], side: u32) -> Result<Vec<u8>> {
+        let n = (side * side * 3) as usize;
+        let mut out = vec![0u8; frames.len() * n];
+        for (k, (bytes, dst)) in frames.iter().zip(out.chunks_exact_mut(n)).enumerate() {
+            if let Err(e) = jpeg::decode_into(bytes.as_ref(), side, dst) {
+                let id = self.clip_ids().ok().and_then(|ids| ids.get(i).cloned()).unwrap_or_default();
+                bail!(UsageError::new(format!(
+                    "{}: clip {id} (row {i}), {stream} frame {k}: not a usable JPEG ({e}); prepare this shard again",
+                    self.path.display()
+                )));
             }
         }
         Ok(out)

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::UsageError;
-use crate::model::ous::{LossWeights, OusConfig};
+use crate::model::config::{LossWeights, ModelConfig};
 use crate::model::tokenizer::TokenizerChoice;
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -16,7 +16,7 @@ use crate::model::tokenizer::TokenizerChoice;
 pub(crate) struct TrainConfig {
     pub data: DataConfig,
     #[serde(default)]
-    pub model: OusConfig,
+    pub model: ModelConfig,
     #[serde(default)]
     pub loss: LossWeights,
     #[serde(default)]
@@ -215,7 +215,7 @@ mod tests {
         let c = TrainConfig::read(&p).unwrap();
         assert_eq!(c.data.manifest, dir.path().canonicalize().unwrap().join("m/clips.parquet"));
         assert_eq!(c.data.shards, PathBuf::from("/abs/shards"));
-        assert_eq!(c.model.arch, crate::model::ous::Arch::Tiny);
+        assert_eq!(c.model.arch, crate::model::config::Arch::Tiny);
         assert_eq!(c.train.epochs, 20);
         let again: TrainConfig = toml::from_str(&c.to_toml().unwrap()).unwrap();
         assert_eq!(again, c, "resolved config round-trips");

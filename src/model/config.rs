@@ -1,0 +1,218 @@
+//! The `[model]` and `[loss]` tables of a training config: which method, the CLIP tower sizes
+//! and where their weights come from, the head's sizes, and the loss weights.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Result};
+use serde::{Deserialize, Serialize};
+
+use super::clip::{hf_config, vit_b16, TextConfig, VisionConfig};
+use super::tokenizer::TokenizerChoice;
+use crate::error::UsageError;
+use crate::text_enum::text_enum;
+use crate::weights::WeightsSource;
+
+text_enum! {
+    /// `model.method`: what is trained on the CLIP towers.
+    #[derive(Default)]
+    pub enum Method("model method") {
+        /// OUS (Mai et al., arXiv 2405.18769): face and masked scene streams, scene-guided.
+        #[default]
+        Ous = "ous",
+        /// DFER-CLIP (Zhao & Patras, BMVC 2023): faces only, a temporal transformer and
+        /// class-description prompts.
+        DferClip = "dfer-clip",
+    }
+}
+
+impl Method {
+    fn is_ous(&self) -> bool {
+        *self == Method::Ous
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ModelConfig {
+    /// `ous` (Mai et al., the default) or `dfer-clip` (Zhao & Patras' face-only baseline).
+    /// Left out of saved configs when `ous`, so runs from before keep their hash.
+    #[serde(default, skip_serializing_if = "Method::is_ous")]
+    pub method: Method,
+    /// `vit-b16` (the paper's backbone, CLIP ViT-B/16), `tiny` (ours: 32 px, for tests and the
+    /// demo) or `config` (the sizes in the `config.json` of `clip_weights`).
+    #[serde(default)]
+    pub arch: Arch,
+    /// Prompt context length (OUS: ours, CoOp uses 4–16; DFER-CLIP: 8 in the paper's scripts).
+    #[serde(default = "default_n_ctx")]
+    pub n_ctx: usize,
+    /// Depth of OUS's Frame Encoder (ours: the paper names the module, not its size) or of
+    /// DFER-CLIP's temporal transformer (paper's scripts: 1).
+    #[serde(default = "one")]
+    pub frame_encoder_layers: usize,
+    /// Heads of OUS's Frame Encoder and Type Fusion Encoder (ours) or of DFER-CLIP's temporal
+    /// transformer (paper: 8).
+    #[serde(default = "default_heads")]
+    pub heads: usize,
+    /// Early image-tower blocks read by the Polarity Encoder (paper: the first four).
+    #[serde(default = "default_polarity_blocks")]
+    pub polarity_blocks: usize,
+    /// Cross-type attention blocks in the Type Fusion Encoder (ours).
+    #[serde(default = "default_fusion_blocks")]
+    pub fusion_blocks: usize,
+    /// Learnable queries of the Type Fusion Encoder, N(0, 1) initialised (paper: Gaussian; count ours).
+    #[serde(default = "default_fusion_queries")]
+    pub fusion_queries: usize,
+    /// Width of the `L_sim` projections (ours).
+    #[serde(default = "default_sim_dim")]
+    pub sim_dim: usize,
+    /// OUS's scene stream (off = face-only ablation: no scene frames, `L_sim`, `L_pol`).
+    /// DFER-CLIP reads faces only, whatever this says.
+    #[serde(default = "yes")]
+    pub use_scene: bool,
+    /// The Polarity Encoder and `L_pol` (needs the scene stream).
+    #[serde(default = "yes")]
+    pub use_polarity: bool,
+    /// `auto` (the weights' `tokenizer.json`, else CLIP's BPE; the word vocabulary without
+    /// weights), `clip`, `words` (random-weight towers only) or the path of a `tokenizer.json`.
+    #[serde(default = "auto")]
+    pub tokenizer: TokenizerChoice,
+    /// CLIP weights with Hugging Face `openai/clip-vit-base-patch16` names: a `model.safetensors`,
+    /// a folder holding one, or `hf:owner/name[@revision]` (absent: random initialisation).
+    #[serde(default)]
+    pub clip_weights: Option<WeightsSource>,
+    /// DFER-CLIP's class descriptions: a TOML file of `label = "description"` (absent: the
+    /// built-in file of `data-manifests/descriptions/` that describes every label).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub descriptions: Option<PathBuf>,
+    /// Seed of the parameter initialisation.
+    #[serde(default)]
+    pub seed: u64,
+}
+
+fn auto() -> TokenizerChoice {
+    TokenizerChoice::Auto
+}
+
+text_enum! {
+    /// `model.arch`: the sizes of the CLIP towers.
+    #[derive(Default)]
+    pub enum Arch("model arch") {
+        /// CLIP ViT-B/16.
+        #[default]
+        VitB16 = "vit-b16",
+        /// Small towers for tests.
+        Tiny = "tiny",
+        /// The sizes in the weights' own `config.json`.
+        Config = "config",
+    }
+}
+fn default_n_ctx() -> usize {
+    8
+}
+fn one() -> usize {
+    1
+}
+fn default_heads() -> usize {
+    8
+}
+fn default_polarity_blocks() -> usize {
+    4
+}
+fn default_fusion_blocks() -> usize {
+    2
+}
+fn default_fusion_queries() -> usize {
+    4
+}
+fn default_sim_dim() -> usize {
+    256
+}
+fn yes() -> bool {
+    true
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        toml::from_str("").expect("defaults")
+    }
+}
+
+impl ModelConfig {
+    /// The CLIP tower sizes and the joint embedding width of `arch`; `config` is the Hugging Face
+    /// `config.json` that came with the weights, which must agree with a named arch.
+    pub(crate) fn towers(&self, config: Option<&Path>) -> Result<(VisionConfig, TextConfig, usize)> {
+        let named = match self.arch {
+            Arch::VitB16 => vit_b16(),
+            Arch::Tiny => (
+                VisionConfig { image_size: 32, patch_size: 8, width: 48, layers: 4, heads: 4, mlp: 96 },
+                TextConfig { vocab_size: 64, context_length: 16, width: 32, layers: 2, heads: 4, mlp: 64 },
+                32,
+            ),
+            Arch::Config => {
+                let Some(path) = config else {
+                    bail!(UsageError::new(
+                        "model.arch = \"config\" takes the tower sizes from the config.json of model.clip_weights, \
+                         and there is none: give clip_weights as a Hugging Face folder or hf:owner/name"
+                    ));
+                };
+                return hf_config(path);
+            }
+        };
+        if let Some(path) = config {
+            if hf_config(path)? != named {
+                bail!(UsageError::new(format!(
+                    "{}: these weights are not model.arch = \"{}\" (the towers differ); set model.arch = \"config\" \
+                     to take their sizes from this file",
+                    path.display(),
+                    self.arch.as_str()
+                )));
+            }
+        }
+        Ok(named)
+    }
+
+    /// Whether the model reads scene frames (OUS with its scene stream on).
+    pub(crate) fn uses_scene(&self) -> bool {
+        self.method == Method::Ous && self.use_scene
+    }
+
+    /// Early image-tower blocks the model reads from the scene frames (OUS's Polarity Encoder).
+    pub(crate) fn early_blocks(&self) -> usize {
+        if self.uses_scene() && self.use_polarity {
+            self.polarity_blocks
+        } else {
+            0
+        }
+    }
+}
+
+/// Loss weights (`λ`); defaults are ours, the paper does not state them in its summary.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LossWeights {
+    #[serde(default = "half")]
+    pub sim: f64,
+    #[serde(default = "half")]
+    pub pol: f64,
+    #[serde(default = "half")]
+    pub global: f64,
+    /// Weight of the intensity-aware loss on the final logits ([`super::ial`]; Li et al.'s
+    /// code uses 0.1). 0, the default (ours), leaves it out, and is not written into saved
+    /// configs, so their hashes stay as they were.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub ial: f64,
+}
+
+fn half() -> f64 {
+    0.5
+}
+
+fn is_zero(v: &f64) -> bool {
+    *v == 0.0
+}
+
+impl Default for LossWeights {
+    fn default() -> Self {
+        toml::from_str("").expect("defaults")
+    }
+}

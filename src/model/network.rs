@@ -1,0 +1,261 @@
+//! The network a run trains: the CLIP towers (the image tower frozen or fine-tuned, the text
+//! tower frozen), the learnable prompts, and the head of `model.method` (OUS or DFER-CLIP).
+//! The runner sees only this type.
+
+use anyhow::{ensure, Result};
+use candle_core::{DType, Tensor};
+use candle_nn::loss::cross_entropy;
+
+use super::clip::{TextConfig, TextTower, VisionConfig, VisionOutput, VisionTower};
+use super::config::{LossWeights, Method, ModelConfig};
+use super::dfer_clip::DferClipHead;
+use super::ial::intensity_aware_loss;
+use super::ous::OusHead;
+use super::params::{Group, ParamStore};
+use super::prompts::{PromptLearner, PromptTokens};
+
+/// Number of polarity classes (positive, neutral, negative), as in the dataset descriptions.
+pub(crate) const POLARITIES: usize = 3;
+/// Names of the CLIP tower parameters start with this (the rest is the Hugging Face name).
+pub(crate) const CLIP_PREFIX: &str = "clip";
+
+/// Images per pass of the frozen image tower (ours): each image is independent, and a batch of
+/// 32 clips × 16 frames in one pass made ~2 GB attention tensors per layer whose allocation cost
+/// more than their arithmetic (measured: README "Training (CPU)").
+const FROZEN_CHUNK: usize = 64;
+
+/// The frozen tower over `images` `FROZEN_CHUNK` at a time (no graph is built, so nothing is lost).
+fn forward_in_chunks(tower: &VisionTower, images: &Tensor, early: usize) -> Result<VisionOutput> {
+    let n = images.dim(0)?;
+    if n <= FROZEN_CHUNK {
+        return tower.forward(images, early);
+    }
+    let mut embeds = Vec::new();
+    let mut early_parts = Vec::new();
+    for start in (0..n).step_by(FROZEN_CHUNK) {
+        let out = tower.forward(&images.narrow(0, start, FROZEN_CHUNK.min(n - start))?, early)?;
+        embeds.push(out.embeds);
+        early_parts.extend(out.early);
+    }
+    let early = if early_parts.is_empty() { None } else { Some(Tensor::cat(&early_parts, 0)?) };
+    Ok(VisionOutput { embeds: Tensor::cat(&embeds, 0)?, early })
+}
+
+/// Per-frame image-tower outputs of a batch: what the feature cache stores.
+pub(crate) struct Features {
+    /// `V_f [B, T, E]`.
+    pub face: Tensor,
+    /// `V_s [B, T, E]` (absent in the face-only ablation).
+    pub scene: Option<Tensor>,
+    /// Token means of the first `polarity_blocks` blocks on the scene frames, averaged over frames `[B, P, W]`.
+    pub early: Option<Tensor>,
+}
+
+/// Head outputs for a batch.
+pub(crate) struct Outputs {
+    /// Scaled cosine similarities to the class prompts `[B, K]` (the prediction).
+    pub logits: Tensor,
+    /// OUS's polarity logits `[B, 3]`, when its Polarity Encoder runs.
+    pub polarity_logits: Option<Tensor>,
+    /// OUS's `L_global` logits `[B, K]`.
+    pub global_logits: Option<Tensor>,
+    /// `L_sim` for the batch (scalar), when the scene stream is on.
+    pub sim: Option<Tensor>,
+}
+
+/// Total loss and its parts (scalar tensors, read back once per step by the runner).
+pub(crate) struct Losses {
+    pub total: Tensor,
+    pub parts: Vec<(&'static str, Tensor)>,
+}
+
+impl Losses {
+    /// Every loss times `w` (a part's share of its batch, under gradient accumulation).
+    pub(crate) fn scaled(self, w: f64) -> Result<Losses> {
+        let parts = self.parts.into_iter().map(|(n, t)| Ok((n, (t * w)?))).collect::<Result<_>>()?;
+        Ok(Losses { total: (self.total * w)?, parts })
+    }
+
+    /// The same values without their graph, so a part's activations are freed after its
+    /// backward (the logged losses would otherwise hold the whole graph alive).
+    pub(crate) fn detached(self) -> Losses {
+        Losses { total: self.total.detach(), parts: self.parts.into_iter().map(|(n, t)| (n, t.detach())).collect() }
+    }
+
+    /// The sum of two parts' losses (same loss terms in the same order).
+    pub(crate) fn plus(self, other: &Losses) -> Result<Losses> {
+        let parts = self
+            .parts
+            .into_iter()
+            .zip(&other.parts)
+            .map(|((n, a), (_, b))| Ok((n, (a + b)?)))
+            .collect::<Result<_>>()?;
+        Ok(Losses { total: (self.total + &other.total)?, parts })
+    }
+}
+
+/// What a method adds after the CLIP image tower.
+enum Head {
+    Ous(Box<OusHead>),
+    DferClip(DferClipHead),
+}
+
+pub(crate) struct Network {
+    cfg: ModelConfig,
+    frames: usize,
+    vision: VisionTower,
+    /// The same tower on untracked weights, for the frozen recipe.
+    vision_frozen: VisionTower,
+    /// The text tower is always frozen (CoOp): untracked weights.
+    text: TextTower,
+    prompts: PromptLearner,
+    head: Head,
+}
+
+impl Network {
+    /// Builds the network with seeded random weights and CLIP towers of the given sizes; `frames`
+    /// is T. The towers, then the prompts, then the head draw from the store's generator.
+    pub(crate) fn new(
+        store: &mut ParamStore,
+        cfg: &ModelConfig,
+        (vcfg, tcfg, e): &(VisionConfig, TextConfig, usize),
+        frames: usize,
+        tokens: PromptTokens,
+    ) -> Result<Self> {
+        let e = *e;
+        ensure!(e % cfg.heads == 0, "embedding width {e} is not a multiple of heads = {}", cfg.heads);
+        let vision = VisionTower::new(store, CLIP_PREFIX, vcfg, e)?;
+        let text = TextTower::new(store, CLIP_PREFIX, tcfg, e)?.detached()?;
+        let vision_frozen = vision.detached(DType::F32)?;
+        let class_specific = cfg.method == Method::DferClip;
+        let prompts = PromptLearner::new(store, tokens, tcfg.width, class_specific)?;
+        let k = prompts.classes();
+        let head = match cfg.method {
+            Method::Ous => {
+                Head::Ous(Box::new(OusHead::new(&mut store.scope("ous", Group::Head), cfg, vcfg, e, frames, k)?))
+            }
+            Method::DferClip => Head::DferClip(DferClipHead::new(
+                &mut store.scope("dfer_clip", Group::Head),
+                e,
+                frames,
+                cfg.frame_encoder_layers,
+                cfg.heads,
+            )?),
+        };
+        Ok(Self { cfg: cfg.clone(), frames, vision, vision_frozen, text, prompts, head })
+    }
+
+    pub(crate) fn config(&self) -> &ModelConfig {
+        &self.cfg
+    }
+
+    /// OUS's modules, when this network is OUS (for the per-module profile).
+    pub(crate) fn ous(&self) -> Option<&OusHead> {
+        match &self.head {
+            Head::Ous(h) => Some(h),
+            Head::DferClip(_) => None,
+        }
+    }
+
+    /// CLIP's learned logit scale, `exp(logit_scale)`.
+    pub(crate) fn logit_scale(&self) -> Result<Tensor> {
+        Ok(self.text.logit_scale.exp()?)
+    }
+
+    /// Holds the frozen image tower's weights in `dtype`: the tower's compute dtype when it is
+    /// not trained (cast once, after the weights are loaded), f32 when it is (the copy then
+    /// shares the trained weights' storage and follows every update).
+    pub(crate) fn set_frozen_tower_dtype(&mut self, dtype: DType) -> Result<()> {
+        self.vision_frozen = self.vision.detached(dtype)?;
+        Ok(())
+    }
+
+    /// The dtype the frozen image tower's weights are held in.
+    #[cfg(test)]
+    pub(crate) fn frozen_tower_dtype(&self) -> DType {
+        self.vision_frozen.weights_dtype()
+    }
+
+    /// Runs the image tower over `face [B, T, 3, S, S]` and, when the method reads scenes,
+    /// `scene` (same shape). `dtype` is the compute type of the tower (bf16 on CUDA); outputs
+    /// are f32. `train_image` = false runs the frozen tower, which builds no graph.
+    pub(crate) fn encode(
+        &self,
+        face: &Tensor,
+        scene: Option<&Tensor>,
+        dtype: DType,
+        train_image: bool,
+    ) -> Result<Features> {
+        let tower = if train_image { &self.vision } else { &self.vision_frozen };
+        let (b, t, c, h, w) = face.dims5()?;
+        let run = |images: &Tensor, early: usize| -> Result<VisionOutput> {
+            let images = images.reshape((b * t, c, h, w))?.to_dtype(dtype)?;
+            if train_image {
+                tower.forward(&images, early)
+            } else {
+                forward_in_chunks(tower, &images, early)
+            }
+        };
+        let f = run(face, 0)?.embeds.to_dtype(DType::F32)?.reshape((b, t, ()))?;
+        let (scene, early) = match scene {
+            Some(s) if self.cfg.uses_scene() => {
+                let blocks = self.cfg.early_blocks();
+                let out = run(s, blocks)?;
+                let early = match out.early {
+                    Some(x) => Some(x.to_dtype(DType::F32)?.reshape((b, t, blocks, ()))?.mean(1)?),
+                    None => None,
+                };
+                (Some(out.embeds.to_dtype(DType::F32)?.reshape((b, t, ()))?), early)
+            }
+            _ => (None, None),
+        };
+        Ok(Features { face: f, scene, early })
+    }
+
+    /// Class text features through the learnable prompts `[K, E]`.
+    pub(crate) fn class_features(&self) -> Result<Tensor> {
+        self.prompts.class_features(&self.text)
+    }
+
+    /// Everything after the image tower.
+    pub(crate) fn head(&self, x: &Features, text: &Tensor) -> Result<Outputs> {
+        let t = x.face.dim(1)?;
+        ensure!(t == self.frames, "model was built for T = {}, batch has {t} frames", self.frames);
+        match &self.head {
+            Head::Ous(h) => h.forward(x, text, &self.logit_scale()?),
+            Head::DferClip(h) => {
+                let logits = h.logits(&x.face, text)?;
+                Ok(Outputs { logits, polarity_logits: None, global_logits: None, sim: None })
+            }
+        }
+    }
+
+    /// `L_cont` (cross-entropy of the class scores), plus each auxiliary loss the method's
+    /// outputs hold, weighted: OUS's `λ_glob L_global + λ_sim L_sim + λ_pol L_pol`; and
+    /// `λ_ial L_IAL` for every method when asked.
+    pub(crate) fn losses(&self, out: &Outputs, labels: &Tensor, polarity: &Tensor, w: &LossWeights) -> Result<Losses> {
+        let cont = cross_entropy(&out.logits, labels)?;
+        let mut total = cont.clone();
+        let mut parts = vec![("cont", cont)];
+        if let Some(g) = &out.global_logits {
+            let global = cross_entropy(g, labels)?;
+            total = (total + (&global * w.global)?)?;
+            parts.push(("global", global));
+        }
+        if let Some(sim) = &out.sim {
+            total = (total + (sim * w.sim)?)?;
+            parts.push(("sim", sim.clone()));
+        }
+        if let Some(p) = &out.polarity_logits {
+            let pol = cross_entropy(p, polarity)?;
+            total = (total + (&pol * w.pol)?)?;
+            parts.push(("pol", pol));
+        }
+        if w.ial > 0.0 {
+            let ial = intensity_aware_loss(&out.logits, labels)?;
+            total = (total + (&ial * w.ial)?)?;
+            parts.push(("ial", ial));
+        }
+        Ok(Losses { total, parts })
+    }
+}
