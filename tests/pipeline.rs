@@ -275,6 +275,52 @@ fn dfew_pipeline_runs_with_clip_weights_and_clips_tokenizer() {
     let saved = std::fs::read_to_string(out.join("runs/fold1/config.toml")).unwrap();
     assert!(saved.contains(fixture.to_str().unwrap()) && saved.contains("tokenizer = \"auto\""), "{saved}");
     assert!(out.join("runs/fold1/report.json").is_file() && out.join("report.json").is_file());
+
+    // DFER-CLIP's pipeline (the paper's recipe: SGD, steps, fine-tuned tower) on the same data,
+    // then one report of both methods.
+    let clip_out = dir.path().join("dfer-clip");
+    let mut args = vec!["run".to_string(), "pipelines/dfew-dfer-clip.toml".into()];
+    for s in [
+        format!("dataset.root={}", root.display()),
+        format!("pipeline.out={}", clip_out.display()),
+        "prep.frames=4".into(),
+        "prep.store_frames=8".into(),
+        "prep.face_size=48".into(),
+        "prep.scene_size=48".into(),
+        "train.folds=[1]".into(),
+        "train.epochs=2".into(),
+        "train.batch_size=8".into(),
+        "train.milestones=[1]".into(),
+        format!("train.model.clip_weights={}", fixture.display()),
+        "train.model.heads=4".into(),
+        "train.model.n_ctx=4".into(),
+    ] {
+        args.extend(["--set".into(), s]);
+    }
+    let o = dfer(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let (so, se) = (stdout(&o), stderr(&o));
+    assert_eq!(o.status.code(), Some(0), "{so}\n{se}");
+    let saved = std::fs::read_to_string(clip_out.join("runs/fold1/config.toml")).unwrap();
+    assert!(saved.contains("method = \"dfer-clip\"") && saved.contains("optimizer = \"sgd\""), "{saved}");
+    let lines = dfer::train::read_metrics(&clip_out.join("runs/fold1/metrics.jsonl")).unwrap();
+    assert_eq!(
+        lines.iter().map(|l| (l.lr_factor * 100.0).round()).collect::<Vec<_>>(),
+        [100.0, 10.0],
+        "steps at epoch 1"
+    );
+    assert!(clip_out.join("report.png").is_file());
+    let both = dir.path().join("both.json");
+    let plot = dir.path().join("both.png");
+    let (a, b) = (out.join("runs/fold1"), clip_out.join("runs/fold1"));
+    let args = ["report", a.to_str().unwrap(), b.to_str().unwrap(), "-o", both.to_str().unwrap()];
+    let o = dfer(&[&args[..], &["--plot", plot.to_str().unwrap()]].concat());
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stdout(&o).contains("dfer-clip") && stdout(&o).contains("ous"), "{}", stdout(&o));
+    let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&both).unwrap()).unwrap();
+    let methods: Vec<&str> = r["methods"].as_array().unwrap().iter().map(|m| m["method"].as_str().unwrap()).collect();
+    assert_eq!(methods, ["ous", "dfer-clip"]);
+    assert_eq!(r["methods"][1]["mean_best_war"], r["runs"][1]["best_war"], "one run: its mean is itself");
+    assert!(std::fs::read(&plot).unwrap().starts_with(b"\x89PNG"));
 }
 
 /// A pipeline's `report.json` and each fold's evaluation with the folder paths taken out.

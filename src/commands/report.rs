@@ -1,4 +1,5 @@
-//! `dfer report`: average several runs (e.g. DFEW's five folds) at the best and the last epoch.
+//! `dfer report`: several runs (e.g. DFEW's five folds, of one method or several) side by side at
+//! the best and the last epoch, with each method's mean.
 
 use std::path::PathBuf;
 
@@ -9,7 +10,8 @@ use crate::eval;
 
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Example:\n  dfer report runs/dfew-fold1 runs/dfew-fold2 runs/dfew-fold3 runs/dfew-fold4 runs/dfew-fold5 -o dfew-5fold.json"
+    after_help = "Example:\n  dfer report runs/dfew-fold1 runs/dfew-fold2 runs/dfew-fold3 runs/dfew-fold4 runs/dfew-fold5 -o dfew-5fold.json\n  \
+dfer report out/dfew-ous/runs/fold* out/dfew-dfer-clip/runs/fold* -o compare.json --plot compare.png"
 )]
 pub struct Args {
     /// Run folders (each with metrics.jsonl).
@@ -21,12 +23,18 @@ pub struct Args {
     /// Also write the report as JSON to this file.
     #[arg(short, long)]
     pub output: Option<PathBuf>,
+    /// Also draw each method's mean best and last UAR / WAR as a bar plot (PNG) here.
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
 }
 
 pub fn run(a: &Args) -> Result<Outcome> {
-    let r = eval::multi_report(&a.runs)?;
+    let r = eval::multi::multi_report(&a.runs)?;
     if let Some(path) = &a.output {
         crate::atomic::write_atomic(path, serde_json::to_string_pretty(&r)?.as_bytes())?;
+    }
+    if let Some(path) = &a.plot {
+        r.plot(path)?;
     }
     if a.json {
         println!("{}", serde_json::to_string_pretty(&r)?);

@@ -1,7 +1,9 @@
 //! `dfer eval` (one run: metrics on its fold's test clips from a checkpoint, `report.json`,
-//! confusion matrix as CSV and PNG, per-clip predictions) and `dfer report` (several runs, e.g.
-//! DFEW's five folds, averaged the way papers do, at the best and at the last epoch).
+//! confusion matrix as CSV and PNG, per-clip predictions); `multi.rs` is `dfer report` (several
+//! runs, e.g. DFEW's five folds of two methods, averaged the way papers do, at the best and at
+//! the last epoch).
 
+pub(crate) mod multi;
 pub(crate) mod plot;
 
 use std::path::{Path, PathBuf};
@@ -15,7 +17,7 @@ use crate::metrics::Metrics;
 use crate::model::config::Arch;
 use crate::train::checkpoint::{CheckpointChoice, EpochState};
 use crate::train::config::TrainConfig;
-use crate::train::run_dir::{beats, RunDir};
+use crate::train::run_dir::RunDir;
 use crate::train::{read_metrics, EpochLine, Session};
 
 /// `report.json`.
@@ -176,95 +178,6 @@ impl RunInspection {
         if let Some(p) = &self.curves_png {
             out.push_str(&format!("  curves {}\n", p.display()));
         }
-        out
-    }
-}
-
-/// One run's figures in a multi-run report.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub(crate) struct RunSummary {
-    pub run: PathBuf,
-    pub epochs: u32,
-    /// Earliest epoch with the highest test WAR (then UAR): selected on the test fold, as common code does.
-    pub best_epoch: u32,
-    pub best_uar: f64,
-    pub best_war: f64,
-    pub last_uar: f64,
-    pub last_war: f64,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub(crate) struct MultiReport {
-    pub runs: Vec<RunSummary>,
-    pub mean_best_uar: f64,
-    pub mean_best_war: f64,
-    pub mean_last_uar: f64,
-    pub mean_last_war: f64,
-}
-
-pub(crate) fn summarise(run: &Path) -> Result<RunSummary> {
-    let lines: Vec<EpochLine> = read_metrics(&RunDir::new(run).metrics())?;
-    let last = lines.last().with_context(|| format!("{}: no finished epoch", run.display()))?;
-    // The earliest epoch with the highest (WAR, UAR), as the trainer's best.json records it.
-    let best = lines
-        .iter()
-        .reduce(|a, b| if beats((b.test_war, b.test_uar), (a.test_war, a.test_uar)) { b } else { a })
-        .expect("non-empty");
-    Ok(RunSummary {
-        run: run.to_path_buf(),
-        epochs: last.epoch,
-        best_epoch: best.epoch,
-        best_uar: best.test_uar,
-        best_war: best.test_war,
-        last_uar: last.test_uar,
-        last_war: last.test_war,
-    })
-}
-
-pub(crate) fn multi_report(runs: &[PathBuf]) -> Result<MultiReport> {
-    let runs: Vec<RunSummary> = runs.iter().map(|r| summarise(r)).collect::<Result<_>>()?;
-    let mean = |f: fn(&RunSummary) -> f64| runs.iter().map(f).sum::<f64>() / runs.len().max(1) as f64;
-    Ok(MultiReport {
-        mean_best_uar: mean(|r| r.best_uar),
-        mean_best_war: mean(|r| r.best_war),
-        mean_last_uar: mean(|r| r.last_uar),
-        mean_last_war: mean(|r| r.last_war),
-        runs,
-    })
-}
-
-impl MultiReport {
-    pub(crate) fn to_text(&self) -> String {
-        let mut out = format!(
-            "{:<40} {:>6} {:>10} {:>8} {:>8} {:>8} {:>8}\n",
-            "run", "epochs", "best epoch", "best UAR", "best WAR", "last UAR", "last WAR"
-        );
-        for r in &self.runs {
-            out.push_str(&format!(
-                "{:<40} {:>6} {:>10} {:>8.2} {:>8.2} {:>8.2} {:>8.2}\n",
-                r.run.display().to_string(),
-                r.epochs,
-                r.best_epoch,
-                r.best_uar,
-                r.best_war,
-                r.last_uar,
-                r.last_war
-            ));
-        }
-        out.push_str(&format!(
-            "{:<40} {:>6} {:>10} {:>8.2} {:>8.2} {:>8.2} {:>8.2}\n",
-            format!("mean of {} runs", self.runs.len()),
-            "",
-            "",
-            self.mean_best_uar,
-            self.mean_best_war,
-            self.mean_last_uar,
-            self.mean_last_war
-        ));
-        out.push_str(
-            "note: the best epoch is chosen on each fold's test clips, as most published DFER code does; \
-             the last-epoch figures involve no selection on test data.\n",
-        );
         out
     }
 }

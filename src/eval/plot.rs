@@ -117,3 +117,43 @@ pub(crate) fn curves_png(path: &Path, epochs: &[u32], loss: &[f64], percent: &[(
         Ok(())
     })
 }
+
+/// Draws grouped bars: one group per `(name, values)`, one bar per value (percent, 0–100) in the
+/// colours of `series`, with a legend and a `title`.
+pub(crate) fn bars_png(path: &Path, groups: &[(String, [f64; 4])], series: [&str; 4], title: &str) -> Result<()> {
+    init_font();
+    let (bar, gap, left, top, plot_h) = (36i32, 40i32, 50i32, 70i32, 300i32);
+    let group_w = 4 * bar + gap;
+    let width = (left + group_w * groups.len().max(1) as i32 + 20) as u32;
+    draw_png(path, (width.max(560), (top + plot_h + 90) as u32), |root| {
+        let e = err(path);
+        root.fill(&WHITE).map_err(&e)?;
+        let text = |s: u32| (FONT, s).into_font();
+        root.draw_text(title, &text(18).color(&BLACK), (10, 12)).map_err(&e)?;
+        for (i, name) in series.iter().enumerate() {
+            let x = 10 + 130 * i as i32;
+            let colour = Palette99::pick(i).to_rgba();
+            root.draw(&Rectangle::new([(x, 42), (x + 14, 56)], colour.filled())).map_err(&e)?;
+            root.draw_text(name, &text(13).color(&BLACK), (x + 20, 42)).map_err(&e)?;
+        }
+        let base = top + plot_h;
+        for pct in [0, 25, 50, 75, 100] {
+            let y = base - plot_h * pct / 100;
+            root.draw(&PathElement::new(vec![(left, y), (width as i32 - 10, y)], RGBColor(220, 220, 220)))
+                .map_err(&e)?;
+            root.draw_text(&pct.to_string(), &text(12).color(&BLACK), (10, y - 6)).map_err(&e)?;
+        }
+        for (g, (name, values)) in groups.iter().enumerate() {
+            let x0 = left + gap / 2 + group_w * g as i32;
+            for (i, v) in values.iter().enumerate() {
+                let h = (plot_h as f64 * v.clamp(0.0, 100.0) / 100.0).round() as i32;
+                let x = x0 + bar * i as i32;
+                let colour = Palette99::pick(i).to_rgba();
+                root.draw(&Rectangle::new([(x, base - h), (x + bar - 4, base)], colour.filled())).map_err(&e)?;
+                root.draw_text(&format!("{v:.0}"), &text(11).color(&BLACK), (x + 4, base - h - 14)).map_err(&e)?;
+            }
+            root.draw_text(name, &text(13).color(&BLACK), (x0, base + 10)).map_err(&e)?;
+        }
+        Ok(())
+    })
+}

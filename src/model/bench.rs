@@ -14,6 +14,7 @@ use serde::Serialize;
 
 use super::clip::{hf_config, vit_b16, TextTower, VisionTower};
 use super::config::{Arch, LossWeights, ModelConfig};
+use super::optim::{Decay, Rule};
 use super::params::ParamStore;
 use super::profile::ModuleTime;
 use super::runner::{host_reads, HostFeatures, HostInput, OptimSettings, Runner};
@@ -144,6 +145,7 @@ pub(crate) fn train_steps(b: &StepBench) -> Result<StepTiming> {
     let (batch, frames) = (b.batch, b.frames);
     let mut runner = Runner::new(&cfg, &labels, frames, &b.device, LossWeights::default())?;
     runner.set_optimizer(OptimSettings {
+        rule: Rule::AdamW,
         lr: 1e-4,
         lr_prompts: 1e-4,
         lr_image: (b.recipe == Recipe::Finetune).then_some(1e-6),
@@ -152,7 +154,7 @@ pub(crate) fn train_steps(b: &StepBench) -> Result<StepTiming> {
         accum_steps: b.accum_steps,
         warmup_steps: 0,
         total_steps: (b.steps + b.warmup + 1) as u64,
-        min_lr_ratio: 0.1,
+        decay: Decay::Cosine { floor: 0.1 },
     })?;
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     let s = runner.image_size();

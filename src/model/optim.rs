@@ -1,6 +1,7 @@
-//! AdamW (Loshchilov & Hutter; PyTorch's update rule) with parameter groups, global-norm gradient
-//! clipping, a warmup + cosine schedule, and moments that are saved with each checkpoint
-//! (candle's own AdamW keeps them private and has no groups).
+//! The optimiser: AdamW (Loshchilov & Hutter) or SGD with momentum, each with PyTorch's update
+//! rule, parameter groups, global-norm gradient clipping, and state saved with each checkpoint
+//! (candle's own AdamW keeps its moments private and has no groups); and the learning-rate
+//! schedules: warmup + cosine, or warmup + steps at milestones (PyTorch's MultiStepLR).
 
 use std::collections::HashMap;
 
@@ -17,27 +18,41 @@ pub(crate) struct GroupSettings {
     pub weight_decay: f64,
 }
 
+/// The update rule.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum Rule {
+    /// PyTorch's AdamW (β = 0.9, 0.999, ε = 1e-8), weight decay decoupled from the gradient.
+    AdamW,
+    /// PyTorch's SGD: weight decay added to the gradient, then the momentum buffer
+    /// `b ← μ b + g` (no dampening, no Nesterov) and `p ← p − lr b`.
+    Sgd { momentum: f64 },
+}
+
 struct Slot {
     name: String,
     var: Var,
     group: usize,
+    /// AdamW's first moment, or SGD's momentum buffer.
     m: Tensor,
+    /// AdamW's second moment (unused by SGD).
     v: Tensor,
 }
 
-pub(crate) struct AdamW {
+pub(crate) struct Optimizer {
+    rule: Rule,
     slots: Vec<Slot>,
     groups: Vec<GroupSettings>,
-    beta1: f64,
-    beta2: f64,
-    eps: f64,
     step: u64,
     device: Device,
 }
 
-impl AdamW {
-    /// Optimises the parameters of the listed groups; the others stay frozen.
-    pub(crate) fn new(store: &ParamStore, groups: Vec<GroupSettings>) -> Result<Self> {
+const BETA1: f64 = 0.9;
+const BETA2: f64 = 0.999;
+const EPS: f64 = 1e-8;
+
+impl Optimizer {
+    /// Optimises the parameters of the listed groups with `rule`; the others stay frozen.
+    pub(crate) fn new(store: &ParamStore, groups: Vec<GroupSettings>, rule: Rule) -> Result<Self> {
         let mut slots = Vec::new();
         for (gi, g) in groups.iter().enumerate() {
             for (name, var) in store.group(g.group) {
@@ -45,7 +60,7 @@ impl AdamW {
                 slots.push(Slot { name, var, group: gi, v: m.clone(), m });
             }
         }
-        Ok(Self { slots, groups, beta1: 0.9, beta2: 0.999, eps: 1e-8, step: 0, device: store.device().clone() })
+        Ok(Self { rule, slots, groups, step: 0, device: store.device().clone() })
     }
 
     pub(crate) fn step_count(&self) -> u64 {
@@ -73,7 +88,7 @@ impl AdamW {
     }
 
     /// One update with every group's rate multiplied by `lr_factor`, after clipping the global
-    /// gradient norm (`norm`, from [`AdamW::grad_norm`]) to `max_norm` (if given). Nothing is read
+    /// gradient norm (`norm`, from [`Optimizer::grad_norm`]) to `max_norm` (if given). Nothing is read
     /// back: the caller reads the norm with the step's losses and refuses a non-finite one.
     pub(crate) fn step(
         &mut self,
@@ -89,8 +104,7 @@ impl AdamW {
         };
         self.step += 1;
         let t = self.step as i32;
-        let (b1, b2) = (self.beta1, self.beta2);
-        let (c1, c2) = (1.0 - b1.powi(t), 1.0 - b2.powi(t));
+        let (c1, c2) = (1.0 - BETA1.powi(t), 1.0 - BETA2.powi(t));
         for s in &mut self.slots {
             let Some(g) = grads.get(s.var.as_tensor()) else { continue };
             let g = match &clip {
@@ -99,29 +113,55 @@ impl AdamW {
             };
             let gs = &self.groups[s.group];
             let lr = gs.lr * lr_factor;
-            s.m = ((&s.m * b1)? + (&g * (1.0 - b1))?)?;
-            s.v = ((&s.v * b2)? + (g.sqr()? * (1.0 - b2))?)?;
-            let update = ((&s.m / c1)? / ((&s.v / c2)?.sqrt()? + self.eps)?)?;
             let p = s.var.as_tensor();
-            let decayed = (p * (1.0 - lr * gs.weight_decay))?;
-            s.var.set(&(decayed - (update * lr)?)?)?;
+            let next = match self.rule {
+                Rule::AdamW => {
+                    s.m = ((&s.m * BETA1)? + (&g * (1.0 - BETA1))?)?;
+                    s.v = ((&s.v * BETA2)? + (g.sqr()? * (1.0 - BETA2))?)?;
+                    let update = ((&s.m / c1)? / ((&s.v / c2)?.sqrt()? + EPS)?)?;
+                    ((p * (1.0 - lr * gs.weight_decay))? - (update * lr)?)?
+                }
+                Rule::Sgd { momentum } => {
+                    let g = (g + (p * gs.weight_decay)?)?;
+                    s.m = ((&s.m * momentum)? + g)?;
+                    (p - (&s.m * lr)?)?
+                }
+            };
+            s.var.set(&next)?;
         }
         Ok(())
     }
 
-    /// Moments by `m.<name>` / `v.<name>` (the step count is kept by the caller's training state).
+    /// The state tensors the rule keeps: AdamW's `m` and `v`, SGD's momentum buffer `m`.
+    fn kept(&self) -> &'static [&'static str] {
+        match self.rule {
+            Rule::AdamW => &["m", "v"],
+            Rule::Sgd { .. } => &["m"],
+        }
+    }
+
+    /// State by `m.<name>` (and `v.<name>` for AdamW); the step count is kept by the caller's
+    /// training state.
     pub(crate) fn state(&self) -> HashMap<String, Tensor> {
         let mut out = HashMap::new();
+        let kept = self.kept();
         for s in &self.slots {
-            out.insert(format!("m.{}", s.name), s.m.clone());
-            out.insert(format!("v.{}", s.name), s.v.clone());
+            for (key, t) in [("m", &s.m), ("v", &s.v)] {
+                if kept.contains(&key) {
+                    out.insert(format!("{key}.{}", s.name), t.clone());
+                }
+            }
         }
         out
     }
 
     pub(crate) fn load_state(&mut self, state: &HashMap<String, Tensor>, step: u64, what: &str) -> Result<()> {
+        let kept = self.kept();
         for s in &mut self.slots {
             for (key, slot) in [("m", &mut s.m), ("v", &mut s.v)] {
+                if !kept.contains(&key) {
+                    continue;
+                }
                 let name = format!("{key}.{}", s.name);
                 let t = state.get(&name).with_context(|| format!("{what}: optimizer state has no {name}"))?;
                 ensure!(t.dims() == slot.dims(), "{what}: {name} has shape {:?}", t.dims());
@@ -133,14 +173,29 @@ impl AdamW {
     }
 }
 
-/// Learning-rate factor: linear warmup over `warmup` steps, then cosine from 1 to `floor`.
-pub(crate) fn schedule(step: u64, warmup: u64, total: u64, floor: f64) -> f64 {
+/// How the learning rate moves after the warmup.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Decay {
+    /// Cosine from 1 to `floor` at the last step.
+    Cosine { floor: f64 },
+    /// Times `gamma` at each of the `milestones` (steps), as PyTorch's MultiStepLR.
+    Steps { milestones: Vec<u64>, gamma: f64 },
+}
+
+/// Learning-rate factor at `step`: linear warmup over `warmup` steps, then `decay` (`total` steps
+/// in all).
+pub(crate) fn schedule(step: u64, warmup: u64, total: u64, decay: &Decay) -> f64 {
     if step < warmup {
         return (step + 1) as f64 / warmup as f64;
     }
-    let span = total.saturating_sub(warmup).max(1) as f64;
-    let progress = ((step - warmup) as f64 / span).min(1.0);
-    floor + (1.0 - floor) * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())
+    match decay {
+        Decay::Cosine { floor } => {
+            let span = total.saturating_sub(warmup).max(1) as f64;
+            let progress = ((step - warmup) as f64 / span).min(1.0);
+            floor + (1.0 - floor) * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())
+        }
+        Decay::Steps { milestones, gamma } => gamma.powi(milestones.iter().filter(|&&m| step >= m).count() as i32),
+    }
 }
 
 #[cfg(test)]
@@ -154,8 +209,8 @@ mod tests {
         // p1 = 0.899, p2 = 0.798519 (worked by hand from the update rule below).
         let mut store = ParamStore::new(&Device::Cpu, 0);
         store.scope("", Group::Head).constant("p", &[1], 1.0).unwrap();
-        let mut opt =
-            AdamW::new(&store, vec![GroupSettings { group: Group::Head, lr: 0.1, weight_decay: 0.01 }]).unwrap();
+        let groups = vec![GroupSettings { group: Group::Head, lr: 0.1, weight_decay: 0.01 }];
+        let mut opt = Optimizer::new(&store, groups, Rule::AdamW).unwrap();
         let p = store.get("p").unwrap().clone();
         let mut values = vec![];
         for _ in 0..2 {
@@ -176,7 +231,7 @@ mod tests {
         store.scope("", Group::Head).constant("w", &[2], 3.0).unwrap();
         store.scope("", Group::TextEncoder).constant("frozen", &[2], 3.0).unwrap();
         let groups = vec![GroupSettings { group: Group::Head, lr: 0.01, weight_decay: 0.0 }];
-        let mut opt = AdamW::new(&store, groups.clone()).unwrap();
+        let mut opt = Optimizer::new(&store, groups.clone(), Rule::AdamW).unwrap();
         assert_eq!(opt.trained().count(), 1, "frozen groups are left out");
         let w = store.get("w").unwrap().clone();
         let loss = (w.as_tensor().sqr().unwrap().sum_all().unwrap() * 100.0).unwrap();
@@ -189,14 +244,45 @@ mod tests {
         // size, so check the clipped gradient through the first moment instead: m = 0.1 · g / |g|.
         let m = opt.state()["m.w"].to_vec1::<f32>().unwrap();
         assert!(m.iter().all(|v| (v - 0.1 / 2f32.sqrt()).abs() < 1e-5), "{m:?}");
-        let mut other = AdamW::new(&store, groups).unwrap();
+        let mut other = Optimizer::new(&store, groups, Rule::AdamW).unwrap();
         other.load_state(&opt.state(), opt.step_count(), "test").unwrap();
         assert_eq!(other.step_count(), 1);
         assert_eq!(other.state()["m.w"].to_vec1::<f32>().unwrap(), opt.state()["m.w"].to_vec1::<f32>().unwrap());
         assert!(other.load_state(&HashMap::new(), 0, "ckpt.safetensors").unwrap_err().to_string().contains("m.w"));
-        assert!((schedule(0, 10, 100, 0.0) - 0.1).abs() < 1e-12);
-        assert!((schedule(10, 10, 100, 0.0) - 1.0).abs() < 1e-12);
-        assert!((schedule(100, 10, 100, 0.1) - 0.1).abs() < 1e-12);
-        assert!((schedule(55, 10, 100, 0.0) - 0.5).abs() < 1e-12);
+        let cos = |floor| Decay::Cosine { floor };
+        assert!((schedule(0, 10, 100, &cos(0.0)) - 0.1).abs() < 1e-12);
+        assert!((schedule(10, 10, 100, &cos(0.0)) - 1.0).abs() < 1e-12);
+        assert!((schedule(100, 10, 100, &cos(0.1)) - 0.1).abs() < 1e-12);
+        assert!((schedule(55, 10, 100, &cos(0.0)) - 0.5).abs() < 1e-12);
+        let steps = Decay::Steps { milestones: vec![30, 40], gamma: 0.1 };
+        let f: Vec<f64> = [0, 29, 30, 39, 40, 49].iter().map(|&s| schedule(s, 0, 50, &steps)).collect();
+        assert_eq!(f.iter().map(|x| (x * 1e6).round() / 1e6).collect::<Vec<_>>(), [1.0, 1.0, 0.1, 0.1, 0.01, 0.01]);
+    }
+
+    /// torch.optim.SGD([p], lr=0.1, momentum=0.9, weight_decay=0.01) on loss = p², p0 = 1:
+    /// g1 = 2 + 0.01 = 2.01, b1 = 2.01, p1 = 0.799; g2 = 1.598 + 0.00799 = 1.60599,
+    /// b2 = 0.9·2.01 + 1.60599 = 3.41499, p2 = 0.799 − 0.341499 = 0.457501. Only the momentum
+    /// buffer is saved, and it restores.
+    #[test]
+    fn sgd_matches_pytorch_on_a_scalar_and_keeps_its_momentum() {
+        let mut store = ParamStore::new(&Device::Cpu, 0);
+        store.scope("", Group::Head).constant("p", &[1], 1.0).unwrap();
+        let groups = vec![GroupSettings { group: Group::Head, lr: 0.1, weight_decay: 0.01 }];
+        let mut opt = Optimizer::new(&store, groups.clone(), Rule::Sgd { momentum: 0.9 }).unwrap();
+        let p = store.get("p").unwrap().clone();
+        let mut values = vec![];
+        for _ in 0..2 {
+            let grads = p.as_tensor().sqr().unwrap().sum_all().unwrap().backward().unwrap();
+            opt.step(&grads, &opt.grad_norm(&grads).unwrap(), 1.0, None).unwrap();
+            values.push(p.as_tensor().to_vec1::<f32>().unwrap()[0]);
+        }
+        assert!((values[0] - 0.799).abs() < 1e-6, "{values:?}");
+        assert!((values[1] - 0.457501).abs() < 1e-6, "{values:?}");
+        let state = opt.state();
+        assert_eq!(state.keys().collect::<Vec<_>>(), ["m.p"]);
+        assert!((state["m.p"].to_vec1::<f32>().unwrap()[0] - 3.41499).abs() < 1e-5);
+        let mut other = Optimizer::new(&store, groups, Rule::Sgd { momentum: 0.9 }).unwrap();
+        other.load_state(&state, 2, "test").unwrap();
+        assert_eq!(other.state()["m.p"].to_vec1::<f32>().unwrap(), state["m.p"].to_vec1::<f32>().unwrap());
     }
 }

@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 use super::config::{Arch, LossWeights, Method, ModelConfig};
 use super::descriptions::class_descriptions;
 use super::network::{Features, Losses, Network, CLIP_PREFIX};
-use super::optim::{schedule, AdamW, GroupSettings};
+use super::optim::{schedule, Decay, GroupSettings, Optimizer, Rule};
 use super::params::{Group, ParamStore};
 use super::pixels::{self, Colour};
 use super::profile::{self, ModuleTime};
@@ -86,6 +86,7 @@ impl Sections {
 
 /// Optimiser settings per group.
 pub(crate) struct OptimSettings {
+    pub rule: Rule,
     pub lr: f64,
     pub lr_prompts: f64,
     pub lr_image: Option<f64>,
@@ -95,7 +96,7 @@ pub(crate) struct OptimSettings {
     pub accum_steps: usize,
     pub warmup_steps: u64,
     pub total_steps: u64,
-    pub min_lr_ratio: f64,
+    pub decay: Decay,
 }
 
 /// What one training step did.
@@ -114,7 +115,7 @@ pub(crate) struct Runner {
     frames: usize,
     image_size: usize,
     dims: (usize, usize, usize),
-    opt: Option<(AdamW, OptimSettings)>,
+    opt: Option<(Optimizer, OptimSettings)>,
     weights: LossWeights,
     /// The CLIP checkpoint's files, as found (and for hub sources checked) once at build time.
     clip_files: Option<ClipFiles>,
@@ -207,7 +208,7 @@ impl Runner {
         if let Some(lr) = s.lr_image {
             groups.push(GroupSettings { group: Group::ImageEncoder, lr, weight_decay: s.weight_decay });
         }
-        self.opt = Some((AdamW::new(&self.store, groups)?, s));
+        self.opt = Some((Optimizer::new(&self.store, groups, s.rule)?, s));
         self.refresh_frozen_tower()
     }
 
@@ -289,7 +290,7 @@ impl Runner {
         let (opt, s) = self.opt.as_ref().context("train_step before set_optimizer")?;
         let train_image = s.lr_image.is_some();
         let step = opt.step_count();
-        let lr_factor = schedule(step, s.warmup_steps, s.total_steps, s.min_lr_ratio);
+        let lr_factor = schedule(step, s.warmup_steps, s.total_steps, &s.decay);
         let clip = (s.grad_clip > 0.0).then_some(s.grad_clip);
         let accum = s.accum_steps.max(1);
         let text = self.model.class_features()?;
@@ -323,7 +324,7 @@ impl Runner {
         let norm = opt.grad_norm(&grads)?;
         t.mark("gradient norm")?;
         opt.step(&grads, &norm, lr_factor, clip)?;
-        t.mark("clip + AdamW update")?;
+        t.mark("clip + optimiser update")?;
         let mut scalars = vec![losses.total.clone(), norm];
         scalars.extend(losses.parts.iter().map(|(_, v)| v.clone()));
         let values = read_back(&Tensor::stack(&scalars, 0)?.to_dtype(DType::F32)?)?;
@@ -534,6 +535,7 @@ mod tests {
         let labels: Vec<String> = ["Happy", "Sad", "Angry"].iter().map(|s| s.to_string()).collect();
         let mut r = Runner::new(&cfg, &labels, 2, "cpu", LossWeights::default()).unwrap();
         r.set_optimizer(OptimSettings {
+            rule: Rule::AdamW,
             lr: 1e-3,
             lr_prompts: 1e-3,
             lr_image: Some(1e-4),
@@ -542,7 +544,7 @@ mod tests {
             accum_steps: 1,
             warmup_steps: 0,
             total_steps: 10,
-            min_lr_ratio: 0.1,
+            decay: Decay::Cosine { floor: 0.1 },
         })
         .unwrap();
         let n = 3 * 2 * 3 * 32 * 32;

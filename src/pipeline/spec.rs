@@ -608,12 +608,13 @@ impl<'a> Builder<'a> {
         })
     }
 
-    /// `dfer report` over every evaluated run.
+    /// `dfer report` over every evaluated run: `report.json` and its bar plot `report.png`.
     fn report(&mut self, evals: Vec<usize>) {
         let report = self.out.join("report.json");
+        let plot = self.out.join("report.png");
         let mut argv = vec!["report".to_string()];
         argv.extend(evals.iter().map(|&i| path_arg(self.stages[i].marker.parent().expect("run folder"))));
-        argv.extend(["--output".into(), path_arg(&report)]);
+        argv.extend(["--output".into(), path_arg(&report), "--plot".into(), path_arg(&plot)]);
         self.push(Stage {
             kind: StageKind::Report,
             id: "report".into(),
@@ -621,7 +622,7 @@ impl<'a> Builder<'a> {
             settings: json!({}),
             inputs: evals,
             marker: report.clone(),
-            outputs: vec![report],
+            outputs: vec![report, plot],
             resumable_run: None,
         });
     }
@@ -659,7 +660,10 @@ mod tests {
             "synth --out o/dataset --clips 14 --edge-cases --fps 25,30 --layout dfew"
         );
         assert_eq!(p.stages[3].argv.join(" "), "train --config o/pipeline/train.toml --run o/runs/fold1 --fold 1");
-        assert_eq!(p.stages[7].argv.join(" "), "report o/runs/fold1 o/runs/fold3 --output o/report.json");
+        assert_eq!(
+            p.stages[7].argv.join(" "),
+            "report o/runs/fold1 o/runs/fold3 --output o/report.json --plot o/report.png"
+        );
         assert_eq!(p.stages[7].inputs, vec![4, 6]);
         assert_eq!(p.stages[3].settings["epochs"], json!(2));
         assert_eq!(p.stages[3].settings["fold"], json!(1));

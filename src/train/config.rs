@@ -8,8 +8,10 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::UsageError;
-use crate::model::config::{LossWeights, ModelConfig};
+use crate::model::config::{LossWeights, Method, ModelConfig};
+use crate::model::optim::{Decay, Rule};
 use crate::model::tokenizer::TokenizerChoice;
+use crate::text_enum::text_enum;
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -48,6 +50,30 @@ fn is_one(n: &usize) -> bool {
     *n == 1
 }
 
+text_enum! {
+    /// `train.optimizer`.
+    #[derive(Default)]
+    pub enum OptimizerChoice("optimizer") {
+        /// AdamW (ours, the default).
+        #[default]
+        AdamW = "adamw",
+        /// SGD with momentum (DFER-CLIP's paper recipe).
+        Sgd = "sgd",
+    }
+}
+
+text_enum! {
+    /// `train.lr_decay`: how the learning rate falls after the warmup.
+    #[derive(Default)]
+    pub enum LrDecay("learning-rate decay") {
+        /// Cosine to `min_lr_ratio` at the last epoch (ours, the default).
+        #[default]
+        Cosine = "cosine",
+        /// Times `gamma` at each epoch of `milestones` (PyTorch's MultiStepLR; DFER-CLIP's recipe).
+        Steps = "steps",
+    }
+}
+
 /// Optimisation settings (DFER-CLIP-like defaults, ours).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -75,6 +101,21 @@ pub(crate) struct Schedule {
     pub min_lr_ratio: f64,
     /// Global gradient-norm clip (0 = none).
     pub grad_clip: f64,
+    /// `adamw` or `sgd`. This and the four settings below are left out of the saved config at
+    /// their defaults, so runs from before keep their hash.
+    #[serde(skip_serializing_if = "OptimizerChoice::is_default")]
+    pub optimizer: OptimizerChoice,
+    /// SGD's momentum.
+    #[serde(skip_serializing_if = "is_default_momentum")]
+    pub momentum: f64,
+    /// `cosine` or `steps`.
+    #[serde(skip_serializing_if = "LrDecay::is_default")]
+    pub lr_decay: LrDecay,
+    /// Epochs after which the learning rate is multiplied by `gamma` (`lr_decay = "steps"`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub milestones: Vec<u32>,
+    #[serde(skip_serializing_if = "is_default_gamma")]
+    pub gamma: f64,
     /// Seed of data order and augmentation (each epoch derives its own generator from it).
     pub seed: u64,
     /// Threads preparing batches.
@@ -98,9 +139,58 @@ impl Default for Schedule {
             warmup_epochs: 1.0,
             min_lr_ratio: 0.01,
             grad_clip: 1.0,
+            optimizer: OptimizerChoice::AdamW,
+            momentum: DEFAULT_MOMENTUM,
+            lr_decay: LrDecay::Cosine,
+            milestones: Vec::new(),
+            gamma: DEFAULT_GAMMA,
             seed: 0,
             loader_threads: 2,
             prefetch: 2,
+        }
+    }
+}
+
+const DEFAULT_MOMENTUM: f64 = 0.9;
+const DEFAULT_GAMMA: f64 = 0.1;
+
+fn is_default_momentum(m: &f64) -> bool {
+    *m == DEFAULT_MOMENTUM
+}
+
+fn is_default_gamma(g: &f64) -> bool {
+    *g == DEFAULT_GAMMA
+}
+
+impl OptimizerChoice {
+    fn is_default(&self) -> bool {
+        *self == OptimizerChoice::AdamW
+    }
+}
+
+impl LrDecay {
+    fn is_default(&self) -> bool {
+        *self == LrDecay::Cosine
+    }
+}
+
+impl Schedule {
+    /// The optimiser's update rule.
+    pub(crate) fn rule(&self) -> Rule {
+        match self.optimizer {
+            OptimizerChoice::AdamW => Rule::AdamW,
+            OptimizerChoice::Sgd => Rule::Sgd { momentum: self.momentum },
+        }
+    }
+
+    /// The decay after the warmup, with milestones in steps of `steps_per_epoch`.
+    pub(crate) fn decay(&self, steps_per_epoch: u64) -> Decay {
+        match self.lr_decay {
+            LrDecay::Cosine => Decay::Cosine { floor: self.min_lr_ratio },
+            LrDecay::Steps => Decay::Steps {
+                milestones: self.milestones.iter().map(|&e| u64::from(e) * steps_per_epoch).collect(),
+                gamma: self.gamma,
+            },
         }
     }
 }
@@ -161,6 +251,9 @@ impl TrainConfig {
         if let TokenizerChoice::File(p) = &mut self.model.tokenizer {
             fix(p);
         }
+        if let Some(p) = &mut self.model.descriptions {
+            fix(p);
+        }
     }
 
     fn check(&self) -> Result<()> {
@@ -181,9 +274,42 @@ impl TrainConfig {
         if !(0.0..1.0).contains(&self.aug.jitter) {
             return bad("aug.jitter must be in [0, 1)");
         }
+        if !((0.0..1.0).contains(&t.momentum) && t.gamma > 0.0 && t.gamma <= 1.0) {
+            return bad("train.momentum must be in [0, 1) and train.gamma in (0, 1]");
+        }
+        let rising = t.milestones.windows(2).all(|w| w[0] < w[1]);
+        match t.lr_decay {
+            LrDecay::Steps if t.milestones.is_empty() || !rising || t.milestones[0] == 0 => {
+                return bad("train.lr_decay = \"steps\" needs train.milestones: rising epochs from 1, e.g. [30, 40]");
+            }
+            LrDecay::Cosine if !t.milestones.is_empty() => {
+                return bad("train.milestones are for train.lr_decay = \"steps\"");
+            }
+            _ => {}
+        }
+        self.check_model()?;
         if self.model.clip_weights.is_none() {
             // Without weights the sizes are known now (with them, once their files are found).
             self.model.towers(None)?;
+        }
+        Ok(())
+    }
+
+    /// Settings that belong to the other method are refused rather than ignored.
+    fn check_model(&self) -> Result<()> {
+        let m = &self.model;
+        if m.method == Method::Ous && m.descriptions.is_some() {
+            return Err(UsageError::new(
+                "model.descriptions are DFER-CLIP's class texts: set model.method = \"dfer-clip\"",
+            )
+            .into());
+        }
+        if m.method == Method::DferClip
+            && (self.loss.sim != LossWeights::default().sim
+                || self.loss.pol != LossWeights::default().pol
+                || self.loss.global != LossWeights::default().global)
+        {
+            return Err(UsageError::new("loss.sim, loss.pol and loss.global are OUS's losses; DFER-CLIP trains with cross-entropy (and loss.ial)").into());
         }
         Ok(())
     }
@@ -228,5 +354,36 @@ mod tests {
             e.contains("train.toml") && e.contains("unknown model arch \"vit-l14\" (vit-b16 | tiny | config)"),
             "{e}"
         );
+    }
+
+    /// The paper-recipe settings parse, turn into the optimiser's rule and step milestones, and
+    /// stay out of saved configs at their defaults; settings of the other method are refused.
+    #[test]
+    fn recipes_and_method_settings_are_checked() {
+        let base = "[data]\nmanifest = \"m\"\nshards = \"s\"\n[model]\narch = \"tiny\"\n";
+        let read =
+            |extra: &str| TrainConfig::from_toml(&format!("{base}{extra}"), Path::new("/b"), Path::new("t.toml"));
+        let c = read("method = \"dfer-clip\"\ndescriptions = \"d.toml\"\n[train]\noptimizer = \"sgd\"\nmomentum = 0.8\nlr_decay = \"steps\"\nmilestones = [3, 5]\n").unwrap();
+        assert_eq!(c.train.rule(), Rule::Sgd { momentum: 0.8 });
+        assert_eq!(c.train.decay(10), Decay::Steps { milestones: vec![30, 50], gamma: 0.1 });
+        assert_eq!(c.model.descriptions, Some(PathBuf::from("/b/d.toml")), "resolved against the file's folder");
+        let plain = read("").unwrap();
+        assert_eq!(plain.train.rule(), Rule::AdamW);
+        let saved = plain.to_toml().unwrap();
+        for key in ["method", "optimizer", "momentum", "lr_decay", "milestones", "gamma", "descriptions"] {
+            assert!(!saved.contains(key), "{key} written at its default: {saved}");
+        }
+        for (extra, want) in [
+            ("[train]\nlr_decay = \"steps\"\n", "needs train.milestones"),
+            ("[train]\nlr_decay = \"steps\"\nmilestones = [5, 3]\n", "rising epochs"),
+            ("[train]\nmilestones = [5]\n", "are for train.lr_decay"),
+            ("[train]\nmomentum = 1.0\n", "train.momentum"),
+            ("[train]\noptimizer = \"adam\"\n", "unknown optimizer \"adam\""),
+            ("descriptions = \"d.toml\"\n", "set model.method = \"dfer-clip\""),
+            ("method = \"dfer-clip\"\n[loss]\nsim = 1.0\n", "OUS's losses"),
+        ] {
+            let e = format!("{:#}", read(extra).unwrap_err());
+            assert!(e.contains("t.toml") && e.contains(want), "{extra:?}: {e}");
+        }
     }
 }

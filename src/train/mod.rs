@@ -234,6 +234,7 @@ fn set_optimizer(s: &mut Session) -> Result<()> {
     let t = s.cfg.train.clone();
     let steps_per_epoch = s.train.len().div_ceil(t.batch_size) as u64;
     s.runner.set_optimizer(OptimSettings {
+        rule: t.rule(),
         lr: t.lr,
         lr_prompts: t.lr_prompts,
         lr_image: t.finetune_image.then_some(t.lr_image),
@@ -242,7 +243,7 @@ fn set_optimizer(s: &mut Session) -> Result<()> {
         accum_steps: t.accum_steps,
         warmup_steps: (t.warmup_epochs * steps_per_epoch as f64).round() as u64,
         total_steps: steps_per_epoch * u64::from(t.epochs),
-        min_lr_ratio: t.min_lr_ratio,
+        decay: t.decay(steps_per_epoch),
     })?;
     let (all, trained) = s.runner.parameter_counts();
     tracing::info!(
