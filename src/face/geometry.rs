@@ -47,17 +47,24 @@ pub(crate) fn resize(src: &RgbImage, crop: Option<[f64; 4]>, w: u32, h: u32) -> 
 
 /// [`resize`] of an RGB buffer `raw` of `src_w`x`src_h` pixels, read in place (no copy).
 pub(crate) fn resize_raw(raw: &[u8], src_w: u32, src_h: u32, crop: Option<[f64; 4]>, w: u32, h: u32) -> RgbImage {
+    let mut out = vec![0u8; (w * h * 3) as usize];
+    resize_into(raw, src_w, src_h, crop, w, h, &mut out);
+    RgbImage::from_raw(w, h, out).expect("buffer matches size")
+}
+
+/// [`resize_raw`] into `out`, a `w`x`h` RGB buffer the caller keeps (the loader reuses one per
+/// stream, so no frame allocates).
+pub(crate) fn resize_into(raw: &[u8], src_w: u32, src_h: u32, crop: Option<[f64; 4]>, w: u32, h: u32, out: &mut [u8]) {
     thread_local! {
         static RESIZER: RefCell<Resizer> = RefCell::new(Resizer::new());
     }
     let view = ImageRef::new(src_w, src_h, raw, PixelType::U8x3).expect("RGB buffer matches its size");
-    let mut dst = Image::new(w, h, PixelType::U8x3);
+    let mut dst = Image::from_slice_u8(w, h, out, PixelType::U8x3).expect("RGB buffer matches its size");
     let mut opts = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear));
     if let Some([l, t, cw, ch]) = crop {
         opts = opts.crop(l, t, cw, ch);
     }
     RESIZER.with(|r| r.borrow_mut().resize(&view, &mut dst, &opts)).expect("same pixel types, valid crop");
-    RgbImage::from_raw(w, h, dst.into_vec()).expect("buffer matches size")
 }
 
 /// Square box around `b`'s centre whose side is the longer side of `b` times `margin`.

@@ -80,6 +80,11 @@ pub(crate) struct ModelConfig {
     /// a folder holding one, or `hf:owner/name[@revision]` (absent: random initialisation).
     #[serde(default)]
     pub clip_weights: Option<WeightsSource>,
+    /// The global convolution-attention block of Li et al. (`gca.rs`) on the face frames'
+    /// features before temporal modelling, for either method (ours: off). Left out of saved
+    /// configs when off.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub gca: bool,
     /// DFER-CLIP's class descriptions: a TOML file of `label = "description"` (absent: the
     /// built-in file of `data-manifests/descriptions/` that describes every label).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -129,6 +134,9 @@ fn default_sim_dim() -> usize {
 }
 fn yes() -> bool {
     true
+}
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 impl Default for ModelConfig {

@@ -15,6 +15,7 @@ use anyhow::Result;
 use candle_core::Tensor;
 
 use super::clip::{normalize, ClassTokenEncoder};
+use super::gca::Gca;
 use super::params::Scope;
 
 /// Fixed logit scale, 1 / 0.01 (paper's code divides the cosine similarities by 0.01; CLIP's
@@ -24,6 +25,8 @@ const LOGIT_SCALE: f64 = 100.0;
 /// `dfer_clip.temporal`: the temporal transformer over face-frame features.
 pub(crate) struct DferClipHead {
     temporal: ClassTokenEncoder,
+    /// `model.gca`: on the frame features, before the temporal transformer.
+    gca: Option<Gca>,
 }
 
 impl DferClipHead {
@@ -31,15 +34,20 @@ impl DferClipHead {
     /// features of width `e`. The MLP is 2 × e wide (paper: 1,024 for CLIP's 512). Ours: the
     /// layers are CLIP's (quick-GELU, biased projections) where the paper's code uses GELU and
     /// unbiased q / k / v projections.
-    pub(crate) fn new(s: &mut Scope, e: usize, frames: usize, depth: usize, heads: usize) -> Result<Self> {
-        let mut t = s.sub("temporal");
-        Ok(Self { temporal: ClassTokenEncoder::new(&mut t, frames, e, depth, heads, 2 * e)? })
+    pub(crate) fn new(s: &mut Scope, e: usize, frames: usize, depth: usize, heads: usize, gca: bool) -> Result<Self> {
+        let temporal = ClassTokenEncoder::new(&mut s.sub("temporal"), frames, e, depth, heads, 2 * e)?;
+        let gca = if gca { Some(Gca::new(s, e)?) } else { None };
+        Ok(Self { temporal, gca })
     }
 
     /// Video features `[B, E]`: the class-token output of the temporal transformer over `face
     /// [B, T, E]` (paper: no norm or projection after it).
     pub(crate) fn video(&self, face: &Tensor) -> Result<Tensor> {
-        Ok(self.temporal.forward(face)?.narrow(1, 0, 1)?.squeeze(1)?)
+        let face = match &self.gca {
+            Some(g) => g.forward(face)?,
+            None => face.clone(),
+        };
+        Ok(self.temporal.forward(&face)?.narrow(1, 0, 1)?.squeeze(1)?)
     }
 
     /// Class scores `[B, K]`: cosine similarity of the video and class features times 100.

@@ -140,6 +140,7 @@ impl Network {
                 frames,
                 cfg.frame_encoder_layers,
                 cfg.heads,
+                cfg.gca,
             )?),
         };
         Ok(Self { cfg: cfg.clone(), frames, vision, vision_frozen, text, prompts, head })

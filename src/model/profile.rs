@@ -64,8 +64,13 @@ pub(crate) fn modules(
 ) -> Result<Vec<ModuleTime>> {
     let model = network.ous().context("the per-module profile is of OUS's modules (model.method = \"ous\")")?;
     let mut rows = vec![time_module(device, "text tower (prompt pass)", runs, || network.class_features())?];
-    rows.push(time_module(device, "face LSTM", runs, || model.face_lstm(&x.face))?);
-    let sequence = tracked(&model.face_lstm(&x.face)?)?;
+    let mut face = x.face.clone();
+    if network.config().gca {
+        rows.push(time_module(device, "GCA", runs, || model.gated(&x.face))?);
+        face = tracked(&model.gated(&x.face)?)?;
+    }
+    rows.push(time_module(device, "face LSTM", runs, || model.face_lstm(&face))?);
+    let sequence = tracked(&model.face_lstm(&face)?)?;
     rows.push(time_module(device, "Frame Encoder", runs, || model.frame_encoder(&sequence))?);
     let tokens = tracked(&model.frame_encoder(&sequence)?)?;
     let mut memory = vec![tokens.clone()];

@@ -532,8 +532,13 @@ mod tests {
             use_polarity: use_scene,
             ..Default::default()
         };
+        tiny_with(&cfg)
+    }
+
+    /// A runner of `cfg` for three classes and T = 2 (image tower fine-tuned), and three clips.
+    fn tiny_with(cfg: &ModelConfig) -> (Runner, Vec<u8>, Vec<u8>) {
         let labels: Vec<String> = ["Happy", "Sad", "Angry"].iter().map(|s| s.to_string()).collect();
-        let mut r = Runner::new(&cfg, &labels, 2, "cpu", LossWeights::default()).unwrap();
+        let mut r = Runner::new(cfg, &labels, 2, "cpu", LossWeights::default()).unwrap();
         r.set_optimizer(OptimSettings {
             rule: Rule::AdamW,
             lr: 1e-3,
@@ -551,6 +556,48 @@ mod tests {
         let face: Vec<u8> = (0..n).map(|i| ((i * 7919) % 255) as u8).collect();
         let scene: Vec<u8> = (0..n).map(|i| ((i * 104_729) % 253) as u8).collect();
         (r, face, scene)
+    }
+
+    /// DFER-CLIP (class-specific contexts before descriptions) and GCA under either method: every
+    /// trainable tensor gets a gradient, and a DFER-CLIP step reads faces only.
+    #[test]
+    fn dfer_clip_and_gca_give_every_trainable_tensor_a_gradient() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().join("descriptions.toml");
+        std::fs::write(
+            &d,
+            "Happy = \"raised cheeks\"\nSad = \"lowered mouth corners\"\nAngry = \"pressed lips, low brows\"\n",
+        )
+        .unwrap();
+        for (method, descriptions) in [(Method::Ous, None), (Method::DferClip, Some(d))] {
+            // The tiny tower's 32-wide features give GCA's gate 2 hidden units; seed 1 starts
+            // them alive (with both ReLUs dead at initialisation no gradient could reach the block).
+            let cfg = ModelConfig {
+                method,
+                descriptions,
+                gca: true,
+                seed: 1,
+                arch: Arch::Tiny,
+                heads: 4,
+                n_ctx: 2,
+                sim_dim: 8,
+                ..Default::default()
+            };
+            let (mut r, face, scene) = tiny_with(&cfg);
+            let input = HostInput::Pixels { face: &face, scene: &scene, colour: &COLOUR, batch: 3 };
+            let dead = r.dead_gradients(&input, &[0, 1, 2], &[2, 0, 0]).unwrap();
+            assert!(dead.is_empty(), "{method}: no gradient for {dead:?}");
+            let names: Vec<String> = r.opt.as_ref().unwrap().0.trained().map(|(n, _)| n.to_string()).collect();
+            assert!(names.iter().any(|n| n.contains(".gca.")), "{method}: {names:?}");
+            if method == Method::DferClip {
+                assert!(!r.uses_scene());
+                let ctx = r.store.get("prompt_learner.ctx").unwrap().as_tensor().dims().to_vec();
+                assert_eq!(ctx, [3, 2, 32], "one context per class");
+                let faces_only = HostInput::Pixels { face: &face, scene: &[], colour: &COLOUR, batch: 3 };
+                let s = r.train_step(&faces_only, &[0, 1, 2], &[0, 0, 0]).unwrap();
+                assert_eq!(s.losses.iter().map(|(n, _)| *n).collect::<Vec<_>>(), ["cont"]);
+            }
+        }
     }
 
     #[test]

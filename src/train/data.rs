@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 use super::config::Augment;
 use crate::dataset::splits::Role;
 use crate::error::UsageError;
-use crate::face::geometry::resize_raw;
+use crate::face::geometry::resize_into;
 use crate::manifest::Manifest;
 use crate::model::pixels::Colour;
 use crate::model::runner::{HostFeatures, HostInput};
@@ -367,18 +367,18 @@ fn prepare_clip(set: &ShardSet, clip: &ClipRef, shape: InputShape, view: &View) 
 }
 
 /// One stream's selected frames (`[T, size, size, 3]`, in `aug.offsets` order) → uint8 `[T, 3,
-/// out, out]`: cropped, resized and flipped.
+/// out, out]`: cropped, resized and flipped. One resize buffer serves every frame.
 fn stream(pixels: &[u8], size: u32, crop: Option<[f64; 4]>, aug: &ClipAug, out: u32) -> Vec<u8> {
     let frame_len = (size * size * 3) as usize;
     let plane = (out * out) as usize;
     let mut result = vec![0u8; aug.offsets.len() * 3 * plane];
-    for t in 0..aug.offsets.len() {
-        let src = &pixels[t * frame_len..(t + 1) * frame_len];
-        let dst = &mut result[t * 3 * plane..(t + 1) * 3 * plane];
+    let mut resized = vec![0u8; 3 * plane];
+    for (src, dst) in pixels.chunks_exact(frame_len).zip(result.chunks_exact_mut(3 * plane)) {
         if crop.is_none() && size == out {
             write_planes(src, size as usize, aug.flip, dst);
         } else {
-            write_planes(resize_raw(src, size, size, crop, out, out).as_raw(), out as usize, aug.flip, dst);
+            resize_into(src, size, size, crop, out, out, &mut resized);
+            write_planes(&resized, out as usize, aug.flip, dst);
         }
     }
     result
@@ -386,17 +386,22 @@ fn stream(pixels: &[u8], size: u32, crop: Option<[f64; 4]>, aug: &ClipAug, out: 
 
 /// A square RGB frame of side `w` (HWC) → CHW, mirrored left–right when `flip`.
 fn write_planes(raw: &[u8], w: usize, flip: bool, dst: &mut [u8]) {
-    let (h, plane) = (w, w * w);
+    let plane = w * w;
     let (r_out, rest) = dst[..3 * plane].split_at_mut(plane);
     let (g_out, b_out) = rest.split_at_mut(plane);
-    for y in 0..h {
-        let row = &raw[y * w * 3..(y + 1) * w * 3];
-        for x in 0..w {
-            let sx = if flip { w - 1 - x } else { x };
-            let i = y * w + x;
-            r_out[i] = row[sx * 3];
-            g_out[i] = row[sx * 3 + 1];
-            b_out[i] = row[sx * 3 + 2];
+    let rows = raw
+        .chunks_exact(3 * w)
+        .zip(r_out.chunks_exact_mut(w))
+        .zip(g_out.chunks_exact_mut(w).zip(b_out.chunks_exact_mut(w)));
+    for ((row, r), (g, b)) in rows {
+        let put = |px: &[u8], (r, (g, b)): (&mut u8, (&mut u8, &mut u8))| {
+            (*r, *g, *b) = (px[0], px[1], px[2]);
+        };
+        let outs = r.iter_mut().zip(g.iter_mut().zip(b.iter_mut()));
+        if flip {
+            row.chunks_exact(3).rev().zip(outs).for_each(|(px, o)| put(px, o));
+        } else {
+            row.chunks_exact(3).zip(outs).for_each(|(px, o)| put(px, o));
         }
     }
 }
