@@ -20,7 +20,7 @@ esac
 APT_PACKAGES=(
   pkg-config clang libclang-dev
   libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libavfilter-dev libavdevice-dev
-  libhdf5-dev ffmpeg unzip python3 python3-pip python3-venv
+  libhdf5-dev libturbojpeg0-dev ffmpeg unzip python3 python3-pip python3-venv
 )
 
 if [[ $want_apt == 1 ]]; then

@@ -233,6 +233,39 @@ fn pipeline_mistakes_are_refused_before_anything_runs() {
     assert!(!out.exists(), "a refused pipeline wrote {}", out.display());
 }
 
+/// `dfer run PIPELINE` on `root` into `out`, made small (T = 4, 48 px, fold 1, 2 epochs, the tiny
+/// CLIP fixture's weights and sizes), with `extra` settings.
+fn small_run(pipeline: &str, root: &Path, out: &Path, extra: &[&str]) -> Vec<String> {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/clip-tiny");
+    let mut sets = vec![
+        format!("dataset.root={}", root.display()),
+        format!("pipeline.out={}", out.display()),
+        format!("train.model.clip_weights={}", fixture.display()),
+    ];
+    sets.extend(
+        [
+            "prep.frames=4",
+            "prep.store_frames=8",
+            "prep.face_size=48",
+            "prep.scene_size=48",
+            "train.folds=[1]",
+            "train.epochs=2",
+            "train.batch_size=8",
+            "train.model.arch=config",
+            "train.model.heads=4",
+            "train.model.n_ctx=4",
+        ]
+        .iter()
+        .chain(extra)
+        .map(|s| s.to_string()),
+    );
+    let mut args = vec!["run".to_string(), pipeline.into()];
+    for s in sets {
+        args.extend(["--set".into(), s]);
+    }
+    args
+}
+
 /// The real DFEW pipeline, changed only in dataset root, sizes and the weights: on a synthetic
 /// DFEW with CLIP weights in Hugging Face names (the tiny CLIP made by transformers, with CLIP's
 /// 49,408-token vocabulary) and CLIP's own BPE tokenizer, it caches features, trains, evaluates
@@ -244,27 +277,7 @@ fn dfew_pipeline_runs_with_clip_weights_and_clips_tokenizer() {
     common::synth("dfew", 24, &root, false);
     let out = dir.path().join("out");
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/clip-tiny");
-    let sets = [
-        format!("dataset.root={}", root.display()),
-        format!("pipeline.out={}", out.display()),
-        "prep.frames=4".into(),
-        "prep.store_frames=8".into(),
-        "prep.face_size=48".into(),
-        "prep.scene_size=48".into(),
-        "embed.views=2".into(),
-        "train.folds=[1]".into(),
-        "train.epochs=2".into(),
-        "train.batch_size=8".into(),
-        "train.model.arch=config".into(),
-        format!("train.model.clip_weights={}", fixture.display()),
-        "train.model.heads=4".into(),
-        "train.model.n_ctx=4".into(),
-        "train.model.sim_dim=16".into(),
-    ];
-    let mut args = vec!["run".to_string(), "pipelines/dfew-ous.toml".into()];
-    for s in sets {
-        args.extend(["--set".into(), s]);
-    }
+    let args = small_run("pipelines/dfew-ous.toml", &root, &out, &["embed.views=2", "train.model.sim_dim=16"]);
     let o = dfer(&args.iter().map(String::as_str).collect::<Vec<_>>());
     let (so, se) = (stdout(&o), stderr(&o));
     assert_eq!(o.status.code(), Some(0), "{so}\n{se}");
@@ -279,24 +292,7 @@ fn dfew_pipeline_runs_with_clip_weights_and_clips_tokenizer() {
     // DFER-CLIP's pipeline (the paper's recipe: SGD, steps, fine-tuned tower) on the same data,
     // then one report of both methods.
     let clip_out = dir.path().join("dfer-clip");
-    let mut args = vec!["run".to_string(), "pipelines/dfew-dfer-clip.toml".into()];
-    for s in [
-        format!("dataset.root={}", root.display()),
-        format!("pipeline.out={}", clip_out.display()),
-        "prep.frames=4".into(),
-        "prep.store_frames=8".into(),
-        "prep.face_size=48".into(),
-        "prep.scene_size=48".into(),
-        "train.folds=[1]".into(),
-        "train.epochs=2".into(),
-        "train.batch_size=8".into(),
-        "train.milestones=[1]".into(),
-        format!("train.model.clip_weights={}", fixture.display()),
-        "train.model.heads=4".into(),
-        "train.model.n_ctx=4".into(),
-    ] {
-        args.extend(["--set".into(), s]);
-    }
+    let args = small_run("pipelines/dfew-dfer-clip.toml", &root, &clip_out, &["train.milestones=[1]"]);
     let o = dfer(&args.iter().map(String::as_str).collect::<Vec<_>>());
     let (so, se) = (stdout(&o), stderr(&o));
     assert_eq!(o.status.code(), Some(0), "{so}\n{se}");

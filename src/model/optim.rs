@@ -203,14 +203,14 @@ mod tests {
     use super::*;
     use candle_core::Device;
 
-    #[test]
-    fn matches_pytorch_adamw_on_a_scalar() {
-        // torch.optim.AdamW([p], lr=0.1, weight_decay=0.01) on loss = p², p0 = 1: two steps give
-        // p1 = 0.899, p2 = 0.798519 (worked by hand from the update rule below).
+    const GROUP: [GroupSettings; 1] = [GroupSettings { group: Group::Head, lr: 0.1, weight_decay: 0.01 }];
+
+    /// Two steps of `rule` (lr 0.1, weight decay 0.01) on loss = p², p0 = 1: the optimiser, its
+    /// store and p after each step.
+    fn two_steps_on_p_squared(rule: Rule) -> (Optimizer, ParamStore, Vec<f32>) {
         let mut store = ParamStore::new(&Device::Cpu, 0);
         store.scope("", Group::Head).constant("p", &[1], 1.0).unwrap();
-        let groups = vec![GroupSettings { group: Group::Head, lr: 0.1, weight_decay: 0.01 }];
-        let mut opt = Optimizer::new(&store, groups, Rule::AdamW).unwrap();
+        let mut opt = Optimizer::new(&store, GROUP.to_vec(), rule).unwrap();
         let p = store.get("p").unwrap().clone();
         let mut values = vec![];
         for _ in 0..2 {
@@ -218,6 +218,14 @@ mod tests {
             opt.step(&grads, &opt.grad_norm(&grads).unwrap(), 1.0, None).unwrap();
             values.push(p.as_tensor().to_vec1::<f32>().unwrap()[0]);
         }
+        (opt, store, values)
+    }
+
+    #[test]
+    fn matches_pytorch_adamw_on_a_scalar() {
+        // torch.optim.AdamW([p], lr=0.1, weight_decay=0.01) on loss = p², p0 = 1: two steps give
+        // p1 = 0.899, p2 = 0.798519 (worked by hand from the update rule below).
+        let (opt, _, values) = two_steps_on_p_squared(Rule::AdamW);
         // Step 1: m̂/√v̂ = 1, p = 1·0.999 − 0.1 = 0.899. Step 2: g = 1.798, m = 0.3598,
         // v = 0.0072288, m̂ = 1.89368, √v̂ = 1.90163, p = 0.899·0.999 − 0.1·0.99582 = 0.798519.
         assert!((values[0] - 0.899).abs() < 1e-5, "{values:?}");
@@ -265,23 +273,13 @@ mod tests {
     /// buffer is saved, and it restores.
     #[test]
     fn sgd_matches_pytorch_on_a_scalar_and_keeps_its_momentum() {
-        let mut store = ParamStore::new(&Device::Cpu, 0);
-        store.scope("", Group::Head).constant("p", &[1], 1.0).unwrap();
-        let groups = vec![GroupSettings { group: Group::Head, lr: 0.1, weight_decay: 0.01 }];
-        let mut opt = Optimizer::new(&store, groups.clone(), Rule::Sgd { momentum: 0.9 }).unwrap();
-        let p = store.get("p").unwrap().clone();
-        let mut values = vec![];
-        for _ in 0..2 {
-            let grads = p.as_tensor().sqr().unwrap().sum_all().unwrap().backward().unwrap();
-            opt.step(&grads, &opt.grad_norm(&grads).unwrap(), 1.0, None).unwrap();
-            values.push(p.as_tensor().to_vec1::<f32>().unwrap()[0]);
-        }
+        let (opt, store, values) = two_steps_on_p_squared(Rule::Sgd { momentum: 0.9 });
         assert!((values[0] - 0.799).abs() < 1e-6, "{values:?}");
         assert!((values[1] - 0.457501).abs() < 1e-6, "{values:?}");
         let state = opt.state();
         assert_eq!(state.keys().collect::<Vec<_>>(), ["m.p"]);
         assert!((state["m.p"].to_vec1::<f32>().unwrap()[0] - 3.41499).abs() < 1e-5);
-        let mut other = Optimizer::new(&store, groups, Rule::Sgd { momentum: 0.9 }).unwrap();
+        let mut other = Optimizer::new(&store, GROUP.to_vec(), Rule::Sgd { momentum: 0.9 }).unwrap();
         other.load_state(&state, 2, "test").unwrap();
         assert_eq!(other.state()["m.p"].to_vec1::<f32>().unwrap(), state["m.p"].to_vec1::<f32>().unwrap());
     }

@@ -1,21 +1,39 @@
-//! One frame as a JPEG file and back: baseline JPEG, 4:4:4 at quality ≥ 90, encoded with
-//! `jpeg-encoder` (AVX2 kernels picked at run time) on the prep workers and decoded with
-//! `zune-jpeg` straight into the caller's buffer on the loader threads. Decoding is strict: a
-//! frame cut short or otherwise broken is an error, never a frame padded with grey.
+//! One frame as a JPEG file and back: baseline JPEG, 4:4:4 (no chroma subsampling), encoded
+//! with libjpeg-turbo on the prep workers (the `media` build) and decoded with `zune-jpeg`
+//! straight into the caller's buffer on the loader threads. Decoding is strict: a frame cut
+//! short or otherwise broken is an error, never a frame padded with grey.
 
+#[cfg(feature = "media")]
+use std::cell::RefCell;
+
+#[cfg(feature = "media")]
 use anyhow::{ensure, Result};
 use zune_core::bytestream::ZCursor;
 use zune_core::colorspace::ColorSpace;
 use zune_core::options::DecoderOptions;
 use zune_jpeg::JpegDecoder;
 
-/// Encodes a square RGB frame of side `side` (HWC) at `quality` (1–100).
+/// Encodes a square RGB frame of side `side` (HWC) at `quality` (1–100), with one compressor
+/// per thread.
+#[cfg(feature = "media")]
 pub(crate) fn encode(pixels: &[u8], side: u32, quality: u8) -> Result<Vec<u8>> {
-    let s = u16::try_from(side).map_err(|_| anyhow::anyhow!("a {side}-pixel frame is too large for JPEG"))?;
+    thread_local! {
+        static COMPRESSOR: RefCell<Option<turbojpeg::Compressor>> = const { RefCell::new(None) };
+    }
+    ensure!(side <= u16::MAX as u32, "a {side}-pixel frame is too large for JPEG");
     ensure!(pixels.len() == (side * side * 3) as usize, "frame of {} bytes is not {side}x{side} RGB", pixels.len());
-    let mut out = Vec::with_capacity(pixels.len() / 8);
-    jpeg_encoder::Encoder::new(&mut out, quality).encode(pixels, s, s, jpeg_encoder::ColorType::Rgb)?;
-    Ok(out)
+    let s = side as usize;
+    let image = turbojpeg::Image { pixels, width: s, pitch: 3 * s, height: s, format: turbojpeg::PixelFormat::RGB };
+    COMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        let c = match slot.as_mut() {
+            Some(c) => c,
+            None => slot.insert(turbojpeg::Compressor::new()?),
+        };
+        c.set_quality(i32::from(quality));
+        c.set_subsamp(turbojpeg::Subsamp::None);
+        Ok(c.compress_to_vec(image)?)
+    })
 }
 
 /// Decodes `bytes` into `out`, which must be one `side`×`side` RGB frame; the message says

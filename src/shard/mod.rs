@@ -63,6 +63,7 @@ pub(crate) enum StoredPixels {
 }
 
 /// Encodes a clip's frames for a shard of `format` (`[T, S, S, 3]` each stream).
+#[cfg(feature = "media")]
 pub(crate) fn encode_pixels(
     t: &ClipTensors,
     format: PixelFormat,
