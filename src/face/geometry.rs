@@ -42,18 +42,13 @@ text_enum! {
 /// Resizes `src` (or the `crop` = `[left, top, width, height]` part of it, in source pixels) to
 /// `w`x`h` with a bilinear filter widened for downscaling (SIMD, `fast_image_resize`).
 pub(crate) fn resize(src: &RgbImage, crop: Option<[f64; 4]>, w: u32, h: u32) -> RgbImage {
-    resize_raw(src.as_raw(), src.width(), src.height(), crop, w, h)
-}
-
-/// [`resize`] of an RGB buffer `raw` of `src_w`x`src_h` pixels, read in place (no copy).
-pub(crate) fn resize_raw(raw: &[u8], src_w: u32, src_h: u32, crop: Option<[f64; 4]>, w: u32, h: u32) -> RgbImage {
     let mut out = vec![0u8; (w * h * 3) as usize];
-    resize_into(raw, src_w, src_h, crop, w, h, &mut out);
+    resize_into(src.as_raw(), src.width(), src.height(), crop, w, h, &mut out);
     RgbImage::from_raw(w, h, out).expect("buffer matches size")
 }
 
-/// [`resize_raw`] into `out`, a `w`x`h` RGB buffer the caller keeps (the loader reuses one per
-/// stream, so no frame allocates).
+/// [`resize`] of an RGB buffer `raw` of `src_w`x`src_h` pixels, read in place, into `out`, a
+/// `w`x`h` RGB buffer the caller keeps (the loader reuses one per stream, so no frame allocates).
 pub(crate) fn resize_into(raw: &[u8], src_w: u32, src_h: u32, crop: Option<[f64; 4]>, w: u32, h: u32, out: &mut [u8]) {
     thread_local! {
         static RESIZER: RefCell<Resizer> = RefCell::new(Resizer::new());
