@@ -1,6 +1,7 @@
-//! Pixels on the device. The loader hands over uint8 frames `[B, T, 3, S, S]` (cropped,
-//! resized, flipped, channels first) and each clip's colour jitter; they are uploaded as uint8
-//! (a quarter of f32's bytes) and jittered and CLIP-normalised here, where the model runs.
+//! Pixels on the device. The loader hands over uint8 frames `[B, T, S, S, 3]` (cropped,
+//! resized, flipped, channels last as decoded) and each clip's colour jitter; they are uploaded
+//! as uint8 (a quarter of f32's bytes), put channels first, jittered and CLIP-normalised here,
+//! where the model runs, so the host spends no time on the transpose.
 
 use anyhow::{ensure, Result};
 use candle_core::{DType, Device, Tensor, D};
@@ -15,15 +16,15 @@ const LUMA: [f32; 3] = [0.299, 0.587, 0.114];
 /// A clip's colour jitter: brightness, contrast, saturation factors (1, 1, 1: none).
 pub(crate) type Colour = [f32; 3];
 
-/// `pixels` uint8 `[B, T, 3, S, S]` → f32 CLIP-normalised, clip `b` jittered by `colour[b]`
+/// `pixels` uint8 `[B, T, S, S, 3]` → f32 `[B, T, 3, S, S]` CLIP-normalised, clip `b` jittered by `colour[b]`
 /// (torchvision's order: brightness, contrast about the frame's mean grey, saturation about
 /// each pixel's grey, then clamped to 0–1). Clips without jitter get exactly
 /// `(v / 255 − mean) / std`.
 pub(crate) fn normalise(pixels: &Tensor, colour: &[Colour]) -> Result<Tensor> {
-    let (b, _, c, _, _) = pixels.dims5()?;
+    let (b, _, _, _, c) = pixels.dims5()?;
     ensure!(c == 3 && colour.len() == b, "pixels {:?} with {} colour draws", pixels.dims(), colour.len());
     let dev = pixels.device();
-    let unit = pixels.to_dtype(DType::F32)?.broadcast_div(&Tensor::new(255f32, dev)?)?;
+    let unit = pixels.permute((0, 1, 4, 2, 3))?.to_dtype(DType::F32)?.broadcast_div(&Tensor::new(255f32, dev)?)?;
     let (mean, std) = (channel(&CLIP_MEAN, dev)?, channel(&CLIP_STD, dev)?);
     let plain = |u: &Tensor| -> Result<Tensor> { Ok(u.broadcast_sub(&mean)?.broadcast_div(&std)?) };
     if colour.iter().all(|&f| f == [1.0; 3]) {
@@ -84,13 +85,8 @@ mod tests {
         // Two clips of one 2x2 frame: clip 0 plain, clip 1 jittered.
         let (h, w) = (2usize, 2usize);
         let frame: Vec<[u8; 3]> = vec![[255, 0, 0], [0, 0, 255], [10, 200, 30], [128, 128, 128]];
-        let mut data = Vec::new();
-        for _ in 0..2 {
-            for c in 0..3 {
-                data.extend(frame.iter().map(|p| p[c]));
-            }
-        }
-        let pixels = Tensor::from_vec(data, (2, 1, 3, h, w), &Device::Cpu).unwrap();
+        let data: Vec<u8> = [&frame, &frame].into_iter().flatten().flatten().copied().collect();
+        let pixels = Tensor::from_vec(data, (2, 1, h, w, 3), &Device::Cpu).unwrap();
         let jit = [1.2, 0.8, 1.3];
         let out = normalise(&pixels, &[[1.0; 3], jit]).unwrap();
         let v: Vec<f32> = out.flatten_all().unwrap().to_vec1().unwrap();

@@ -23,7 +23,7 @@ use super::prompts::tokenize_prompts;
 use super::tokenizer;
 use crate::weights::ClipFiles;
 
-/// A batch on the host: uint8 pixels (`[B, T, 3, S, S]`, scene empty when off) with each clip's
+/// A batch on the host: uint8 pixels (`[B, T, S, S, 3]`, scene empty when off) with each clip's
 /// colour jitter, normalised on the device ([`pixels::normalise`]), or cached features.
 #[derive(Clone, Copy)]
 pub(crate) enum HostInput<'a> {
@@ -221,7 +221,7 @@ impl Runner {
         match input {
             HostInput::Pixels { face, scene, colour, batch } => {
                 let s = self.image_size;
-                let shape = [*batch, t, 3, s, s];
+                let shape = [*batch, t, s, s, 3];
                 let face = pixels::normalise(&self.tensor(face, &shape)?, colour)?;
                 let scene = if scene.is_empty() {
                     None

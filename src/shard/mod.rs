@@ -20,6 +20,23 @@ use crate::face::geometry::{MaskMode, SceneFit};
 use crate::face::BoxF;
 use crate::text_enum::text_enum;
 
+/// One of a clip's two pixel streams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stream {
+    Face,
+    Scene,
+}
+
+impl Stream {
+    /// The stream's dataset name.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Stream::Face => "face",
+            Stream::Scene => "scene",
+        }
+    }
+}
+
 /// Shard schema version, stored as the `schema_version` attribute.
 pub(crate) const SCHEMA_VERSION: u32 = 1;
 
@@ -106,6 +123,16 @@ pub struct ShardAttrs {
     /// Manifest rows this shard covers: `[first, end)`.
     pub manifest_rows: [usize; 2],
     pub pixels: PixelFormat,
+}
+
+impl ShardAttrs {
+    /// The side of `stream`'s square frames.
+    pub(crate) fn side(&self, stream: Stream) -> u32 {
+        match stream {
+            Stream::Face => self.face_size,
+            Stream::Scene => self.scene_size,
+        }
+    }
 }
 
 /// The tensors of one clip, in shard layout (T = stored frames).
@@ -400,38 +427,42 @@ impl ShardReader {
             Encoding::Raw | Encoding::Gzip => Ok((self.row("face", i)?, self.row("scene", i)?)),
             Encoding::Jpeg => {
                 let (face, scene) = self.jpeg_frames(i)?;
-                Ok((
-                    self.decode(i, "face", &face, self.attrs.face_size)?,
-                    self.decode(i, "scene", &scene, self.attrs.scene_size)?,
-                ))
+                Ok((self.decode(i, Stream::Face, &face)?, self.decode(i, Stream::Scene, &scene)?))
             }
         }
     }
 
-    /// Frames `which` (stored-frame indices) of row `i`'s face and scene, decoded, in that order:
-    /// a JPEG shard decodes only those.
-    pub(crate) fn frames(&self, i: usize, which: &[usize]) -> Result<(Vec<u8>, Vec<u8>)> {
+    /// Frames `which` (stored-frame indices) of row `i`'s `stream`, each handed to `each(k,
+    /// pixels)` in that order, `pixels` one `[S, S, 3]` frame. A JPEG shard decodes only those
+    /// frames, one at a time into one buffer, so a clip's frames are never all in memory at once.
+    pub(crate) fn each_frame(
+        &self,
+        i: usize,
+        stream: Stream,
+        which: &[usize],
+        mut each: impl FnMut(usize, &[u8]),
+    ) -> Result<()> {
         let t = self.attrs.store_frames;
         if let Some(&bad) = which.iter().find(|&&f| f >= t) {
             bail!("{}: frame {bad} asked of a clip with {t} stored frames", self.path.display());
         }
-        let (fs, ss) = (self.attrs.face_size, self.attrs.scene_size);
+        let side = self.attrs.side(stream);
+        let n = (side * side * 3) as usize;
         match self.attrs.pixels.encoding {
             Encoding::Raw | Encoding::Gzip => {
-                let (face, scene) = self.pixels(i)?;
-                let pick = |px: &[u8], side: u32| {
-                    let n = (side * side * 3) as usize;
-                    which.iter().flat_map(|&f| px[f * n..(f + 1) * n].iter().copied()).collect::<Vec<u8>>()
-                };
-                Ok((pick(&face, fs), pick(&scene, ss)))
+                let px: Vec<u8> = self.row(stream.name(), i)?;
+                which.iter().enumerate().for_each(|(k, &f)| each(k, &px[f * n..(f + 1) * n]));
             }
             Encoding::Jpeg => {
-                let (face, scene) = self.jpeg_frames(i)?;
-                let face: Vec<&[u8]> = which.iter().map(|&f| face[f].as_slice()).collect();
-                let scene: Vec<&[u8]> = which.iter().map(|&f| scene[f].as_slice()).collect();
-                Ok((self.decode(i, "face", &face, fs)?, self.decode(i, "scene", &scene, ss)?))
+                let files = self.row::<VarLenArray<u8>>(stream.name(), i)?;
+                let mut frame = vec![0u8; n];
+                for (k, &f) in which.iter().enumerate() {
+                    self.decode_frame(i, stream, f, files[f].as_slice(), &mut frame)?;
+                    each(k, &frame);
+                }
             }
         }
+        Ok(())
     }
 
     /// Row `i`'s face and scene frames as stored JPEG files (a JPEG shard only).
@@ -446,19 +477,28 @@ impl ShardReader {
     }
 
     /// Decodes the JPEG frames of `stream` of row `i` into `[T, side, side, 3]`.
-    fn decode(&self, i: usize, stream: &str, frames: &[impl AsRef<[u8]>], side: u32) -> Result<Vec<u8>> {
+    fn decode(&self, i: usize, stream: Stream, frames: &[Vec<u8>]) -> Result<Vec<u8>> {
+        let side = self.attrs.side(stream);
         let n = (side * side * 3) as usize;
         let mut out = vec![0u8; frames.len() * n];
-        for (k, (bytes, dst)) in frames.iter().zip(out.chunks_exact_mut(n)).enumerate() {
-            if let Err(e) = jpeg::decode_into(bytes.as_ref(), side, dst) {
-                let id = self.clip_ids().ok().and_then(|ids| ids.get(i).cloned()).unwrap_or_default();
-                bail!(UsageError::new(format!(
-                    "{}: clip {id} (row {i}), {stream} frame {k}: not a usable JPEG ({e}); prepare this shard again",
-                    self.path.display()
-                )));
-            }
+        for (f, (bytes, dst)) in frames.iter().zip(out.chunks_exact_mut(n)).enumerate() {
+            self.decode_frame(i, stream, f, bytes, dst)?;
         }
         Ok(out)
+    }
+
+    /// Decodes stored frame `f` of `stream` of row `i` into `out`; an error names shard, clip
+    /// and frame.
+    fn decode_frame(&self, i: usize, stream: Stream, f: usize, bytes: &[u8], out: &mut [u8]) -> Result<()> {
+        jpeg::decode_into(bytes, self.attrs.side(stream), out).map_err(|e| {
+            let id = self.clip_ids().ok().and_then(|ids| ids.get(i).cloned()).unwrap_or_default();
+            UsageError::new(format!(
+                "{}: clip {id} (row {i}), {} frame {f}: not a usable JPEG ({e}); prepare this shard again",
+                self.path.display(),
+                stream.name()
+            ))
+            .into()
+        })
     }
 
     /// Row `i`'s tensors.

@@ -20,7 +20,7 @@ use crate::face::geometry::resize_into;
 use crate::manifest::Manifest;
 use crate::model::pixels::Colour;
 use crate::model::runner::{HostFeatures, HostInput};
-use crate::shard::{ShardAttrs, ShardReader};
+use crate::shard::{ShardAttrs, ShardReader, Stream};
 
 /// One clip in a shard.
 #[derive(Debug, Clone, PartialEq)]
@@ -165,7 +165,7 @@ pub(crate) struct Batch {
 }
 
 pub(crate) enum Payload {
-    /// uint8 `face [B, T, 3, S, S]` (cropped, resized, flipped); `scene` the same, or empty when
+    /// uint8 `face [B, T, S, S, 3]` (cropped, resized, flipped); `scene` the same, or empty when
     /// the scene stream is off; each clip's colour jitter. Normalised on the device.
     Pixels { face: Vec<u8>, scene: Vec<u8>, colour: Vec<Colour> },
     /// Cached image-tower features (`dfer embed`).
@@ -274,16 +274,18 @@ pub(crate) fn pixel_batch(
 
 fn make_batch(set: &ShardSet, clips: &[ClipRef], chunk: &[usize], shape: InputShape, view: &View) -> Result<Batch> {
     let per = shape.frames * 3 * (shape.size as usize).pow(2);
-    let prepared: Vec<(Vec<u8>, Vec<u8>, Colour)> =
-        chunk.par_iter().map(|&i| prepare_clip(set, &clips[i], shape, view)).collect::<Result<_>>()?;
-    let mut face = Vec::with_capacity(per * chunk.len());
-    let mut scene = Vec::with_capacity(if shape.scene { per * chunk.len() } else { 0 });
-    let mut colour = Vec::with_capacity(chunk.len());
-    for (f, s, c) in prepared {
-        face.extend_from_slice(&f);
-        scene.extend_from_slice(&s);
-        colour.push(c);
-    }
+    let mut face = vec![0u8; per * chunk.len()];
+    let mut scene = vec![0u8; if shape.scene { per * chunk.len() } else { 0 }];
+    let scenes: Vec<Option<&mut [u8]>> = match shape.scene {
+        true => scene.chunks_exact_mut(per).map(Some).collect(),
+        false => chunk.iter().map(|_| None).collect(),
+    };
+    // Each clip writes its frames straight into its place in the batch.
+    let places: Vec<_> = chunk.iter().zip(face.chunks_exact_mut(per)).zip(scenes).collect();
+    let colour = places
+        .into_par_iter()
+        .map(|((&i, face), scene)| prepare_clip(set, &clips[i], shape, view, face, scene))
+        .collect::<Result<Vec<Colour>>>()?;
     Ok(Batch {
         payload: Payload::Pixels { face, scene, colour },
         labels: chunk.iter().map(|&i| clips[i].label as u32).collect(),
@@ -346,8 +348,16 @@ fn random_resized_crop(rng: &mut ChaCha8Rng, size: u32, aug: &Augment) -> [f64; 
     [0.0, 0.0, s, s]
 }
 
-/// One clip's face and scene frames as uint8 `[T, 3, size, size]`, and its colour jitter.
-fn prepare_clip(set: &ShardSet, clip: &ClipRef, shape: InputShape, view: &View) -> Result<(Vec<u8>, Vec<u8>, Colour)> {
+/// One clip's face and scene frames as uint8 `[T, size, size, 3]` into `face` and `scene`
+/// (`None` when the scene stream is off); returns its colour jitter.
+fn prepare_clip(
+    set: &ShardSet,
+    clip: &ClipRef,
+    shape: InputShape,
+    view: &View,
+    face: &mut [u8],
+    scene: Option<&mut [u8]>,
+) -> Result<Colour> {
     let reader = &set.readers[clip.shard];
     let a = &reader.attrs;
     let per_segment = a.store_frames / shape.frames;
@@ -359,57 +369,44 @@ fn prepare_clip(set: &ShardSet, clip: &ClipRef, shape: InputShape, view: &View) 
         shape.frames
     );
     let aug = draw(view, clip, shape.frames, per_segment, a.face_size, a.scene_size);
-    // Only the frames this view uses are read (and decoded, in a JPEG shard).
-    let (face_px, scene_px) = reader.frames(clip.row, &aug.offsets)?;
-    let face = stream(&face_px, a.face_size, aug.face_crop, &aug, shape.size);
-    let scene = if shape.scene { stream(&scene_px, a.scene_size, aug.scene_crop, &aug, shape.size) } else { vec![] };
-    Ok((face, scene, aug.colour))
-}
-
-/// One stream's selected frames (`[T, size, size, 3]`, in `aug.offsets` order) → uint8 `[T, 3,
-/// out, out]`: cropped, resized and flipped. One resize buffer serves every frame.
-fn stream(pixels: &[u8], size: u32, crop: Option<[f64; 4]>, aug: &ClipAug, out: u32) -> Vec<u8> {
-    let frame_len = (size * size * 3) as usize;
-    let plane = (out * out) as usize;
-    let mut result = vec![0u8; aug.offsets.len() * 3 * plane];
-    let mut resized = vec![0u8; 3 * plane];
-    for (src, dst) in pixels.chunks_exact(frame_len).zip(result.chunks_exact_mut(3 * plane)) {
-        if crop.is_none() && size == out {
-            write_planes(src, size as usize, aug.flip, dst);
-        } else {
-            resize_into(src, size, size, crop, out, out, &mut resized);
-            write_planes(&resized, out as usize, aug.flip, dst);
-        }
+    let out_len = 3 * (shape.size as usize).pow(2);
+    let fill = |stream: Stream, crop: Option<[f64; 4]>, dst: &mut [u8]| {
+        // Only the frames this view uses are read (and decoded, in a JPEG shard).
+        reader.each_frame(clip.row, stream, &aug.offsets, |k, px| {
+            put_frame(px, a.side(stream), crop, aug.flip, shape.size, &mut dst[k * out_len..(k + 1) * out_len])
+        })
+    };
+    fill(Stream::Face, aug.face_crop, face)?;
+    if let Some(scene) = scene {
+        fill(Stream::Scene, aug.scene_crop, scene)?;
     }
-    result
+    Ok(aug.colour)
 }
 
-/// A square RGB frame of side `w` (HWC) → CHW, mirrored left–right when `flip`.
-fn write_planes(raw: &[u8], w: usize, flip: bool, dst: &mut [u8]) {
-    let plane = w * w;
-    let (r_out, rest) = dst[..3 * plane].split_at_mut(plane);
-    let (g_out, b_out) = rest.split_at_mut(plane);
-    let rows = raw
-        .chunks_exact(3 * w)
-        .zip(r_out.chunks_exact_mut(w))
-        .zip(g_out.chunks_exact_mut(w).zip(b_out.chunks_exact_mut(w)));
-    for ((row, r), (g, b)) in rows {
-        let put = |px: &[u8], (r, (g, b)): (&mut u8, (&mut u8, &mut u8))| {
-            (*r, *g, *b) = (px[0], px[1], px[2]);
-        };
-        let outs = r.iter_mut().zip(g.iter_mut().zip(b.iter_mut()));
-        if flip {
-            row.chunks_exact(3).rev().zip(outs).for_each(|(px, o)| put(px, o));
-        } else {
-            row.chunks_exact(3).zip(outs).for_each(|(px, o)| put(px, o));
-        }
+/// One frame of side `size` → `dst`, a frame of side `out` (both `[S, S, 3]`): cropped, resized
+/// and flipped.
+fn put_frame(src: &[u8], size: u32, crop: Option<[f64; 4]>, flip: bool, out: u32, dst: &mut [u8]) {
+    if crop.is_none() && size == out {
+        dst.copy_from_slice(src);
+    } else {
+        resize_into(src, size, size, crop, out, out, dst);
+    }
+    if flip {
+        mirror(dst, out as usize);
+    }
+}
+
+/// Mirrors an RGB frame of width `w` left–right, in place: each row's bytes reversed, then each
+/// pixel's channels put back in order.
+fn mirror(frame: &mut [u8], w: usize) {
+    for row in frame.chunks_exact_mut(3 * w) {
+        row.reverse();
+        row.chunks_exact_mut(3).for_each(|px| px.swap(0, 2));
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use image::RgbImage;
-
     use super::*;
 
     fn clip(row: usize) -> ClipRef {
@@ -441,14 +438,15 @@ mod tests {
     }
 
     #[test]
-    fn planes_flip_and_layout() {
-        let mut img = RgbImage::new(2, 2);
-        img.put_pixel(0, 0, image::Rgb([255, 0, 0]));
-        img.put_pixel(1, 0, image::Rgb([0, 7, 254]));
-        let mut dst = vec![0u8; 12];
-        write_planes(img.as_raw(), 2, false, &mut dst);
-        assert_eq!(dst, [255, 0, 0, 0, 0, 7, 0, 0, 0, 254, 0, 0], "red plane, green plane, blue plane");
-        write_planes(img.as_raw(), 2, true, &mut dst);
-        assert_eq!(dst, [0, 255, 0, 0, 7, 0, 0, 0, 254, 0, 0, 0], "flipped");
+    fn frames_flip_and_keep_channel_order() {
+        // Two rows of three pixels.
+        let src = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18];
+        let mut dst = [0u8; 18];
+        put_frame(&src, 3, None, false, 3, &mut dst);
+        assert_eq!(dst, src, "the test view copies the frame as it is");
+        put_frame(&src, 3, None, true, 3, &mut dst);
+        assert_eq!(dst, [7, 8, 9, 4, 5, 6, 1, 2, 3, 16, 17, 18, 13, 14, 15, 10, 11, 12], "mirrored, RGB kept");
+        mirror(&mut dst, 3);
+        assert_eq!(dst, src, "mirroring twice is the identity");
     }
 }
