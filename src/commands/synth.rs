@@ -55,6 +55,13 @@ pub struct Args {
     /// 1.5-2.5 face widths per second), zoom, shake, cut (to a face-free shot), cross (two faces).
     #[arg(long, value_enum, value_delimiter = ',', default_value = "slow")]
     pub motion: Vec<Motion>,
+    /// Share of each class's clips shown at weak intensity (their label colours faded toward
+    /// grey by --weak-intensity); synth_truth.jsonl records each clip's intensity.
+    #[arg(long, default_value_t = 0.0)]
+    pub weak_share: f64,
+    /// Strength of the label cue in weak clips, in (0, 1]: colour = grey + intensity x (colour - grey).
+    #[arg(long, default_value_t = 0.35)]
+    pub weak_intensity: f32,
 }
 
 fn parse_size(s: &str) -> Result<(u32, u32), String> {
@@ -78,6 +85,8 @@ pub fn run(args: &Args) -> Result<Outcome> {
         cue: args.cue,
         face_frames: !args.no_face_frames,
         motions: args.motion.clone(),
+        weak_share: args.weak_share,
+        weak_intensity: args.weak_intensity,
     };
     let truth = synth::synthesise(&opts)?;
     let frames: usize = truth.iter().map(|t| t.n_frames).sum();

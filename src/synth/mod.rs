@@ -131,6 +131,10 @@ pub(crate) struct SynthOptions {
     pub cue: Cue,
     /// Motions of the ordinary clips, taken in turn (clip i gets `motions[i % len]`).
     pub motions: Vec<Motion>,
+    /// Share of each class's ordinary clips drawn at weak intensity (0: none).
+    pub weak_share: f64,
+    /// The label cue's strength in weak clips (0–1]: its colours faded toward grey.
+    pub weak_intensity: f32,
 }
 
 /// Where a synthetic clip shows its label.
@@ -179,6 +183,14 @@ pub struct TruthClip {
     pub cut_frame: Option<usize>,
     /// Fold roles as written to the split files (`train`/`test`, one per fold or one).
     pub roles: Vec<String>,
+    /// Strength of the label cue: 1 in an ordinary clip, `--weak-intensity` in a weak one
+    /// (absent in truth files written before intensities: 1).
+    #[serde(default = "full_intensity")]
+    pub intensity: f32,
+}
+
+fn full_intensity() -> f32 {
+    1.0
 }
 
 /// What to make for one clip before drawing it.
@@ -194,6 +206,8 @@ struct ClipPlan {
     n_frames: usize,
     roles: Vec<&'static str>,
     motion: Motion,
+    /// Strength of the label cue (1: full).
+    intensity: f32,
 }
 
 fn make_ids(layout: Layout, plans: &mut [ClipPlan], labels: &[String], rng: &mut ChaCha8Rng) {
@@ -249,6 +263,11 @@ fn plan(opts: &SynthOptions, desc: &DatasetDesc) -> Vec<ClipPlan> {
                 n_frames,
                 roles: vec![],
                 motion: if edge.is_some() { Motion::Slow } else { opts.motions[i % opts.motions.len()] },
+                intensity: if edge.is_none() && is_weak(i / n_labels, opts.weak_share) {
+                    opts.weak_intensity
+                } else {
+                    1.0
+                },
             }
         })
         .collect();
@@ -264,6 +283,12 @@ fn plan(opts: &SynthOptions, desc: &DatasetDesc) -> Vec<ClipPlan> {
         };
     }
     plans
+}
+
+/// Whether the `rank`-th clip of a class is weak: spread evenly, so that of a class's first `n`
+/// clips ⌊n · share⌋ are (no random draw, so datasets without weak clips are unchanged).
+fn is_weak(rank: usize, share: f64) -> bool {
+    ((rank + 1) as f64 * share).floor() > (rank as f64 * share).floor()
 }
 
 fn fold_path(pattern: &str, fold: usize) -> String {
@@ -389,7 +414,7 @@ fn plan_scene<'a>(
     let pan = w / 4;
     let pal = match opts.cue {
         Cue::Face => render::palette(polarity),
-        Cue::Scene => render::class_palette(p.label, desc.labels.len()),
+        Cue::Scene => render::class_palette(p.label, desc.labels.len()).map(|c| render::fade(c, p.intensity)),
     };
     let margin_y = if p.motion == Motion::Shake { 2 * motion::shake_margin(h) } else { 0 };
     let bg = render::background(w + pan, h + margin_y, pal, texture, rng);
@@ -424,7 +449,8 @@ fn plan_scene<'a>(
         other_bg,
         photo: &faces[face_idx],
         second: &faces[(face_idx + 1) % faces.len()],
-        ring: (opts.cue == Cue::Face).then(|| render::class_colour(p.label, desc.labels.len())),
+        ring: (opts.cue == Cue::Face)
+            .then(|| render::fade(render::class_colour(p.label, desc.labels.len()), p.intensity)),
         cue: opts.cue,
         edge: p.edge,
         motion,
@@ -489,6 +515,7 @@ fn make_clip(
         motion: p.motion,
         cut_frame: scene.motion.cut,
         roles: p.roles.iter().map(|r| r.to_string()).collect(),
+        intensity: p.intensity,
     })
 }
 
@@ -565,6 +592,10 @@ pub(crate) fn synthesise(opts: &SynthOptions) -> Result<Vec<TruthClip>> {
     if opts.motions.is_empty() {
         return Err(UsageError::new("--motion: name at least one motion").into());
     }
+    let intensity_ok = opts.weak_intensity > 0.0 && opts.weak_intensity <= 1.0;
+    if !((0.0..=1.0).contains(&opts.weak_share) && intensity_ok) {
+        return Err(UsageError::new("--weak-share must lie in 0..=1 and --weak-intensity in (0, 1]").into());
+    }
     if opts.fps.iter().flatten().any(|f| *f == 0 || *f > 240) || opts.fps.as_ref().is_some_and(|f| f.is_empty()) {
         return Err(UsageError::new("--fps: rates must lie in 1..=240").into());
     }
@@ -632,6 +663,8 @@ mod tests {
             face_frames: true,
             cue: Cue::Face,
             motions: vec![Motion::Slow],
+            weak_share: 0.0,
+            weak_intensity: 1.0,
         }
     }
 
@@ -662,6 +695,27 @@ mod tests {
             assert_eq!(p.roles.len(), 1);
         }
         assert!(plans.iter().any(|p| !p.id.is_ascii()));
+    }
+
+    #[test]
+    fn weak_clips_are_an_even_share_of_each_class_and_change_nothing_else() {
+        let desc = DatasetDesc::load("dfew").unwrap();
+        let weak = SynthOptions { clips: 70, weak_share: 0.3, weak_intensity: 0.4, ..opts(Layout::Dfew, true) };
+        let plans = plan(&weak, &desc);
+        for label in 0..7 {
+            let n = plans.iter().filter(|p| p.label == label && p.edge.is_none() && p.intensity == 0.4).count();
+            assert_eq!(n, 3, "class {label}: 3 of its 10 clips are weak");
+        }
+        assert!(plans.iter().filter(|p| p.edge.is_some()).all(|p| p.intensity == 1.0), "edge cases stay full");
+        let full = plan(&SynthOptions { weak_share: 0.0, ..weak }, &desc);
+        assert!(full.iter().all(|p| p.intensity == 1.0));
+        let key = |p: &ClipPlan| (p.id.clone(), p.label, p.width, p.height, p.fps, p.n_frames, p.roles.clone());
+        assert_eq!(plans.iter().map(key).collect::<Vec<_>>(), full.iter().map(key).collect::<Vec<_>>());
+        for (share, intensity) in [(1.5, 0.4), (0.5, 0.0), (0.5, 1.2)] {
+            let bad = SynthOptions { weak_share: share, weak_intensity: intensity, ..opts(Layout::Dfew, false) };
+            let e = synthesise(&bad).unwrap_err().to_string();
+            assert!(e.contains("--weak-share") && e.contains("--weak-intensity"), "{e}");
+        }
     }
 
     #[test]

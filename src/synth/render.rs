@@ -120,6 +120,12 @@ pub(crate) fn hue_rgb(hue: f32, v: f32) -> [u8; 3] {
     [(r * v * 255.0) as u8, (g * v * 255.0) as u8, (b * v * 255.0) as u8]
 }
 
+/// `c` faded toward mid grey: `128 + intensity · (c − 128)` per channel; 1 keeps `c`, 0 gives grey.
+/// How a weak-intensity clip shows its label: the same hue, less of it.
+pub(crate) fn fade(c: [u8; 3], intensity: f32) -> [u8; 3] {
+    c.map(|v| (128.0 + intensity * (v as f32 - 128.0)).round() as u8)
+}
+
 /// Colour of the class ring: hues evenly spread over the labels.
 pub(crate) fn class_colour(label: usize, n_labels: usize) -> [u8; 3] {
     hue_rgb(360.0 * label as f32 / n_labels as f32, 1.0)
@@ -309,5 +315,13 @@ mod tests {
                 assert_ne!(c[i], c[j]);
             }
         }
+    }
+
+    #[test]
+    fn fading_moves_a_colour_toward_grey_in_proportion() {
+        let c = [255, 0, 128];
+        assert_eq!(fade(c, 1.0), c);
+        assert_eq!(fade(c, 0.5), [192, 64, 128], "128 ± 63.5 rounds away from zero");
+        assert_eq!(fade(c, 0.0), [128; 3]);
     }
 }
