@@ -1,16 +1,29 @@
 #!/usr/bin/env bash
-# Builds the trainer-only `dfer` with the CUDA backend on a machine without a GPU, and packs it
-# for an NVIDIA machine that has no Rust: dist/gpu/{dfer,lib/} (stripped binary + the HDF5
-# libraries it links; CUDA libraries come from the GPU machine's driver and its PyTorch install).
+# Builds `dfer` with the CUDA backend on a machine without a GPU, and packs it for an NVIDIA
+# machine that has no Rust. By default the full binary (every subcommand: synth, manifest, prep,
+# train, eval, report, run), packed in two archives, each under 64 MiB:
+#   dist/gpu-lib.tar.xz   gpu/lib/: the FFmpeg, HDF5 and libjpeg-turbo libraries it links, with
+#                         their dependencies (what a bare machine may lack; glibc excepted)
+#   dist/gpu-bin.tar.xz   gpu/dfer (stripped) and gpu/cache/: ONNX Runtime, the CenterFace
+#                         detector, the face photographs and CLIP's BPE merges (DFER_CACHE there)
+# --trainer-only builds the binary without FFmpeg and ONNX Runtime (train, eval, report, embed,
+# inspect; no run or prep) into one smaller archive, dist/gpu-trainer.tar.xz.
+# CUDA libraries come from the GPU machine (its driver, and its toolkit or PyTorch's wheels).
 #
 # A CUDA 13.0 toolkit (the GPU machines run driver 580, which refuses PTX from 13.1+) is
 # assembled from pinned PyPI wheels into $DFER_CACHE/cuda-13.0. The linker needs libcuda.so,
 # which no wheel ships: a stub exporting every driver symbol cudarc declares (each returning
 # CUDA_ERROR_STUB_LIBRARY) is compiled for the link only and never shipped.
 #
-# Usage: scripts/build-gpu.sh            (CUDA_COMPUTE_CAP defaults to 90: H100 / H200)
+# Usage: scripts/build-gpu.sh [--trainer-only]   (CUDA_COMPUTE_CAP defaults to 90: H100 / H200)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+trainer_only=0
+case "${1:-}" in
+  --trainer-only) trainer_only=1 ;;
+  "") ;;
+  *) echo "usage: $0 [--trainer-only]" >&2; exit 2 ;;
+esac
 cache=${DFER_CACHE:-$HOME/.cache/dfer}
 cuda="$cache/cuda-13.0"
 wheels=(
@@ -56,13 +69,15 @@ export CUDA_COMPUTE_CAP=${CUDA_COMPUTE_CAP:-90}
 export CUDARC_CUDA_VERSION=13000
 export LIBRARY_PATH="$cuda/lib:$stubs${LIBRARY_PATH:+:$LIBRARY_PATH}"
 export CUDAFORGE_THREADS=${CUDAFORGE_THREADS:-$(nproc)}
-cargo build --release --no-default-features --features cuda --target-dir target/gpu --bin dfer
+features=(--features cuda)
+[[ $trainer_only == 1 ]] && features=(--no-default-features --features cuda)
+cargo build --release "${features[@]}" --target-dir target/gpu --bin dfer
 
 dist=dist/gpu
-rm -rf "$dist" && mkdir -p "$dist/lib"
+rm -rf "$dist" dist/gpu-*.tar.xz && mkdir -p "$dist/lib"
 cp target/gpu/release/dfer "$dist/dfer"
 strip "$dist/dfer"
-# Ship the non-CUDA libraries the binary needs that a bare machine may lack (HDF5 and friends).
+# Ship the non-CUDA libraries the binary needs that a bare machine may lack.
 ldd "$dist/dfer" | awk '/=> \// {print $3}' | while read -r lib; do
   case "$(basename "$lib")" in
     libc.so*|libm.so*|libgcc_s*|libstdc++*|libpthread*|libdl.so*|librt.so*|ld-linux*) ;;
@@ -70,8 +85,21 @@ ldd "$dist/dfer" | awk '/=> \// {print $3}' | while read -r lib; do
     *) cp -L "$lib" "$dist/lib/" ;;
   esac
 done
-# The PTX of candle's kernels makes the binary large (~125 MB); compressed it travels in < 64 MiB.
-tar -C dist -cf - gpu | xz -T0 -6 > dist/gpu.tar.xz
-du -sh "$dist" "$dist/dfer" dist/gpu.tar.xz
-echo "built $dist and dist/gpu.tar.xz (unpack with: tar -xJf gpu.tar.xz); run on the GPU machine with"
-echo "  LD_LIBRARY_PATH=$dist/lib:\$(python3 -c 'import nvidia; print(list(nvidia.__path__)[0] + \"/cu13/lib\")') $dist/dfer ..."
+pack() { local out=$1; shift; tar -C dist -cf - "$@" | xz -T0 -9 > "$out"; }
+if [[ $trainer_only == 1 ]]; then
+  pack dist/gpu-trainer.tar.xz gpu
+else
+  # The assets prep and synth read from DFER_CACHE (scripts/setup.sh --assets installs them here).
+  mkdir -p "$dist/cache"
+  for f in libonnxruntime.so.1.31.1 centerface.onnx astronaut.png camera.png lfw_subset.npy \
+    bpe_simple_vocab_16e6.txt.gz; do
+    [[ -f $cache/$f ]] || { echo "build-gpu: $cache/$f is missing: run scripts/setup.sh --assets" >&2; exit 1; }
+    cp "$cache/$f" "$dist/cache/"
+  done
+  pack dist/gpu-lib.tar.xz gpu/lib
+  pack dist/gpu-bin.tar.xz gpu/dfer gpu/cache
+fi
+du -sh "$dist" "$dist/dfer" dist/gpu-*.tar.xz
+cuda_lib='$(python3 -c "import nvidia, os; print(os.path.join(list(nvidia.__path__)[0], \"cu13/lib\"))")'
+echo "built $dist; unpack each archive with tar -xJf, then run on the GPU machine with"
+echo "  DFER_CACHE=$dist/cache LD_LIBRARY_PATH=$dist/lib:$cuda_lib $dist/dfer ..."
