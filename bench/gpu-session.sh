@@ -32,6 +32,8 @@ export DFER_CACHE=$dest/gpu/cache
 export LD_LIBRARY_PATH=$dest/gpu/lib:$cuda_dirs${driver:+:$driver}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 # candle's kernels arrive as PTX, compiled by the driver on first use: keep every module cached.
 export CUDA_CACHE_MAXSIZE=4294967296
+# Some container file systems refuse the file locks HDF5 takes; dfer opens each file from one writer.
+export HDF5_USE_FILE_LOCKING=FALSE
 { nvidia-smi; echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"; "$dfer" --version; } > "$out/machine.txt" 2>&1
 cat "$out/machine.txt"
 
