@@ -5,13 +5,23 @@
 # two epochs of ViT-B/16). Logs and tables go to OUT.
 #
 #   tar -xJf dist/gpu-lib.tar.xz -C DEST; tar -xJf dist/gpu-bin.tar.xz -C DEST
-#   bench/gpu-session.sh DEST OUT            (from the repository root)
+#   bench/gpu-session.sh DEST OUT [DEMO_DIR [DATA]]     (from the repository root)
+#
+# `dfer synth` encodes with the `ffmpeg` program, which a bare GPU machine lacks: DEMO_DIR is a
+# folder where `dfer run pipelines/demo.toml` ran its CPU stages (with DEMO_SET below) on another
+# machine, at the same absolute path (a pipeline's stamps name its paths), so here only training,
+# evaluation and the report run; DATA is `bench/gpu-check.sh --prepare`'s folder, made likewise.
+# The demo's frames are 112 px, so that its shards travel in under 64 MiB with the binary.
 #
 # CUDA's libraries come from the machine: the driver's libcuda and the cuBLAS, cuRAND and NVRTC
 # of PyTorch's nvidia wheels (found by file name under the `nvidia` package).
 set -uo pipefail
-dest=${1:?usage: bench/gpu-session.sh DEST OUT}
-out=${2:?usage: bench/gpu-session.sh DEST OUT}
+dest=${1:?usage: bench/gpu-session.sh DEST OUT [DEMO_DIR [DATA]]}
+out=${2:?usage: bench/gpu-session.sh DEST OUT [DEMO_DIR [DATA]]}
+repo=$(pwd)
+demo_dir=${3:-$repo}
+data=${4:-}
+demo_set=(--set prep.face_size=112 --set prep.scene_size=112 --set train.device=cuda)
 mkdir -p "$out"
 dfer=$dest/gpu/dfer
 [[ -x $dfer && -d $dest/gpu/lib && -d $dest/gpu/cache ]] ||
@@ -37,21 +47,23 @@ export HDF5_USE_FILE_LOCKING=FALSE
 { nvidia-smi; echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"; "$dfer" --version; } > "$out/machine.txt" 2>&1
 cat "$out/machine.txt"
 
-# 1. The demo pipeline, training on CUDA (synth, manifest and prep on the CPU).
-rm -rf demo-out
+# 1. The demo pipeline, training on CUDA (synth, manifest and prep on the CPU, here or before).
 start=$SECONDS
-"$dfer" run pipelines/demo.toml --set train.device=cuda > "$out/demo.log" 2>&1
+(cd "$demo_dir" && "$dfer" run pipelines/demo.toml "${demo_set[@]}") > "$out/demo.log" 2>&1
 demo_rc=$?
 echo "demo pipeline on cuda: exit $demo_rc in $((SECONDS - start)) s" | tee -a "$out/summary.md"
 tail -n 25 "$out/demo.log"
-[[ -f demo-out/report.json ]] && cp demo-out/report.json "$out/demo-report.json"
-[[ -f demo-out/runs/fold1/metrics.jsonl ]] && cp demo-out/runs/fold1/metrics.jsonl "$out/demo-metrics.jsonl"
+for f in report.json runs/fold1/metrics.jsonl runs/fold1/report.json; do
+  [[ -f $demo_dir/demo-out/$f ]] && cp "$demo_dir/demo-out/$f" "$out/demo-${f//\//-}"
+done
 
 # 2. The trainer's device check.
 start=$SECONDS
-data=$(mktemp -d)/gpu-data
-bench/gpu-check.sh --prepare "$data" --dfer "$dfer" > "$out/gpu-check-prepare.log" 2>&1 ||
-  { tail -n 20 "$out/gpu-check-prepare.log"; echo "gpu-session: --prepare failed" >&2; exit 1; }
-bench/gpu-check.sh --device cuda --dfer "$dfer" --data "$data" --out "$(dirname "$data")/check" 2>&1 |
+if [[ -z $data ]]; then
+  data=$(mktemp -d)/gpu-data
+  bench/gpu-check.sh --prepare "$data" --dfer "$dfer" > "$out/gpu-check-prepare.log" 2>&1 ||
+    { tail -n 20 "$out/gpu-check-prepare.log"; echo "gpu-session: --prepare failed" >&2; exit 1; }
+fi
+bench/gpu-check.sh --device cuda --dfer "$dfer" --data "$data" --out "$(mktemp -d)/check" 2>&1 |
   tee "$out/gpu-check.md"
 echo "gpu-check: exit ${PIPESTATUS[0]} in $((SECONDS - start)) s" | tee -a "$out/summary.md"
