@@ -20,6 +20,7 @@ pub mod logging;
 pub mod manifest;
 pub mod metrics;
 pub mod model;
+pub mod sampling;
 #[cfg(feature = "media")]
 pub mod pipeline;
 #[cfg(feature = "media")]

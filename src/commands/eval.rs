@@ -31,8 +31,12 @@ pub fn run(a: &Args) -> Result<Outcome> {
         println!("{}", serde_json::to_string_pretty(&r)?);
         return Ok(Outcome::Ok);
     }
-    println!("{} fold {} epoch {} ({} test clips)", r.dataset, r.fold, r.checkpoint_epoch, r.metrics.clips);
-    println!("UAR {:.2}  WAR {:.2}", r.metrics.uar, r.metrics.war);
+    println!("{} fold {} epoch {}", r.dataset, r.fold, r.checkpoint_epoch);
+    println!("test clips: {}", r.test_clips.to_text());
+    if !r.test_clips.adds_up() {
+        eprintln!("warning: the score does not cover the fold's test split: prepare every clip (dfer prep) and evaluate again");
+    }
+    println!("UAR {:.2}  WAR {:.2} (over all {} listed clips; unscorable ones count as wrong)", r.metrics.uar, r.metrics.war, r.metrics.clips);
     for (name, recall) in r.labels.iter().zip(&r.metrics.recall) {
         match recall {
             Some(v) => println!("  {name:<14} recall {v:6.2}"),

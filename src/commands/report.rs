@@ -26,10 +26,14 @@ pub struct Args {
     /// Also draw each method's mean best and last UAR / WAR as a bar plot (PNG) here.
     #[arg(long)]
     pub plot: Option<PathBuf>,
+    /// Report runs whose test clips do not add up to their split file (clips not prepared),
+    /// marked PARTIAL, instead of refusing them.
+    #[arg(long)]
+    pub allow_partial: bool,
 }
 
 pub fn run(a: &Args) -> Result<Outcome> {
-    let r = eval::multi::multi_report(&a.runs)?;
+    let r = eval::multi::multi_report(&a.runs, a.allow_partial)?;
     if let Some(path) = &a.output {
         crate::atomic::write_atomic(path, serde_json::to_string_pretty(&r)?.as_bytes())?;
     }

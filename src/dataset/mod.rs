@@ -285,7 +285,7 @@ mod tests {
         assert_eq!(ferv.labels.iter().position(|l| l == "Happy"), Some(3));
         let mafw = DatasetDesc::load("mafw").unwrap();
         assert_eq!(mafw.labels.len(), 11);
-        assert!(mafw.sources.unwrap().frames.is_none());
+        assert_eq!(mafw.sources.unwrap().frames.as_deref(), Some("faces/{id}"));
     }
 
     #[test]

@@ -15,9 +15,11 @@ use crate::atomic::{read_if_exists, write_atomic};
 use crate::error::UsageError;
 use crate::metrics::Metrics;
 use crate::model::config::Arch;
+use crate::sampling;
 use crate::train::checkpoint::{CheckpointChoice, EpochState};
 use crate::train::config::TrainConfig;
 use crate::train::run_dir::RunDir;
+use crate::train::test_set::{Outcome, TestCounts};
 use crate::train::{read_metrics, EpochLine, Session};
 
 /// `report.json`.
@@ -28,7 +30,10 @@ pub struct Report {
     pub fold: u32,
     pub labels: Vec<String>,
     pub checkpoint_epoch: u32,
+    /// Over every clip the fold's test split lists; unscorable clips count as wrong.
     pub metrics: Metrics,
+    /// How the listed test clips were scored.
+    pub test_clips: TestCounts,
     pub data_hash: String,
     pub config_hash: String,
     pub tool_version: String,
@@ -62,8 +67,7 @@ pub(crate) fn evaluate_run(run: &Path, which: CheckpointChoice) -> Result<Report
     dir.checkpoints().load_weights(&state, &mut session.runner)?;
     let predicted = session.predict_test()?;
     let labels = session.labels().to_vec();
-    let truth: Vec<usize> = session.test.iter().map(|c| c.label).collect();
-    let metrics = Metrics::from_predictions(&truth, &predicted, labels.len());
+    let (metrics, test_clips) = session.evaluate_predictions(&predicted);
     let report = Report {
         run: run.to_path_buf(),
         dataset: session.manifest.desc.name.clone(),
@@ -71,15 +75,12 @@ pub(crate) fn evaluate_run(run: &Path, which: CheckpointChoice) -> Result<Report
         labels: labels.clone(),
         checkpoint_epoch: epoch,
         metrics,
+        test_clips,
         data_hash: session.shards.data_hash(),
         config_hash: session.cfg.hash()?,
         tool_version: env!("CARGO_PKG_VERSION").to_string(),
     };
-    let mut predictions = String::from("clip_id,label,predicted\n");
-    for (c, &p) in session.test.iter().zip(&predicted) {
-        predictions.push_str(&format!("{},{},{}\n", c.clip_id, labels[c.label], labels[p]));
-    }
-    write_atomic(&dir.predictions_csv(), predictions.as_bytes())?;
+    write_atomic(&dir.predictions_csv(), predictions_csv(&session, &predicted).as_bytes())?;
     write_atomic(&dir.confusion_csv(), report.metrics.confusion_csv(&labels).as_bytes())?;
     let title = format!(
         "{} fold {} epoch {}: UAR {:.2} WAR {:.2}",
@@ -88,6 +89,38 @@ pub(crate) fn evaluate_run(run: &Path, which: CheckpointChoice) -> Result<Report
     plot::confusion_png(&dir.confusion_png(), &report.metrics.confusion, &labels, &title)?;
     write_atomic(&dir.report(), serde_json::to_string_pretty(&report)?.as_bytes())?;
     Ok(report)
+}
+
+/// `predictions.csv`: one row per listed test clip: its label, the prediction (empty when not
+/// scorable), how it was scored (`faces`, `fallback`, `unscorable`, `not_prepared`) and the
+/// frame numbers the test view used, space-separated (0-based, presentation order; with
+/// `face_crops = "dataset"`, the crop folder's files in numeric order).
+fn predictions_csv(session: &Session, predicted: &[Option<usize>]) -> String {
+    let labels = session.labels();
+    let t = session.shards.attrs().frames;
+    let mut out = String::from("clip_id,label,predicted,source,frames\n");
+    for (l, p) in session.listed.listed.iter().zip(predicted) {
+        let frames = match l.outcome {
+            Outcome::Scored { clip, .. } => {
+                let c = &session.test[clip];
+                let n = session.shards.readers[c.shard].index.clip_frames[c.row];
+                sampling::test_indices(n, t).iter().map(|f| f.to_string()).collect::<Vec<_>>().join(" ")
+            }
+            _ => String::new(),
+        };
+        let pred = p.map_or("", |p| labels[p].as_str());
+        out.push_str(&format!("{},{},{pred},{},{frames}\n", csv_field(&l.clip_id), labels[l.label], l.outcome.source()));
+    }
+    out
+}
+
+/// A CSV field, quoted when it holds a comma or a quote.
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
 }
 
 /// `dfer inspect runs/NAME`: the run's settings, per-epoch figures, best epoch and report.
@@ -170,8 +203,11 @@ impl RunInspection {
         }
         match &self.report {
             Some(r) => out.push_str(&format!(
-                "  report (epoch {}): UAR {:.2} WAR {:.2} on {} test clips\n",
-                r.checkpoint_epoch, r.metrics.uar, r.metrics.war, r.metrics.clips
+                "  report (epoch {}): UAR {:.2} WAR {:.2}; test clips {}\n",
+                r.checkpoint_epoch,
+                r.metrics.uar,
+                r.metrics.war,
+                r.test_clips.to_text()
             )),
             None => out.push_str("  no report yet (dfer eval --run ...)\n"),
         }

@@ -29,6 +29,9 @@ impl PrepTable {
     pub(crate) const DETECTOR_FRAMES: &'static str = "detector_frames";
     pub(crate) const LOST_FRAMES: &'static str = "lost_frames";
     pub(crate) const SHOTS: &'static str = "shots";
+    /// Frames of the whole clip, and the frames its shard row stores.
+    pub(crate) const CLIP_FRAMES: &'static str = "clip_frames";
+    pub(crate) const STORED_FRAMES: &'static str = "stored_frames";
     /// Milliseconds per clip of each stage: decode, detect, crop, write.
     pub(crate) const STAGE_MS: [&'static str; 4] = ["decode_ms", "detect_ms", "crop_ms", "write_ms"];
 

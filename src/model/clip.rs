@@ -425,17 +425,12 @@ pub(crate) struct ClassTokenEncoder {
 }
 
 impl ClassTokenEncoder {
-    /// `frames` positions after the class token; `depth` layers of `heads` heads and MLP width `mlp`.
-    pub(crate) fn new(
-        s: &mut Scope,
-        frames: usize,
-        dim: usize,
-        depth: usize,
-        heads: usize,
-        mlp: usize,
-    ) -> Result<Self> {
-        let cls = s.normal("cls", &[dim], 0.02)?;
-        let pos = s.normal("pos", &[frames + 1, dim], 0.02)?;
+    /// `frames` positions after the class token; `depth` layers of `heads` heads and MLP width
+    /// `mlp`; the class token and positions start from a normal of standard deviation `std`.
+    pub(crate) fn new(s: &mut Scope, frames: usize, dim: usize, layers: [usize; 3], std: f64) -> Result<Self> {
+        let [depth, heads, mlp] = layers;
+        let cls = s.normal("cls", &[dim], std)?;
+        let pos = s.normal("pos", &[frames + 1, dim], std)?;
         let mut l = s.sub("layers");
         let layers = (0..depth).map(|i| ClipEncoderLayer::new(&mut l, &i.to_string(), dim, heads, mlp));
         Ok(Self { cls, pos, layers: layers.collect::<Result<_>>()? })

@@ -89,9 +89,31 @@ pub(crate) struct ModelConfig {
     /// built-in file of `data-manifests/descriptions/` that describes every label).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub descriptions: Option<PathBuf>,
+    /// How pixels reach the image tower: `clip` (CLIP's mean / std, ours) or `unit` (divided by
+    /// 255 only, as DFER-CLIP's loader does). Left out of saved configs at `clip`.
+    #[serde(default, skip_serializing_if = "Normalise::is_clip")]
+    pub normalise: Normalise,
     /// Seed of the parameter initialisation.
     #[serde(default)]
     pub seed: u64,
+}
+
+text_enum! {
+    /// `model.normalise`: the pixel values the image tower reads.
+    #[derive(Default)]
+    pub enum Normalise("normalise") {
+        /// `(v / 255 − mean) / std` with CLIP's mean and std.
+        #[default]
+        Clip = "clip",
+        /// `v / 255`.
+        Unit = "unit",
+    }
+}
+
+impl Normalise {
+    fn is_clip(&self) -> bool {
+        *self == Normalise::Clip
+    }
 }
 
 fn auto() -> TokenizerChoice {

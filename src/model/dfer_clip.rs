@@ -31,11 +31,12 @@ pub(crate) struct DferClipHead {
 
 impl DferClipHead {
     /// `depth` layers (paper's scripts: 1) of `heads` heads (paper: 8) over `frames` frame
-    /// features of width `e`. The MLP is 2 × e wide (paper: 1,024 for CLIP's 512). Ours: the
-    /// layers are CLIP's (quick-GELU, biased projections) where the paper's code uses GELU and
-    /// unbiased q / k / v projections.
+    /// features of width `e`. The MLP is 2 × e wide (paper: 1,024 for CLIP's 512). The class
+    /// token and positions start from a standard normal, as the authors' `torch.randn` does.
+    /// Ours: the layers are CLIP's (quick-GELU, biased projections) where the paper's code uses
+    /// GELU and unbiased q / k / v projections.
     pub(crate) fn new(s: &mut Scope, e: usize, frames: usize, depth: usize, heads: usize, gca: bool) -> Result<Self> {
-        let temporal = ClassTokenEncoder::new(&mut s.sub("temporal"), frames, e, depth, heads, 2 * e)?;
+        let temporal = ClassTokenEncoder::new(&mut s.sub("temporal"), frames, e, [depth, heads, 2 * e], 1.0)?;
         let gca = if gca { Some(Gca::new(s, e)?) } else { None };
         Ok(Self { temporal, gca })
     }

@@ -58,7 +58,7 @@ impl OusHead {
         let face_lstm = Lstm::new(s, "face_lstm", e, e)?;
         let scene_lstm = Lstm::new(s, "scene_lstm", e, e)?;
         let frame_encoder =
-            ClassTokenEncoder::new(&mut s.sub("frame_encoder"), frames, e, cfg.frame_encoder_layers, cfg.heads, 4 * e)?;
+            ClassTokenEncoder::new(&mut s.sub("frame_encoder"), frames, e, [cfg.frame_encoder_layers, cfg.heads, 4 * e], 0.02)?;
         let mut sim = s.sub("similarity");
         let sim_conv = TemporalConv::new(&mut sim, "conv", e, e, 3)?;
         let sim_face = Linear::new(&mut sim, "face_fc", e, cfg.sim_dim, true, std)?;

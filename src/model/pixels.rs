@@ -6,6 +6,8 @@
 use anyhow::{ensure, Result};
 use candle_core::{DType, Device, Tensor, D};
 
+use super::config::Normalise;
+
 /// CLIP's normalisation constants (RGB, on 0–1 values).
 pub(crate) const CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
 pub(crate) const CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_6, 0.275_777_1];
@@ -16,17 +18,22 @@ const LUMA: [f32; 3] = [0.299, 0.587, 0.114];
 /// A clip's colour jitter: brightness, contrast, saturation factors (1, 1, 1: none).
 pub(crate) type Colour = [f32; 3];
 
-/// `pixels` uint8 `[B, T, S, S, 3]` → f32 `[B, T, 3, S, S]` CLIP-normalised, clip `b` jittered by `colour[b]`
+/// `pixels` uint8 `[B, T, S, S, 3]` → f32 `[B, T, 3, S, S]` on 0–1, clip `b` jittered by `colour[b]`
 /// (torchvision's order: brightness, contrast about the frame's mean grey, saturation about
-/// each pixel's grey, then clamped to 0–1). Clips without jitter get exactly
-/// `(v / 255 − mean) / std`.
-pub(crate) fn normalise(pixels: &Tensor, colour: &[Colour]) -> Result<Tensor> {
+/// each pixel's grey, then clamped to 0–1), then CLIP-normalised with `Normalise::Clip`. Clips
+/// without jitter get exactly `(v / 255 − mean) / std` (or `v / 255`).
+pub(crate) fn normalise(pixels: &Tensor, colour: &[Colour], mode: Normalise) -> Result<Tensor> {
     let (b, _, _, _, c) = pixels.dims5()?;
     ensure!(c == 3 && colour.len() == b, "pixels {:?} with {} colour draws", pixels.dims(), colour.len());
     let dev = pixels.device();
     let unit = pixels.permute((0, 1, 4, 2, 3))?.to_dtype(DType::F32)?.broadcast_div(&Tensor::new(255f32, dev)?)?;
     let (mean, std) = (channel(&CLIP_MEAN, dev)?, channel(&CLIP_STD, dev)?);
-    let plain = |u: &Tensor| -> Result<Tensor> { Ok(u.broadcast_sub(&mean)?.broadcast_div(&std)?) };
+    let plain = |u: &Tensor| -> Result<Tensor> {
+        match mode {
+            Normalise::Clip => Ok(u.broadcast_sub(&mean)?.broadcast_div(&std)?),
+            Normalise::Unit => Ok(u.clone()),
+        }
+    };
     if colour.iter().all(|&f| f == [1.0; 3]) {
         return plain(&unit);
     }
@@ -88,7 +95,7 @@ mod tests {
         let data: Vec<u8> = [&frame, &frame].into_iter().flatten().flatten().copied().collect();
         let pixels = Tensor::from_vec(data, (2, 1, h, w, 3), &Device::Cpu).unwrap();
         let jit = [1.2, 0.8, 1.3];
-        let out = normalise(&pixels, &[[1.0; 3], jit]).unwrap();
+        let out = normalise(&pixels, &[[1.0; 3], jit], Normalise::Clip).unwrap();
         let v: Vec<f32> = out.flatten_all().unwrap().to_vec1().unwrap();
         for (i, p) in frame.iter().enumerate() {
             for c in 0..3 {
@@ -107,7 +114,17 @@ mod tests {
                 assert!((got - want[c]).abs() < 1e-5, "jittered pixel {i} channel {c}: {got} vs {}", want[c]);
             }
         }
-        let all_plain = normalise(&pixels, &[[1.0; 3]; 2]).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let all_plain = normalise(&pixels, &[[1.0; 3]; 2], Normalise::Clip).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
         assert_eq!(all_plain[..12], v[..12], "a batch without jitter takes the same exact path");
+    }
+
+    #[test]
+    fn unit_pixels_are_divided_by_255_only() {
+        let data: Vec<u8> = vec![0, 51, 255, 128, 1, 2];
+        let pixels = Tensor::from_vec(data.clone(), (1, 1, 1, 2, 3), &Device::Cpu).unwrap();
+        let v: Vec<f32> = normalise(&pixels, &[[1.0; 3]], Normalise::Unit).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        // Channels first: R of both pixels, then G, then B.
+        let want: Vec<f32> = [0, 3, 1, 4, 2, 5].iter().map(|&i| data[i] as f32 / 255.0).collect();
+        assert_eq!(v, want);
     }
 }

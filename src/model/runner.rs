@@ -12,7 +12,7 @@ use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, Tensor};
 use sha2::{Digest, Sha256};
 
-use super::config::{Arch, LossWeights, Method, ModelConfig};
+use super::config::{Arch, LossWeights, Method, ModelConfig, Normalise};
 use super::descriptions::class_descriptions;
 use super::network::{Features, Losses, Network, CLIP_PREFIX};
 use super::optim::{schedule, Decay, GroupSettings, Optimizer, Rule};
@@ -121,6 +121,8 @@ pub(crate) struct Runner {
     clip_files: Option<ClipFiles>,
     /// Seed of the random initialisation.
     seed: u64,
+    /// How pixels are scaled for the image tower.
+    normalise: Normalise,
 }
 
 impl Runner {
@@ -169,6 +171,7 @@ impl Runner {
             weights,
             clip_files: files,
             seed: cfg.seed,
+            normalise: cfg.normalise,
         })
     }
 
@@ -222,11 +225,11 @@ impl Runner {
             HostInput::Pixels { face, scene, colour, batch } => {
                 let s = self.image_size;
                 let shape = [*batch, t, s, s, 3];
-                let face = pixels::normalise(&self.tensor(face, &shape)?, colour)?;
+                let face = pixels::normalise(&self.tensor(face, &shape)?, colour, self.normalise)?;
                 let scene = if scene.is_empty() {
                     None
                 } else {
-                    Some(pixels::normalise(&self.tensor(scene, &shape)?, colour)?)
+                    Some(pixels::normalise(&self.tensor(scene, &shape)?, colour, self.normalise)?)
                 };
                 self.model.encode(&face, scene.as_ref(), self.dtype, train_image)
             }

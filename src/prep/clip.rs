@@ -1,6 +1,7 @@
-//! One clip through the pipeline: decode the sampled frames, find its shots, detect faces on
-//! keyframes and wherever they disagree, track the primary face, crop it, fit and mask the
-//! scene. Pure per-clip work, run by many workers at once.
+//! One clip through the pipeline: decode the frames it stores, find its shots, detect faces on
+//! keyframes and wherever they disagree, track the primary face, crop it (or take the dataset's
+//! own face crops, `face_crops = "dataset"`), fit and mask the scene. Pure per-clip work, run
+//! by many workers at once.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -9,16 +10,16 @@ use std::time::Instant;
 use image::RgbImage;
 
 use super::config::{NoFacePolicy, PrepConfig};
-use super::sample;
+use crate::sampling;
 use super::shots;
 use crate::clip_status::ClipStatus;
-use crate::dataset::SourceKind;
-use crate::face::geometry::{self, centre_box, crop_resize, fit_scene, mask_face, square_box};
+use crate::dataset::{path_inside_root, SourceKind, Sources};
+use crate::face::geometry::{self, centre_box, crop_resize, fit_scene, mask_face, resize, square_box};
 use crate::face::refine::{self, Evidence, RefineRule};
 use crate::face::track::{fill_and_smooth, primary_track, FaceSource, TrackedFrame};
 use crate::face::{Detection, Detector};
 use crate::manifest::ClipRow;
-use crate::shard::ClipTensors;
+use crate::shard::{ClipTensors, FaceCrops};
 use crate::video::decode::{self, Sampled};
 
 /// What happened to one manifest row.
@@ -33,6 +34,9 @@ pub(crate) struct ClipResult {
     pub error: Option<String>,
     /// Present when the clip goes into the shard.
     pub tensors: Option<ClipTensors>,
+    /// Frames of the whole clip and frames stored, when it was decoded.
+    pub clip_frames: Option<usize>,
+    pub stored_frames: Option<usize>,
     /// Share of stored frames with a face box (detected or interpolated).
     pub detection_rate: Option<f32>,
     pub mean_score: Option<f32>,
@@ -52,6 +56,8 @@ impl ClipResult {
             status,
             error: Some(error),
             tensors: None,
+            clip_frames: None,
+            stored_frames: None,
             detection_rate: None,
             mean_score: None,
             frames: None,
@@ -239,11 +245,30 @@ impl Tally {
     }
 }
 
-/// Processes manifest row `index` (`row`) of a dataset rooted at `root`.
+/// Where a clip's inputs are: the dataset root (the manifest's, or `--root`) and the dataset
+/// description's source patterns (for the face-crop folders and videos of `face_crops = "dataset"`).
+pub(crate) struct Inputs<'a> {
+    pub root: &'a Path,
+    pub sources: Option<&'a Sources>,
+}
+
+impl Inputs<'_> {
+    /// The path of clip `id`'s source of `kind` by the description's pattern, checked to stay
+    /// inside the root.
+    fn source(&self, kind: SourceKind, id: &str) -> Result<PathBuf, (ClipStatus, String)> {
+        let pattern = self.sources.and_then(|s| s.pattern(kind)).ok_or_else(|| {
+            let m = format!("clip {id}: the dataset description has no sources.{kind} pattern (face_crops = \"dataset\")");
+            (ClipStatus::Missing, m)
+        })?;
+        path_inside_root(self.root, &pattern.replace("{id}", id)).map_err(|m| (ClipStatus::OutsideRoot, m))
+    }
+}
+
+/// Processes manifest row `index` (`row`).
 pub(crate) fn process(
     row: &ClipRow,
     index: usize,
-    root: &Path,
+    inputs: &Inputs,
     cfg: &PrepConfig,
     det: &mut dyn Detector,
 ) -> ClipResult {
@@ -251,81 +276,160 @@ pub(crate) fn process(
         let msg = row.error.clone().unwrap_or_else(|| format!("manifest status {}", row.status));
         return ClipResult::failed(row, index, row.status, msg);
     }
-    let started = Instant::now();
-    let (path, sampled) = match sample_source(row, root, cfg) {
-        Ok(x) => x,
-        Err((status, msg)) => return ClipResult::failed(row, index, status, msg),
+    let outcome = match cfg.face_crops {
+        FaceCrops::Detect => detected_crops(row, inputs, cfg, det),
+        FaceCrops::Dataset => dataset_crops(row, inputs, cfg, det),
     };
-    let decode_ms = ms(started);
-
-    let started = Instant::now();
-    let Tracking { mut tracked, shots, detector_frames } = match detect_and_track(&sampled, cfg, det) {
-        Ok(x) => x,
-        Err(e) => {
-            let mut r = ClipResult::failed(row, index, ClipStatus::DetectError, format!("{}: {e:#}", path.display()));
-            r.decode_ms = decode_ms;
-            return r;
+    match outcome {
+        Ok(done) => done.into_result(row, index),
+        Err(f) => {
+            let mut r = ClipResult::failed(row, index, f.status, f.message);
+            r.decode_ms = f.decode_ms;
+            r
         }
-    };
-    let tally = Tally::of(&tracked);
-    let (rate, mean_score) = (tally.rate, tally.mean_score);
-    let frames = FrameCounts { detector_frames, lost: tally.lost, shots: shots.last().map_or(0, |s| s + 1) };
-    let detect_ms = ms(started);
-
-    let mut status = ClipStatus::Ok;
-    let mut error = None;
-    if rate < cfg.min_detection_rate {
-        status = ClipStatus::NoFace;
-        error = Some(tally.no_face_error(&path, cfg));
-        match cfg.no_face_policy {
-            NoFacePolicy::Skip => {
-                return ClipResult {
-                    status,
-                    error,
-                    detection_rate: Some(rate),
-                    mean_score,
-                    frames: Some(frames),
-                    decode_ms,
-                    detect_ms,
-                    ..ClipResult::failed(row, index, status, String::new())
-                };
-            }
-            NoFacePolicy::Centre => centre_fallback(&mut tracked),
-            NoFacePolicy::Keep => {}
-        }
-    }
-    let started = Instant::now();
-    let tensors = render(&sampled, &tracked, &shots, cfg);
-    ClipResult {
-        manifest_row: index,
-        clip_id: row.clip_id.clone(),
-        label: row.label,
-        status,
-        error,
-        tensors: Some(tensors),
-        detection_rate: Some(rate),
-        mean_score,
-        frames: Some(frames),
-        decode_ms,
-        detect_ms,
-        crop_ms: ms(started),
     }
 }
 
-/// Finds the clip's source under `root` and samples its stored frames; on failure the status
-/// and the message.
-fn sample_source(row: &ClipRow, root: &Path, cfg: &PrepConfig) -> Result<(PathBuf, Sampled), (ClipStatus, String)> {
-    let t = cfg.store_frames;
-    let path = crate::dataset::path_inside_root(root, &row.source_path).map_err(|m| (ClipStatus::OutsideRoot, m))?;
-    let sampled = match row.source_kind {
-        SourceKind::Video => {
-            let rotation = row.probe.as_ref().map(|p| p.rotation).unwrap_or(0);
-            decode::sample_video(&path, rotation, |times| sample::by_time(times, t))
+/// Why a clip could not be prepared, and the decoding time spent on it.
+struct Failure {
+    status: ClipStatus,
+    message: String,
+    decode_ms: f64,
+}
+
+impl From<(ClipStatus, String)> for Failure {
+    fn from((status, message): (ClipStatus, String)) -> Failure {
+        Failure { status, message, decode_ms: 0.0 }
+    }
+}
+
+/// A prepared clip, before it becomes a [`ClipResult`].
+struct Prepared {
+    tensors: ClipTensors,
+    status: ClipStatus,
+    error: Option<String>,
+    tally: Option<(f32, Option<f32>, FrameCounts)>,
+    decode_ms: f64,
+    detect_ms: f64,
+    crop_ms: f64,
+}
+
+impl Prepared {
+    fn into_result(self, row: &ClipRow, index: usize) -> ClipResult {
+        ClipResult {
+            manifest_row: index,
+            clip_id: row.clip_id.clone(),
+            label: row.label,
+            status: self.status,
+            error: self.error,
+            clip_frames: Some(self.tensors.clip_frames),
+            stored_frames: Some(self.tensors.frame_index.len()),
+            tensors: Some(self.tensors),
+            detection_rate: self.tally.map(|t| t.0),
+            mean_score: self.tally.and_then(|t| t.1),
+            frames: self.tally.map(|t| t.2),
+            decode_ms: self.decode_ms,
+            detect_ms: self.detect_ms,
+            crop_ms: self.crop_ms,
         }
-        SourceKind::Frames => decode::sample_folder(&path, |n| sample::by_index(n, t)),
+    }
+}
+
+/// What detection and tracking made of a clip's stored frames, with its tally and timing.
+struct Tracked {
+    tracked: Vec<TrackedFrame>,
+    shots: Vec<usize>,
+    tally: Tally,
+    counts: FrameCounts,
+    detect_ms: f64,
+}
+
+fn track(sampled: &Sampled, path: &Path, cfg: &PrepConfig, det: &mut dyn Detector) -> Result<Tracked, Failure> {
+    let started = Instant::now();
+    let Tracking { tracked, shots, detector_frames } = detect_and_track(sampled, cfg, det)
+        .map_err(|e| Failure::from((ClipStatus::DetectError, format!("{}: {e:#}", path.display()))))?;
+    let tally = Tally::of(&tracked);
+    let counts = FrameCounts { detector_frames, lost: tally.lost, shots: shots.last().map_or(0, |s| s + 1) };
+    Ok(Tracked { tracked, shots, tally, counts, detect_ms: ms(started) })
+}
+
+/// `face_crops = "detect"`: the clip's source (video or frame folder) decoded, faces detected,
+/// tracked and cropped; a clip without a usable face takes the no-face policy.
+fn detected_crops(row: &ClipRow, inputs: &Inputs, cfg: &PrepConfig, det: &mut dyn Detector) -> Result<Prepared, Failure> {
+    let started = Instant::now();
+    let path = path_inside_root(inputs.root, &row.source_path).map_err(|m| (ClipStatus::OutsideRoot, m))?;
+    let budget = |n: usize| sampling::stored_frames(n, cfg.frames, cfg.store_frames);
+    let sampled = match row.source_kind {
+        SourceKind::Video => decode::sample_video(&path, row.probe.as_ref().map_or(0, |p| p.rotation), budget),
+        SourceKind::Frames => decode::sample_folder(&path, budget),
+    }
+    .map_err(|e| (ClipStatus::DecodeError, format!("{e:#}")))?;
+    let decode_ms = ms(started);
+    let Tracked { mut tracked, shots, tally, counts, detect_ms } =
+        track(&sampled, &path, cfg, det).map_err(|f| Failure { decode_ms, ..f })?;
+    let (mut status, mut error) = (ClipStatus::Ok, None);
+    if tally.rate < cfg.min_detection_rate {
+        status = ClipStatus::NoFace;
+        error = Some(tally.no_face_error(&path, cfg));
+        if cfg.no_face_policy == NoFacePolicy::Centre {
+            centre_fallback(&mut tracked);
+        }
+    }
+    let started = Instant::now();
+    let stored = Stored { faces: Faces::Crop, frames: &sampled, tracked: Some(&tracked), shots: Some(&shots) };
+    let tensors = render(&stored, cfg);
+    Ok(Prepared {
+        tensors,
+        status,
+        error,
+        tally: Some((tally.rate, tally.mean_score, counts)),
+        decode_ms,
+        detect_ms,
+        crop_ms: ms(started),
+    })
+}
+
+/// `face_crops = "dataset"`: the face stream is the dataset's crop folder, frame for frame;
+/// with a scene stream, the video's frame at the same place in the clip (frame `k` of a folder
+/// of `n_f` frames is video frame `floor((k + 0.5)·n_v / n_f)`), with the face dfer detects and
+/// tracks there masked.
+fn dataset_crops(row: &ClipRow, inputs: &Inputs, cfg: &PrepConfig, det: &mut dyn Detector) -> Result<Prepared, Failure> {
+    let started = Instant::now();
+    let folder = inputs.source(SourceKind::Frames, &row.clip_id)?;
+    let faces = decode::sample_folder(&folder, |n| sampling::stored_frames(n, cfg.frames, cfg.store_frames))
+        .map_err(|e| (ClipStatus::DecodeError, format!("{e:#}")))?;
+    if cfg.scene_size == 0 {
+        let decode_ms = ms(started);
+        let started = Instant::now();
+        let tensors = render(&Stored { faces: Faces::Dataset(&faces), frames: &faces, tracked: None, shots: None }, cfg);
+        let crop_ms = ms(started);
+        return Ok(Prepared { tensors, status: ClipStatus::Ok, error: None, tally: None, decode_ms, detect_ms: 0.0, crop_ms });
+    }
+    let video = inputs.source(SourceKind::Video, &row.clip_id)?;
+    let rotation = match (row.source_kind, &row.probe) {
+        (SourceKind::Video, Some(p)) => p.rotation,
+        _ => crate::video::probe::probe_video(&video).map_err(|e| (e.status(), e.message().to_string()))?.rotation,
     };
-    let sampled = sampled.map_err(|e| (ClipStatus::DecodeError, format!("{e:#}")))?;
-    Ok((path, sampled))
+    let n_f = faces.count;
+    let matched = |n_v: usize| -> Vec<usize> {
+        faces.indices.iter().map(|&k| (((k as f64 + 0.5) * n_v as f64 / n_f as f64) as usize).min(n_v - 1)).collect()
+    };
+    let scenes = decode::sample_video(&video, rotation, matched).map_err(|e| (ClipStatus::DecodeError, format!("{e:#}")))?;
+    let decode_ms = ms(started);
+    let Tracked { tracked, shots, tally, counts, detect_ms } =
+        track(&scenes, &video, cfg, det).map_err(|f| Failure { decode_ms, ..f })?;
+    let started = Instant::now();
+    let stored = Stored { faces: Faces::Dataset(&faces), frames: &scenes, tracked: Some(&tracked), shots: Some(&shots) };
+    let tensors = render(&stored, cfg);
+    Ok(Prepared {
+        tensors,
+        status: ClipStatus::Ok,
+        error: None,
+        tally: Some((tally.rate, tally.mean_score, counts)),
+        decode_ms,
+        detect_ms,
+        crop_ms: ms(started),
+    })
 }
 
 /// `no_face_policy = "centre"`: every frame takes the centre fallback instead of a face.
@@ -333,40 +437,83 @@ fn centre_fallback(tracked: &mut [TrackedFrame]) {
     tracked.fill(TrackedFrame { bbox: None, score: 0.0, landmarks: [[0.0; 2]; 5], source: FaceSource::Fallback });
 }
 
-/// Face crops and masked scenes for every stored frame.
-fn render(sampled: &Sampled, tracked: &[TrackedFrame], shots: &[usize], cfg: &PrepConfig) -> ClipTensors {
-    let t = tracked.len();
+/// Where a clip's face frames come from.
+enum Faces<'a> {
+    /// Cropped from `Stored::frames` around the tracked box.
+    Crop,
+    /// A dataset's own crops, stored frame for stored frame.
+    Dataset(&'a Sampled),
+}
+
+/// What a clip's stored frames are made from: the face source, the decoded frames (of the video
+/// or frame folder) the scenes and detected crops come from, and the tracked face in each
+/// (absent when nothing was detected: dataset crops without a scene stream).
+struct Stored<'a> {
+    faces: Faces<'a>,
+    frames: &'a Sampled,
+    tracked: Option<&'a [TrackedFrame]>,
+    shots: Option<&'a [usize]>,
+}
+
+/// Face frames and masked scenes for every stored frame, with their provenance.
+fn render(st: &Stored, cfg: &PrepConfig) -> ClipTensors {
+    let m = st.frames.indices.len();
     let (s, s2) = (cfg.face_size, cfg.scene_size);
+    let numbering = match st.faces {
+        Faces::Crop => st.frames,
+        Faces::Dataset(d) => d,
+    };
+    let lost = TrackedFrame { bbox: None, score: 0.0, landmarks: [[0.0; 2]; 5], source: FaceSource::None };
     let mut out = ClipTensors {
-        face: Vec::with_capacity(t * (s * s * 3) as usize),
-        scene: Vec::with_capacity(t * (s2 * s2 * 3) as usize),
-        frame_index: Vec::with_capacity(t),
-        face_box: Vec::with_capacity(t),
-        face_score: Vec::with_capacity(t),
-        face_source: Vec::with_capacity(t),
-        landmarks: Vec::with_capacity(t),
-        shot: shots.iter().map(|&s| s as i32).collect(),
+        face: Vec::with_capacity(m * (s * s * 3) as usize),
+        scene: Vec::with_capacity(m * (s2 * s2 * 3) as usize),
+        clip_frames: numbering.count,
+        frame_index: numbering.indices.iter().map(|&i| i as i32).collect(),
+        scene_frame: Vec::with_capacity(m),
+        face_box: Vec::with_capacity(m),
+        face_score: Vec::with_capacity(m),
+        face_source: Vec::with_capacity(m),
+        landmarks: Vec::with_capacity(m),
+        shot: match st.shots {
+            Some(shots) => shots.iter().map(|&s| s as i32).collect(),
+            None => vec![-1; m],
+        },
         frame_size: [0, 0],
     };
     // The scene fit of a frame does not depend on the box: compute it once per distinct frame.
-    let mut fitted: std::collections::BTreeMap<usize, (RgbImage, geometry::SceneTransform)> = Default::default();
-    for (p, tf) in tracked.iter().enumerate() {
-        let idx = sampled.indices[p];
-        let frame = &sampled.images[&idx];
+    let mut fitted: BTreeMap<usize, (RgbImage, geometry::SceneTransform)> = Default::default();
+    for p in 0..m {
+        let tf = st.tracked.map_or(&lost, |t| &t[p]);
+        let idx = st.frames.indices[p];
+        let frame = &st.frames.images[&idx];
         let (w, h) = frame.dimensions();
         out.frame_size = [w, h];
-        let region = match tf.bbox {
-            Some(b) => square_box(&b, cfg.margin),
-            None => centre_box(w, h),
-        };
-        out.face.extend_from_slice(crop_resize(frame, &region, s).as_raw());
-        let (base, tr) = fitted.entry(idx).or_insert_with(|| fit_scene(frame, s2, cfg.scene_fit));
-        let mut scene = base.clone();
-        if let Some(b) = tf.bbox {
-            mask_face(&mut scene, &tr.apply(&b), cfg.mask_scale, cfg.mask_mode);
+        match st.faces {
+            Faces::Crop => {
+                let region = match tf.bbox {
+                    Some(b) => square_box(&b, cfg.margin),
+                    None => centre_box(w, h),
+                };
+                out.face.extend_from_slice(crop_resize(frame, &region, s).as_raw());
+            }
+            Faces::Dataset(d) => {
+                let img = &d.images[&d.indices[p]];
+                match img.dimensions() == (s, s) {
+                    true => out.face.extend_from_slice(img.as_raw()),
+                    false => out.face.extend_from_slice(resize(img, None, s, s).as_raw()),
+                }
+            }
         }
-        out.scene.extend_from_slice(scene.as_raw());
-        out.frame_index.push(idx as i32);
+        let has_scene = s2 > 0 && st.tracked.is_some();
+        if has_scene {
+            let (base, tr) = fitted.entry(idx).or_insert_with(|| fit_scene(frame, s2, cfg.scene_fit));
+            let mut scene = base.clone();
+            if let Some(b) = tf.bbox {
+                mask_face(&mut scene, &tr.apply(&b), cfg.mask_scale, cfg.mask_mode);
+            }
+            out.scene.extend_from_slice(scene.as_raw());
+        }
+        out.scene_frame.push(if has_scene { idx as i32 } else { -1 });
         out.face_box.push(tf.bbox.unwrap_or([f32::NAN; 4]));
         out.face_score.push(tf.score);
         out.face_source.push(tf.source as u8);

@@ -8,17 +8,17 @@ use sha2::{Digest, Sha256};
 
 use crate::error::UsageError;
 use crate::face::geometry::{MaskMode, SceneFit};
-use crate::shard::{Encoding, PixelFormat};
+use crate::shard::{Encoding, FaceCrops, PixelFormat};
 
-/// What to do with a clip whose face detection rate is under `min_detection_rate`.
+/// What to do with a clip whose face detection rate is under `min_detection_rate`. Prep never
+/// leaves out a clip it can decode: a test clip is scored whatever its faces, and training
+/// decides whether to use it (`train.no_face_clips`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum NoFacePolicy {
-    /// Leave the clip out of the shards (status `no_face`).
-    Skip,
-    /// Write it with centre crops, every frame marked `fallback` (status `no_face`).
+    /// Centre crops, every frame marked `fallback` (status `no_face`).
     Centre,
-    /// Write it with whatever the tracker found, frames without any box marked `none`.
+    /// Whatever the tracker found, frames without any box marked `lost` (status `no_face`).
     Keep,
 }
 
@@ -26,15 +26,21 @@ pub enum NoFacePolicy {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct PrepConfig {
-    /// Frames per clip the model sees (T).
+    /// Frames per clip the model sees (T, the number of segments).
     pub frames: usize,
-    /// Frames stored per clip: `frames` or a multiple of it, so a trainer can jitter within
-    /// segments (segment centres of `store_frames` segments).
+    /// The most frames a clip stores: a clip of up to this many frames is stored whole, so the
+    /// test view (segment centres) and the training view (any frame of each segment) are the
+    /// published loaders' exactly; a longer clip stores its test frames and
+    /// `(store_frames − frames) / frames` evenly spaced frames of each training segment.
     pub store_frames: usize,
     /// Face crop side (S).
     pub face_size: u32,
-    /// Scene image side (S2).
+    /// Scene image side (S2); 0 stores no scene stream.
     pub scene_size: u32,
+    /// Where face frames come from: `detect` (dfer's detector and tracker) or `dataset` (the
+    /// dataset's own face-crop folders, as they are; the scene stream, if any, still comes from
+    /// the video with the detected face masked).
+    pub face_crops: FaceCrops,
     /// Face crop side = longer side of the smoothed face box × margin.
     pub margin: f32,
     /// Masked region = face box × mask_scale.
@@ -90,9 +96,10 @@ impl Default for PrepConfig {
     fn default() -> Self {
         PrepConfig {
             frames: 16,
-            store_frames: 16,
+            store_frames: 64,
             face_size: 224,
             scene_size: 224,
+            face_crops: FaceCrops::Detect,
             margin: 1.25,
             mask_scale: 1.3,
             mask_mode: MaskMode::Fill,
@@ -109,7 +116,7 @@ impl Default for PrepConfig {
             refine_check_iou: 0.7,
             cut_threshold: 0.4,
             min_detection_rate: 0.5,
-            no_face_policy: NoFacePolicy::Skip,
+            no_face_policy: NoFacePolicy::Centre,
             smooth_window: 3,
             clips_per_shard: 256,
             encoding: Encoding::Jpeg,
@@ -131,14 +138,14 @@ impl PrepConfig {
     }
 
     pub(crate) fn validate(&self) -> Result<(), String> {
-        if self.frames == 0 || self.store_frames < self.frames || !self.store_frames.is_multiple_of(self.frames) {
+        if self.frames == 0 || self.store_frames < self.frames {
             return Err(format!(
-                "store_frames ({}) must be a positive multiple of frames ({})",
-                self.store_frames, self.frames
+                "frames ({}) must be at least 1 and store_frames ({}) at least frames",
+                self.frames, self.store_frames
             ));
         }
-        if self.face_size < 16 || self.scene_size < 16 {
-            return Err("face_size and scene_size must be at least 16".into());
+        if self.face_size < 16 || (self.scene_size != 0 && self.scene_size < 16) {
+            return Err("face_size must be at least 16, and scene_size 0 (no scene stream) or at least 16".into());
         }
         if !(1.0..=4.0).contains(&self.margin) || !(1.0..=4.0).contains(&self.mask_scale) {
             return Err("margin and mask_scale must lie in 1..=4".into());
@@ -195,9 +202,12 @@ mod tests {
     fn partial_files_take_defaults_and_typos_are_errors() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("prep.toml");
-        std::fs::write(&p, "frames = 6\n").unwrap();
+        std::fs::write(&p, "frames = 80\n").unwrap();
         let c = PrepConfig::load(&p).unwrap_err();
-        assert!(c.to_string().contains("store_frames (16) must be a positive multiple of frames (6)"), "{c}");
+        assert!(c.to_string().contains("store_frames (64) at least frames"), "{c}");
+        std::fs::write(&p, "no_face_policy = \"skip\"\n").unwrap();
+        let e = PrepConfig::load(&p).unwrap_err().to_string();
+        assert!(e.contains("skip") && e.contains("centre"), "{e}");
         std::fs::write(&p, "frames = 8\nstore_frames = 16\nmask_mode = \"blur\"\n").unwrap();
         let c = PrepConfig::load(&p).unwrap();
         assert_eq!((c.frames, c.mask_mode, c.face_size), (8, MaskMode::Blur, 224));

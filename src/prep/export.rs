@@ -1,6 +1,7 @@
 //! `--export-frames DIR`: JPEG folders of the face crops and masked scenes, plus annotation
 //! lists in the format the popular PyTorch DFER repositories read
-//! (`<frame_dir> <num_frames> <label>`, one file per fold and role). DFER-CLIP's and Former-DFER's
+//! (`<frame_dir> <num_frames> <label>`, one file per fold and role; `num_frames` is what the
+//! folder holds, every frame of the clip when it is no longer than `store_frames`). DFER-CLIP's and Former-DFER's
 //! loaders return the third column as the class index and ship 0-based DFEW lists, so labels are
 //! 0-based by default; forks whose loaders return `label - 1` take `label_base = 1`.
 
@@ -32,7 +33,7 @@ pub(crate) fn write_clip(
         StoredPixels::Raw => (None, None),
     };
     let streams = [("face", &t.face, face_jpeg, cfg.face_size), ("scene", &t.scene, scene_jpeg, cfg.scene_size)];
-    for (kind, data, jpeg, size) in streams {
+    for (kind, data, jpeg, size) in streams.into_iter().filter(|s| s.3 > 0) {
         let out = dir.join(kind).join(clip_id);
         std::fs::create_dir_all(&out).with_context(|| format!("{}: cannot create", out.display()))?;
         let frame_len = (size * size * 3) as usize;
@@ -63,24 +64,29 @@ pub(crate) fn write_annotations(
     label_base: u8,
 ) -> Result<()> {
     let df = PrepTable::read(prep_parquet)?;
-    let written: std::collections::HashSet<usize> = df
+    // Manifest row → frames its shard row stores, for the clips prep wrote.
+    let written: std::collections::HashMap<usize, i64> = df
         .column(PrepTable::MANIFEST_ROW)?
         .i64()?
         .iter()
         .zip(df.column(PrepTable::ROW)?.i64()?.iter())
-        .filter_map(|(m, r)| r.and(m).map(|m| m as usize))
+        .zip(df.column(PrepTable::STORED_FRAMES)?.i64()?.iter())
+        .filter_map(|((m, r), n)| Some((r.and(m)? as usize, n?)))
         .collect();
     let dataset = manifest.desc.name.to_uppercase();
     let dir_abs = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
     for slot in 0..role_columns(manifest.folds).len() {
         for &role in Role::ALL {
-            for kind in ["face", "scene"] {
+            let kinds: &[&str] = if cfg.scene_size > 0 { &["face", "scene"] } else { &["face"] };
+            for &kind in kinds {
                 let mut text = String::new();
                 for (i, row) in manifest.rows.iter().enumerate() {
-                    if written.contains(&i) && row.roles.get(slot).copied().flatten() == Some(role) {
-                        let d = dir_abs.join(kind).join(&row.clip_id);
-                        let _ =
-                            writeln!(text, "{} {} {}", d.display(), cfg.store_frames, row.label + label_base as usize);
+                    match written.get(&i) {
+                        Some(n) if row.roles.get(slot).copied().flatten() == Some(role) => {
+                            let d = dir_abs.join(kind).join(&row.clip_id);
+                            let _ = writeln!(text, "{} {n} {}", d.display(), row.label + label_base as usize);
+                        }
+                        _ => {}
                     }
                 }
                 if text.is_empty() {

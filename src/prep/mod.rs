@@ -15,7 +15,6 @@ pub(crate) mod inspect;
 pub(crate) mod out_dir;
 mod plan;
 mod pool;
-pub mod sample;
 pub(crate) mod shots;
 mod tables;
 mod verify;
@@ -34,7 +33,7 @@ use crate::error::UsageError;
 use crate::face::centerface;
 use crate::logging::Progress;
 use crate::manifest::Manifest;
-use crate::shard::shard_name;
+use crate::shard::{shard_name, FaceCrops};
 use config::PrepConfig;
 use out_dir::PrepDir;
 pub(crate) use plan::Plan;
@@ -97,6 +96,7 @@ fn open_inputs(opts: &PrepOptions) -> Result<(Manifest, PathBuf)> {
         .into());
     }
     let manifest = Manifest::read(&opts.manifest)?;
+    check_sources(&manifest, &opts.config).map_err(|m| UsageError::new(format!("{}: {m}", opts.manifest.display())))?;
     let root = opts.root.clone().unwrap_or_else(|| manifest.root.clone());
     if !root.is_dir() {
         return Err(UsageError::new(format!(
@@ -107,6 +107,26 @@ fn open_inputs(opts: &PrepOptions) -> Result<(Manifest, PathBuf)> {
         .into());
     }
     Ok((manifest, root))
+}
+
+/// `face_crops = "dataset"` reads each clip's crop folder (and, with a scene stream, its video)
+/// by the dataset description's patterns: both must be there.
+fn check_sources(manifest: &Manifest, cfg: &PrepConfig) -> Result<(), String> {
+    if cfg.face_crops != FaceCrops::Dataset {
+        return Ok(());
+    }
+    let src = manifest.desc.sources.as_ref();
+    let name = &manifest.desc.name;
+    if src.and_then(|s| s.frames.as_ref()).is_none() {
+        return Err(format!("face_crops = \"dataset\" needs the face-crop folders, but dataset {name} has no sources.frames"));
+    }
+    if cfg.scene_size > 0 && src.and_then(|s| s.video.as_ref()).is_none() {
+        return Err(format!(
+            "face_crops = \"dataset\" with a scene stream needs the videos, but dataset {name} has no sources.video \
+             (scene_size = 0 stores faces only)"
+        ));
+    }
+    Ok(())
 }
 
 /// Runs prep.

@@ -112,6 +112,9 @@ impl Work {
     }
 }
 
+/// The `sampling` attribute: which frames a clip stores (see `sampling::stored_frames`).
+pub(crate) const SAMPLING: &str = "every frame up to store_frames, else the test frames and an even pool per training segment";
+
 /// The attributes every shard of this output shares; [`shard_attrs`] adds a shard's own.
 pub(super) fn common_attrs(
     manifest: &Manifest,
@@ -129,7 +132,8 @@ pub(super) fn common_attrs(
         store_frames: cfg.store_frames,
         face_size: cfg.face_size,
         scene_size: cfg.scene_size,
-        sampling: "segment_centres_by_time".into(),
+        face_crops: cfg.face_crops,
+        sampling: SAMPLING.into(),
         detector: centerface::NAME.into(),
         detector_hash: detector_hash.to_string(),
         mask_mode: cfg.mask_mode,

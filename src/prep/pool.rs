@@ -124,7 +124,8 @@ fn process(
     det: &mut dyn Detector,
 ) -> Option<(ClipResult, Option<StoredPixels>)> {
     let cfg = ctx.cfg;
-    let mut res = clip::process(&ctx.manifest.rows[r], r, ctx.root, cfg, det);
+    let inputs = clip::Inputs { root: ctx.root, sources: ctx.manifest.desc.sources.as_ref() };
+    let mut res = clip::process(&ctx.manifest.rows[r], r, &inputs, cfg, det);
     // Pixel encoding (JPEG) runs here, in parallel, not on the writer thread; its time counts
     // as crop time.
     let t0 = Instant::now();

@@ -44,6 +44,14 @@ pub(super) fn rows_frame(rows: &[PrepRow]) -> PolarsResult<DataFrame> {
         Column::new(PrepTable::DETECTOR_FRAMES.into(), count(&|c| c.detector_frames)),
         Column::new(PrepTable::LOST_FRAMES.into(), count(&|c| c.lost)),
         Column::new(PrepTable::SHOTS.into(), count(&|c| c.shots)),
+        Column::new(
+            PrepTable::CLIP_FRAMES.into(),
+            rows.iter().map(|x| x.result.clip_frames.map(|v| v as i64)).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            PrepTable::STORED_FRAMES.into(),
+            rows.iter().map(|x| x.result.stored_frames.map(|v| v as i64)).collect::<Vec<_>>(),
+        ),
         Column::new(PrepTable::STAGE_MS[0].into(), r(&|x| x.result.decode_ms)),
         Column::new(PrepTable::STAGE_MS[1].into(), r(&|x| x.result.detect_ms)),
         Column::new(PrepTable::STAGE_MS[2].into(), r(&|x| x.result.crop_ms)),

@@ -1,6 +1,6 @@
 //! `dfer inspect shard.h5`: shapes, attributes and a per-clip detection summary, and a contact
-//! sheet (`--grid out.png`) of face crops and scene frames with the face boxes drawn, so a
-//! person can see what prep did.
+//! sheet (`--grid out.png`) of each clip's test-view frames, face crops and scene frames with
+//! the face boxes drawn, so a person can see what prep did and what a model is shown.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -15,6 +15,7 @@ use serde::Serialize;
 use super::ShardReader;
 use crate::face::geometry::fit_scene;
 use crate::face::track::FaceSource;
+use crate::sampling;
 
 /// Per-clip detection summary.
 #[derive(Debug, Serialize)]
@@ -22,9 +23,13 @@ pub(crate) struct ClipSummary {
     pub row: usize,
     pub clip_id: String,
     pub label: String,
+    /// Frames of the whole clip, and frames stored.
+    pub clip_frames: usize,
+    pub stored: usize,
     /// Frames by source: detected / interpolated / fallback / none / lost.
     pub sources: [usize; 5],
-    /// Shots among the stored frames (`None` for a shard written before shots were recorded).
+    /// Shots among the stored frames (`None` where no shot detection ran: dataset crops
+    /// without a scene stream).
     pub shots: Option<usize>,
     pub mean_score: Option<f32>,
 }
@@ -42,29 +47,17 @@ pub(crate) struct ShardSummary {
 
 pub(crate) fn summarise(r: &ShardReader) -> Result<ShardSummary> {
     let a = &r.attrs;
-    let (t, s, s2) = (a.store_frames, a.face_size as usize, a.scene_size as usize);
     let n = r.len;
-    let shapes: BTreeMap<String, Vec<usize>> = [
-        ("face", vec![n, t, s, s, 3]),
-        ("scene", vec![n, t, s2, s2, 3]),
-        ("label", vec![n]),
-        ("clip_id", vec![n]),
-        ("frame_index", vec![n, t]),
-        ("face_box", vec![n, t, 4]),
-        ("face_score", vec![n, t]),
-        ("face_source", vec![n, t]),
-        ("landmarks", vec![n, t, 5, 2]),
-        ("shot", vec![n, t]),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
+    let shapes = r.shapes()?;
     let attributes: BTreeMap<String, String> = [
         ("dataset", a.dataset.clone()),
         ("label_names", a.label_names.join(", ")),
         ("frames", a.frames.to_string()),
         ("store_frames", a.store_frames.to_string()),
         ("sampling", a.sampling.clone()),
+        ("face_crops", a.face_crops.to_string()),
+        ("face_size", a.face_size.to_string()),
+        ("scene_size", if a.has_scene() { a.scene_size.to_string() } else { "0 (no scene stream)".into() }),
         ("detector", format!("{} ({})", a.detector, &a.detector_hash[..a.detector_hash.len().min(12)])),
         ("mask", format!("{} x{}", a.mask_mode, a.mask_scale)),
         ("margin", a.margin.to_string()),
@@ -94,7 +87,7 @@ pub(crate) fn summarise(r: &ShardReader) -> Result<ShardSummary> {
                 FaceSource::Lost => 4,
             }] += 1;
         }
-        let shots = c.shot.iter().max().map(|&m| m as usize + 1);
+        let shots = c.shot.iter().max().filter(|&&m| m >= 0).map(|&m| m as usize + 1);
         let scores: Vec<f32> = c
             .face_source
             .iter()
@@ -103,7 +96,9 @@ pub(crate) fn summarise(r: &ShardReader) -> Result<ShardSummary> {
             .map(|(_, v)| *v)
             .collect();
         let mean_score = (!scores.is_empty()).then(|| scores.iter().sum::<f32>() / scores.len() as f32);
-        clip_rows.push(ClipSummary { row: i, clip_id: ids[i].clone(), label: name, sources, shots, mean_score });
+        let (clip_frames, stored) = (c.clip_frames, c.frame_index.len());
+        let label = name;
+        clip_rows.push(ClipSummary { row: i, clip_id: ids[i].clone(), label, clip_frames, stored, sources, shots, mean_score });
     }
     Ok(ShardSummary { path: r.path.display().to_string(), clips: n, shapes, attributes, labels: by_label, clip_rows })
 }
@@ -126,8 +121,8 @@ pub(crate) fn render(s: &ShardSummary) -> String {
     );
     let _ = writeln!(
         o,
-        "\n{:>4} {:<24} {:<12} {:>8} {:>6} {:>8} {:>5} {:>5} {:>5} {:>6}",
-        "row", "clip", "label", "detected", "interp", "fallback", "none", "lost", "shots", "score"
+        "\n{:>4} {:<24} {:<12} {:>6} {:>6} {:>8} {:>6} {:>8} {:>5} {:>5} {:>5} {:>6}",
+        "row", "clip", "label", "frames", "stored", "detected", "interp", "fallback", "none", "lost", "shots", "score"
     );
     for c in &s.clip_rows {
         let score = c.mean_score.map(|v| format!("{v:.3}")).unwrap_or_else(|| "-".into());
@@ -135,15 +130,16 @@ pub(crate) fn render(s: &ShardSummary) -> String {
         let [d, i, f, n, l] = c.sources;
         let _ = writeln!(
             o,
-            "{:>4} {:<24} {:<12} {d:>8} {i:>6} {f:>8} {n:>5} {l:>5} {shots:>5} {score:>6}",
-            c.row, c.clip_id, c.label
+            "{:>4} {:<24} {:<12} {:>6} {:>6} {d:>8} {i:>6} {f:>8} {n:>5} {l:>5} {shots:>5} {score:>6}",
+            c.row, c.clip_id, c.label, c.clip_frames, c.stored
         );
     }
     let _ = writeln!(
         o,
         "\nface_source: detected = the detector found the face; interp = between two detections of the \
-         track in one shot; fallback = centre crop (no_face_policy centre); none = no box (older shards); \
-         lost = the detector ran and found no face (also a face-free shot): no box, centre crop"
+         track in one shot; fallback = centre crop (no_face_policy centre); none = no detector ran (dataset \
+         crops without a scene stream); lost = the detector ran and found no face (also a face-free shot): \
+         no box, centre crop. frames = the clip's, stored = what the shard keeps (all, up to store_frames)"
     );
     o
 }
@@ -160,28 +156,38 @@ fn source_colour(code: u8) -> Rgb<u8> {
     }
 }
 
-/// Draws a contact sheet of up to `max_clips` clips: per clip one row of face crops (border
-/// coloured by face source) and one row of scene frames with the face box drawn.
+/// Draws a contact sheet of up to `max_clips` clips: per clip one row of its test-view face
+/// frames (border coloured by face source) and, with a scene stream, one row of its scene frames
+/// with the face box drawn.
 pub(crate) fn grid(r: &ShardReader, out: &Path, max_clips: usize, thumb: u32) -> Result<()> {
     let a = &r.attrs;
-    let (t, s, s2) = (a.store_frames as u32, a.face_size, a.scene_size);
+    let (t, s, s2) = (a.frames as u32, a.face_size, a.scene_size);
+    let rows_per_clip = if a.has_scene() { 2 } else { 1 };
     let n = r.len.min(max_clips);
-    let mut sheet = RgbImage::from_pixel(t * thumb, (2 * n as u32).max(1) * thumb, Rgb([255, 255, 255]));
+    let mut sheet = RgbImage::from_pixel(t * thumb, (rows_per_clip * n as u32).max(1) * thumb, Rgb([255, 255, 255]));
     for i in 0..n {
         let c = r.clip(i)?;
+        let frames = sampling::test_indices(c.clip_frames, t as usize);
         // The scene transform depends only on the source frame size.
         let [w, h] = c.frame_size;
-        let (_, tr) = fit_scene(&RgbImage::new(w.max(1), h.max(1)), s2, a.scene_fit);
-        for f in 0..t as usize {
+        let (_, tr) = fit_scene(&RgbImage::new(w.max(1), h.max(1)), s2.max(1), a.scene_fit);
+        let top = rows_per_clip * i as u32 * thumb;
+        for (k, frame) in frames.iter().enumerate() {
+            let f = c.frame_index.binary_search(&(*frame as i32)).map_err(|_| {
+                anyhow::anyhow!("{}: clip row {i} does not store its test frame {frame}", r.path.display())
+            })?;
             let face_len = (s * s * 3) as usize;
             let face =
                 RgbImage::from_raw(s, s, c.face[f * face_len..(f + 1) * face_len].to_vec()).context("face frame")?;
             let mut ft = imageops::resize(&face, thumb, thumb, imageops::FilterType::Triangle);
             let col = source_colour(c.face_source[f]);
-            for k in 0..3 {
-                draw_hollow_rect_mut(&mut ft, Rect::at(k, k).of_size(thumb - 2 * k as u32, thumb - 2 * k as u32), col);
+            for b in 0..3 {
+                draw_hollow_rect_mut(&mut ft, Rect::at(b, b).of_size(thumb - 2 * b as u32, thumb - 2 * b as u32), col);
             }
-            imageops::replace(&mut sheet, &ft, (f as u32 * thumb) as i64, (2 * i as u32 * thumb) as i64);
+            imageops::replace(&mut sheet, &ft, (k as u32 * thumb) as i64, top as i64);
+            if !a.has_scene() {
+                continue;
+            }
             let scene_len = (s2 * s2 * 3) as usize;
             let scene = RgbImage::from_raw(s2, s2, c.scene[f * scene_len..(f + 1) * scene_len].to_vec())
                 .context("scene frame")?;
@@ -194,7 +200,7 @@ pub(crate) fn grid(r: &ShardReader, out: &Path, max_clips: usize, thumb: u32) ->
                 let (bw, bh) = ((((sb[2] - sb[0]) * k) as u32).max(1), (((sb[3] - sb[1]) * k) as u32).max(1));
                 draw_hollow_rect_mut(&mut st, Rect::at(x0, y0).of_size(bw, bh), col);
             }
-            imageops::replace(&mut sheet, &st, (f as u32 * thumb) as i64, ((2 * i as u32 + 1) * thumb) as i64);
+            imageops::replace(&mut sheet, &st, (k as u32 * thumb) as i64, (top + thumb) as i64);
         }
     }
     sheet.save(out).with_context(|| format!("{}: cannot write", out.display()))?;

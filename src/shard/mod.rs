@@ -37,8 +37,10 @@ impl Stream {
     }
 }
 
-/// Shard schema version, stored as the `schema_version` attribute.
-pub(crate) const SCHEMA_VERSION: u32 = 1;
+/// Shard schema version, stored as the `schema_version` attribute. Version 2 stores a variable
+/// number of frames per clip, end to end in per-frame datasets (`frame_start`, `frame_count`);
+/// version 1 stored a fixed number per clip in `[N, T, …]` datasets and is refused.
+pub(crate) const SCHEMA_VERSION: u32 = 2;
 
 /// File name of shard `index`.
 pub(crate) fn shard_name(index: usize) -> String {
@@ -46,14 +48,28 @@ pub(crate) fn shard_name(index: usize) -> String {
 }
 
 text_enum! {
-    /// How a shard stores face and scene pixels (attribute `encoding`; shards without it are raw).
+    /// How a shard stores face and scene pixels (attribute `encoding`). F is the number of
+    /// frames the shard stores, all clips together.
     pub enum Encoding("pixel encoding") {
-        /// `face` / `scene` uint8 `[N, T, S, S, 3]`, uncompressed.
+        /// `face` / `scene` uint8 `[F, S, S, 3]`, uncompressed.
         Raw = "raw",
         /// The same arrays with HDF5's built-in shuffle + deflate (lossless, no plugins).
         Gzip = "gzip",
-        /// `face` / `scene` variable-length uint8 `[N, T]`: one baseline JPEG per frame.
+        /// `face` / `scene` variable-length uint8 `[F]`: one baseline JPEG per frame.
         Jpeg = "jpeg",
+    }
+}
+
+text_enum! {
+    /// Where a shard's face frames come from (attribute `face_crops`).
+    #[derive(Default)]
+    pub enum FaceCrops("face_crops") {
+        /// Cropped by dfer around the face its detector found and tracked.
+        #[default]
+        Detect = "detect",
+        /// The dataset's own face-crop folder, frame for frame, as it is (resized only when its
+        /// size differs from `face_size`).
+        Dataset = "dataset",
     }
 }
 
@@ -66,6 +82,7 @@ pub struct PixelFormat {
 }
 
 impl PixelFormat {
+    #[cfg(test)]
     pub(crate) const RAW: PixelFormat = PixelFormat { encoding: Encoding::Raw, gzip_level: 0, jpeg_quality: 0 };
 }
 
@@ -79,7 +96,7 @@ pub(crate) enum StoredPixels {
     Jpeg { face: JpegFrames, scene: JpegFrames },
 }
 
-/// Encodes a clip's frames for a shard of `format` (`[T, S, S, 3]` each stream).
+/// Encodes a clip's frames for a shard of `format` (`[m, S, S, 3]` each stream).
 #[cfg(feature = "media")]
 pub(crate) fn encode_pixels(
     t: &ClipTensors,
@@ -91,6 +108,9 @@ pub(crate) fn encode_pixels(
         return Ok(StoredPixels::Raw);
     }
     let encode = |pixels: &[u8], side: u32| -> Result<JpegFrames> {
+        if side == 0 {
+            return Ok(Vec::new());
+        }
         let frame = (side * side * 3) as usize;
         pixels.chunks_exact(frame).map(|f| jpeg::encode(f, side, format.jpeg_quality)).collect()
     };
@@ -104,11 +124,13 @@ pub struct ShardAttrs {
     pub label_names: Vec<String>,
     /// Polarity name of each label, in label order.
     pub label_polarity: Vec<String>,
-    /// Frames the model sees (T) and frames stored per clip.
+    /// Frames the model sees (T, the number of segments) and the most frames a clip stores.
     pub frames: usize,
     pub store_frames: usize,
     pub face_size: u32,
+    /// Side of the masked scene frames; 0 when the shard has no scene stream.
     pub scene_size: u32,
+    pub face_crops: FaceCrops,
     pub sampling: String,
     pub detector: String,
     pub detector_hash: String,
@@ -133,22 +155,33 @@ impl ShardAttrs {
             Stream::Scene => self.scene_size,
         }
     }
+
+    /// Whether the shard stores masked scene frames.
+    pub(crate) fn has_scene(&self) -> bool {
+        self.scene_size > 0
+    }
 }
 
-/// The tensors of one clip, in shard layout (T = stored frames).
+/// The tensors of one clip, in shard layout (m stored frames).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClipTensors {
-    /// `[T, S, S, 3]` uint8.
+    /// `[m, S, S, 3]` uint8.
     pub face: Vec<u8>,
-    /// `[T, S2, S2, 3]` uint8.
+    /// `[m, S2, S2, 3]` uint8; empty without a scene stream.
     pub scene: Vec<u8>,
+    /// Frames of the whole clip (n): the frame numbers below run in `0..n`.
+    pub clip_frames: usize,
+    /// Frame number (presentation order) of each stored frame, ascending; with dataset crops,
+    /// the crop folder's file number.
     pub frame_index: Vec<i32>,
+    /// The video frame each stored frame's scene comes from (−1 without a scene stream); with
+    /// detected crops, `frame_index` itself.
+    pub scene_frame: Vec<i32>,
     pub face_box: Vec<BoxF>,
     pub face_score: Vec<f32>,
     pub face_source: Vec<u8>,
     pub landmarks: Vec<[[f32; 2]; 5]>,
-    /// Shot of each stored frame (0, 1, … at each cut). Empty when read from a shard written
-    /// before shots were recorded.
+    /// Shot of each stored frame (0, 1, … at each cut).
     pub shot: Vec<i32>,
     /// Display size (width, height) of the source frames the boxes refer to.
     pub frame_size: [u32; 2],
@@ -173,30 +206,34 @@ pub(crate) struct ShardWriter {
     file: File,
     tmp: PathBuf,
     path: PathBuf,
+    /// Clips and frames written so far.
     n: usize,
-    t: usize,
+    frames: usize,
     encoding: Encoding,
     columns: Columns,
 }
 
-/// The open datasets of a shard being written.
+/// The open datasets of a shard being written: per clip, then per frame.
 struct Columns {
-    face: Dataset,
-    scene: Dataset,
     label: Dataset,
     clip_id: Dataset,
     manifest_row: Dataset,
+    frame_size: Dataset,
+    clip_frames: Dataset,
+    frame_start: Dataset,
+    frame_count: Dataset,
+    face: Dataset,
+    scene: Option<Dataset>,
     frame_index: Dataset,
+    scene_frame: Dataset,
     face_box: Dataset,
     face_score: Dataset,
     face_source: Dataset,
     landmarks: Dataset,
-    frame_size: Dataset,
     shot: Dataset,
 }
 
-/// A dataset that grows along its first axis, `rows` clips per chunk (image datasets take one
-/// clip per chunk, the small per-clip ones 64).
+/// A dataset that grows along its first axis, `rows` rows per chunk.
 fn growable<T: H5Type>(file: &File, name: &str, inner: &[usize], rows: usize, gzip: u8) -> Result<Dataset> {
     let mut ext = vec![Extent::resizable(0)];
     ext.extend(inner.iter().map(|&d| Extent::fixed(d)));
@@ -209,6 +246,22 @@ fn growable<T: H5Type>(file: &File, name: &str, inner: &[usize], rows: usize, gz
     b.create(name).with_context(|| format!("{}: cannot create dataset {name}", file.filename()))
 }
 
+/// Writes `data` as rows `[at, at + rows)` of `ds`, growing it to `at + rows`.
+fn put<T: H5Type>(ds: &Dataset, at: usize, rows: usize, data: &[T]) -> Result<()> {
+    let mut shape = ds.shape();
+    shape[0] = at + rows;
+    ds.resize(shape.clone())?;
+    if rows == 0 {
+        return Ok(());
+    }
+    shape[0] = rows;
+    let view = ArrayView::from_shape(IxDyn(&shape), data)?;
+    let mut sel: Vec<ndarray::SliceInfoElem> = vec![(at..at + rows).into()];
+    sel.extend(shape[1..].iter().map(|_| ndarray::SliceInfoElem::from(..)));
+    ds.write_slice(&view, ndarray::SliceInfo::<_, IxDyn, IxDyn>::try_from(sel)?)?;
+    Ok(())
+}
+
 impl ShardWriter {
     /// Starts shard `attrs.shard_index` in `dir` under a temporary name.
     pub(crate) fn create(dir: &Path, attrs: &ShardAttrs) -> Result<ShardWriter> {
@@ -218,27 +271,33 @@ impl ShardWriter {
             .with_fcpl(|p| p.obj_track_times(false))
             .create(&tmp)
             .with_context(|| format!("{}: cannot create", tmp.display()))?;
-        let (t, s, s2) = (attrs.store_frames, attrs.face_size as usize, attrs.scene_size as usize);
-        let pixels = |name: &str, side: usize| match attrs.pixels.encoding {
-            Encoding::Raw => growable::<u8>(&file, name, &[t, side, side, 3], 1, 0),
-            Encoding::Gzip => growable::<u8>(&file, name, &[t, side, side, 3], 1, attrs.pixels.gzip_level),
-            Encoding::Jpeg => growable::<VarLenArray<u8>>(&file, name, &[t], 1, 0),
+        let pixels = |name: &str, side: u32| {
+            let side = side as usize;
+            match attrs.pixels.encoding {
+                Encoding::Raw => growable::<u8>(&file, name, &[side, side, 3], 1, 0),
+                Encoding::Gzip => growable::<u8>(&file, name, &[side, side, 3], 1, attrs.pixels.gzip_level),
+                Encoding::Jpeg => growable::<VarLenArray<u8>>(&file, name, &[], 64, 0),
+            }
         };
         let columns = Columns {
-            face: pixels("face", s)?,
-            scene: pixels("scene", s2)?,
             label: growable::<i64>(&file, "label", &[], 64, 0)?,
             clip_id: growable::<VarLenUnicode>(&file, "clip_id", &[], 64, 0)?,
             manifest_row: growable::<i64>(&file, "manifest_row", &[], 64, 0)?,
-            frame_index: growable::<i32>(&file, "frame_index", &[t], 64, 0)?,
-            face_box: growable::<f32>(&file, "face_box", &[t, 4], 64, 0)?,
-            face_score: growable::<f32>(&file, "face_score", &[t], 64, 0)?,
-            face_source: growable::<u8>(&file, "face_source", &[t], 64, 0)?,
-            landmarks: growable::<f32>(&file, "landmarks", &[t, 5, 2], 64, 0)?,
             frame_size: growable::<u32>(&file, "frame_size", &[2], 64, 0)?,
-            shot: growable::<i32>(&file, "shot", &[t], 64, 0)?,
+            clip_frames: growable::<i64>(&file, "clip_frames", &[], 64, 0)?,
+            frame_start: growable::<i64>(&file, "frame_start", &[], 64, 0)?,
+            frame_count: growable::<i64>(&file, "frame_count", &[], 64, 0)?,
+            face: pixels("face", attrs.face_size)?,
+            scene: attrs.has_scene().then(|| pixels("scene", attrs.scene_size)).transpose()?,
+            frame_index: growable::<i32>(&file, "frame_index", &[], 256, 0)?,
+            scene_frame: growable::<i32>(&file, "scene_frame", &[], 256, 0)?,
+            face_box: growable::<f32>(&file, "face_box", &[4], 256, 0)?,
+            face_score: growable::<f32>(&file, "face_score", &[], 256, 0)?,
+            face_source: growable::<u8>(&file, "face_source", &[], 256, 0)?,
+            landmarks: growable::<f32>(&file, "landmarks", &[5, 2], 256, 0)?,
+            shot: growable::<i32>(&file, "shot", &[], 256, 0)?,
         };
-        let w = ShardWriter { file, tmp, path, n: 0, t, encoding: attrs.pixels.encoding, columns };
+        let w = ShardWriter { file, tmp, path, n: 0, frames: 0, encoding: attrs.pixels.encoding, columns };
         w.write_attrs(attrs).with_context(|| format!("{}: cannot write attributes", w.tmp.display()))?;
         Ok(w)
     }
@@ -262,6 +321,7 @@ impl ShardWriter {
         u("store_frames", a.store_frames as u64)?;
         u("face_size", a.face_size as u64)?;
         u("scene_size", a.scene_size as u64)?;
+        st("face_crops", a.face_crops.as_str())?;
         st("sampling", &a.sampling)?;
         st("detector", &a.detector)?;
         st("detector_hash", &a.detector_hash)?;
@@ -287,52 +347,51 @@ impl ShardWriter {
     }
 
     fn append_row(&mut self, row: &ShardRow) -> Result<()> {
-        let (n, t) = (self.n, self.t);
         let x = row.tensors;
-        if x.frame_index.len() != t || x.shot.len() != t {
-            bail!(
-                "clip {} has {} frames ({} shot ids), the shard stores {t}",
-                row.clip_id,
-                x.frame_index.len(),
-                x.shot.len()
-            );
+        let m = x.frame_index.len();
+        let per_frame = [x.scene_frame.len(), x.face_box.len(), x.face_score.len(), x.face_source.len(), x.shot.len()];
+        if m == 0 || per_frame.iter().any(|&k| k != m) || x.landmarks.len() != m {
+            bail!("clip {} has {m} stored frames but per-frame records of lengths {per_frame:?}", row.clip_id);
         }
-        fn put<T: H5Type>(ds: &Dataset, n: usize, data: &[T]) -> Result<()> {
-            let mut shape = ds.shape();
-            shape[0] = n + 1;
-            ds.resize(shape.clone())?;
-            shape[0] = 1;
-            let view = ArrayView::from_shape(IxDyn(&shape), data)?;
-            let mut sel: Vec<ndarray::SliceInfoElem> = vec![(n..n + 1).into()];
-            sel.extend(shape[1..].iter().map(|_| ndarray::SliceInfoElem::from(..)));
-            ds.write_slice(&view, ndarray::SliceInfo::<_, IxDyn, IxDyn>::try_from(sel)?)?;
-            Ok(())
+        if x.frame_index.windows(2).any(|w| w[0] >= w[1]) || x.frame_index.iter().any(|&f| f < 0 || f as usize >= x.clip_frames)
+        {
+            bail!("clip {}: stored frame numbers must ascend within 0..{}", row.clip_id, x.clip_frames);
         }
+        let (n, f0) = (self.n, self.frames);
         let c = &self.columns;
         match (self.encoding, row.stored) {
             (Encoding::Jpeg, StoredPixels::Jpeg { face, scene }) => {
                 let vl = |frames: &[Vec<u8>]| frames.iter().map(|f| VarLenArray::from_slice(f)).collect::<Vec<_>>();
-                put(&c.face, n, &vl(face))?;
-                put(&c.scene, n, &vl(scene))?;
+                put(&c.face, f0, m, &vl(face))?;
+                if let Some(ds) = &c.scene {
+                    put(ds, f0, m, &vl(scene))?;
+                }
             }
             (Encoding::Raw | Encoding::Gzip, StoredPixels::Raw) => {
-                put(&c.face, n, &x.face)?;
-                put(&c.scene, n, &x.scene)?;
+                put(&c.face, f0, m, &x.face)?;
+                if let Some(ds) = &c.scene {
+                    put(ds, f0, m, &x.scene)?;
+                }
             }
             (e, _) => bail!("clip {}: pixels not encoded for this {} shard", row.clip_id, e.as_str()),
         }
-        put(&c.label, n, &[row.label as i64])?;
-        put(&c.clip_id, n, &[vlu(row.clip_id)?])?;
-        put(&c.manifest_row, n, &[row.manifest_row as i64])?;
-        put(&c.frame_index, n, &x.frame_index)?;
-        put(&c.face_box, n, x.face_box.as_flattened())?;
-        put(&c.face_score, n, &x.face_score)?;
-        put(&c.face_source, n, &x.face_source)?;
+        put(&c.label, n, 1, &[row.label as i64])?;
+        put(&c.clip_id, n, 1, &[vlu(row.clip_id)?])?;
+        put(&c.manifest_row, n, 1, &[row.manifest_row as i64])?;
+        put(&c.frame_size, n, 1, &x.frame_size)?;
+        put(&c.clip_frames, n, 1, &[x.clip_frames as i64])?;
+        put(&c.frame_start, n, 1, &[f0 as i64])?;
+        put(&c.frame_count, n, 1, &[m as i64])?;
+        put(&c.frame_index, f0, m, &x.frame_index)?;
+        put(&c.scene_frame, f0, m, &x.scene_frame)?;
+        put(&c.face_box, f0, m, x.face_box.as_flattened())?;
+        put(&c.face_score, f0, m, &x.face_score)?;
+        put(&c.face_source, f0, m, &x.face_source)?;
         let lm: Vec<f32> = x.landmarks.iter().flat_map(|l| l.iter().flatten().copied()).collect();
-        put(&c.landmarks, n, &lm)?;
-        put(&c.frame_size, n, &x.frame_size)?;
-        put(&c.shot, n, &x.shot)?;
+        put(&c.landmarks, f0, m, &lm)?;
+        put(&c.shot, f0, m, &x.shot)?;
         self.n += 1;
+        self.frames += m;
         Ok(())
     }
 
@@ -347,12 +406,38 @@ impl ShardWriter {
     }
 }
 
+/// Where each clip's frames are, read once when a shard opens: what a loader needs to choose
+/// frames without touching the file.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ClipIndex {
+    /// Per clip: first row in the per-frame datasets, stored frames, frames of the whole clip.
+    pub start: Vec<usize>,
+    pub count: Vec<usize>,
+    pub clip_frames: Vec<usize>,
+    /// Per stored frame: its frame number and the source of its face crop (`face_source` code).
+    pub frame_index: Vec<i32>,
+    pub face_source: Vec<u8>,
+}
+
+impl ClipIndex {
+    /// Stored frame numbers of clip `i`.
+    pub(crate) fn frames(&self, i: usize) -> &[i32] {
+        &self.frame_index[self.start[i]..self.start[i] + self.count[i]]
+    }
+
+    /// Face-source codes of clip `i`'s stored frames.
+    pub(crate) fn sources(&self, i: usize) -> &[u8] {
+        &self.face_source[self.start[i]..self.start[i] + self.count[i]]
+    }
+}
+
 /// Read access to a complete shard.
 pub struct ShardReader {
     pub path: PathBuf,
     file: File,
     pub attrs: ShardAttrs,
     pub len: usize,
+    pub(crate) index: ClipIndex,
 }
 
 /// A scalar u64 attribute; a missing or unreadable one is an error naming the file.
@@ -370,11 +455,8 @@ pub(crate) fn attr_string(file: &File, name: &str, path: &Path) -> Result<String
         .map_err(|e| UsageError::new(format!("{}: attribute {name}: {e}", path.display())).into())
 }
 
-/// The `encoding`, `gzip_level` and `jpeg_quality` attributes (absent: a raw shard from before).
+/// The `encoding`, `gzip_level` and `jpeg_quality` attributes.
 fn pixel_format(file: &File, path: &Path) -> Result<PixelFormat> {
-    if file.attr("encoding").is_err() {
-        return Ok(PixelFormat::RAW);
-    }
     let encoding = attr_string(file, "encoding", path)?
         .parse::<Encoding>()
         .map_err(|e| UsageError::new(format!("{}: attribute encoding: {e}", path.display())))?;
@@ -383,17 +465,24 @@ fn pixel_format(file: &File, path: &Path) -> Result<PixelFormat> {
 }
 
 impl ShardReader {
-    /// Opens a shard, checking its schema version and datasets.
+    /// Opens a shard, checking its schema version, its datasets and where each clip's frames are.
     pub fn open(path: &Path) -> Result<ShardReader> {
         let file = File::open(path)
             .map_err(|e| UsageError::new(format!("{}: not a readable HDF5 shard: {e}", path.display())))?;
         let attrs = read_attrs(&file, path)?;
-        let len = check_datasets(&file, path, &attrs)?;
-        Ok(ShardReader { path: path.to_path_buf(), file, attrs, len })
+        let (len, frames) = check_datasets(&file, path, &attrs)?;
+        let index = read_index(&file, path, len, frames)?;
+        Ok(ShardReader { path: path.to_path_buf(), file, attrs, len, index })
     }
 
     fn ds(&self, name: &str) -> Result<Dataset> {
         Ok(self.file.dataset(name)?)
+    }
+
+    /// The shape of every dataset in the shard, by name.
+    pub(crate) fn shapes(&self) -> Result<std::collections::BTreeMap<String, Vec<usize>>> {
+        let names = self.file.member_names().with_context(|| format!("{}: cannot list datasets", self.path.display()))?;
+        names.into_iter().map(|name| Ok((name.clone(), self.ds(&name)?.shape()))).collect()
     }
 
     pub fn labels(&self) -> Result<Vec<i64>> {
@@ -408,33 +497,51 @@ impl ShardReader {
         Ok(self.ds("manifest_row")?.read_raw::<i64>()?)
     }
 
-    /// Row `i` of dataset `name`, flattened.
-    fn row<T: H5Type + Clone>(&self, name: &str, i: usize) -> Result<Vec<T>> {
+    /// Rows `rows` of dataset `name`, flattened.
+    fn rows<T: H5Type + Clone>(&self, name: &str, rows: std::ops::Range<usize>) -> Result<Vec<T>> {
         let ds = self.ds(name)?;
         let shape = ds.shape();
-        let mut sel: Vec<ndarray::SliceInfoElem> = vec![(i..i + 1).into()];
+        let mut sel: Vec<ndarray::SliceInfoElem> = vec![rows.clone().into()];
         sel.extend(shape[1..].iter().map(|_| ndarray::SliceInfoElem::from(..)));
         let a: ndarray::ArrayD<T> = ds
             .read_slice(ndarray::SliceInfo::<_, IxDyn, IxDyn>::try_from(sel)?)
-            .with_context(|| format!("{}: reading {name} row {i}", self.path.display()))?;
+            .with_context(|| format!("{}: reading {name} rows {rows:?}", self.path.display()))?;
         Ok(a.into_raw_vec_and_offset().0)
     }
 
-    /// Row `i`'s face and scene pixels only (`[T, S, S, 3]`, `[T, S2, S2, 3]`), decoded, for
-    /// training.
-    pub fn pixels(&self, i: usize) -> Result<(Vec<u8>, Vec<u8>)> {
-        match self.attrs.pixels.encoding {
-            Encoding::Raw | Encoding::Gzip => Ok((self.row("face", i)?, self.row("scene", i)?)),
-            Encoding::Jpeg => {
-                let (face, scene) = self.jpeg_frames(i)?;
-                Ok((self.decode(i, Stream::Face, &face)?, self.decode(i, Stream::Scene, &scene)?))
-            }
-        }
+    /// Clip `i`'s rows in the per-frame datasets.
+    fn frame_rows(&self, i: usize) -> std::ops::Range<usize> {
+        self.index.start[i]..self.index.start[i] + self.index.count[i]
     }
 
-    /// Frames `which` (stored-frame indices) of row `i`'s `stream`, each handed to `each(k,
-    /// pixels)` in that order, `pixels` one `[S, S, 3]` frame. A JPEG shard decodes only those
-    /// frames, one at a time into one buffer, so a clip's frames are never all in memory at once.
+    /// The scene stream's frames, or an error naming the shard when it has none.
+    fn require(&self, stream: Stream) -> Result<()> {
+        if stream == Stream::Scene && !self.attrs.has_scene() {
+            bail!(UsageError::new(format!(
+                "{}: has no scene stream (prepared with scene_size = 0); prepare with a scene stream for a method \
+                 that reads scenes",
+                self.path.display()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Row `i`'s face and scene pixels only (`[m, S, S, 3]`, `[m, S2, S2, 3]`, the scene empty
+    /// without a scene stream), decoded.
+    pub fn pixels(&self, i: usize) -> Result<(Vec<u8>, Vec<u8>)> {
+        let all: Vec<usize> = (0..self.index.count[i]).collect();
+        let mut out = (Vec::new(), Vec::new());
+        self.each_frame(i, Stream::Face, &all, |_, px| out.0.extend_from_slice(px))?;
+        if self.attrs.has_scene() {
+            self.each_frame(i, Stream::Scene, &all, |_, px| out.1.extend_from_slice(px))?;
+        }
+        Ok(out)
+    }
+
+    /// Stored frames `which` (positions among clip `i`'s stored frames) of `stream`, each handed
+    /// to `each(k, pixels)` in that order, `pixels` one `[S, S, 3]` frame. Only those frames are
+    /// read (and decoded, in a JPEG shard), one at a time into one buffer; a position asked for
+    /// twice in a row is read once.
     pub(crate) fn each_frame(
         &self,
         i: usize,
@@ -442,49 +549,43 @@ impl ShardReader {
         which: &[usize],
         mut each: impl FnMut(usize, &[u8]),
     ) -> Result<()> {
-        let t = self.attrs.store_frames;
-        if let Some(&bad) = which.iter().find(|&&f| f >= t) {
-            bail!("{}: frame {bad} asked of a clip with {t} stored frames", self.path.display());
+        self.require(stream)?;
+        let m = self.index.count[i];
+        if let Some(&bad) = which.iter().find(|&&f| f >= m) {
+            bail!("{}: stored frame {bad} asked of clip row {i}, which stores {m}", self.path.display());
         }
-        let side = self.attrs.side(stream);
-        let n = (side * side * 3) as usize;
-        match self.attrs.pixels.encoding {
-            Encoding::Raw | Encoding::Gzip => {
-                let px: Vec<u8> = self.row(stream.name(), i)?;
-                which.iter().enumerate().for_each(|(k, &f)| each(k, &px[f * n..(f + 1) * n]));
-            }
-            Encoding::Jpeg => {
-                let files = self.row::<VarLenArray<u8>>(stream.name(), i)?;
-                let mut frame = vec![0u8; n];
-                for (k, &f) in which.iter().enumerate() {
-                    self.decode_frame(i, stream, f, files[f].as_slice(), &mut frame)?;
-                    each(k, &frame);
+        let start = self.index.start[i];
+        let n = (self.attrs.side(stream).pow(2) * 3) as usize;
+        let mut frame = vec![0u8; n];
+        let mut held = None;
+        for (k, &f) in which.iter().enumerate() {
+            if held != Some(f) {
+                let row = start + f..start + f + 1;
+                match self.attrs.pixels.encoding {
+                    Encoding::Raw | Encoding::Gzip => frame.copy_from_slice(&self.rows::<u8>(stream.name(), row)?),
+                    Encoding::Jpeg => {
+                        let file = self.rows::<VarLenArray<u8>>(stream.name(), row)?;
+                        self.decode_frame(i, stream, f, file[0].as_slice(), &mut frame)?;
+                    }
                 }
+                held = Some(f);
             }
+            each(k, &frame);
         }
         Ok(())
     }
 
-    /// Row `i`'s face and scene frames as stored JPEG files (a JPEG shard only).
+    /// Row `i`'s face and scene frames as stored JPEG files (a JPEG shard only; the scene list
+    /// is empty without a scene stream).
     pub fn jpeg_frames(&self, i: usize) -> Result<(JpegFrames, JpegFrames)> {
         if self.attrs.pixels.encoding != Encoding::Jpeg {
             bail!("{}: frames are stored {}, not as JPEG", self.path.display(), self.attrs.pixels.encoding.as_str());
         }
         let frames = |name: &str| -> Result<JpegFrames> {
-            Ok(self.row::<VarLenArray<u8>>(name, i)?.iter().map(|f| f.as_slice().to_vec()).collect())
+            Ok(self.rows::<VarLenArray<u8>>(name, self.frame_rows(i))?.iter().map(|f| f.as_slice().to_vec()).collect())
         };
-        Ok((frames("face")?, frames("scene")?))
-    }
-
-    /// Decodes the JPEG frames of `stream` of row `i` into `[T, side, side, 3]`.
-    fn decode(&self, i: usize, stream: Stream, frames: &[Vec<u8>]) -> Result<Vec<u8>> {
-        let side = self.attrs.side(stream);
-        let n = (side * side * 3) as usize;
-        let mut out = vec![0u8; frames.len() * n];
-        for (f, (bytes, dst)) in frames.iter().zip(out.chunks_exact_mut(n)).enumerate() {
-            self.decode_frame(i, stream, f, bytes, dst)?;
-        }
-        Ok(out)
+        let scene = if self.attrs.has_scene() { frames("scene")? } else { Vec::new() };
+        Ok((frames("face")?, scene))
     }
 
     /// Decodes stored frame `f` of `stream` of row `i` into `out`; an error names shard, clip
@@ -503,19 +604,22 @@ impl ShardReader {
 
     /// Row `i`'s tensors.
     pub fn clip(&self, i: usize) -> Result<ClipTensors> {
-        let boxes: Vec<f32> = self.row("face_box", i)?;
-        let lms: Vec<f32> = self.row("landmarks", i)?;
-        let size: Vec<u32> = self.row("frame_size", i)?;
+        let rows = self.frame_rows(i);
+        let boxes: Vec<f32> = self.rows("face_box", rows.clone())?;
+        let lms: Vec<f32> = self.rows("landmarks", rows.clone())?;
+        let size: Vec<u32> = self.rows("frame_size", i..i + 1)?;
         let (face, scene) = self.pixels(i)?;
         Ok(ClipTensors {
             face,
             scene,
-            frame_index: self.row("frame_index", i)?,
+            clip_frames: self.index.clip_frames[i],
+            frame_index: self.rows("frame_index", rows.clone())?,
+            scene_frame: self.rows("scene_frame", rows.clone())?,
             face_box: boxes.chunks_exact(4).map(|c| [c[0], c[1], c[2], c[3]]).collect(),
-            face_score: self.row("face_score", i)?,
-            face_source: self.row("face_source", i)?,
+            face_score: self.rows("face_score", rows.clone())?,
+            face_source: self.rows("face_source", rows.clone())?,
             landmarks: lms.chunks_exact(10).map(|c| std::array::from_fn(|k| [c[2 * k], c[2 * k + 1]])).collect(),
-            shot: if self.file.link_exists("shot") { self.row("shot", i)? } else { Vec::new() },
+            shot: self.rows("shot", rows)?,
             frame_size: [size[0], size[1]],
         })
     }
@@ -536,6 +640,14 @@ fn read_attrs(file: &File, path: &Path) -> Result<ShardAttrs> {
             .map_err(|e| bad(format!("attribute {n}: {e}")).into())
     };
     let version = get_u("schema_version")?;
+    if version == 1 {
+        return Err(bad(
+            "shard schema version 1: made before shards stored the frames the field's test and training rules \
+             need; prepare it again with this dfer"
+                .into(),
+        )
+        .into());
+    }
     if version != SCHEMA_VERSION as u64 {
         return Err(bad(format!("shard schema version {version}, this dfer reads {SCHEMA_VERSION}")).into());
     }
@@ -551,6 +663,7 @@ fn read_attrs(file: &File, path: &Path) -> Result<ShardAttrs> {
         store_frames: get_u("store_frames")? as usize,
         face_size: get_u("face_size")? as u32,
         scene_size: get_u("scene_size")? as u32,
+        face_crops: get_s("face_crops")?.parse().map_err(|e: String| bad(format!("attribute face_crops: {e}")))?,
         sampling: get_s("sampling")?,
         detector: get_s("detector")?,
         detector_hash: get_s("detector_hash")?,
@@ -567,50 +680,78 @@ fn read_attrs(file: &File, path: &Path) -> Result<ShardAttrs> {
     })
 }
 
-/// Checks every dataset's shape against the attributes; returns the clip count.
-fn check_datasets(file: &File, path: &Path, attrs: &ShardAttrs) -> Result<usize> {
+/// Checks every dataset's shape against the attributes; returns the clip and frame counts.
+fn check_datasets(file: &File, path: &Path, attrs: &ShardAttrs) -> Result<(usize, usize)> {
     let bad = |m: String| UsageError::new(format!("{}: {m}", path.display()));
-    let (t, s, s2) = (attrs.store_frames, attrs.face_size as usize, attrs.scene_size as usize);
-    let image = |side: usize| match attrs.pixels.encoding {
-        Encoding::Raw | Encoding::Gzip => vec![t, side, side, 3],
-        Encoding::Jpeg => vec![t],
+    let image = |side: u32| match attrs.pixels.encoding {
+        Encoding::Raw | Encoding::Gzip => vec![side as usize, side as usize, 3],
+        Encoding::Jpeg => vec![],
     };
-    let expect: [(&str, Vec<usize>); 11] = [
-        ("face", image(s)),
-        ("scene", image(s2)),
+    let per_clip: [(&str, Vec<usize>); 7] = [
         ("label", vec![]),
         ("clip_id", vec![]),
         ("manifest_row", vec![]),
-        ("frame_index", vec![t]),
-        ("face_box", vec![t, 4]),
-        ("face_score", vec![t]),
-        ("face_source", vec![t]),
-        ("landmarks", vec![t, 5, 2]),
         ("frame_size", vec![2]),
+        ("clip_frames", vec![]),
+        ("frame_start", vec![]),
+        ("frame_count", vec![]),
     ];
-    let mut len = None;
-    for (name, inner) in expect {
-        let ds = file.dataset(name).map_err(|_| bad(format!("dataset {name} is missing")))?;
-        let shape = ds.shape();
-        if shape.len() != inner.len() + 1 || shape[1..] != inner[..] {
-            return Err(bad(format!("dataset {name} has shape {shape:?}, expected [N, {inner:?}]")).into());
-        }
-        match len {
-            None => len = Some(shape[0]),
-            Some(n) if n != shape[0] => {
-                return Err(bad(format!("dataset {name} has {} rows, face has {n}", shape[0])).into())
+    let mut per_frame: Vec<(&str, Vec<usize>)> = vec![
+        ("face", image(attrs.face_size)),
+        ("frame_index", vec![]),
+        ("scene_frame", vec![]),
+        ("face_box", vec![4]),
+        ("face_score", vec![]),
+        ("face_source", vec![]),
+        ("landmarks", vec![5, 2]),
+        ("shot", vec![]),
+    ];
+    if attrs.has_scene() {
+        per_frame.push(("scene", image(attrs.scene_size)));
+    }
+    let rows = |group: &[(&str, Vec<usize>)], what: &str| -> Result<usize> {
+        let mut len = None;
+        for (name, inner) in group {
+            let ds = file.dataset(name).map_err(|_| bad(format!("dataset {name} is missing")))?;
+            let shape = ds.shape();
+            if shape.len() != inner.len() + 1 || shape[1..] != inner[..] {
+                return Err(bad(format!("dataset {name} has shape {shape:?}, expected [{what}, {inner:?}]")).into());
             }
-            _ => {}
+            match len {
+                None => len = Some(shape[0]),
+                Some(n) if n != shape[0] => {
+                    return Err(bad(format!("dataset {name} has {} rows, {} has {n}", shape[0], group[0].0)).into())
+                }
+                _ => {}
+            }
         }
-    }
-    let len = len.unwrap_or(0);
-    // `shot` came later: a shard without it still reads; one with it must fit.
-    if let Ok(ds) = file.dataset("shot") {
-        if ds.shape() != [len, t] {
-            return Err(bad(format!("dataset shot has shape {:?}, expected [{len}, {t}]", ds.shape())).into());
+        Ok(len.unwrap_or(0))
+    };
+    Ok((rows(&per_clip, "clips")?, rows(&per_frame, "frames")?))
+}
+
+/// Reads where each clip's frames are and checks that the clips' frame ranges tile the
+/// per-frame datasets.
+fn read_index(file: &File, path: &Path, len: usize, frames: usize) -> Result<ClipIndex> {
+    let bad = |m: String| -> anyhow::Error { UsageError::new(format!("{}: {m}", path.display())).into() };
+    let ints = |name: &str| -> Result<Vec<usize>> {
+        let v = file.dataset(name).and_then(|d| d.read_raw::<i64>()).map_err(|e| bad(format!("{name}: {e}")))?;
+        v.iter().map(|&x| usize::try_from(x).map_err(|_| bad(format!("{name} holds {x}")))).collect()
+    };
+    let (start, count, clip_frames) = (ints("frame_start")?, ints("frame_count")?, ints("clip_frames")?);
+    let mut next = 0;
+    for i in 0..len {
+        if start[i] != next || count[i] == 0 {
+            return Err(bad(format!("clip row {i}: frames {}+{} do not follow row {}'s", start[i], count[i], i.max(1) - 1)));
         }
+        next += count[i];
     }
-    Ok(len)
+    if next != frames {
+        return Err(bad(format!("clips hold {next} frames, the per-frame datasets {frames}")));
+    }
+    let frame_index = file.dataset("frame_index").and_then(|d| d.read_raw::<i32>()).map_err(|e| bad(format!("{e}")))?;
+    let face_source = file.dataset("face_source").and_then(|d| d.read_raw::<u8>()).map_err(|e| bad(format!("{e}")))?;
+    Ok(ClipIndex { start, count, clip_frames, frame_index, face_source })
 }
 
 #[cfg(test)]
@@ -627,9 +768,10 @@ mod tests {
             label_names: vec!["Happy".into(), "Sad".into()],
             label_polarity: vec!["positive".into(), "negative".into()],
             frames: 2,
-            store_frames: 2,
+            store_frames: 4,
             face_size: 4,
             scene_size: 6,
+            face_crops: FaceCrops::Detect,
             sampling: "segment_centres".into(),
             detector: "centerface".into(),
             detector_hash: "abc".into(),
@@ -646,55 +788,90 @@ mod tests {
         }
     }
 
-    fn append(w: &mut ShardWriter, fmt: PixelFormat, id: &str, label: usize, row: usize, t: &ClipTensors) {
-        let stored = encode_pixels(t, fmt, 4, 6).unwrap();
+    fn append(w: &mut ShardWriter, a: &ShardAttrs, id: &str, label: usize, row: usize, t: &ClipTensors) {
+        let stored = encode_pixels(t, a.pixels, a.face_size, a.scene_size).unwrap();
         w.append(&ShardRow { clip_id: id, label, manifest_row: row, tensors: t, stored: &stored }).unwrap();
     }
 
-    fn tensors(v: u8) -> ClipTensors {
+    /// A clip of `m` stored frames out of 9, face pixels all `v`.
+    fn tensors(v: u8, m: usize) -> ClipTensors {
+        let frames: Vec<i32> = (0..m as i32).map(|k| 2 * k).collect();
         ClipTensors {
-            face: vec![v; 2 * 4 * 4 * 3],
-            scene: (0..2 * 6 * 6 * 3).map(|i| (i % 251) as u8).collect(),
-            frame_index: vec![3, 7],
-            face_box: vec![[1.0, 2.0, 3.0, 4.0], [5.0, 6.0, 7.0, 8.0]],
-            face_score: vec![0.9, 0.0],
-            face_source: vec![1, 2],
-            landmarks: vec![[[0.5; 2]; 5], [[1.5; 2]; 5]],
-            shot: vec![0, 1],
+            face: vec![v; m * 4 * 4 * 3],
+            scene: (0..m * 6 * 6 * 3).map(|i| (i % 251) as u8).collect(),
+            clip_frames: 9,
+            scene_frame: frames.clone(),
+            frame_index: frames,
+            face_box: (0..m).map(|k| [k as f32, 2.0, 3.0, 4.0]).collect(),
+            face_score: vec![0.9; m],
+            face_source: (0..m).map(|k| 1 + (k % 2) as u8).collect(),
+            landmarks: (0..m).map(|k| [[k as f32 + 0.5; 2]; 5]).collect(),
+            shot: (0..m as i32).map(|k| k / 2).collect(),
             frame_size: [640, 360],
         }
     }
 
     #[test]
-    fn write_read_round_trip_and_atomic_rename() {
+    fn clips_of_any_length_round_trip_and_the_rename_is_atomic() {
         let dir = tempfile::tempdir().unwrap();
-        let mut w = ShardWriter::create(dir.path(), &attrs(3)).unwrap();
+        let a = attrs(3);
+        let mut w = ShardWriter::create(dir.path(), &a).unwrap();
         assert!(!dir.path().join("00003.h5").exists(), "not visible before finish");
-        let (a, b) = (tensors(10), tensors(20));
-        append(&mut w, attrs(3).pixels, "00001", 1, 0, &a);
-        append(&mut w, attrs(3).pixels, "vidéo", 0, 1, &b);
+        let (x, y) = (tensors(10, 3), tensors(20, 5));
+        append(&mut w, &a, "00001", 1, 0, &x);
+        append(&mut w, &a, "vidéo", 0, 1, &y);
         let path = w.finish().unwrap();
         assert_eq!(path, dir.path().join("00003.h5"));
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "no temporary file left");
         let r = ShardReader::open(&path).unwrap();
         assert_eq!(r.len, 2);
-        assert_eq!(r.attrs, attrs(3));
+        assert_eq!(r.attrs, a);
         assert_eq!(r.labels().unwrap(), vec![1, 0]);
         assert_eq!(r.clip_ids().unwrap(), vec!["00001", "vidéo"]);
-        assert_eq!(r.clip(0).unwrap(), a);
-        assert_eq!(r.clip(1).unwrap(), b);
+        assert_eq!(r.clip(0).unwrap(), x);
+        assert_eq!(r.clip(1).unwrap(), y);
+        assert_eq!((r.index.start.clone(), r.index.count.clone()), (vec![0, 3], vec![3, 5]));
+        assert_eq!(r.index.frames(1), &[0, 2, 4, 6, 8]);
+        // Frames chosen by position, a repeated one read once and handed over twice.
+        let mut got = vec![];
+        r.each_frame(1, Stream::Scene, &[4, 4, 0], |k, px| got.push((k, px.to_vec()))).unwrap();
+        let frame = 6 * 6 * 3;
+        assert_eq!(got.iter().map(|g| g.0).collect::<Vec<_>>(), vec![0, 1, 2]);
+        assert_eq!(got[0].1, y.scene[4 * frame..5 * frame]);
+        assert_eq!(got[1].1, got[0].1);
+        assert_eq!(got[2].1, y.scene[..frame]);
+        let e = r.each_frame(0, Stream::Face, &[3], |_, _| {}).unwrap_err().to_string();
+        assert!(e.contains("stored frame 3") && e.contains("stores 3"), "{e}");
     }
 
     #[test]
-    fn shards_from_before_the_shot_dataset_still_read() {
+    fn a_shard_without_scenes_refuses_scene_reads() {
         let dir = tempfile::tempdir().unwrap();
-        let mut w = ShardWriter::create(dir.path(), &attrs(0)).unwrap();
-        append(&mut w, attrs(0).pixels, "x", 0, 0, &tensors(1));
-        let path = w.finish().unwrap();
-        File::open_rw(&path).unwrap().unlink("shot").unwrap();
-        let c = ShardReader::open(&path).unwrap().clip(0).unwrap();
-        assert!(c.shot.is_empty(), "no shot record: empty, not made up");
-        assert_eq!(c.face_source, tensors(1).face_source);
+        let a = ShardAttrs { scene_size: 0, face_crops: FaceCrops::Dataset, ..attrs(0) };
+        let mut w = ShardWriter::create(dir.path(), &a).unwrap();
+        let t = ClipTensors { scene: vec![], scene_frame: vec![-1; 2], ..tensors(5, 2) };
+        append(&mut w, &a, "x", 0, 0, &t);
+        let r = ShardReader::open(&w.finish().unwrap()).unwrap();
+        assert_eq!(r.attrs.face_crops, FaceCrops::Dataset);
+        assert_eq!(r.clip(0).unwrap(), t);
+        let e = r.each_frame(0, Stream::Scene, &[0], |_, _| {}).unwrap_err().to_string();
+        assert!(e.contains("no scene stream"), "{e}");
+    }
+
+    #[test]
+    fn bad_clips_are_refused_before_anything_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = attrs(0);
+        let mut w = ShardWriter::create(dir.path(), &a).unwrap();
+        let mut t = tensors(1, 3);
+        t.frame_index = vec![4, 2, 6];
+        let stored = encode_pixels(&t, a.pixels, 4, 6).unwrap();
+        let row = ShardRow { clip_id: "x", label: 0, manifest_row: 0, tensors: &t, stored: &stored };
+        assert!(format!("{:#}", w.append(&row).unwrap_err()).contains("must ascend"));
+        t.frame_index = vec![0, 2, 4];
+        t.shot.pop();
+        let row = ShardRow { clip_id: "x", label: 0, manifest_row: 0, tensors: &t, stored: &stored };
+        assert!(format!("{:#}", w.append(&row).unwrap_err()).contains("per-frame records"));
     }
 
     #[test]
@@ -704,9 +881,9 @@ mod tests {
         for sub in ["a", "b"] {
             let d = dir.path().join(sub);
             std::fs::create_dir(&d).unwrap();
-            let jpeg = PixelFormat { encoding: Encoding::Jpeg, gzip_level: 0, jpeg_quality: 95 };
-            let mut w = ShardWriter::create(&d, &attrs_with(0, jpeg)).unwrap();
-            append(&mut w, jpeg, "x", 0, 0, &tensors(1));
+            let a = attrs_with(0, PixelFormat { encoding: Encoding::Jpeg, gzip_level: 0, jpeg_quality: 95 });
+            let mut w = ShardWriter::create(&d, &a).unwrap();
+            append(&mut w, &a, "x", 0, 0, &tensors(1, 4));
             paths.push(w.finish().unwrap());
             std::thread::sleep(std::time::Duration::from_millis(1100));
         }
@@ -720,19 +897,26 @@ mod tests {
         std::fs::write(&p, b"not hdf5").unwrap();
         let e = ShardReader::open(&p).err().unwrap().to_string();
         assert!(e.contains("00000.h5") && e.contains("not a readable HDF5 shard"), "{e}");
+        // A shard of the first schema is refused with what to do.
+        let a = attrs(0);
+        let mut w = ShardWriter::create(dir.path(), &a).unwrap();
+        append(&mut w, &a, "x", 0, 0, &tensors(1, 2));
+        let path = w.finish().unwrap();
+        File::open_rw(&path).unwrap().attr("schema_version").unwrap().write_scalar(&1u64).unwrap();
+        let e = ShardReader::open(&path).err().unwrap().to_string();
+        assert!(e.contains("schema version 1") && e.contains("prepare it again"), "{e}");
     }
 
-    /// A JPEG shard reads back within JPEG's error, every other dataset exactly; a raw shard
-    /// written before encodings existed (no `encoding` attribute) still reads as raw.
+    /// A JPEG shard reads back within JPEG's error, every other dataset exactly; a raw one exactly.
     #[test]
     fn jpeg_and_raw_shards_read_back() {
         let dir = tempfile::tempdir().unwrap();
-        let jpeg = PixelFormat { encoding: Encoding::Jpeg, gzip_level: 0, jpeg_quality: 95 };
-        let mut w = ShardWriter::create(dir.path(), &attrs_with(0, jpeg)).unwrap();
-        let a = tensors(100);
-        append(&mut w, jpeg, "00001", 1, 0, &a);
+        let jpeg = attrs_with(0, PixelFormat { encoding: Encoding::Jpeg, gzip_level: 0, jpeg_quality: 95 });
+        let mut w = ShardWriter::create(dir.path(), &jpeg).unwrap();
+        let a = tensors(100, 3);
+        append(&mut w, &jpeg, "00001", 1, 0, &a);
         let r = ShardReader::open(&w.finish().unwrap()).unwrap();
-        assert_eq!(r.attrs.pixels, jpeg);
+        assert_eq!(r.attrs.pixels, jpeg.pixels);
         let back = r.clip(0).unwrap();
         assert_eq!(ClipTensors { face: a.face.clone(), scene: a.scene.clone(), ..back.clone() }, a, "metadata exact");
         let err = |x: &[u8], y: &[u8]| {
@@ -742,20 +926,14 @@ mod tests {
         assert!(err(&back.face, &a.face) < 2.0, "flat face: {}", err(&back.face, &a.face));
         assert!(err(&back.scene, &a.scene) < 40.0, "noise-like scene: {}", err(&back.scene, &a.scene));
         let (faces, _) = r.jpeg_frames(0).unwrap();
-        assert!(faces.iter().all(|f| f.starts_with(&[0xff, 0xd8])), "frames are JPEG files");
+        assert!(faces.len() == 3 && faces.iter().all(|f| f.starts_with(&[0xff, 0xd8])), "frames are JPEG files");
 
         let raw_dir = dir.path().join("raw");
         std::fs::create_dir(&raw_dir).unwrap();
-        let mut w = ShardWriter::create(&raw_dir, &attrs_with(0, PixelFormat::RAW)).unwrap();
-        append(&mut w, PixelFormat::RAW, "00001", 1, 0, &a);
-        let path = w.finish().unwrap();
-        let f = File::open_rw(&path).unwrap();
-        for name in ["encoding", "gzip_level", "jpeg_quality"] {
-            f.delete_attr(name).unwrap();
-        }
-        drop(f);
-        let r = ShardReader::open(&path).unwrap();
-        assert_eq!(r.attrs.pixels, PixelFormat::RAW);
+        let raw = attrs_with(0, PixelFormat::RAW);
+        let mut w = ShardWriter::create(&raw_dir, &raw).unwrap();
+        append(&mut w, &raw, "00001", 1, 0, &a);
+        let r = ShardReader::open(&w.finish().unwrap()).unwrap();
         assert_eq!(r.clip(0).unwrap(), a);
         assert!(r.jpeg_frames(0).is_err());
     }
@@ -763,10 +941,10 @@ mod tests {
     #[test]
     fn a_broken_jpeg_names_shard_clip_and_frame() {
         let dir = tempfile::tempdir().unwrap();
-        let jpeg = PixelFormat { encoding: Encoding::Jpeg, gzip_level: 0, jpeg_quality: 90 };
-        let mut w = ShardWriter::create(dir.path(), &attrs_with(0, jpeg)).unwrap();
-        let t = tensors(7);
-        let mut stored = encode_pixels(&t, jpeg, 4, 6).unwrap();
+        let a = attrs_with(0, PixelFormat { encoding: Encoding::Jpeg, gzip_level: 0, jpeg_quality: 90 });
+        let mut w = ShardWriter::create(dir.path(), &a).unwrap();
+        let t = tensors(7, 2);
+        let mut stored = encode_pixels(&t, a.pixels, 4, 6).unwrap();
         if let StoredPixels::Jpeg { scene, .. } = &mut stored {
             scene[1].truncate(20);
         }

@@ -14,6 +14,7 @@ use super::data::{clip_key, pixel_batch, Batch, ClipRef, InputShape, Payload, Sh
 use crate::error::UsageError;
 use crate::logging::Progress;
 use crate::manifest::Manifest;
+use crate::model::config::Normalise;
 use crate::model::runner::{HostFeatures, Runner};
 use crate::shard::features::{FeatureAttrs, FeatureReader, FeatureRow, FeatureWriter};
 
@@ -25,6 +26,9 @@ pub(crate) fn model_hash(cfg: &TrainConfig, runner: &Runner) -> Result<String> {
     let m = &cfg.model;
     let mut h = Sha256::new();
     h.update(format!("{}|{}|{}|{}", m.arch.as_str(), m.polarity_blocks, m.use_scene, m.use_polarity));
+    if m.normalise != Normalise::Clip {
+        h.update(format!("|normalise={}", m.normalise));
+    }
     runner.hash_towers(&mut h)?;
     Ok(format!("{:x}", h.finalize()))
 }

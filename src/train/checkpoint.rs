@@ -159,7 +159,7 @@ impl Checkpoints {
     fn update_best(&self, state: &EpochState) -> Result<()> {
         let best = self.best()?;
         let better = best.as_ref().is_none_or(|b| {
-            beats((state.test_war, state.test_uar), (b.test_war, b.test_uar)) || b.epoch == state.epoch
+            beats(state.test_war, b.test_war) || b.epoch == state.epoch
         });
         let best = if better { state.clone() } else { best.expect("checked") };
         if better {

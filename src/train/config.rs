@@ -50,6 +50,10 @@ fn is_one(n: &usize) -> bool {
     *n == 1
 }
 
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
 text_enum! {
     /// `train.optimizer`.
     #[derive(Default)]
@@ -71,6 +75,25 @@ text_enum! {
         Cosine = "cosine",
         /// Times `gamma` at each epoch of `milestones` (PyTorch's MultiStepLR; DFER-CLIP's recipe).
         Steps = "steps",
+    }
+}
+
+text_enum! {
+    /// `train.no_face_clips`: what training does with clips prep found no face in (every frame
+    /// the centre fallback). Evaluation always scores them.
+    #[derive(Default)]
+    pub enum NoFaceClips("no_face_clips") {
+        /// Left out of training, counted in the log (the default).
+        #[default]
+        LeaveOut = "leave_out",
+        /// Trained on like any other clip.
+        Use = "use",
+    }
+}
+
+impl NoFaceClips {
+    fn is_default(&self) -> bool {
+        *self == NoFaceClips::LeaveOut
     }
 }
 
@@ -116,6 +139,14 @@ pub(crate) struct Schedule {
     pub milestones: Vec<u32>,
     #[serde(skip_serializing_if = "is_default_gamma")]
     pub gamma: f64,
+    /// Training clips without a face found: `leave_out` or `use` (left out of the saved config
+    /// at its default, so runs from before keep their hash).
+    #[serde(skip_serializing_if = "NoFaceClips::is_default")]
+    pub no_face_clips: NoFaceClips,
+    /// Leave out each epoch's last batch when it is smaller than `batch_size` (PyTorch's
+    /// `drop_last`, as DFER-CLIP's loader does); left out of the saved config when off.
+    #[serde(skip_serializing_if = "is_false")]
+    pub drop_last: bool,
     /// Seed of data order and augmentation (each epoch derives its own generator from it).
     pub seed: u64,
     /// Threads preparing batches.
@@ -144,6 +175,8 @@ impl Default for Schedule {
             lr_decay: LrDecay::Cosine,
             milestones: Vec::new(),
             gamma: DEFAULT_GAMMA,
+            no_face_clips: NoFaceClips::LeaveOut,
+            drop_last: false,
             seed: 0,
             loader_threads: 2,
             prefetch: 2,
@@ -175,6 +208,14 @@ impl LrDecay {
 }
 
 impl Schedule {
+    /// Optimiser steps per epoch over `clips` training clips.
+    pub(crate) fn steps_per_epoch(&self, clips: usize) -> u64 {
+        match self.drop_last {
+            true => (clips / self.batch_size) as u64,
+            false => clips.div_ceil(self.batch_size) as u64,
+        }
+    }
+
     /// The optimiser's update rule.
     pub(crate) fn rule(&self) -> Rule {
         match self.optimizer {
@@ -195,8 +236,31 @@ impl Schedule {
     }
 }
 
-/// Clip-consistent augmentation: one random resized crop per stream and one flip per clip,
-/// shared by all its frames, plus colour jitter (the field's train transform).
+text_enum! {
+    /// `aug.jitter_kind`: which colour factors `aug.jitter` draws.
+    #[derive(Default)]
+    pub enum JitterKind("jitter_kind") {
+        /// Brightness, contrast and saturation (ours, the default).
+        #[default]
+        Colour = "colour",
+        /// Brightness only (DFER-CLIP's DFEW recipe: `ColorJitter(brightness=0.5)`).
+        Brightness = "brightness",
+    }
+}
+
+impl JitterKind {
+    fn is_default(&self) -> bool {
+        *self == JitterKind::Colour
+    }
+}
+
+fn is_zero(x: &f64) -> bool {
+    *x == 0.0
+}
+
+/// Clip-consistent augmentation: one rotation, one random resized crop per stream and one flip
+/// per clip, shared by all its frames, plus colour jitter (the field's train transform). The
+/// settings added after the first release are left out of saved configs at their defaults.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct Augment {
@@ -205,13 +269,27 @@ pub(crate) struct Augment {
     /// Aspect-ratio range of the crop.
     pub crop_aspect: [f64; 2],
     pub flip: bool,
-    /// Brightness / contrast / saturation factors drawn from `[1 − j, 1 + j]`.
+    /// Colour factors drawn from `[1 − j, 1 + j]`.
     pub jitter: f64,
+    /// `colour` (brightness, contrast, saturation) or `brightness`.
+    #[serde(skip_serializing_if = "JitterKind::is_default")]
+    pub jitter_kind: JitterKind,
+    /// Each clip turned by an angle drawn from `[−r, r]` degrees before the crop, the corners
+    /// filled black (PIL's `rotate`, as DFER-CLIP's FERV39k recipe does with r = 4); 0: none.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub rotation: f64,
 }
 
 impl Default for Augment {
     fn default() -> Self {
-        Self { crop_area: [0.08, 1.0], crop_aspect: [0.75, 4.0 / 3.0], flip: true, jitter: 0.2 }
+        Self {
+            crop_area: [0.08, 1.0],
+            crop_aspect: [0.75, 4.0 / 3.0],
+            flip: true,
+            jitter: 0.2,
+            jitter_kind: JitterKind::Colour,
+            rotation: 0.0,
+        }
     }
 }
 
@@ -273,6 +351,9 @@ impl TrainConfig {
         }
         if !(0.0..1.0).contains(&self.aug.jitter) {
             return bad("aug.jitter must be in [0, 1)");
+        }
+        if !(0.0..=45.0).contains(&self.aug.rotation) {
+            return bad("aug.rotation must be in [0, 45] degrees");
         }
         if !((0.0..1.0).contains(&t.momentum) && t.gamma > 0.0 && t.gamma <= 1.0) {
             return bad("train.momentum must be in [0, 1) and train.gamma in (0, 1]");

@@ -1,7 +1,8 @@
 //! Training data from prep's shards: which clips belong to a fold's train / test side (from the
 //! clip manifest), and a loader that prepares batches on background threads with prefetch:
-//! frame choice within segments, clip-consistent augmentation, CLIP normalisation. Shards are
-//! opened once; batches are deterministic for a seed and epoch whatever the thread count.
+//! the published loaders' frames (test: segment centres; training: any frame of each
+//! segment), clip-consistent augmentation. Shards are opened once; batches are deterministic
+//! for a seed and epoch whatever the thread count.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -13,10 +14,12 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
-use super::config::Augment;
+use super::config::{Augment, JitterKind};
 use crate::dataset::splits::Role;
 use crate::error::UsageError;
 use crate::face::geometry::resize_into;
+use crate::face::track::FaceSource;
+use crate::sampling;
 use crate::manifest::Manifest;
 use crate::model::pixels::Colour;
 use crate::model::runner::{HostFeatures, HostInput};
@@ -31,6 +34,8 @@ pub(crate) struct ClipRef {
     pub polarity: usize,
     pub clip_id: String,
     pub manifest_row: usize,
+    /// Every stored frame is a centre fallback (`no_face_policy = "centre"`): no face was found.
+    pub fallback: bool,
 }
 
 /// Every shard of a prep output folder, opened once.
@@ -84,6 +89,11 @@ impl ShardSet {
     /// Clips whose role in `fold` (1-based; ignored for single-split datasets) is `role`, in
     /// manifest order.
     pub(crate) fn clips(&self, manifest: &Manifest, fold: u32, role: Role) -> Result<Vec<ClipRef>> {
+        Ok(self.fold_clips(manifest, fold, role)?.1)
+    }
+
+    /// [`ShardSet::clips`], with the manifest's role column of the fold.
+    pub(crate) fn fold_clips(&self, manifest: &Manifest, fold: u32, role: Role) -> Result<(usize, Vec<ClipRef>)> {
         let col = if manifest.folds == 0 {
             0
         } else {
@@ -93,7 +103,7 @@ impl ShardSet {
             );
             fold as usize - 1
         };
-        self.select(manifest, |roles| roles.get(col).copied().flatten() == Some(role))
+        Ok((col, self.select(manifest, |roles| roles.get(col).copied().flatten() == Some(role))?))
     }
 
     /// Every clip of the shards, in manifest order.
@@ -132,6 +142,7 @@ impl ShardSet {
                 );
                 if keep(&m.roles) {
                     let label = label as usize;
+                    let fallback = r.index.sources(i).iter().all(|&s| FaceSource::from_code(s) == FaceSource::Fallback);
                     out.push(ClipRef {
                         shard: si,
                         row: i,
@@ -139,6 +150,7 @@ impl ShardSet {
                         polarity: manifest.desc.polarity_of(label).index(),
                         clip_id: id,
                         manifest_row: mr as usize,
+                        fallback,
                     });
                 }
             }
@@ -151,10 +163,39 @@ impl ShardSet {
 /// How clips are turned into model input.
 #[derive(Clone, Debug)]
 pub(crate) enum View {
-    /// Random frame within each segment, augmentation; generator from (seed, epoch, clip).
+    /// A random frame of each training segment, augmentation; generator from (seed, epoch, clip).
     Train { aug: Augment, seed: u64, epoch: u32 },
-    /// Centre frame of each segment, plain resize.
+    /// The test frames (segment centres), plain resize.
     Test,
+}
+
+/// The positions among a clip's stored frames (`stored`, ascending frame numbers of a clip of
+/// `n` frames) that `view` takes for `t` segments: the test frames, or in each training
+/// segment one stored frame drawn uniformly with `rng` (every frame of the segment when the
+/// clip is stored whole, as the published loaders draw).
+pub(crate) fn positions(
+    stored: &[i32],
+    n: usize,
+    t: usize,
+    rng: Option<&mut ChaCha8Rng>,
+) -> std::result::Result<Vec<usize>, String> {
+    let below = |f: usize| stored.partition_point(|&x| (x as usize) < f);
+    match rng {
+        None => sampling::test_indices(n, t)
+            .into_iter()
+            .map(|f| stored.binary_search(&(f as i32)).map_err(|_| format!("test frame {f} of {n} is not stored")))
+            .collect(),
+        Some(rng) => sampling::train_segments(n, t)
+            .into_iter()
+            .map(|seg| {
+                let (lo, hi) = (below(seg.start), below(seg.end));
+                match hi > lo {
+                    true => Ok(lo + rng.random_range(0..hi - lo)),
+                    false => Err(format!("no frame of training segment {seg:?} of {n} is stored")),
+                }
+            })
+            .collect(),
+    }
 }
 
 /// A batch, ready for the model.
@@ -239,10 +280,11 @@ pub(crate) fn time_loader(dir: &Path, frames: usize, size: u32) -> Result<Loader
                 polarity: 0,
                 clip_id: String::new(),
                 manifest_row: row,
+                fallback: false,
             })
         })
         .collect();
-    let shape = InputShape { frames, size, scene: true };
+    let shape = InputShape { frames, size, scene: set.attrs().has_scene() };
     let view = View::Train { aug: Augment::default(), seed: 0, epoch: 0 };
     let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build()?;
     let started = Instant::now();
@@ -295,32 +337,44 @@ fn make_batch(set: &ShardSet, clips: &[ClipRef], chunk: &[usize], shape: InputSh
 
 /// Per-clip random draws shared by all frames of the clip.
 struct ClipAug {
+    /// Positions among the clip's stored frames.
     offsets: Vec<usize>,
     face_crop: Option<[f64; 4]>,
     scene_crop: Option<[f64; 4]>,
     flip: bool,
     colour: Colour,
+    /// Counter-clockwise turn in degrees, before the crop (0: none).
+    rotation: f64,
 }
 
-fn draw(view: &View, clip: &ClipRef, frames: usize, per_segment: usize, face: u32, scene: u32) -> ClipAug {
+/// The view's frames and augmentation of one clip whose stored frames are `stored` of `n`.
+fn draw(view: &View, clip: &ClipRef, frames: (&[i32], usize, usize), face: u32, scene: u32) -> Result<ClipAug, String> {
+    let (stored, n, t) = frames;
     match view {
-        View::Test => ClipAug {
-            offsets: (0..frames).map(|i| i * per_segment + per_segment / 2).collect(),
+        View::Test => Ok(ClipAug {
+            offsets: positions(stored, n, t, None)?,
             face_crop: None,
             scene_crop: None,
             flip: false,
             colour: [1.0; 3],
-        },
+            rotation: 0.0,
+        }),
         View::Train { aug, seed, epoch } => {
             let mut rng = ChaCha8Rng::seed_from_u64(clip_key(*seed, *epoch, clip));
-            let offsets = (0..frames).map(|i| i * per_segment + rng.random_range(0..per_segment)).collect();
+            let offsets = positions(stored, n, t, Some(&mut rng))?;
             let face_crop = Some(random_resized_crop(&mut rng, face, aug));
             let scene_crop = Some(random_resized_crop(&mut rng, scene, aug));
             let flip = aug.flip && rng.random_bool(0.5);
             let j = aug.jitter;
             let mut factor = || if j > 0.0 { rng.random_range(1.0 - j..1.0 + j) as f32 } else { 1.0 };
-            let colour = [factor(), factor(), factor()];
-            ClipAug { offsets, face_crop, scene_crop, flip, colour }
+            let colour = match aug.jitter_kind {
+                JitterKind::Colour => [factor(), factor(), factor()],
+                JitterKind::Brightness => [factor(), 1.0, 1.0],
+            };
+            // Drawn last, and only when asked, so runs without rotation draw what they always did.
+            let r = aug.rotation;
+            let rotation = if r > 0.0 { rng.random_range(-r..=r) } else { 0.0 };
+            Ok(ClipAug { offsets, face_crop, scene_crop, flip, colour, rotation })
         }
     }
 }
@@ -360,20 +414,23 @@ fn prepare_clip(
 ) -> Result<Colour> {
     let reader = &set.readers[clip.shard];
     let a = &reader.attrs;
-    let per_segment = a.store_frames / shape.frames;
-    ensure!(
-        per_segment >= 1 && a.store_frames.is_multiple_of(shape.frames),
-        "{}: stores {} frames per clip, not a multiple of T = {}",
-        reader.path.display(),
-        a.store_frames,
-        shape.frames
-    );
-    let aug = draw(view, clip, shape.frames, per_segment, a.face_size, a.scene_size);
+    let meta = (reader.index.frames(clip.row), reader.index.clip_frames[clip.row], shape.frames);
+    let aug = draw(view, clip, meta, a.face_size, a.scene_size)
+        .map_err(|m| anyhow::anyhow!("{}: clip {} (row {}): {m}", reader.path.display(), clip.clip_id, clip.row))?;
     let out_len = 3 * (shape.size as usize).pow(2);
     let fill = |stream: Stream, crop: Option<[f64; 4]>, dst: &mut [u8]| {
+        let side = a.side(stream);
+        let mut turned = vec![0u8; if aug.rotation != 0.0 { (side * side * 3) as usize } else { 0 }];
         // Only the frames this view uses are read (and decoded, in a JPEG shard).
         reader.each_frame(clip.row, stream, &aug.offsets, |k, px| {
-            put_frame(px, a.side(stream), crop, aug.flip, shape.size, &mut dst[k * out_len..(k + 1) * out_len])
+            let px = match aug.rotation != 0.0 {
+                true => {
+                    rotate_into(px, side, aug.rotation, &mut turned);
+                    &turned[..]
+                }
+                false => px,
+            };
+            put_frame(px, side, crop, aug.flip, shape.size, &mut dst[k * out_len..(k + 1) * out_len])
         })
     };
     fill(Stream::Face, aug.face_crop, face)?;
@@ -396,6 +453,29 @@ fn put_frame(src: &[u8], size: u32, crop: Option<[f64; 4]>, flip: bool, out: u32
     }
 }
 
+/// A square RGB frame of side `side` turned counter-clockwise by `degrees` about its centre
+/// into `out`, nearest pixel, corners black: PIL's `Image.rotate(degrees)` with its defaults.
+fn rotate_into(src: &[u8], side: u32, degrees: f64, out: &mut [u8]) {
+    let n = side as usize;
+    let (sin, cos) = degrees.to_radians().sin_cos();
+    let c = side as f64 / 2.0;
+    for y in 0..n {
+        for x in 0..n {
+            // The source of output pixel (x, y): its centre turned back (clockwise on screen).
+            let (dx, dy) = (x as f64 + 0.5 - c, y as f64 + 0.5 - c);
+            let sx = cos * dx - sin * dy + c;
+            let sy = sin * dx + cos * dy + c;
+            let o = 3 * (y * n + x);
+            if sx >= 0.0 && sy >= 0.0 && sx < side as f64 && sy < side as f64 {
+                let i = 3 * (sy as usize * n + sx as usize);
+                out[o..o + 3].copy_from_slice(&src[i..i + 3]);
+            } else {
+                out[o..o + 3].fill(0);
+            }
+        }
+    }
+}
+
 /// Mirrors an RGB frame of width `w` left–right, in place: each row's bytes reversed, then each
 /// pixel's channels put back in order.
 fn mirror(frame: &mut [u8], w: usize) {
@@ -410,16 +490,18 @@ mod tests {
     use super::*;
 
     fn clip(row: usize) -> ClipRef {
-        ClipRef { shard: 0, row: 0, label: 0, polarity: 0, clip_id: "c".into(), manifest_row: row }
+        ClipRef { shard: 0, row: 0, label: 0, polarity: 0, clip_id: "c".into(), manifest_row: row, fallback: false }
     }
 
     #[test]
     fn draws_are_per_clip_and_epoch_and_crops_stay_inside() {
         let aug = Augment::default();
         let v = |epoch| View::Train { aug: aug.clone(), seed: 7, epoch };
-        let a = draw(&v(0), &clip(3), 4, 2, 224, 224);
-        let b = draw(&v(0), &clip(3), 4, 2, 224, 224);
-        let c = draw(&v(1), &clip(3), 4, 2, 224, 224);
+        // A clip of 9 frames stored whole, 4 segments: training draws from [0,2), [2,4), [4,6), [6,8).
+        let whole: Vec<i32> = (0..9).collect();
+        let a = draw(&v(0), &clip(3), (&whole, 9, 4), 224, 224).unwrap();
+        let b = draw(&v(0), &clip(3), (&whole, 9, 4), 224, 224).unwrap();
+        let c = draw(&v(1), &clip(3), (&whole, 9, 4), 224, 224).unwrap();
         assert_eq!((a.offsets.clone(), a.face_crop, a.flip), (b.offsets.clone(), b.face_crop, b.flip));
         assert_ne!((a.face_crop, a.scene_crop), (c.face_crop, c.scene_crop));
         for (i, o) in a.offsets.iter().enumerate() {
@@ -432,9 +514,36 @@ mod tests {
             let area = w * h / (224.0 * 224.0);
             assert!((0.07..=1.0).contains(&area), "{area}");
         }
-        let t = draw(&View::Test, &clip(3), 4, 3, 224, 224);
-        assert_eq!(t.offsets, vec![1, 4, 7, 10]);
+        let t = draw(&View::Test, &clip(3), (&whole, 9, 4), 224, 224).unwrap();
+        assert_eq!(t.offsets, vec![1, 3, 5, 7], "int(1.125 + 2.25 i)");
         assert!(t.face_crop.is_none() && !t.flip);
+    }
+
+    #[test]
+    fn views_map_frames_to_stored_positions() {
+        // 100 frames, stored as 16 segments' test frames plus a pool: positions, not frame numbers.
+        let stored: Vec<i32> = sampling::stored_frames(100, 16, 64).iter().map(|&f| f as i32).collect();
+        let test = positions(&stored, 100, 16, None).unwrap();
+        let frames: Vec<usize> = test.iter().map(|&p| stored[p] as usize).collect();
+        assert_eq!(frames, sampling::test_indices(100, 16));
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..200 {
+            let pos = positions(&stored, 100, 16, Some(&mut rng)).unwrap();
+            for (seg, &p) in sampling::train_segments(100, 16).iter().zip(&pos) {
+                assert!(seg.contains(&(stored[p] as usize)), "frame {} outside {seg:?}", stored[p]);
+                seen.insert(stored[p]);
+            }
+        }
+        let pool: Vec<i32> = stored.iter().copied().filter(|&f| f < 96).collect();
+        assert_eq!(seen.into_iter().collect::<Vec<_>>(), pool, "every stored frame of a segment is drawn");
+        // A short clip: 5 frames, 8 segments, the last frame repeated.
+        let short = [0, 1, 2, 3, 4];
+        assert_eq!(positions(&short, 5, 8, None).unwrap(), vec![0, 1, 2, 3, 4, 4, 4, 4]);
+        assert_eq!(positions(&short, 5, 8, Some(&mut rng)).unwrap(), vec![0, 1, 2, 3, 4, 4, 4, 4]);
+        // A frame the rule needs but the shard lacks is an error, not a neighbour.
+        let e = positions(&[0, 2, 4], 5, 2, None).unwrap_err();
+        assert!(e.contains("test frame 1 of 5"), "{e}");
     }
 
     #[test]
@@ -448,5 +557,21 @@ mod tests {
         assert_eq!(dst, [7, 8, 9, 4, 5, 6, 1, 2, 3, 16, 17, 18, 13, 14, 15, 10, 11, 12], "mirrored, RGB kept");
         mirror(&mut dst, 3);
         assert_eq!(dst, src, "mirroring twice is the identity");
+    }
+
+    #[test]
+    fn rotation_turns_counter_clockwise_like_pil() {
+        // A 4x4 frame whose pixel (x, y) holds [x, y, 1].
+        let src: Vec<u8> = (0..16).flat_map(|i| [(i % 4) as u8, (i / 4) as u8, 1]).collect();
+        let mut out = vec![9u8; src.len()];
+        rotate_into(&src, 4, 0.0, &mut out);
+        assert_eq!(out, src, "0 degrees is the identity");
+        rotate_into(&src, 4, 90.0, &mut out);
+        // Counter-clockwise by 90: the top-right source pixel (3, 0) lands top-left, the
+        // bottom-left one (0, 3) bottom-right.
+        assert_eq!(&out[0..3], &[3, 0, 1]);
+        assert_eq!(&out[3 * 15..3 * 16], &[0, 3, 1]);
+        rotate_into(&src, 4, 45.0, &mut out);
+        assert_eq!(&out[0..3], &[0, 0, 0], "a corner turned out of the frame is black");
     }
 }

@@ -8,6 +8,7 @@ pub(crate) mod checkpoint;
 pub(crate) mod config;
 pub(crate) mod data;
 pub(crate) mod run_dir;
+pub(crate) mod test_set;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -21,9 +22,10 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use self::checkpoint::{Checkpoints, EpochState};
-use self::config::TrainConfig;
+use self::config::{NoFaceClips, TrainConfig};
 use self::data::{Batch, ClipRef, InputShape, ShardSet, View};
 use self::run_dir::RunDir;
+use self::test_set::{TestCounts, TestSet};
 use crate::atomic::{remove_unfinished, write_atomic};
 use crate::dataset::splits::Role;
 use crate::error::UsageError;
@@ -52,6 +54,9 @@ pub struct EpochLine {
     pub losses: Vec<(String, f64)>,
     pub test_uar: f64,
     pub test_war: f64,
+    /// How the fold's listed test clips were scored (absent in runs from before it was recorded).
+    #[serde(default)]
+    pub test_clips: Option<TestCounts>,
     pub seconds: f64,
     pub clips_per_s: f64,
 }
@@ -62,6 +67,8 @@ pub(crate) struct Session {
     pub manifest: Manifest,
     pub shards: Arc<ShardSet>,
     pub train: Arc<Vec<ClipRef>>,
+    /// The fold's listed test clips; `test` holds the scorable ones as loader clips.
+    pub listed: TestSet,
     pub test: Arc<Vec<ClipRef>>,
     pub runner: Runner,
     pub cache: Option<Arc<cache::FeatureCache>>,
@@ -72,25 +79,45 @@ impl Session {
     pub(crate) fn open(cfg: TrainConfig) -> Result<Session> {
         let manifest = Manifest::read(&cfg.data.manifest)?;
         let shards = Arc::new(ShardSet::open(&cfg.data.shards)?);
-        let train = Arc::new(shards.clips(&manifest, cfg.data.fold, Role::Train)?);
-        let test = Arc::new(shards.clips(&manifest, cfg.data.fold, Role::Test)?);
+        let mut train = shards.clips(&manifest, cfg.data.fold, Role::Train)?;
+        let no_face = train.iter().filter(|c| c.fallback).count();
+        if cfg.train.no_face_clips == NoFaceClips::LeaveOut && no_face > 0 {
+            train.retain(|c| !c.fallback);
+            tracing::info!("{no_face} training clips without a face found left out (train.no_face_clips = \"leave_out\")");
+        }
+        let (col, test) = shards.fold_clips(&manifest, cfg.data.fold, Role::Test)?;
+        let listed = TestSet::new(&manifest, col, test, &cfg.data.shards)?;
+        let test = Arc::new(listed.clips.clone());
         if train.is_empty() || test.is_empty() {
             bail!(UsageError::new(format!(
-                "{}: fold {} has {} training and {} test clips in the shards; both must be non-empty",
+                "{}: fold {} has {} training and {} scorable test clips in the shards; both must be non-empty",
                 cfg.data.shards.display(),
                 cfg.data.fold,
                 train.len(),
                 test.len()
             )));
         }
+        let counts = listed.counts();
+        if !counts.adds_up() {
+            tracing::warn!("fold {} test clips: {}", cfg.data.fold, counts.to_text());
+        }
+        let train = Arc::new(train);
         let attrs = shards.attrs();
         let runner = Runner::new(&cfg.model, &attrs.label_names, attrs.frames, &cfg.train.device, cfg.loss.clone())?;
+        if runner.uses_scene() && !attrs.has_scene() {
+            bail!(UsageError::new(format!(
+                "{}: the shards have no scene stream (prepared with scene_size = 0), which {} reads; prepare \
+                 with a scene stream, or turn the scene stream off (model.use_scene = false)",
+                cfg.data.shards.display(),
+                cfg.model.method
+            )));
+        }
         let cache = match &cfg.data.features {
             Some(dir) => Some(Arc::new(cache::FeatureCache::open(dir, &shards, &runner, &cfg)?)),
             None => None,
         };
         let pool = Arc::new(rayon::ThreadPoolBuilder::new().num_threads(cfg.train.loader_threads.max(1)).build()?);
-        Ok(Session { cfg, manifest, shards, train, test, runner, cache, pool })
+        Ok(Session { cfg, manifest, shards, train, listed, test, runner, cache, pool })
     }
 
     pub(crate) fn labels(&self) -> &[String] {
@@ -128,21 +155,27 @@ impl Session {
         }
     }
 
-    /// Predicted class of every test clip, in test-list order.
-    pub(crate) fn predict_test(&self) -> Result<Vec<usize>> {
+    /// The predicted class of every listed test clip (`None` for those not scorable), in
+    /// manifest order.
+    pub(crate) fn predict_test(&self) -> Result<Vec<Option<usize>>> {
         let order: Vec<usize> = (0..self.test.len()).collect();
         let mut predicted = Vec::with_capacity(order.len());
         for batch in self.batches(&self.test, order, View::Test) {
             let batch = batch?;
             predicted.extend(self.runner.predict(&batch.input())?.iter().map(|s| argmax(s)));
         }
-        Ok(predicted)
+        Ok(self.listed.predictions(&predicted))
     }
 
-    pub(crate) fn evaluate(&self) -> Result<Metrics> {
-        let predicted = self.predict_test()?;
-        let truth: Vec<usize> = self.test.iter().map(|c| c.label).collect();
-        Ok(Metrics::from_predictions(&truth, &predicted, self.labels().len()))
+    /// UAR / WAR over every listed test clip, and how they were scored.
+    pub(crate) fn evaluate(&self) -> Result<(Metrics, TestCounts)> {
+        Ok(self.evaluate_predictions(&self.predict_test()?))
+    }
+
+    /// [`Session::evaluate`] of the predictions `predict_test` made.
+    pub(crate) fn evaluate_predictions(&self, predicted: &[Option<usize>]) -> (Metrics, TestCounts) {
+        let m = Metrics::from_predictions(&self.listed.truth(), predicted, self.labels().len());
+        (m, self.listed.counts())
     }
 }
 
@@ -232,7 +265,14 @@ fn check_run_folder(opts: &TrainOptions, config_path: &Path, text: &str) -> Resu
 /// The optimiser and learning-rate schedule of `[train]`, over the session's steps.
 fn set_optimizer(s: &mut Session) -> Result<()> {
     let t = s.cfg.train.clone();
-    let steps_per_epoch = s.train.len().div_ceil(t.batch_size) as u64;
+    let steps_per_epoch = t.steps_per_epoch(s.train.len());
+    if steps_per_epoch == 0 {
+        bail!(UsageError::new(format!(
+            "{} training clips make no full batch of {} (train.drop_last)",
+            s.train.len(),
+            t.batch_size
+        )));
+    }
     s.runner.set_optimizer(OptimSettings {
         rule: t.rule(),
         lr: t.lr,
@@ -247,10 +287,10 @@ fn set_optimizer(s: &mut Session) -> Result<()> {
     })?;
     let (all, trained) = s.runner.parameter_counts();
     tracing::info!(
-        "{} training / {} test clips, fold {}; {all} parameters, {trained} trained",
+        "{} training clips, fold {}; test clips {}; {all} parameters, {trained} trained",
         s.train.len(),
-        s.test.len(),
-        s.cfg.data.fold
+        s.cfg.data.fold,
+        s.listed.counts().to_text()
     );
     Ok(())
 }
@@ -275,8 +315,11 @@ fn train_epoch(s: &mut Session, epoch: u32) -> Result<EpochLine> {
     let started = Instant::now();
     let mut order: Vec<usize> = (0..s.train.len()).collect();
     order.shuffle(&mut ChaCha8Rng::seed_from_u64(t.seed ^ (u64::from(epoch) << 32)));
+    if t.drop_last {
+        order.truncate(order.len() - order.len() % t.batch_size);
+    }
     let view = View::Train { aug: s.cfg.aug.clone(), seed: t.seed, epoch };
-    let progress = Progress::new(s.train.len() as u64, format!("epoch {epoch}"));
+    let progress = Progress::new(order.len() as u64, format!("epoch {epoch}"));
     let (mut sum, mut n, mut parts) = (0f64, 0usize, Vec::<(String, f64)>::new());
     let mut last = None;
     for batch in s.batches(&s.train, order, view) {
@@ -297,16 +340,17 @@ fn train_epoch(s: &mut Session, epoch: u32) -> Result<EpochLine> {
     }
     progress.finish();
     let train_seconds = started.elapsed().as_secs_f64();
-    let m = s.evaluate()?;
+    let (m, counts) = s.evaluate()?;
     let last = last.context("an epoch without batches")?;
     Ok(EpochLine {
         epoch,
-        step: epoch as u64 * s.train.len().div_ceil(t.batch_size) as u64,
+        step: epoch as u64 * t.steps_per_epoch(s.train.len()),
         lr_factor: last.lr_factor,
         train_loss: sum / n as f64,
         losses: parts.into_iter().map(|(k, v)| (k, v / n as f64)).collect(),
         test_uar: m.uar,
         test_war: m.war,
+        test_clips: Some(counts),
         seconds: started.elapsed().as_secs_f64(),
         clips_per_s: n as f64 / train_seconds,
     })

@@ -74,10 +74,10 @@ impl RunDir {
     }
 }
 
-/// The best-epoch rule: an epoch beats another with a higher test WAR, then a higher UAR; on a
-/// tie the earlier epoch stays best.
-pub(crate) fn beats(war_uar: (f64, f64), best_war_uar: (f64, f64)) -> bool {
-    war_uar > best_war_uar
+/// The best-epoch rule, DFER-CLIP's (`is_best = val_acc > best_acc`): an epoch beats the best
+/// so far only with a strictly higher test WAR, so on a tie the earliest epoch stays best.
+pub(crate) fn beats(war: f64, best_war: f64) -> bool {
+    war > best_war
 }
 
 #[cfg(test)]
@@ -85,10 +85,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn war_decides_then_uar_and_ties_keep_the_earlier_epoch() {
-        assert!(beats((60.0, 40.0), (59.0, 50.0)));
-        assert!(beats((60.0, 41.0), (60.0, 40.0)));
-        assert!(!beats((60.0, 40.0), (60.0, 40.0)));
-        assert!(!beats((59.0, 90.0), (60.0, 10.0)));
+    fn war_decides_and_ties_keep_the_earlier_epoch() {
+        assert!(beats(60.0, 59.0));
+        assert!(!beats(60.0, 60.0), "a tie in WAR keeps the earlier epoch, whatever the UAR");
+        assert!(!beats(59.0, 60.0));
     }
 }

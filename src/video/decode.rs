@@ -1,7 +1,7 @@
-//! Decoding only what is needed: a demux pass collects every frame's presentation time, the
-//! caller picks frames by time, and a decode pass converts just those frames to RGB (upright,
-//! with rotation metadata applied), stopping after the last one. Frame folders read the chosen
-//! files only.
+//! Decoding only what is needed: a demux pass counts the video's frames, the caller picks frames
+//! by number (presentation order), and a decode pass converts just those frames to RGB
+//! (upright, with rotation metadata applied), stopping after the last one. Frame folders read
+//! the chosen files only.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -12,20 +12,21 @@ use image::{imageops, RgbImage};
 
 use super::frames;
 
-/// Frames chosen from a clip: `indices[i]` is the source frame number (presentation order) of
-/// sample `i`; `images` holds each distinct chosen frame once, keyed by its number.
+/// Frames chosen from a clip of `count` frames: `indices[i]` is the source frame number
+/// (presentation order) of stored frame `i`; `images` holds each distinct chosen frame once,
+/// keyed by its number.
 pub(crate) struct Sampled {
+    pub count: usize,
     pub indices: Vec<usize>,
     pub images: BTreeMap<usize, RgbImage>,
 }
 
-/// Presentation times (seconds, sorted) of every video frame, from packets only.
-fn frame_times(path: &Path) -> Result<Vec<f64>> {
+/// The number of video frames, from packets only.
+fn frame_count(path: &Path) -> Result<usize> {
     let mut ictx = ff::format::input(path).with_context(|| format!("{}: cannot open", path.display()))?;
     let stream =
         ictx.streams().best(ff::media::Type::Video).ok_or_else(|| anyhow!("{}: no video stream", path.display()))?;
-    let (index, tb) = (stream.index(), f64::from(stream.time_base()));
-    let mut times = Vec::new();
+    let index = stream.index();
     let mut count = 0usize;
     let mut packet = ff::Packet::empty();
     while super::read_packet(&mut ictx, &mut packet)
@@ -33,17 +34,9 @@ fn frame_times(path: &Path) -> Result<Vec<f64>> {
     {
         if packet.stream() == index {
             count += 1;
-            if let Some(pts) = packet.pts() {
-                times.push(pts as f64 * tb);
-            }
         }
     }
-    if times.len() != count {
-        // Streams without presentation times: fall back to frame order.
-        times = (0..count).map(|i| i as f64).collect();
-    }
-    times.sort_by(f64::total_cmp);
-    Ok(times)
+    Ok(count)
 }
 
 fn rotate(img: RgbImage, rotation: i32) -> RgbImage {
@@ -110,15 +103,15 @@ impl Collector<'_> {
     }
 }
 
-/// Decodes the frames `choose(times)` names from a video; `rotation` is the clockwise display
-/// rotation from the manifest.
-pub(crate) fn sample_video(path: &Path, rotation: i32, choose: impl Fn(&[f64]) -> Vec<usize>) -> Result<Sampled> {
+/// Decodes the frames `choose(n)` names from a video of `n` frames; `rotation` is the clockwise
+/// display rotation from the manifest.
+pub(crate) fn sample_video(path: &Path, rotation: i32, choose: impl Fn(usize) -> Vec<usize>) -> Result<Sampled> {
     super::init_ffmpeg();
-    let times = frame_times(path)?;
-    if times.is_empty() {
+    let count = frame_count(path)?;
+    if count == 0 {
         bail!("{}: no video frames", path.display());
     }
-    let indices = choose(&times);
+    let indices = choose(count);
     let wanted: std::collections::BTreeSet<usize> = indices.iter().copied().collect();
     let last = *wanted.iter().next_back().expect("at least one sample");
 
@@ -152,9 +145,9 @@ pub(crate) fn sample_video(path: &Path, rotation: i32, choose: impl Fn(&[f64]) -
     }
     let images = collect.images;
     if let Some(missing) = wanted.iter().find(|i| !images.contains_key(i)) {
-        bail!("{}: frame {missing} of {} could not be decoded", path.display(), times.len());
+        bail!("{}: frame {missing} of {count} could not be decoded", path.display());
     }
-    Ok(Sampled { indices, images })
+    Ok(Sampled { count, indices, images })
 }
 
 /// Reads the frames `choose(n)` names from a frame folder (numeric order).
@@ -182,5 +175,5 @@ pub(crate) fn sample_folder(dir: &Path, choose: impl Fn(usize) -> Vec<usize>) ->
             size
         );
     }
-    Ok(Sampled { indices, images })
+    Ok(Sampled { count: files.len(), indices, images })
 }
