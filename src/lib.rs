@@ -20,11 +20,11 @@ pub mod logging;
 pub mod manifest;
 pub mod metrics;
 pub mod model;
-pub mod sampling;
 #[cfg(feature = "media")]
 pub mod pipeline;
 #[cfg(feature = "media")]
 pub mod prep;
+pub mod sampling;
 pub mod shard;
 pub mod synth;
 mod text_enum;

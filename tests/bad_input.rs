@@ -257,7 +257,7 @@ fn malformed_configs_shards_and_checkpoints() {
     let cfg = dir.path().join("prep.toml");
     for (case, text, want) in [
         ("prep.toml unknown key", "framez = 8\n", "unknown field `framez`"),
-        ("prep.toml store_frames", "frames = 8\nstore_frames = 12\n", "store_frames (12) must be a positive multiple"),
+        ("prep.toml store_frames", "frames = 8\nstore_frames = 4\n", "store_frames (4) at least frames"),
         ("prep.toml not TOML", "frames = \n", "not a valid prep config"),
     ] {
         std::fs::write(&cfg, text).unwrap();

@@ -92,10 +92,13 @@ fn bad_clips_are_recorded_and_the_run_goes_on() {
     assert!(by["garbage"].1.contains("garbage.mp4"), "{:?}", by["garbage"]);
     assert_eq!(by["missing"].0, "missing");
     let shard = ShardReader::open(&out.join("shards/00000.h5")).unwrap();
-    assert_eq!(shard.clip_ids().unwrap(), vec!["odd"]);
+    // Every decodable clip is written: the test pattern without a face from the centre fallback.
+    assert_eq!(shard.clip_ids().unwrap(), vec!["odd", "uhd"]);
+    assert!(shard.clip(1).unwrap().face_source.iter().all(|&s| s == 3), "uhd: every frame the fallback");
     let c = shard.clip(0).unwrap();
     assert_eq!(c.frame_size, [333, 251]);
-    // Default det_every = 4: detected at stored frames 0, 4, 8, 12, 15, interpolated between.
-    let want: Vec<u8> = (0..16).map(|i| if i % 4 == 0 || i == 15 { 1 } else { 2 }).collect();
+    // Default det_every = 4: detected at every 4th stored frame and the last, interpolated between.
+    let m = c.frame_index.len();
+    let want: Vec<u8> = (0..m).map(|i| if i % 4 == 0 || i == m - 1 { 1 } else { 2 }).collect();
     assert_eq!(c.face_source, want, "the face is found in every odd-sized frame the detector saw");
 }

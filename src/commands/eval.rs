@@ -36,7 +36,10 @@ pub fn run(a: &Args) -> Result<Outcome> {
     if !r.test_clips.adds_up() {
         eprintln!("warning: the score does not cover the fold's test split: prepare every clip (dfer prep) and evaluate again");
     }
-    println!("UAR {:.2}  WAR {:.2} (over all {} listed clips; unscorable ones count as wrong)", r.metrics.uar, r.metrics.war, r.metrics.clips);
+    println!(
+        "UAR {:.2}  WAR {:.2} (over all {} listed clips; unscorable ones count as wrong)",
+        r.metrics.uar, r.metrics.war, r.metrics.clips
+    );
     for (name, recall) in r.labels.iter().zip(&r.metrics.recall) {
         match recall {
             Some(v) => println!("  {name:<14} recall {v:6.2}"),

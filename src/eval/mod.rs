@@ -109,7 +109,12 @@ fn predictions_csv(session: &Session, predicted: &[Option<usize>]) -> String {
             _ => String::new(),
         };
         let pred = p.map_or("", |p| labels[p].as_str());
-        out.push_str(&format!("{},{},{pred},{},{frames}\n", csv_field(&l.clip_id), labels[l.label], l.outcome.source()));
+        out.push_str(&format!(
+            "{},{},{pred},{},{frames}\n",
+            csv_field(&l.clip_id),
+            labels[l.label],
+            l.outcome.source()
+        ));
     }
     out
 }

@@ -8,9 +8,9 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
 use super::plot;
+use crate::error::UsageError;
 use crate::model::config::Method;
 use crate::train::config::TrainConfig;
-use crate::error::UsageError;
 use crate::train::run_dir::{beats, RunDir};
 use crate::train::test_set::TestCounts;
 use crate::train::{read_metrics, EpochLine};

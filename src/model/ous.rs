@@ -1,6 +1,7 @@
 //! The scene-guided OUS model (Mai et al., arXiv 2405.18769), as README "Methods" describes it:
-//! the modules it adds after the CLIP image tower. The paper's full text is not public: every
-//! setting says whether it is the paper's (from its architecture figure and summary) or our choice.
+//! the modules it adds after the CLIP image tower. The paper's full text is public on arXiv; its
+//! code is not. Every setting says whether it is the paper's or our choice (the paper leaves
+//! sizes such as layer counts and widths unstated).
 //!
 //! Faces: LSTM → Frame Encoder (transformer with a class token). Scenes: LSTM → Frames Mean.
 //! `L_sim` pulls conv + FC projections of both together; the Polarity Encoder reads the first
@@ -57,8 +58,13 @@ impl OusHead {
         let std = (e as f64).powf(-0.5);
         let face_lstm = Lstm::new(s, "face_lstm", e, e)?;
         let scene_lstm = Lstm::new(s, "scene_lstm", e, e)?;
-        let frame_encoder =
-            ClassTokenEncoder::new(&mut s.sub("frame_encoder"), frames, e, [cfg.frame_encoder_layers, cfg.heads, 4 * e], 0.02)?;
+        let frame_encoder = ClassTokenEncoder::new(
+            &mut s.sub("frame_encoder"),
+            frames,
+            e,
+            [cfg.frame_encoder_layers, cfg.heads, 4 * e],
+            0.02,
+        )?;
         let mut sim = s.sub("similarity");
         let sim_conv = TemporalConv::new(&mut sim, "conv", e, e, 3)?;
         let sim_face = Linear::new(&mut sim, "face_fc", e, cfg.sim_dim, true, std)?;

@@ -114,7 +114,12 @@ mod tests {
                 assert!((got - want[c]).abs() < 1e-5, "jittered pixel {i} channel {c}: {got} vs {}", want[c]);
             }
         }
-        let all_plain = normalise(&pixels, &[[1.0; 3]; 2], Normalise::Clip).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let all_plain = normalise(&pixels, &[[1.0; 3]; 2], Normalise::Clip)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
         assert_eq!(all_plain[..12], v[..12], "a batch without jitter takes the same exact path");
     }
 
@@ -122,7 +127,8 @@ mod tests {
     fn unit_pixels_are_divided_by_255_only() {
         let data: Vec<u8> = vec![0, 51, 255, 128, 1, 2];
         let pixels = Tensor::from_vec(data.clone(), (1, 1, 1, 2, 3), &Device::Cpu).unwrap();
-        let v: Vec<f32> = normalise(&pixels, &[[1.0; 3]], Normalise::Unit).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        let v: Vec<f32> =
+            normalise(&pixels, &[[1.0; 3]], Normalise::Unit).unwrap().flatten_all().unwrap().to_vec1().unwrap();
         // Channels first: R of both pixels, then G, then B.
         let want: Vec<f32> = [0, 3, 1, 4, 2, 5].iter().map(|&i| data[i] as f32 / 255.0).collect();
         assert_eq!(v, want);

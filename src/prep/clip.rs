@@ -10,7 +10,6 @@ use std::time::Instant;
 use image::RgbImage;
 
 use super::config::{NoFacePolicy, PrepConfig};
-use crate::sampling;
 use super::shots;
 use crate::clip_status::ClipStatus;
 use crate::dataset::{path_inside_root, SourceKind, Sources};
@@ -19,6 +18,7 @@ use crate::face::refine::{self, Evidence, RefineRule};
 use crate::face::track::{fill_and_smooth, primary_track, FaceSource, TrackedFrame};
 use crate::face::{Detection, Detector};
 use crate::manifest::ClipRow;
+use crate::sampling;
 use crate::shard::{ClipTensors, FaceCrops};
 use crate::video::decode::{self, Sampled};
 
@@ -257,7 +257,8 @@ impl Inputs<'_> {
     /// inside the root.
     fn source(&self, kind: SourceKind, id: &str) -> Result<PathBuf, (ClipStatus, String)> {
         let pattern = self.sources.and_then(|s| s.pattern(kind)).ok_or_else(|| {
-            let m = format!("clip {id}: the dataset description has no sources.{kind} pattern (face_crops = \"dataset\")");
+            let m =
+                format!("clip {id}: the dataset description has no sources.{kind} pattern (face_crops = \"dataset\")");
             (ClipStatus::Missing, m)
         })?;
         path_inside_root(self.root, &pattern.replace("{id}", id)).map_err(|m| (ClipStatus::OutsideRoot, m))
@@ -355,7 +356,12 @@ fn track(sampled: &Sampled, path: &Path, cfg: &PrepConfig, det: &mut dyn Detecto
 
 /// `face_crops = "detect"`: the clip's source (video or frame folder) decoded, faces detected,
 /// tracked and cropped; a clip without a usable face takes the no-face policy.
-fn detected_crops(row: &ClipRow, inputs: &Inputs, cfg: &PrepConfig, det: &mut dyn Detector) -> Result<Prepared, Failure> {
+fn detected_crops(
+    row: &ClipRow,
+    inputs: &Inputs,
+    cfg: &PrepConfig,
+    det: &mut dyn Detector,
+) -> Result<Prepared, Failure> {
     let started = Instant::now();
     let path = path_inside_root(inputs.root, &row.source_path).map_err(|m| (ClipStatus::OutsideRoot, m))?;
     let budget = |n: usize| sampling::stored_frames(n, cfg.frames, cfg.store_frames);
@@ -393,7 +399,12 @@ fn detected_crops(row: &ClipRow, inputs: &Inputs, cfg: &PrepConfig, det: &mut dy
 /// with a scene stream, the video's frame at the same place in the clip (frame `k` of a folder
 /// of `n_f` frames is video frame `floor((k + 0.5)·n_v / n_f)`), with the face dfer detects and
 /// tracks there masked.
-fn dataset_crops(row: &ClipRow, inputs: &Inputs, cfg: &PrepConfig, det: &mut dyn Detector) -> Result<Prepared, Failure> {
+fn dataset_crops(
+    row: &ClipRow,
+    inputs: &Inputs,
+    cfg: &PrepConfig,
+    det: &mut dyn Detector,
+) -> Result<Prepared, Failure> {
     let started = Instant::now();
     let folder = inputs.source(SourceKind::Frames, &row.clip_id)?;
     let faces = decode::sample_folder(&folder, |n| sampling::stored_frames(n, cfg.frames, cfg.store_frames))
@@ -401,9 +412,18 @@ fn dataset_crops(row: &ClipRow, inputs: &Inputs, cfg: &PrepConfig, det: &mut dyn
     if cfg.scene_size == 0 {
         let decode_ms = ms(started);
         let started = Instant::now();
-        let tensors = render(&Stored { faces: Faces::Dataset(&faces), frames: &faces, tracked: None, shots: None }, cfg);
+        let tensors =
+            render(&Stored { faces: Faces::Dataset(&faces), frames: &faces, tracked: None, shots: None }, cfg);
         let crop_ms = ms(started);
-        return Ok(Prepared { tensors, status: ClipStatus::Ok, error: None, tally: None, decode_ms, detect_ms: 0.0, crop_ms });
+        return Ok(Prepared {
+            tensors,
+            status: ClipStatus::Ok,
+            error: None,
+            tally: None,
+            decode_ms,
+            detect_ms: 0.0,
+            crop_ms,
+        });
     }
     let video = inputs.source(SourceKind::Video, &row.clip_id)?;
     let rotation = match (row.source_kind, &row.probe) {
@@ -414,12 +434,14 @@ fn dataset_crops(row: &ClipRow, inputs: &Inputs, cfg: &PrepConfig, det: &mut dyn
     let matched = |n_v: usize| -> Vec<usize> {
         faces.indices.iter().map(|&k| (((k as f64 + 0.5) * n_v as f64 / n_f as f64) as usize).min(n_v - 1)).collect()
     };
-    let scenes = decode::sample_video(&video, rotation, matched).map_err(|e| (ClipStatus::DecodeError, format!("{e:#}")))?;
+    let scenes =
+        decode::sample_video(&video, rotation, matched).map_err(|e| (ClipStatus::DecodeError, format!("{e:#}")))?;
     let decode_ms = ms(started);
     let Tracked { tracked, shots, tally, counts, detect_ms } =
         track(&scenes, &video, cfg, det).map_err(|f| Failure { decode_ms, ..f })?;
     let started = Instant::now();
-    let stored = Stored { faces: Faces::Dataset(&faces), frames: &scenes, tracked: Some(&tracked), shots: Some(&shots) };
+    let stored =
+        Stored { faces: Faces::Dataset(&faces), frames: &scenes, tracked: Some(&tracked), shots: Some(&shots) };
     let tensors = render(&stored, cfg);
     Ok(Prepared {
         tensors,

@@ -118,7 +118,9 @@ fn check_sources(manifest: &Manifest, cfg: &PrepConfig) -> Result<(), String> {
     let src = manifest.desc.sources.as_ref();
     let name = &manifest.desc.name;
     if src.and_then(|s| s.frames.as_ref()).is_none() {
-        return Err(format!("face_crops = \"dataset\" needs the face-crop folders, but dataset {name} has no sources.frames"));
+        return Err(format!(
+            "face_crops = \"dataset\" needs the face-crop folders, but dataset {name} has no sources.frames"
+        ));
     }
     if cfg.scene_size > 0 && src.and_then(|s| s.video.as_ref()).is_none() {
         return Err(format!(

@@ -113,7 +113,8 @@ impl Work {
 }
 
 /// The `sampling` attribute: which frames a clip stores (see `sampling::stored_frames`).
-pub(crate) const SAMPLING: &str = "every frame up to store_frames, else the test frames and an even pool per training segment";
+pub(crate) const SAMPLING: &str =
+    "every frame up to store_frames, else the test frames and an even pool per training segment";
 
 /// The attributes every shard of this output shares; [`shard_attrs`] adds a shard's own.
 pub(super) fn common_attrs(

@@ -98,7 +98,16 @@ pub(crate) fn summarise(r: &ShardReader) -> Result<ShardSummary> {
         let mean_score = (!scores.is_empty()).then(|| scores.iter().sum::<f32>() / scores.len() as f32);
         let (clip_frames, stored) = (c.clip_frames, c.frame_index.len());
         let label = name;
-        clip_rows.push(ClipSummary { row: i, clip_id: ids[i].clone(), label, clip_frames, stored, sources, shots, mean_score });
+        clip_rows.push(ClipSummary {
+            row: i,
+            clip_id: ids[i].clone(),
+            label,
+            clip_frames,
+            stored,
+            sources,
+            shots,
+            mean_score,
+        });
     }
     Ok(ShardSummary { path: r.path.display().to_string(), clips: n, shapes, attributes, labels: by_label, clip_rows })
 }

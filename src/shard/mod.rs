@@ -353,7 +353,8 @@ impl ShardWriter {
         if m == 0 || per_frame.iter().any(|&k| k != m) || x.landmarks.len() != m {
             bail!("clip {} has {m} stored frames but per-frame records of lengths {per_frame:?}", row.clip_id);
         }
-        if x.frame_index.windows(2).any(|w| w[0] >= w[1]) || x.frame_index.iter().any(|&f| f < 0 || f as usize >= x.clip_frames)
+        if x.frame_index.windows(2).any(|w| w[0] >= w[1])
+            || x.frame_index.iter().any(|&f| f < 0 || f as usize >= x.clip_frames)
         {
             bail!("clip {}: stored frame numbers must ascend within 0..{}", row.clip_id, x.clip_frames);
         }
@@ -481,7 +482,8 @@ impl ShardReader {
 
     /// The shape of every dataset in the shard, by name.
     pub(crate) fn shapes(&self) -> Result<std::collections::BTreeMap<String, Vec<usize>>> {
-        let names = self.file.member_names().with_context(|| format!("{}: cannot list datasets", self.path.display()))?;
+        let names =
+            self.file.member_names().with_context(|| format!("{}: cannot list datasets", self.path.display()))?;
         names.into_iter().map(|name| Ok((name.clone(), self.ds(&name)?.shape()))).collect()
     }
 
@@ -742,7 +744,12 @@ fn read_index(file: &File, path: &Path, len: usize, frames: usize) -> Result<Cli
     let mut next = 0;
     for i in 0..len {
         if start[i] != next || count[i] == 0 {
-            return Err(bad(format!("clip row {i}: frames {}+{} do not follow row {}'s", start[i], count[i], i.max(1) - 1)));
+            return Err(bad(format!(
+                "clip row {i}: frames {}+{} do not follow row {}'s",
+                start[i],
+                count[i],
+                i.max(1) - 1
+            )));
         }
         next += count[i];
     }

@@ -158,9 +158,7 @@ impl Checkpoints {
 
     fn update_best(&self, state: &EpochState) -> Result<()> {
         let best = self.best()?;
-        let better = best.as_ref().is_none_or(|b| {
-            beats(state.test_war, b.test_war) || b.epoch == state.epoch
-        });
+        let better = best.as_ref().is_none_or(|b| beats(state.test_war, b.test_war) || b.epoch == state.epoch);
         let best = if better { state.clone() } else { best.expect("checked") };
         if better {
             write_atomic(&self.dir.join("best.json"), serde_json::to_string_pretty(state)?.as_bytes())?;

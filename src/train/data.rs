@@ -19,10 +19,10 @@ use crate::dataset::splits::Role;
 use crate::error::UsageError;
 use crate::face::geometry::resize_into;
 use crate::face::track::FaceSource;
-use crate::sampling;
 use crate::manifest::Manifest;
 use crate::model::pixels::Colour;
 use crate::model::runner::{HostFeatures, HostInput};
+use crate::sampling;
 use crate::shard::{ShardAttrs, ShardReader, Stream};
 
 /// One clip in a shard.

@@ -83,7 +83,9 @@ impl Session {
         let no_face = train.iter().filter(|c| c.fallback).count();
         if cfg.train.no_face_clips == NoFaceClips::LeaveOut && no_face > 0 {
             train.retain(|c| !c.fallback);
-            tracing::info!("{no_face} training clips without a face found left out (train.no_face_clips = \"leave_out\")");
+            tracing::info!(
+                "{no_face} training clips without a face found left out (train.no_face_clips = \"leave_out\")"
+            );
         }
         let (col, test) = shards.fold_clips(&manifest, cfg.data.fold, Role::Test)?;
         let listed = TestSet::new(&manifest, col, test, &cfg.data.shards)?;

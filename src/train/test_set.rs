@@ -36,7 +36,7 @@ impl TestCounts {
         self.not_prepared == 0 && self.faces + self.fallback + self.unscorable == self.listed
     }
 
-    pub fn to_text(&self) -> String {
+    pub fn to_text(self) -> String {
         format!(
             "{} listed: {} scored from faces, {} from the centre fallback, {} unscorable (counted wrong){}",
             self.listed,
@@ -55,9 +55,15 @@ impl TestCounts {
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) enum Outcome {
     /// In the shards: `clips[i]` of the test set; `fallback` when no face was found.
-    Scored { clip: usize, fallback: bool },
+    Scored {
+        clip: usize,
+        fallback: bool,
+    },
     /// Recorded as failed by the manifest or by prep.
-    Unscorable { status: ClipStatus, why: String },
+    Unscorable {
+        status: ClipStatus,
+        why: String,
+    },
     NotPrepared,
 }
 
@@ -160,11 +166,8 @@ fn prep_records(shards_dir: &Path) -> Result<HashMap<usize, (ClipStatus, String)
         let error = df.column(PrepTable::ERROR)?.str()?.clone();
         for i in 0..df.height() {
             let (Some(r), None) = (rows.get(i), written.get(i)) else { continue };
-            let s: ClipStatus = status
-                .get(i)
-                .unwrap_or("")
-                .parse()
-                .map_err(|e| anyhow::anyhow!("{}: row {i}: {e}", path.display()))?;
+            let s: ClipStatus =
+                status.get(i).unwrap_or("").parse().map_err(|e| anyhow::anyhow!("{}: row {i}: {e}", path.display()))?;
             out.insert(r as usize, (s, error.get(i).unwrap_or("").to_string()));
         }
     }
