@@ -27,8 +27,13 @@ def load(files):
     for path in files:
         with h5py.File(path, "r") as f:
             ids = [s.decode() if isinstance(s, bytes) else s for s in f["clip_id"][:]]
-            for clip_id, bx, ix in zip(ids, f["face_box"][:], f["frame_index"][:]):
-                clips[clip_id] = (bx, ix)
+            boxes, index = f["face_box"][:], f["frame_index"][:]
+            if "frame_start" in f:  # dfer's shards: each clip's frames are a run of rows
+                runs = zip(f["frame_start"][:], f["frame_count"][:])
+                per_clip = [(boxes[s:s + n], index[s:s + n]) for s, n in runs]
+            else:  # the Python baseline's file: one [T] row per clip
+                per_clip = list(zip(boxes, index))
+            clips.update(zip(ids, per_clip))
     return clips
 
 

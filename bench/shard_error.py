@@ -13,10 +13,12 @@ import numpy as np
 from PIL import Image
 
 
-def frames(f, stream, i):
-    if f.attrs.get("encoding", "raw") == "jpeg":
-        return np.stack([np.asarray(Image.open(io.BytesIO(b.tobytes())).convert("RGB")) for b in f[stream][i]])
-    return f[stream][i]
+def frames(f, stream, i):  # clip i's stored frames (schema 2: a run of rows)
+    start = int(f["frame_start"][i])
+    data = f[stream][start:start + int(f["frame_count"][i])]
+    if f.attrs["encoding"] == "jpeg":
+        return np.stack([np.asarray(Image.open(io.BytesIO(b.tobytes())).convert("RGB")) for b in data])
+    return data
 
 
 def clips(folder):

@@ -37,7 +37,9 @@ pub(crate) fn tokenize_prompts(
     let mut ids = Vec::new();
     let mut eot = Vec::new();
     for class_text in texts {
-        let text = format!("{} {}.", vec![PLACEHOLDER; n_ctx].join(" "), class_text.to_lowercase());
+        // The text ends with one full stop: the authors' descriptions bring their own.
+        let stop = if class_text.ends_with('.') { "" } else { "." };
+        let text = format!("{} {}{stop}", vec![PLACEHOLDER; n_ctx].join(" "), class_text.to_lowercase());
         let enc = tok.encode(text.as_str(), true).map_err(|e| anyhow::anyhow!("tokenizing {text:?}: {e}"))?;
         let mut seq = enc.get_ids().to_vec();
         ensure!(
@@ -162,5 +164,8 @@ mod tests {
             }
         }
         assert_eq!(n, 2 * (7 + 7 + 11));
+        // A text that brings its own full stop (the authors' descriptions do) gets no second one.
+        let p = tokenize_prompts(&tok, &["wide eyes.".to_string(), "wide eyes".to_string()], 4, 77).unwrap();
+        assert_eq!(p.ids[0], p.ids[1]);
     }
 }

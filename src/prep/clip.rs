@@ -381,18 +381,24 @@ fn detected_crops(
             centre_fallback(&mut tracked);
         }
     }
-    let started = Instant::now();
     let stored = Stored { faces: Faces::Crop, frames: &sampled, tracked: Some(&tracked), shots: Some(&shots) };
-    let tensors = render(&stored, cfg);
-    Ok(Prepared {
-        tensors,
-        status,
-        error,
-        tally: Some((tally.rate, tally.mean_score, counts)),
-        decode_ms,
-        detect_ms,
-        crop_ms: ms(started),
-    })
+    let tally = Some((tally.rate, tally.mean_score, counts));
+    Ok(rendered(&stored, cfg, (status, error), tally, [decode_ms, detect_ms]))
+}
+
+/// Renders a clip's stored frames and assembles its result: `outcome` its status and error,
+/// `tally` what detection found (absent when none ran), `times` its decode and detect times.
+fn rendered(
+    stored: &Stored,
+    cfg: &PrepConfig,
+    outcome: (ClipStatus, Option<String>),
+    tally: Option<(f32, Option<f32>, FrameCounts)>,
+    times: [f64; 2],
+) -> Prepared {
+    let started = Instant::now();
+    let tensors = render(stored, cfg);
+    let (status, error) = outcome;
+    Prepared { tensors, status, error, tally, decode_ms: times[0], detect_ms: times[1], crop_ms: ms(started) }
 }
 
 /// `face_crops = "dataset"`: the face stream is the dataset's crop folder, frame for frame;
@@ -410,20 +416,8 @@ fn dataset_crops(
     let faces = decode::sample_folder(&folder, |n| sampling::stored_frames(n, cfg.frames, cfg.store_frames))
         .map_err(|e| (ClipStatus::DecodeError, format!("{e:#}")))?;
     if cfg.scene_size == 0 {
-        let decode_ms = ms(started);
-        let started = Instant::now();
-        let tensors =
-            render(&Stored { faces: Faces::Dataset(&faces), frames: &faces, tracked: None, shots: None }, cfg);
-        let crop_ms = ms(started);
-        return Ok(Prepared {
-            tensors,
-            status: ClipStatus::Ok,
-            error: None,
-            tally: None,
-            decode_ms,
-            detect_ms: 0.0,
-            crop_ms,
-        });
+        let stored = Stored { faces: Faces::Dataset(&faces), frames: &faces, tracked: None, shots: None };
+        return Ok(rendered(&stored, cfg, (ClipStatus::Ok, None), None, [ms(started), 0.0]));
     }
     let video = inputs.source(SourceKind::Video, &row.clip_id)?;
     let rotation = match (row.source_kind, &row.probe) {
@@ -439,19 +433,10 @@ fn dataset_crops(
     let decode_ms = ms(started);
     let Tracked { tracked, shots, tally, counts, detect_ms } =
         track(&scenes, &video, cfg, det).map_err(|f| Failure { decode_ms, ..f })?;
-    let started = Instant::now();
     let stored =
         Stored { faces: Faces::Dataset(&faces), frames: &scenes, tracked: Some(&tracked), shots: Some(&shots) };
-    let tensors = render(&stored, cfg);
-    Ok(Prepared {
-        tensors,
-        status: ClipStatus::Ok,
-        error: None,
-        tally: Some((tally.rate, tally.mean_score, counts)),
-        decode_ms,
-        detect_ms,
-        crop_ms: ms(started),
-    })
+    let tally = Some((tally.rate, tally.mean_score, counts));
+    Ok(rendered(&stored, cfg, (ClipStatus::Ok, None), tally, [decode_ms, detect_ms]))
 }
 
 /// `no_face_policy = "centre"`: every frame takes the centre fallback instead of a face.
