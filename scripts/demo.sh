@@ -6,7 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${DEMO_OUT:-demo-out}
-cargo build --quiet
+# The first build of dfer and its dependencies takes minutes; cargo shows its progress.
+cargo build
 dfer=target/debug/dfer
 # Exit code 1 is expected: the edge cases include a truncated clip, a zero-byte clip and a clip
 # with no face, which manifest and prep record and skip.

@@ -203,10 +203,21 @@ fn threads_workers_and_killed_runs_give_identical_shards() {
     let p = dataset(10);
     let cfg = small_shards(p._dir.path());
     let cfg = cfg.to_str().unwrap();
+    // Inside a job array's task, a prep without --shard-index still prepares every shard: the
+    // index comes from the command line (or a pipeline) only, never from the environment.
     let base = p._dir.path().join("one-thread");
-    prep(&p, &base, &["--config", cfg, "--threads", "1"]);
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_dfer"))
+        .args(["prep", "--manifest", p.manifest.to_str().unwrap(), "--out", base.to_str().unwrap(), "--config", cfg])
+        .args(["--threads", "1"])
+        .env("SLURM_ARRAY_TASK_ID", "1")
+        .env("SLURM_ARRAY_TASK_COUNT", "2")
+        .env("JOB_COMPLETION_INDEX", "1")
+        .output()
+        .unwrap();
+    assert!(o.status.code().is_some_and(|c| c <= 1), "{}", String::from_utf8_lossy(&o.stderr));
     let reference = shard_files(&base);
     assert!(reference.len() >= 4, "{} shards", reference.len());
+    assert!(base.join("prep.parquet").exists(), "every shard written, so the table too");
 
     let two = p._dir.path().join("two-threads");
     prep(&p, &two, &["--config", cfg, "--threads", "2"]);
@@ -216,15 +227,11 @@ fn threads_workers_and_killed_runs_give_identical_shards() {
     let split = p._dir.path().join("split");
     let w0 = prep(&p, &split, &["--config", cfg, "--threads", "1", "--shard-index", "0", "--num-shards", "2"]);
     assert!(!split.join("prep.parquet").exists(), "{}", String::from_utf8_lossy(&w0.stderr));
-    // The second worker takes its slot from SLURM's array variables instead of flags.
-    let o = std::process::Command::new(env!("CARGO_BIN_EXE_dfer"))
-        .args(["prep", "--manifest", p.manifest.to_str().unwrap(), "--out", split.to_str().unwrap(), "--config", cfg])
-        .args(["--threads", "1"])
-        .env("SLURM_ARRAY_TASK_ID", "1")
-        .env("SLURM_ARRAY_TASK_COUNT", "2")
-        .output()
-        .unwrap();
+    let o = prep(&p, &split, &["--config", cfg, "--threads", "1", "--shard-index", "1", "--num-shards", "2"]);
     assert!(o.status.code().is_some_and(|c| c <= 1), "{}", String::from_utf8_lossy(&o.stderr));
+    // One of the pair alone is refused.
+    let o = prep(&p, &split, &["--config", cfg, "--shard-index", "1"]);
+    assert_eq!(o.status.code(), Some(2), "{}", String::from_utf8_lossy(&o.stderr));
     assert_same(&shard_files(&split), &reference, "shards");
     assert_eq!(statuses(&split), statuses(&base));
 

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 
-use crate::error::{Outcome, UsageError};
+use crate::error::Outcome;
 use crate::prep::config::{NoFacePolicy, PrepConfig};
 use crate::prep::{self, PrepOptions};
 
@@ -25,12 +25,13 @@ pub struct Args {
     /// Worker threads (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
-    /// This worker's index among --num-shards workers; falls back to SLURM_ARRAY_TASK_ID,
-    /// then JOB_COMPLETION_INDEX (Kubernetes Indexed Job).
-    #[arg(long)]
+    /// This worker's index among --num-shards workers (a job array passes its task index here;
+    /// dfer never takes it from the environment, so a whole pipeline run inside an array task
+    /// still prepares every shard).
+    #[arg(long, requires = "num_shards")]
     pub shard_index: Option<usize>,
-    /// Number of workers sharing the shards; falls back to SLURM_ARRAY_TASK_COUNT.
-    #[arg(long)]
+    /// Number of workers sharing the shards.
+    #[arg(long, requires = "shard_index")]
     pub num_shards: Option<usize>,
     /// Dataset root, if it moved since the manifest was built.
     #[arg(long)]
@@ -47,35 +48,6 @@ pub struct Args {
     pub no_face_policy: Option<NoFacePolicy>,
 }
 
-fn env_usize(name: &str) -> Result<Option<usize>> {
-    match std::env::var(name) {
-        Ok(v) if !v.is_empty() => {
-            v.parse().map(Some).map_err(|_| UsageError::new(format!("{name}={v} is not a non-negative integer")).into())
-        }
-        _ => Ok(None),
-    }
-}
-
-/// Worker index and count from flags, else the scheduler's environment, else 0 of 1.
-fn worker_slot(args: &Args) -> Result<(usize, usize)> {
-    let index = match args.shard_index {
-        Some(i) => Some(i),
-        None => env_usize("SLURM_ARRAY_TASK_ID")?.or(env_usize("JOB_COMPLETION_INDEX")?),
-    };
-    let count = match args.num_shards {
-        Some(n) => Some(n),
-        None => env_usize("SLURM_ARRAY_TASK_COUNT")?,
-    };
-    match (index, count) {
-        (None, None) => Ok((0, 1)),
-        (Some(i), Some(n)) => Ok((i, n)),
-        (Some(_), None) => Err(UsageError::new("a shard index needs --num-shards (or SLURM_ARRAY_TASK_COUNT)").into()),
-        (None, Some(_)) => {
-            Err(UsageError::new("--num-shards needs --shard-index (or a scheduler index variable)").into())
-        }
-    }
-}
-
 pub fn run(args: &Args) -> Result<Outcome> {
     let mut config = match &args.config {
         Some(p) => PrepConfig::load(p)?,
@@ -84,7 +56,7 @@ pub fn run(args: &Args) -> Result<Outcome> {
     if let Some(p) = args.no_face_policy {
         config.no_face_policy = p;
     }
-    let (shard_index, num_shards) = worker_slot(args)?;
+    let (shard_index, num_shards) = (args.shard_index.unwrap_or(0), args.num_shards.unwrap_or(1));
     let threads = args.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
     let opts = PrepOptions {
         manifest: args.manifest.clone(),
