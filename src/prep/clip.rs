@@ -201,7 +201,7 @@ fn detect_and_track(sampled: &Sampled, cfg: &PrepConfig, det: &mut dyn Detector)
         }
     };
     Ok(Tracking {
-        tracked: fill_and_smooth(&chosen, &shots, cfg.smooth_window),
+        tracked: fill_and_smooth(&chosen, &shots, &sampled.indices, cfg.smooth_window),
         detector_frames: dets.iter().filter(|d| d.is_some()).count(),
         shots,
     })
