@@ -225,19 +225,26 @@ fn detect_and_track(
     let mut detector = ClipDetector::new(sampled, cfg, conv);
     let mut dets: Vec<Option<Vec<Detection>>> = vec![None; t];
     let mut next = refine::keyframes(&shots, cfg.det_every);
-    let chosen = loop {
-        detector.run(&next, &mut dets, det)?;
-        let track = primary_track(&dets, &shots);
-        next = refine::next_frames(&Evidence { dets: &dets, track: &track, shots: &shots }, &rule);
-        if next.is_empty() {
-            break track;
+    loop {
+        let chosen = loop {
+            detector.run(&next, &mut dets, det)?;
+            let track = primary_track(&dets, &shots);
+            next = refine::next_frames(&Evidence { dets: &dets, track: &track, shots: &shots }, &rule);
+            if next.is_empty() {
+                break track;
+            }
+        };
+        let tracked = fill_and_smooth(&chosen, &shots, &sampled.indices, cfg.smooth_window);
+        // Too few faces for the clip to count as having one: before saying so, look at every
+        // stored frame the detector skipped (a face it finds only now and then, in the dark say,
+        // falls between sparse detections), so sparse detection never gives up on a clip that
+        // detection on every frame would keep.
+        next = (0..t).filter(|&i| dets[i].is_none()).collect();
+        if Tally::of(&tracked).rate >= cfg.min_detection_rate || next.is_empty() {
+            let detector_frames = dets.iter().filter(|d| d.is_some()).count();
+            return Ok(Tracking { tracked, detector_frames, shots });
         }
-    };
-    Ok(Tracking {
-        tracked: fill_and_smooth(&chosen, &shots, &sampled.indices, cfg.smooth_window),
-        detector_frames: dets.iter().filter(|d| d.is_some()).count(),
-        shots,
-    })
+    }
 }
 
 /// A clip's frames by face source, and the detection rate and mean score they give.
