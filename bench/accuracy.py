@@ -34,14 +34,12 @@ def load(files):
         with h5py.File(path, "r") as f:
             ids = [s.decode() if isinstance(s, bytes) else s for s in f["clip_id"][:]]
             boxes, index = f["face_box"][:], f["frame_index"][:]
-            if "frame_start" in f:  # dfer's shards: each clip's frames are a run of rows
-                source = f["face_source"][:]
-                runs = list(zip(f["frame_start"][:], f["frame_count"][:]))
-                per_clip = [(boxes[s:s + n], index[s:s + n]) for s, n in runs]
-                found = [not np.all(source[s:s + n] == FALLBACK) for s, n in runs]
-            else:  # the Python baseline's file: one [T] row per clip
-                per_clip = list(zip(boxes, index))
-                found = [True] * len(ids)
+            # Each clip's frames are a run of rows (dfer's layout, which the Python baseline
+            # writes too; it writes only clips where it found a face, and no face_source).
+            runs = list(zip(f["frame_start"][:], f["frame_count"][:]))
+            per_clip = [(boxes[s:s + n], index[s:s + n]) for s, n in runs]
+            source = f["face_source"][:] if "face_source" in f else None
+            found = [source is None or not np.all(source[s:s + n] == FALLBACK) for s, n in runs]
             clips.update((i, c) for i, c, k in zip(ids, per_clip, found) if k)
     return clips
 
