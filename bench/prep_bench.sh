@@ -29,11 +29,11 @@ scripts/setup.sh --assets >/dev/null
 if [[ ${BENCH_BUILD:-release} == debug ]]; then
   echo "bench: building dfer (debug)"
   cargo build --quiet
-  DFER=target/debug/dfer
+  DFER=${CARGO_TARGET_DIR:-target}/debug/dfer
 else
   echo "bench: building dfer (release)"
   cargo build --release --quiet
-  DFER=target/release/dfer
+  DFER=${CARGO_TARGET_DIR:-target}/release/dfer
 fi
 
 if [[ ! -x $OUT/venv/bin/python ]]; then
