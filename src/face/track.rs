@@ -122,31 +122,67 @@ fn link<'a>(pred: &BoxF, candidates: &'a [Detection]) -> Option<&'a Detection> {
     plausible.into_iter().min_by(|a, b| cost(a).total_cmp(&cost(b)))
 }
 
-/// Chooses the primary face of each shot: the detection with the largest √area × score in the
-/// shot is its anchor; from it the track extends both ways to the shot's ends, linking in each
-/// frame the candidate nearest the motion-predicted box ([`link`]). `dets[i]` is `None` for
-/// frames the detector did not run on; `shots[i]` is frame `i`'s shot (non-decreasing).
+/// Chooses the primary face of each shot: the track, among those grown from the two strongest
+/// faces of the shot, whose detections weigh most in sum (√area × score each), so one frame's
+/// score does not decide which of two similar faces is followed. A track grows from its anchor
+/// both ways to the shot's ends, linking in each frame the candidate nearest the
+/// motion-predicted box ([`link`]). `dets[i]` is `None` for frames the detector did not run on;
+/// `shots[i]` is frame `i`'s shot (non-decreasing).
 pub(crate) fn primary_track(dets: &[Option<Vec<Detection>>], shots: &[usize]) -> Vec<Option<Detection>> {
-    let weight = |d: &Detection| area(&d.bbox).sqrt() * d.score;
     let mut chosen: Vec<Option<Detection>> = vec![None; dets.len()];
     for (start, end) in shot_ranges(shots) {
-        let anchor = (start..end)
-            .flat_map(|i| dets[i].iter().flatten().map(move |d| (i, d)))
-            .max_by(|a, b| weight(a.1).total_cmp(&weight(b.1)));
-        let Some((ai, anchor)) = anchor else { continue };
-        chosen[ai] = Some(anchor.clone());
-        let orders: [Box<dyn Iterator<Item = usize>>; 2] = [Box::new(ai + 1..end), Box::new((start..ai).rev())];
-        for order in orders {
-            let mut motion = Motion { last: anchor.bbox, at: ai, velocity: [0.0; 2] };
-            for i in order {
-                if let Some(d) = dets[i].as_deref().and_then(|c| link(&motion.predict(i), c)) {
-                    motion.update(&d.bbox, i);
-                    chosen[i] = Some(d.clone());
+        let in_shot = || (start..end).flat_map(|i| dets[i].iter().flatten().map(move |d| (i, d)));
+        let strongest = |skip: &[Option<Detection>]| {
+            in_shot()
+                .filter(|(i, d)| skip.get(*i - start).and_then(|x| x.as_ref()) != Some(*d))
+                .max_by(|a, b| weight(a.1).total_cmp(&weight(b.1)))
+        };
+        let Some((ai, anchor)) = strongest(&[]) else { continue };
+        let first = follow(dets, (start, end), ai, anchor);
+        let best = match strongest(&first) {
+            Some((bi, other)) => {
+                let second = follow(dets, (start, end), bi, other);
+                let total = |t: &[Option<Detection>]| t.iter().flatten().map(weight).sum::<f32>();
+                if total(&second) > total(&first) {
+                    second
+                } else {
+                    first
                 }
+            }
+            None => first,
+        };
+        chosen[start..end].clone_from_slice(&best);
+    }
+    chosen
+}
+
+/// A detection's weight as the primary face: √area × score.
+fn weight(d: &Detection) -> f32 {
+    area(&d.bbox).sqrt() * d.score
+}
+
+/// The track through `anchor` (a detection of frame `ai`) over the frames `[start, end)` of one
+/// shot: from the anchor both ways, linking in each frame the candidate nearest the box the
+/// track's motion predicts.
+fn follow(
+    dets: &[Option<Vec<Detection>>],
+    (start, end): (usize, usize),
+    ai: usize,
+    anchor: &Detection,
+) -> Vec<Option<Detection>> {
+    let mut track: Vec<Option<Detection>> = vec![None; end - start];
+    track[ai - start] = Some(anchor.clone());
+    let orders: [Box<dyn Iterator<Item = usize>>; 2] = [Box::new(ai + 1..end), Box::new((start..ai).rev())];
+    for order in orders {
+        let mut motion = Motion { last: anchor.bbox, at: ai, velocity: [0.0; 2] };
+        for i in order {
+            if let Some(d) = dets[i].as_deref().and_then(|c| link(&motion.predict(i), c)) {
+                motion.update(&d.bbox, i);
+                track[i - start] = Some(d.clone());
             }
         }
     }
-    chosen
+    track
 }
 
 /// `(start, end)` stored-frame ranges of each shot.
@@ -318,6 +354,20 @@ mod tests {
         let b = |k: usize| det([500.0 - 100.0 * k as f32, 0.0, 600.0 - 100.0 * k as f32, 100.0], 0.8);
         let dets: Vec<Option<Vec<Detection>>> = (0..6).map(|k| Some(vec![b(k), a(k)])).collect();
         let t = primary_track(&dets, &[0; 6]);
+        for (k, d) in t.iter().enumerate() {
+            assert_eq!(d.as_ref().unwrap().bbox, a(k).bbox, "frame {k}");
+        }
+    }
+
+    #[test]
+    fn one_frames_score_does_not_choose_the_primary_face() {
+        // A (100 px) and B (85 px) cross; in frame 3 alone B scores high enough to be the single
+        // strongest detection. Over the shot A weighs more, so A is followed.
+        let a = |k: usize| det([60.0 * k as f32, 0.0, 60.0 * k as f32 + 100.0, 100.0], 0.8);
+        let b = |k: usize, s: f32| det([500.0 - 60.0 * k as f32, 10.0, 585.0 - 60.0 * k as f32, 95.0], s);
+        let dets: Vec<Option<Vec<Detection>>> =
+            (0..7).map(|k| Some(vec![a(k), b(k, if k == 3 { 0.99 } else { 0.8 })])).collect();
+        let t = primary_track(&dets, &[0; 7]);
         for (k, d) in t.iter().enumerate() {
             assert_eq!(d.as_ref().unwrap().bbox, a(k).bbox, "frame {k}");
         }
