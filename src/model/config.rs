@@ -80,11 +80,15 @@ pub(crate) struct ModelConfig {
     /// a folder holding one, or `hf:owner/name[@revision]` (absent: random initialisation).
     #[serde(default)]
     pub clip_weights: Option<WeightsSource>,
-    /// The global convolution-attention block of Li et al. (`gca.rs`) on the face frames'
-    /// features before temporal modelling, for either method (ours: off). Left out of saved
-    /// configs when off.
+    /// A light channel gate on the face frames' pooled features before temporal modelling
+    /// (`frame_gate.rs`), for either CLIP method (ours: off): modelled on Li et al.'s GCA, which
+    /// is not this (their network is `method = "ial"`). Left out of saved configs when off.
     #[serde(default, skip_serializing_if = "is_false")]
-    pub gca: bool,
+    pub frame_gate: bool,
+    /// The key this gate had before it was renamed (`gca`): read only to be refused by name
+    /// ([`ModelConfig::renamed_keys`]), never written.
+    #[serde(default, rename = "gca", skip_serializing)]
+    pub old_gca: Option<toml::Value>,
     /// DFER-CLIP's class descriptions: a TOML file of `label = "description"` (absent: the
     /// built-in file of `data-manifests/descriptions/` that describes every label).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -199,6 +203,15 @@ impl ModelConfig {
             }
         }
         Ok(named)
+    }
+
+    /// Keys renamed since they were written: a refusal naming the new key, when one is set.
+    pub(crate) fn renamed_keys(&self) -> Option<String> {
+        self.old_gca.as_ref().map(|_| {
+            "model.gca is now model.frame_gate: it is a light gate on the CLIP towers' pooled frame features, \
+             not Li et al.'s global convolution-attention block, which model.method = \"ial\" builds"
+                .to_string()
+        })
     }
 
     /// Whether the model reads scene frames (OUS with its scene stream on).

@@ -7,7 +7,7 @@ pub(crate) mod clip;
 pub(crate) mod config;
 pub(crate) mod descriptions;
 pub(crate) mod dfer_clip;
-pub(crate) mod gca;
+pub(crate) mod frame_gate;
 pub(crate) mod ial;
 pub(crate) mod layers;
 pub(crate) mod network;

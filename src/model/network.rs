@@ -140,7 +140,7 @@ impl Network {
                 frames,
                 cfg.frame_encoder_layers,
                 cfg.heads,
-                cfg.gca,
+                cfg.frame_gate,
             )?),
         };
         Ok(Self { cfg: cfg.clone(), frames, vision, vision_frozen, text, prompts, head })

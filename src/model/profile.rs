@@ -65,8 +65,8 @@ pub(crate) fn modules(
     let model = network.ous().context("the per-module profile is of OUS's modules (model.method = \"ous\")")?;
     let mut rows = vec![time_module(device, "text tower (prompt pass)", runs, || network.class_features())?];
     let mut face = x.face.clone();
-    if network.config().gca {
-        rows.push(time_module(device, "GCA", runs, || model.gated(&x.face))?);
+    if network.config().frame_gate {
+        rows.push(time_module(device, "frame gate", runs, || model.gated(&x.face))?);
         face = tracked(&model.gated(&x.face)?)?;
     }
     rows.push(time_module(device, "face LSTM", runs, || model.face_lstm(&face))?);

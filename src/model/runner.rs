@@ -561,10 +561,10 @@ mod tests {
         (r, face, scene)
     }
 
-    /// DFER-CLIP (class-specific contexts before descriptions) and GCA under either method: every
+    /// DFER-CLIP (class-specific contexts before descriptions) and the frame gate under either method: every
     /// trainable tensor gets a gradient, and a DFER-CLIP step reads faces only.
     #[test]
-    fn dfer_clip_and_gca_give_every_trainable_tensor_a_gradient() {
+    fn dfer_clip_and_the_frame_gate_give_every_trainable_tensor_a_gradient() {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path().join("descriptions.toml");
         std::fs::write(
@@ -573,12 +573,12 @@ mod tests {
         )
         .unwrap();
         for (method, descriptions) in [(Method::Ous, None), (Method::DferClip, Some(d))] {
-            // The tiny tower's 32-wide features give GCA's gate 2 hidden units; seed 1 starts
+            // The tiny tower's 32-wide features give the frame gate 2 hidden units; seed 1 starts
             // them alive (with both ReLUs dead at initialisation no gradient could reach the block).
             let cfg = ModelConfig {
                 method,
                 descriptions,
-                gca: true,
+                frame_gate: true,
                 seed: 1,
                 arch: Arch::Tiny,
                 heads: 4,
@@ -591,7 +591,7 @@ mod tests {
             let dead = r.dead_gradients(&input, &[0, 1, 2], &[2, 0, 0]).unwrap();
             assert!(dead.is_empty(), "{method}: no gradient for {dead:?}");
             let names: Vec<String> = r.opt.as_ref().unwrap().0.trained().map(|(n, _)| n.to_string()).collect();
-            assert!(names.iter().any(|n| n.contains(".gca.")), "{method}: {names:?}");
+            assert!(names.iter().any(|n| n.contains(".frame_gate.")), "{method}: {names:?}");
             if method == Method::DferClip {
                 assert!(!r.uses_scene());
                 let ctx = r.store.get("prompt_learner.ctx").unwrap().as_tensor().dims().to_vec();

@@ -379,6 +379,9 @@ impl TrainConfig {
     /// Settings that belong to the other method are refused rather than ignored.
     fn check_model(&self) -> Result<()> {
         let m = &self.model;
+        if let Some(refusal) = m.renamed_keys() {
+            return Err(UsageError::new(refusal).into());
+        }
         if m.method == Method::Ous && m.descriptions.is_some() {
             return Err(UsageError::new(
                 "model.descriptions are DFER-CLIP's class texts: set model.method = \"dfer-clip\"",
@@ -462,6 +465,7 @@ mod tests {
             ("[train]\noptimizer = \"adam\"\n", "unknown optimizer \"adam\""),
             ("descriptions = \"d.toml\"\n", "set model.method = \"dfer-clip\""),
             ("method = \"dfer-clip\"\n[loss]\nsim = 1.0\n", "OUS's losses"),
+            ("gca = true\n", "model.gca is now model.frame_gate"),
         ] {
             let e = format!("{:#}", read(extra).unwrap_err());
             assert!(e.contains("t.toml") && e.contains(want), "{extra:?}: {e}");
