@@ -5,6 +5,7 @@
 pub(crate) mod bench;
 pub(crate) mod clip;
 pub(crate) mod config;
+pub(crate) mod conv;
 pub(crate) mod descriptions;
 pub(crate) mod dfer_clip;
 pub(crate) mod frame_gate;
