@@ -61,6 +61,23 @@ impl Conv2d {
     }
 }
 
+impl Conv2d {
+    /// A depthwise kernel `[C, 1, H, W]` as large as the map `x [N, C, H, W]` (PyTorch's
+    /// `Conv2d(C, C, kernel_size=H, groups=C, bias=False)` on an H×W map, no padding): one value
+    /// per channel, `Σ_hw weight[c] ⊙ x[n, c]` → `[N, C, 1, 1]`, computed as that weighted sum.
+    pub(crate) fn whole_map_depthwise(&self, x: &Tensor) -> Result<Tensor> {
+        let (c, one, kh, kw) = self.weight.dims4()?;
+        let (_, xc, h, w) = x.dims4()?;
+        ensure!(
+            one == 1 && xc == c && (kh, kw) == (h, w) && self.padding == 0,
+            "a whole-map depthwise kernel {:?} does not fit the map {:?}",
+            self.weight.dims(),
+            x.dims()
+        );
+        Ok(x.broadcast_mul(&self.weight.reshape((1, c, h, w))?)?.sum_keepdim((2, 3))?)
+    }
+}
+
 /// candle's CPU convolution with a backward that avoids `conv_transpose2d` (module docs).
 struct FastBackwardConv {
     stride: usize,
@@ -181,9 +198,14 @@ impl BatchNorm2d {
         }
         let count = n * h * w;
         ensure!(count > 1, "BatchNorm in training needs more than one value per channel, got {:?}", x.dims());
-        let mean = x.mean_keepdim((0, 2, 3))?;
+        // Over each map first, then over the batch: one f32 sum over all N·H·W values of a
+        // channel drifted by 1e-4 of the mean at 32 × 56 × 56 (PyTorch accumulates in f64 on
+        // CPU), which moved the reference test's logits by 1e-3.
+        let channel_mean =
+            |t: &Tensor| -> candle_core::Result<Tensor> { t.sum_keepdim((2, 3))?.sum_keepdim(0)? / count as f64 };
+        let mean = channel_mean(x)?;
         let centred = x.broadcast_sub(&mean)?;
-        let var = centred.sqr()?.mean_keepdim((0, 2, 3))?;
+        let var = channel_mean(&centred.sqr()?)?;
         let y = centred
             .broadcast_div(&(&var + BN_EPS)?.sqrt()?)?
             .broadcast_mul(&channel(&self.weight)?)?
@@ -305,6 +327,19 @@ mod tests {
                 assert!((numeric - g[i]).abs() < 1e-4, "{which} {i}: numeric {numeric}, analytic {}", g[i]);
             }
         }
+    }
+
+    /// The whole-map depthwise kernel as a weighted sum equals candle's grouped convolution.
+    #[test]
+    fn whole_map_depthwise_equals_a_grouped_convolution() {
+        let mut store = ParamStore::new(&Device::Cpu, 4);
+        let conv = Conv2d::new(&mut store.scope("", Group::Head), "gc", (1, 5), 3, 1, 0).unwrap();
+        let x = tensor(&[2, 5, 3, 3], 8);
+        let grouped = x.conv2d(&conv.weight, 0, 1, 1, 5).unwrap();
+        let summed = conv.whole_map_depthwise(&x).unwrap();
+        assert_eq!(summed.dims(), [2, 5, 1, 1]);
+        assert_close(&flat(&summed), &flat(&grouped), 1e-6, "whole-map depthwise");
+        assert!(conv.whole_map_depthwise(&tensor(&[2, 5, 4, 4], 9)).is_err(), "a map of another size is refused");
     }
 
     /// Max pooling against a direct loop over PyTorch's windows, and its gradient reaching each

@@ -29,6 +29,15 @@ impl Linear {
 }
 
 impl Linear {
+    /// PyTorch's default `nn.Linear` initialisation: weight and bias ~ U(−1/√in, 1/√in).
+    pub(crate) fn torch_default(s: &mut Scope, name: &str, input: usize, output: usize, bias: bool) -> Result<Self> {
+        let mut s = s.sub(name);
+        let bound = (input as f64).powf(-0.5);
+        let weight = s.uniform("weight", &[output, input], bound)?;
+        let bias = if bias { Some(s.uniform("bias", &[output], bound)?) } else { None };
+        Ok(Self { weight, bias })
+    }
+
     /// The same layer on untracked copies of its weights in `dtype`: no graph is built. In the
     /// weights' own dtype the copies share their storage (they follow updates); in another
     /// they are cast here, once, instead of at every forward.

@@ -10,6 +10,7 @@ pub(crate) mod descriptions;
 pub(crate) mod dfer_clip;
 pub(crate) mod frame_gate;
 pub(crate) mod ial;
+pub(crate) mod ial_net;
 pub(crate) mod layers;
 pub(crate) mod network;
 pub(crate) mod optim;
