@@ -125,7 +125,7 @@ impl OusHead {
         }
         let video = self.type_fusion(&Tensor::cat(&memory, 1)?)?;
         let (logits, global_logits) = self.classify(&video, text, polarity.as_ref(), scale)?;
-        Ok(Outputs { logits, polarity_logits: polarity, global_logits: Some(global_logits), sim })
+        Ok(Outputs { logits, polarity_logits: polarity, global_logits: Some(global_logits), sim, gca_aux: None })
     }
 
     /// Face stream: the frame gate (when on), LSTM, then the Frame Encoder over `[CLS; frames]` with
