@@ -22,18 +22,25 @@ def iou(a, b):
     return inter / union if union > 0 else 0.0
 
 
+FALLBACK = 3  # face_source of a centre crop taken because no face was found
+
+
 def load(files):
+    """clip_id -> (boxes, frame numbers) of the clips that have faces: a dfer clip whose every
+    frame is the centre fallback (no face found) counts as dropped, as the Python baseline's
+    missing clips do."""
     clips = {}
     for path in files:
         with h5py.File(path, "r") as f:
             ids = [s.decode() if isinstance(s, bytes) else s for s in f["clip_id"][:]]
             boxes, index = f["face_box"][:], f["frame_index"][:]
-            if "frame_start" in f:  # dfer's shards: each clip's frames are a run of rows
-                runs = zip(f["frame_start"][:], f["frame_count"][:])
-                per_clip = [(boxes[s:s + n], index[s:s + n]) for s, n in runs]
-            else:  # the Python baseline's file: one [T] row per clip
-                per_clip = list(zip(boxes, index))
-            clips.update(zip(ids, per_clip))
+            # Each clip's frames are a run of rows (dfer's layout, which the Python baseline
+            # writes too; it writes only clips where it found a face, and no face_source).
+            runs = list(zip(f["frame_start"][:], f["frame_count"][:]))
+            per_clip = [(boxes[s:s + n], index[s:s + n]) for s, n in runs]
+            source = f["face_source"][:] if "face_source" in f else None
+            found = [source is None or not np.all(source[s:s + n] == FALLBACK) for s, n in runs]
+            clips.update((i, c) for i, c, k in zip(ids, per_clip, found) if k)
     return clips
 
 

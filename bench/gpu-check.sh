@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # The trainer's device check in one script, one table out. Run it here on CPU first, so it is
-# known to work, then on the GPU machine with the trainer-only CUDA build (scripts/build-gpu.sh):
+# known to work, then on the GPU machine with a CUDA build (scripts/build-gpu.sh; docs/gpu.md):
 #
 #   bench/gpu-check.sh --prepare bench-out/gpu-data            # here: synthetic shards (needs full dfer)
 #   bench/gpu-check.sh --device cpu --quick --data bench-out/gpu-data
-#   LD_LIBRARY_PATH=gpu/lib:<PyTorch's nvidia/cu13/lib> \
-#     bench/gpu-check.sh --device cuda --dfer gpu/dfer --data gpu-data   # on the GPU (< 10 min)
+#   DFER_CACHE=gpu/cache LD_LIBRARY_PATH=gpu/lib:<PyTorch's nvidia/cu13/lib> \
+#     bench/gpu-check.sh --device cuda --dfer gpu/dfer --data gpu-data   # on the GPU
 #
-# What travels to the GPU machine: dist/gpu.tar.xz (scripts/build-gpu.sh), bench/, and the
-# --prepare folder (12 MB).
+# What travels to the GPU machine: scripts/build-gpu.sh's two archives, bench/, and the
+# --prepare folder (12 MB); bench/gpu-session.sh runs this and the demo pipeline in one go.
 #
 # Steps: (1) CLIP parity against transformers' CLIPModel on the same seeded ViT-B/16 weights
 # (f32, tolerance 1e-4), then with dfer's image tower in half precision (bf16 on CUDA, f16 on

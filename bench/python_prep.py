@@ -1,11 +1,14 @@
 """The Python baseline of the prep benchmark: the pipeline a careful researcher writes.
 
-OpenCV decodes every frame up to the last sampled one but converts only the 16 sampled ones
-(grab/retrieve), CenterFace runs through onnxruntime at 640 px on each sampled frame (one
+It keeps the frames dfer keeps (every frame of a clip up to --store-frames long, else the 16
+test frames and an even pool per training segment: dfer's sampling::stored_frames): OpenCV
+decodes every frame up to the last kept one but converts only the kept ones (grab/retrieve),
+CenterFace runs through onnxruntime at 640 px on each kept frame (one
 thread per process; the model patched to dynamic input sizes with its initializers removed
 from the inputs, like dfer's), the best face per frame (score x sqrt(area)) is cropped square
 with margin 1.25 and resized to 224, the frame is letterboxed to 224 with the face box x1.3
-filled with the CLIP mean colour, and h5py writes the tensors; multiprocessing over clips.
+filled with the CLIP mean colour, and h5py writes the tensors in dfer's flat layout (per-frame
+datasets, frame_start / frame_count per clip); multiprocessing over clips.
 """
 import argparse
 import json
@@ -22,6 +25,19 @@ import onnxruntime as ort
 T, S, S2, MARGIN, MASK, LONG, THRESH = 16, 224, 224, 1.25, 1.3, 640, 0.4
 CLIP_MEAN = np.array([123, 117, 104], np.uint8)
 _session = None
+
+
+def kept(n, budget):
+    """The frames a clip of n frames keeps (sorted), as dfer's sampling::stored_frames."""
+    if n <= budget:
+        return list(range(n))
+    tick = n / T
+    out = {int(tick / 2.0 + tick * i) for i in range(T)}
+    k, avg = max(1, (budget - T) // T), n // T
+    for i in range(T):
+        m = min(k, avg)
+        out |= {i * avg + int((j + 0.5) * avg / m) for j in range(m)}
+    return sorted(out)
 
 
 def patched_model(path):
@@ -94,12 +110,12 @@ def scene(rgb, box):
 
 
 def process(job):
-    clip_id, path, label = job
+    clip_id, path, label, budget = job
     cap = cv2.VideoCapture(path)
     n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
     if n <= 0:
         return clip_id, label, None
-    idx = [min(int((i + 0.5) * n / T), n - 1) if n >= T else min(i, n - 1) for i in range(T)]
+    idx = kept(n, budget)
     wanted, frames, i = set(idx), {}, 0
     while i <= max(idx):
         if not cap.grab():
@@ -133,25 +149,29 @@ def main():
     ap.add_argument("--model", required=True)
     ap.add_argument("--out", required=True)
     ap.add_argument("--workers", type=int, default=os.cpu_count())
+    ap.add_argument("--store-frames", type=int, default=64, help="as dfer's prep setting")
     a = ap.parse_args()
     truth = [json.loads(l) for l in open(os.path.join(a.root, "synth_truth.jsonl"))]
-    jobs = [(t["clip_id"], os.path.join(a.root, t["video"]), t["label"]) for t in truth]
+    jobs = [(t["clip_id"], os.path.join(a.root, t["video"]), t["label"], a.store_frames) for t in truth]
     start = time.time()
     with h5py.File(a.out, "w") as f, Pool(a.workers, initializer=init, initargs=(patched_model(a.model),)) as pool:
-        face = f.create_dataset("face", (0, T, S, S, 3), np.uint8, maxshape=(None, T, S, S, 3), chunks=(1, T, S, S, 3))
-        scn = f.create_dataset("scene", (0, T, S2, S2, 3), np.uint8, maxshape=(None, T, S2, S2, 3), chunks=(1, T, S2, S2, 3))
-        fi = f.create_dataset("frame_index", (0, T), np.int32, maxshape=(None, T))
-        fb = f.create_dataset("face_box", (0, T, 4), np.float32, maxshape=(None, T, 4))
-        lab = f.create_dataset("label", (0,), np.int64, maxshape=(None,))
-        ids = f.create_dataset("clip_id", (0,), h5py.string_dtype(), maxshape=(None,))
-        n = 0
+        grow = lambda name, shape, dtype: f.create_dataset(name, (0, *shape), dtype, maxshape=(None, *shape))
+        face, scn = grow("face", (S, S, 3), np.uint8), grow("scene", (S2, S2, 3), np.uint8)
+        fi, fb = grow("frame_index", (), np.int32), grow("face_box", (4,), np.float32)
+        lab, ids = grow("label", (), np.int64), grow("clip_id", (), h5py.string_dtype())
+        start_ds, count_ds = grow("frame_start", (), np.int64), grow("frame_count", (), np.int64)
+        n = rows = 0
         for clip_id, label, out in pool.imap(process, jobs, chunksize=1):
             if out is None:
                 continue
-            for ds in (face, scn, fi, fb, lab, ids):
+            m = len(out[2])
+            for ds in (face, scn, fi, fb):
+                ds.resize(rows + m, axis=0)
+            face[rows:], scn[rows:], fi[rows:], fb[rows:] = out[0], out[1], out[2], out[3]
+            for ds in (lab, ids, start_ds, count_ds):
                 ds.resize(n + 1, axis=0)
-            face[n], scn[n], fi[n], fb[n], lab[n], ids[n] = out[0], out[1], out[2], out[3], label, clip_id
-            n += 1
+            lab[n], ids[n], start_ds[n], count_ds[n] = label, clip_id, rows, m
+            n, rows = n + 1, rows + m
     print(json.dumps({"clips": len(jobs), "written": n, "seconds": time.time() - start}))
 
 

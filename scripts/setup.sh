@@ -88,8 +88,8 @@ for entry in "${ASSETS[@]}"; do
 done
 echo "setup: assets in $CACHE"
 
-# The Python readers that README documents (h5py + Pillow, no torch), in a venv of their own; the
-# tests run README's shard-reading snippet with it.
+# The Python readers that docs/formats.md documents (h5py + Pillow, no torch), in a venv of their
+# own; the tests run its shard-reading snippet (docs/formats.md "Reading a shard in Python") with it.
 PY_PACKAGES=(h5py==3.16.0 numpy==2.4.6 pillow==13.0.0)
 if ! "$CACHE/py/bin/python" -c 'import h5py, numpy, PIL' 2>/dev/null; then
   echo "setup: Python readers venv in $CACHE/py"

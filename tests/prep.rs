@@ -396,10 +396,10 @@ fn official_face_frame_folders_go_through_the_same_pipeline() {
     }
 }
 
-/// README's h5py + Pillow shard reader, taken from README.md itself.
-fn readme_shard_reader() -> String {
-    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
-    let block = readme.split("<!-- shard-reader -->\n```python\n").nth(1).expect("README has the shard reader");
+/// The h5py + Pillow shard reader of docs/formats.md "Reading a shard in Python", taken from the file itself.
+fn documented_shard_reader() -> String {
+    let doc = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/formats.md")).unwrap();
+    let block = doc.split("<!-- shard-reader -->\n```python\n").nth(1).expect("docs/formats.md has the shard reader");
     block.split("```").next().unwrap().to_string()
 }
 
@@ -453,7 +453,7 @@ fn check_exported_lists(frames: &Path, shard: &Path, minus_one: bool) {
     }
 }
 
-/// Each pixel encoding reads back the same in dfer and in README's h5py snippet; JPEG stays
+/// Each pixel encoding reads back the same in dfer and in the documented h5py snippet; JPEG stays
 /// close to raw; a corrupt JPEG frame is found by `dfer verify`, naming shard, clip and frame.
 #[test]
 fn every_encoding_reads_back_in_dfer_and_in_h5py() {
@@ -464,7 +464,7 @@ fn every_encoding_reads_back_in_dfer_and_in_h5py() {
     let m = manifest.to_str().unwrap();
     dfer_expect(&["manifest", "--dataset", "dfew", "--root", root.to_str().unwrap(), "-o", m], 0);
     let snippet = dir.path().join("read_shard.py");
-    std::fs::write(&snippet, readme_shard_reader()).unwrap();
+    std::fs::write(&snippet, documented_shard_reader()).unwrap();
     let mut views = BTreeMap::new();
     for encoding in ["raw", "gzip", "jpeg"] {
         let out = dir.path().join(encoding);
@@ -496,7 +496,7 @@ fn every_encoding_reads_back_in_dfer_and_in_h5py() {
             let c = r.clip(i).unwrap();
             let m = c.frame_index.len();
             assert!(line.contains(&format!("({m}, 64, 64, 3) ({m}, 64, 64, 3)")), "{encoding}: {line}");
-            // README's Python finds the test frames where dfer's rule puts them.
+            // The documented Python finds the test frames where dfer's rule puts them.
             let view: Vec<usize> = f[f.len() - 1].split(',').map(|p| p.parse().unwrap()).collect();
             let frames: Vec<usize> = view.iter().map(|&p| c.frame_index[p] as usize).collect();
             assert_eq!(frames, sampling::test_indices(c.clip_frames, 4), "{encoding}: {line}");

@@ -24,6 +24,17 @@ pub(crate) struct Detection {
     pub landmarks: [[f32; 2]; 5],
 }
 
+impl Detection {
+    /// The same face in an image scaled by `sx` horizontally and `sy` vertically.
+    pub(crate) fn scaled(mut self, sx: f32, sy: f32) -> Detection {
+        self.bbox = [self.bbox[0] * sx, self.bbox[1] * sy, self.bbox[2] * sx, self.bbox[3] * sy];
+        for l in &mut self.landmarks {
+            *l = [l[0] * sx, l[1] * sy];
+        }
+        self
+    }
+}
+
 /// A face detector. One instance per worker thread; `detect` takes the frames of one clip (CenterFace
 /// runs them through the network one at a time).
 pub(crate) trait Detector: Send {

@@ -6,6 +6,11 @@
 use super::track::{lerp_box, shift, shot_ranges, size_ratio};
 use super::{iou, Detection};
 
+/// Another face this many face sizes (centre distance over mean √area) from the track's cannot
+/// be mistaken for it between two detections: a second face in the frame costs no extra
+/// detections while it keeps that far.
+pub(crate) const APART: f32 = 2.0;
+
 /// When interpolating between two neighbouring detected-on frames is safe.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct RefineRule {
@@ -40,9 +45,11 @@ pub(crate) struct Evidence<'a> {
 }
 
 impl Evidence<'_> {
-    /// A detected-on frame whose only candidate is the track's face.
+    /// A detected-on frame where the track's face was found and no other candidate could be
+    /// taken for it: every other face lies more than [`APART`] face sizes away.
     fn clean(&self, i: usize) -> bool {
-        self.track[i].is_some() && self.dets[i].as_ref().is_some_and(|c| c.len() == 1)
+        let (Some(t), Some(c)) = (&self.track[i], &self.dets[i]) else { return false };
+        c.iter().all(|d| d.bbox == t.bbox || shift(&d.bbox, &t.bbox) > APART)
     }
 
     /// The tracked boxes of frames `a`, `b`, `c` lie on one line (within `check_iou` at `b`).
@@ -59,7 +66,8 @@ impl Evidence<'_> {
     }
 
     /// Interpolating between neighbouring detected-on frames `ran[k]` and `ran[k + 1]` is safe:
-    /// no candidate at either end; or the same lone face at both ends, and either it barely
+    /// no candidate at either end; or the track's face at both ends, any other face far from
+    /// it ([`Evidence::clean`]), and either it barely
     /// moved between them and on both sides of them (a face that moves on either side and not
     /// between may have turned in the gap), or the detection next to the pair lies on their
     /// line (constant velocity confirmed).
@@ -175,16 +183,16 @@ mod tests {
     }
 
     #[test]
-    fn two_candidates_are_resolved_by_detecting_between() {
-        let truth: Vec<_> = (0..8)
-            .map(|i| {
-                vec![
-                    det([10.0 * i as f32, 0.0, 10.0 * i as f32 + 80.0, 80.0], 0.9),
-                    det([300.0, 0.0, 360.0, 60.0], 0.8),
-                ]
-            })
-            .collect();
-        assert_eq!(run(&truth, &[0; 8], 4), (0..8).collect::<Vec<_>>());
+    fn a_second_face_nearby_is_resolved_by_detecting_between_and_a_far_one_costs_nothing() {
+        let with_second = |x: f32| -> Vec<_> {
+            (0..8)
+                .map(|i| vec![det([10.0 * i as f32, 0.0, 10.0 * i as f32 + 80.0, 80.0], 0.9), at(x, 60.0)[0].clone()])
+                .collect()
+        };
+        // Close (its centre within 2 face sizes of the track's): every frame is looked at.
+        assert_eq!(run(&with_second(120.0), &[0; 8], 4), (0..8).collect::<Vec<_>>());
+        // Far (about 4 face sizes away): the keyframes do, as for a lone face.
+        assert_eq!(run(&with_second(300.0), &[0; 8], 4), vec![0, 4, 7]);
     }
 
     #[test]

@@ -122,31 +122,67 @@ fn link<'a>(pred: &BoxF, candidates: &'a [Detection]) -> Option<&'a Detection> {
     plausible.into_iter().min_by(|a, b| cost(a).total_cmp(&cost(b)))
 }
 
-/// Chooses the primary face of each shot: the detection with the largest √area × score in the
-/// shot is its anchor; from it the track extends both ways to the shot's ends, linking in each
-/// frame the candidate nearest the motion-predicted box ([`link`]). `dets[i]` is `None` for
-/// frames the detector did not run on; `shots[i]` is frame `i`'s shot (non-decreasing).
+/// Chooses the primary face of each shot: the track, among those grown from the two strongest
+/// faces of the shot, whose detections weigh most in sum (√area × score each), so one frame's
+/// score does not decide which of two similar faces is followed. A track grows from its anchor
+/// both ways to the shot's ends, linking in each frame the candidate nearest the
+/// motion-predicted box ([`link`]). `dets[i]` is `None` for frames the detector did not run on;
+/// `shots[i]` is frame `i`'s shot (non-decreasing).
 pub(crate) fn primary_track(dets: &[Option<Vec<Detection>>], shots: &[usize]) -> Vec<Option<Detection>> {
-    let weight = |d: &Detection| area(&d.bbox).sqrt() * d.score;
     let mut chosen: Vec<Option<Detection>> = vec![None; dets.len()];
     for (start, end) in shot_ranges(shots) {
-        let anchor = (start..end)
-            .flat_map(|i| dets[i].iter().flatten().map(move |d| (i, d)))
-            .max_by(|a, b| weight(a.1).total_cmp(&weight(b.1)));
-        let Some((ai, anchor)) = anchor else { continue };
-        chosen[ai] = Some(anchor.clone());
-        let orders: [Box<dyn Iterator<Item = usize>>; 2] = [Box::new(ai + 1..end), Box::new((start..ai).rev())];
-        for order in orders {
-            let mut motion = Motion { last: anchor.bbox, at: ai, velocity: [0.0; 2] };
-            for i in order {
-                if let Some(d) = dets[i].as_deref().and_then(|c| link(&motion.predict(i), c)) {
-                    motion.update(&d.bbox, i);
-                    chosen[i] = Some(d.clone());
+        let in_shot = || (start..end).flat_map(|i| dets[i].iter().flatten().map(move |d| (i, d)));
+        let strongest = |skip: &[Option<Detection>]| {
+            in_shot()
+                .filter(|(i, d)| skip.get(*i - start).and_then(|x| x.as_ref()) != Some(*d))
+                .max_by(|a, b| weight(a.1).total_cmp(&weight(b.1)))
+        };
+        let Some((ai, anchor)) = strongest(&[]) else { continue };
+        let first = follow(dets, (start, end), ai, anchor);
+        let best = match strongest(&first) {
+            Some((bi, other)) => {
+                let second = follow(dets, (start, end), bi, other);
+                let total = |t: &[Option<Detection>]| t.iter().flatten().map(weight).sum::<f32>();
+                if total(&second) > total(&first) {
+                    second
+                } else {
+                    first
                 }
+            }
+            None => first,
+        };
+        chosen[start..end].clone_from_slice(&best);
+    }
+    chosen
+}
+
+/// A detection's weight as the primary face: √area × score.
+fn weight(d: &Detection) -> f32 {
+    area(&d.bbox).sqrt() * d.score
+}
+
+/// The track through `anchor` (a detection of frame `ai`) over the frames `[start, end)` of one
+/// shot: from the anchor both ways, linking in each frame the candidate nearest the box the
+/// track's motion predicts.
+fn follow(
+    dets: &[Option<Vec<Detection>>],
+    (start, end): (usize, usize),
+    ai: usize,
+    anchor: &Detection,
+) -> Vec<Option<Detection>> {
+    let mut track: Vec<Option<Detection>> = vec![None; end - start];
+    track[ai - start] = Some(anchor.clone());
+    let orders: [Box<dyn Iterator<Item = usize>>; 2] = [Box::new(ai + 1..end), Box::new((start..ai).rev())];
+    for order in orders {
+        let mut motion = Motion { last: anchor.bbox, at: ai, velocity: [0.0; 2] };
+        for i in order {
+            if let Some(d) = dets[i].as_deref().and_then(|c| link(&motion.predict(i), c)) {
+                motion.update(&d.bbox, i);
+                track[i - start] = Some(d.clone());
             }
         }
     }
-    chosen
+    track
 }
 
 /// `(start, end)` stored-frame ranges of each shot.
@@ -165,9 +201,14 @@ pub(crate) fn shot_ranges(shots: &[usize]) -> Vec<(usize, usize)> {
 /// Turns the primary track into per-frame boxes: detected frames keep their box; a frame
 /// between two detections of the track in its shot gets the linear interpolation
 /// (`Interpolated`); every other frame gets no box (`Lost`): no box is held past the track's
-/// ends or carried across a shot boundary. Then centres and sizes are smoothed with a centred
-/// moving average of `window` frames (1 = none) over the boxed frames of the same shot.
-pub(crate) fn fill_and_smooth(track: &[Option<Detection>], shots: &[usize], window: usize) -> Vec<TrackedFrame> {
+/// ends or carried across a shot boundary. Then detector jitter is smoothed out
+/// ([`smooth`], `window` stored frames, 1 = none); `times` are the stored frames' numbers.
+pub(crate) fn fill_and_smooth(
+    track: &[Option<Detection>],
+    shots: &[usize],
+    times: &[usize],
+    window: usize,
+) -> Vec<TrackedFrame> {
     let mut frames: Vec<TrackedFrame> = Vec::with_capacity(track.len());
     for (start, end) in shot_ranges(shots) {
         let known: Vec<usize> = (start..end).filter(|&i| track[i].is_some()).collect();
@@ -185,7 +226,8 @@ pub(crate) fn fill_and_smooth(track: &[Option<Detection>], shots: &[usize], wind
                     let bbox = before.zip(after).map(|(&a, &b)| {
                         let (ba, bb) =
                             (&track[a].as_ref().expect("known").bbox, &track[b].as_ref().expect("known").bbox);
-                        lerp_box(ba, bb, (i - a) as f32 / (b - a) as f32)
+                        let t = (times[i] - times[a]) as f32 / (times[b] - times[a]) as f32;
+                        lerp_box(ba, bb, t)
                     });
                     let source = if bbox.is_some() { FaceSource::Interpolated } else { FaceSource::Lost };
                     TrackedFrame { bbox, score: 0.0, landmarks: [[0.0; 2]; 5], source }
@@ -194,24 +236,79 @@ pub(crate) fn fill_and_smooth(track: &[Option<Detection>], shots: &[usize], wind
         }
     }
     if window > 1 {
-        smooth(&mut frames, shots, window / 2);
+        smooth(&mut frames, shots, times, window / 2);
     }
     frames
 }
 
-/// Centred moving average of the boxes within `half` frames on each side, over boxed frames
-/// of the same shot.
-fn smooth(frames: &mut [TrackedFrame], shots: &[usize], half: usize) {
+/// How far smoothing may move a detected box: its centre by at most this share of its face
+/// size (√area), its width and height by at most this share of themselves. A detection is
+/// written as detected up to this much jitter.
+pub(crate) const DETECTED_TOLERANCE: f32 = 0.05;
+
+/// Smooths without lag: each box of a run of boxed frames (one shot, no lost frame between)
+/// takes the centre of a straight line fitted (least squares, over frame numbers) to the
+/// centres within `half` stored frames on each side, and the mean width and height there; so a
+/// face moving at constant velocity is not held back and a still one loses its jitter. A
+/// detected box moves at most [`DETECTED_TOLERANCE`] from the detection.
+fn smooth(frames: &mut [TrackedFrame], shots: &[usize], times: &[usize], half: usize) {
     let raw: Vec<Option<BoxF>> = frames.iter().map(|f| f.bbox).collect();
+    // The run of each boxed frame: contiguous boxed frames of one shot.
+    let run_start: Vec<usize> = (0..raw.len())
+        .scan(0, |start, i| {
+            if i == 0 || raw[i - 1].is_none() || shots[i - 1] != shots[i] {
+                *start = i;
+            }
+            Some(*start)
+        })
+        .collect();
     for (i, f) in frames.iter_mut().enumerate() {
-        if f.bbox.is_none() {
-            continue;
-        }
-        let (lo, hi) = (i.saturating_sub(half), (i + half).min(raw.len() - 1));
-        let near: Vec<&BoxF> = (lo..=hi).filter(|&j| shots[j] == shots[i]).filter_map(|j| raw[j].as_ref()).collect();
-        let n = near.len() as f32;
-        f.bbox = Some(std::array::from_fn(|k| near.iter().map(|b| b[k]).sum::<f32>() / n));
+        let Some(own) = raw[i] else { continue };
+        let (lo, hi) = (i.saturating_sub(half).max(run_start[i]), (i + half).min(raw.len() - 1));
+        let near: Vec<(f32, BoxF)> = (lo..=hi)
+            .take_while(|&j| j <= i || run_start[j] == run_start[i])
+            .filter_map(|j| raw[j].map(|b| (times[j] as f32, b)))
+            .collect();
+        let fitted = fit(&near, times[i] as f32);
+        f.bbox = Some(match f.source {
+            FaceSource::Detected => clamp_to(&fitted, &own, DETECTED_TOLERANCE),
+            _ => fitted,
+        });
     }
+}
+
+/// The box at time `t` from `(time, box)` samples: centre on the least-squares line through
+/// their centres, width and height their means.
+fn fit(samples: &[(f32, BoxF)], t: f32) -> BoxF {
+    let n = samples.len() as f32;
+    let mean_t = samples.iter().map(|s| s.0).sum::<f32>() / n;
+    let var_t = samples.iter().map(|s| (s.0 - mean_t).powi(2)).sum::<f32>();
+    let line = |value: &dyn Fn(&BoxF) -> f32| {
+        let mean = samples.iter().map(|s| value(&s.1)).sum::<f32>() / n;
+        if var_t == 0.0 {
+            return mean;
+        }
+        let slope = samples.iter().map(|s| (s.0 - mean_t) * (value(&s.1) - mean)).sum::<f32>() / var_t;
+        mean + slope * (t - mean_t)
+    };
+    let (cx, cy) = (line(&|b| (b[0] + b[2]) / 2.0), line(&|b| (b[1] + b[3]) / 2.0));
+    let w = samples.iter().map(|s| s.1[2] - s.1[0]).sum::<f32>() / n;
+    let h = samples.iter().map(|s| s.1[3] - s.1[1]).sum::<f32>() / n;
+    [cx - w / 2.0, cy - h / 2.0, cx + w / 2.0, cy + h / 2.0]
+}
+
+/// `b` moved toward `anchor` until its centre is within `tol` face sizes of the anchor's and its
+/// sides within `tol` of the anchor's.
+fn clamp_to(b: &BoxF, anchor: &BoxF, tol: f32) -> BoxF {
+    let (c, ca) = (centre(b), centre(anchor));
+    let reach = tol * size(anchor);
+    let (dx, dy) = (c[0] - ca[0], c[1] - ca[1]);
+    let k = (reach / dx.hypot(dy).max(f32::MIN_POSITIVE)).min(1.0);
+    let (cx, cy) = (ca[0] + dx * k, ca[1] + dy * k);
+    let side = |v: f32, a: f32| v.clamp(a * (1.0 - tol), a * (1.0 + tol));
+    let w = side(b[2] - b[0], anchor[2] - anchor[0]);
+    let h = side(b[3] - b[1], anchor[3] - anchor[1]);
+    [cx - w / 2.0, cy - h / 2.0, cx + w / 2.0, cy + h / 2.0]
 }
 
 #[cfg(test)]
@@ -263,6 +360,20 @@ mod tests {
     }
 
     #[test]
+    fn one_frames_score_does_not_choose_the_primary_face() {
+        // A (100 px) and B (85 px) cross; in frame 3 alone B scores high enough to be the single
+        // strongest detection. Over the shot A weighs more, so A is followed.
+        let a = |k: usize| det([60.0 * k as f32, 0.0, 60.0 * k as f32 + 100.0, 100.0], 0.8);
+        let b = |k: usize, s: f32| det([500.0 - 60.0 * k as f32, 10.0, 585.0 - 60.0 * k as f32, 95.0], s);
+        let dets: Vec<Option<Vec<Detection>>> =
+            (0..7).map(|k| Some(vec![a(k), b(k, if k == 3 { 0.99 } else { 0.8 })])).collect();
+        let t = primary_track(&dets, &[0; 7]);
+        for (k, d) in t.iter().enumerate() {
+            assert_eq!(d.as_ref().unwrap().bbox, a(k).bbox, "frame {k}");
+        }
+    }
+
+    #[test]
     fn a_cut_starts_a_new_track_and_no_box_crosses_it() {
         // Shot 0 has the face at the left; shot 1 has no face; shot 2 a face at the right.
         let dets = vec![
@@ -278,21 +389,21 @@ mod tests {
         ];
         let shots = [0, 0, 0, 1, 1, 1, 2, 2, 2];
         let t = primary_track(&dets, &shots);
-        let f = fill_and_smooth(&t, &shots, 1);
+        let f = fill_and_smooth(&t, &shots, &(0..9).collect::<Vec<_>>(), 1);
         let src: Vec<FaceSource> = f.iter().map(|x| x.source).collect();
         let (d, i, l) = (FaceSource::Detected, FaceSource::Interpolated, FaceSource::Lost);
         assert_eq!(src, vec![d, i, d, l, l, l, d, i, d]);
         assert!(f[3..6].iter().all(|x| x.bbox.is_none()), "no box held into the face-free shot");
         assert_eq!(f[7].bbox.unwrap(), [402.0, 0.0, 462.0, 60.0]);
-        let smoothed = fill_and_smooth(&t, &shots, 3);
-        assert_eq!(smoothed[6].bbox.unwrap()[0], 401.0, "smoothing stays inside the shot");
+        let smoothed = fill_and_smooth(&t, &shots, &(0..9).collect::<Vec<_>>(), 3);
+        assert_eq!(smoothed[6].bbox.unwrap(), f[6].bbox.unwrap(), "a steady face: smoothing stays inside the shot");
     }
 
     #[test]
     fn vanish_and_appear_are_lost_not_held() {
         let dets =
             vec![Some(vec![]), Some(vec![face(0.0, 0.0, 50.0)]), None, Some(vec![face(20.0, 0.0, 50.0)]), Some(vec![])];
-        let f = fill_and_smooth(&primary_track(&dets, &[0; 5]), &[0; 5], 1);
+        let f = fill_and_smooth(&primary_track(&dets, &[0; 5]), &[0; 5], &[0, 1, 2, 3, 4], 1);
         let src: Vec<FaceSource> = f.iter().map(|x| x.source).collect();
         let (d, i, l) = (FaceSource::Detected, FaceSource::Interpolated, FaceSource::Lost);
         assert_eq!(src, vec![l, d, i, d, l]);
@@ -302,13 +413,32 @@ mod tests {
     }
 
     #[test]
-    fn smoothing_averages_neighbours_and_no_detection_gives_lost() {
-        let t: Vec<Option<Detection>> =
-            [0.0, 30.0, 0.0].iter().map(|&x| Some(det([x, 0.0, x + 10.0, 10.0], 0.9))).collect();
-        let f = fill_and_smooth(&t, &[0; 3], 3);
-        assert_eq!(f[1].bbox.unwrap()[0], 10.0);
-        assert_eq!(f[0].bbox.unwrap()[0], 15.0);
-        let none = fill_and_smooth(&[None, None], &[0, 0], 3);
+    fn smoothing_removes_jitter_without_lagging_a_moving_face() {
+        let times: Vec<usize> = (0..7).collect();
+        // A face moving 30 px per frame: every box stays where it was detected, the run's ends too.
+        let moving: Vec<Option<Detection>> =
+            (0..7).map(|k| Some(det([30.0 * k as f32, 0.0, 30.0 * k as f32 + 40.0, 40.0], 0.9))).collect();
+        let f = fill_and_smooth(&moving, &[0; 7], &times, 3);
+        for (k, x) in f.iter().enumerate() {
+            let b = x.bbox.unwrap();
+            assert!((b[0] - 30.0 * k as f32).abs() < 1e-3, "frame {k}: {b:?}");
+        }
+        // A still face jittering by ±1 px is steadied; a 10 px outlier moves at most 5 % of
+        // the 40 px face (2 px) toward the line.
+        let jitter = [100.0, 101.0, 99.0, 110.0, 100.0, 101.0, 99.0];
+        let still: Vec<Option<Detection>> = jitter.iter().map(|&x| Some(det([x, 0.0, x + 40.0, 40.0], 0.9))).collect();
+        let f = fill_and_smooth(&still, &[0; 7], &times, 3);
+        assert!((f[1].bbox.unwrap()[0] - 100.0).abs() < 0.5, "{:?}", f[1].bbox);
+        assert!((f[3].bbox.unwrap()[0] - 108.0).abs() < 1e-3, "clamped to the tolerance: {:?}", f[3].bbox);
+        // Frame numbers, not positions, are the clock: an unevenly stored clip still fits a line.
+        let uneven = [0usize, 1, 5, 6, 10];
+        let track: Vec<Option<Detection>> =
+            uneven.iter().map(|&t| Some(det([12.0 * t as f32, 0.0, 12.0 * t as f32 + 40.0, 40.0], 0.9))).collect();
+        let f = fill_and_smooth(&track, &[0; 5], &uneven, 3);
+        for (x, &t) in f.iter().zip(&uneven) {
+            assert!((x.bbox.unwrap()[0] - 12.0 * t as f32).abs() < 1e-3, "frame {t}: {:?}", x.bbox);
+        }
+        let none = fill_and_smooth(&[None, None], &[0, 0], &[0, 1], 3);
         assert!(none.iter().all(|f| f.bbox.is_none() && f.source == FaceSource::Lost));
     }
 

@@ -11,7 +11,7 @@ use polars::prelude::*;
 use super::{read_parquet, write_parquet, PREP_TABLE_KEY};
 use crate::error::UsageError;
 
-/// The prep table's columns, in file order (README "Data formats").
+/// The prep table's columns, in file order (docs/formats.md "prep.parquet").
 pub(crate) struct PrepTable;
 
 impl PrepTable {

@@ -1,5 +1,5 @@
 //! DFER-CLIP (Zhao & Patras, "Prompting Visual-Language Models for Dynamic Facial Expression
-//! Recognition", BMVC 2023, arXiv 2308.13382), the face-only CLIP baseline, as README "Methods"
+//! Recognition", BMVC 2023, arXiv 2308.13382), the face-only CLIP baseline, as docs/methods.md "DFER-CLIP"
 //! describes it. Settings come from the paper and the authors' public training code (their
 //! `Temporal_Model.py`, `Generate_Model.py`, `Prompt_Learner.py` and `train_*.sh`); each says
 //! whether it is theirs or ours.

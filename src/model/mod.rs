@@ -40,7 +40,7 @@ pub(crate) fn device(name: &str) -> Result<(Device, DType)> {
                 None => 0,
             };
             if !candle_core::utils::cuda_is_available() {
-                return Err(refuse("this dfer was built without the `cuda` feature (see README, GPU build)".into()));
+                return Err(refuse("this dfer was built without the `cuda` feature (docs/gpu.md \"Builds\")".into()));
             }
             let dev = Device::new_cuda(index)
                 .map_err(|e| refuse(format!("cannot open it ({e}); is the NVIDIA driver installed?")))?;

@@ -23,7 +23,7 @@ pub(crate) const CLIP_PREFIX: &str = "clip";
 
 /// Images per pass of the frozen image tower (ours): each image is independent, and a batch of
 /// 32 clips × 16 frames in one pass made ~2 GB attention tensors per layer whose allocation cost
-/// more than their arithmetic (measured: README "Training (CPU)").
+/// more than their arithmetic (measured: docs/benchmarks.md "Training (CPU)").
 const FROZEN_CHUNK: usize = 64;
 
 /// The frozen tower over `images` `FROZEN_CHUNK` at a time (no graph is built, so nothing is lost).

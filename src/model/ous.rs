@@ -1,4 +1,4 @@
-//! The scene-guided OUS model (Mai et al., arXiv 2405.18769), as README "Methods" describes it:
+//! The scene-guided OUS model (Mai et al., arXiv 2405.18769), as docs/methods.md "OUS" describes it:
 //! the modules it adds after the CLIP image tower. The paper's full text is public on arXiv; its
 //! code is not. Every setting says whether it is the paper's or our choice (the paper leaves
 //! sizes such as layer counts and widths unstated).

@@ -13,14 +13,15 @@ use super::config::{NoFacePolicy, PrepConfig};
 use super::shots;
 use crate::clip_status::ClipStatus;
 use crate::dataset::{path_inside_root, SourceKind, Sources};
-use crate::face::geometry::{self, centre_box, crop_resize, fit_scene, mask_face, resize, square_box};
+use crate::face::centerface;
+use crate::face::geometry::{self, centre_box, crop_resize, fit_scene, mask_face, square_box};
 use crate::face::refine::{self, Evidence, RefineRule};
 use crate::face::track::{fill_and_smooth, primary_track, FaceSource, TrackedFrame};
 use crate::face::{Detection, Detector};
 use crate::manifest::ClipRow;
 use crate::sampling;
 use crate::shard::{ClipTensors, FaceCrops};
-use crate::video::decode::{self, Sampled};
+use crate::video::decode::{self, Converter, Sampled, Sampling};
 
 /// What happened to one manifest row.
 #[derive(Debug, Clone)]
@@ -100,6 +101,7 @@ pub(crate) fn adaptive_long_side(frame_long: u32, face_h: f32, target: u32, min:
 struct ClipDetector<'a> {
     sampled: &'a Sampled,
     cfg: &'a PrepConfig,
+    conv: &'a mut Converter,
     /// Long side for later frames, fixed by the first face found.
     long: Option<u32>,
     searched_first: bool,
@@ -107,12 +109,29 @@ struct ClipDetector<'a> {
 }
 
 impl<'a> ClipDetector<'a> {
-    fn new(sampled: &'a Sampled, cfg: &'a PrepConfig) -> Self {
-        ClipDetector { sampled, cfg, long: None, searched_first: false, found: BTreeMap::new() }
+    fn new(sampled: &'a Sampled, cfg: &'a PrepConfig, conv: &'a mut Converter) -> Self {
+        ClipDetector { sampled, cfg, conv, long: None, searched_first: false, found: BTreeMap::new() }
     }
 
-    fn img(&self, f: usize) -> &'a RgbImage {
-        &self.sampled.images[&f]
+    /// Detects source frames `frames` at `long_side`: each converted straight to the detector's
+    /// input size, its boxes mapped back to display pixels.
+    fn detect(
+        &mut self,
+        frames: &[usize],
+        long_side: u32,
+        det: &mut dyn Detector,
+    ) -> anyhow::Result<Vec<Vec<Detection>>> {
+        let mut views = Vec::with_capacity(frames.len());
+        let mut back = Vec::with_capacity(frames.len());
+        for &f in frames {
+            let frame = &self.sampled.images[&f];
+            let (w, h) = frame.dimensions();
+            let (iw, ih) = centerface::input_size(w, h, long_side);
+            views.push(self.conv.rgb_scaled(frame, iw, ih, Sampling::Bilinear)?);
+            back.push((w as f32 / iw as f32, h as f32 / ih as f32));
+        }
+        let found = det.detect(&views.iter().collect::<Vec<_>>(), long_side)?;
+        Ok(found.into_iter().zip(back).map(|(d, (sx, sy))| d.into_iter().map(|x| x.scaled(sx, sy)).collect()).collect())
     }
 
     /// Detects stored frames `positions` (sorted) and records them in `dets`.
@@ -129,9 +148,9 @@ impl<'a> ClipDetector<'a> {
         let cfg = self.cfg;
         if !self.searched_first && !frames.is_empty() {
             let first = frames.remove(0);
-            let mut d = det.detect(&[self.img(first)], cfg.det_first_long_side)?.remove(0);
+            let mut d = self.detect(&[first], cfg.det_first_long_side, det)?.remove(0);
             if d.is_empty() && cfg.det_first_long_side < cfg.det_long_side {
-                d = det.detect(&[self.img(first)], cfg.det_long_side)?.remove(0);
+                d = self.detect(&[first], cfg.det_long_side, det)?.remove(0);
             }
             self.searched_first = true;
             self.note_scale(&d, first);
@@ -139,7 +158,7 @@ impl<'a> ClipDetector<'a> {
         }
         if !frames.is_empty() {
             let long = self.long.unwrap_or(cfg.det_long_side);
-            let batch = det.detect(&frames.iter().map(|&f| self.img(f)).collect::<Vec<_>>(), long)?;
+            let batch = self.detect(&frames, long, det)?;
             let mut retry = Vec::new();
             for (f, d) in frames.into_iter().zip(batch) {
                 if d.is_empty() && long < cfg.det_long_side {
@@ -149,7 +168,7 @@ impl<'a> ClipDetector<'a> {
                 self.found.insert(f, d);
             }
             if !retry.is_empty() {
-                let again = det.detect(&retry.iter().map(|&f| self.img(f)).collect::<Vec<_>>(), cfg.det_long_side)?;
+                let again = self.detect(&retry, cfg.det_long_side, det)?;
                 for (f, d) in retry.into_iter().zip(again) {
                     self.note_scale(&d, f);
                     self.found.insert(f, d);
@@ -165,7 +184,7 @@ impl<'a> ClipDetector<'a> {
     /// Fixes the reduced long side from the first face found in the clip.
     fn note_scale(&mut self, d: &[Detection], frame: usize) {
         if let (None, Some(face)) = (self.long, d.first()) {
-            let (w, h) = self.img(frame).dimensions();
+            let (w, h) = self.sampled.images[&frame].dimensions();
             let cfg = self.cfg;
             let face_h = face.bbox[3] - face.bbox[1];
             self.long =
@@ -184,27 +203,48 @@ struct Tracking {
 
 /// Finds the shots, detects keyframes, then detects between neighbouring detections until
 /// interpolation is safe ([`refine::next_frames`]), links the primary face and fills the boxes.
-fn detect_and_track(sampled: &Sampled, cfg: &PrepConfig, det: &mut dyn Detector) -> anyhow::Result<Tracking> {
+fn detect_and_track(
+    sampled: &Sampled,
+    cfg: &PrepConfig,
+    det: &mut dyn Detector,
+    conv: &mut Converter,
+) -> anyhow::Result<Tracking> {
     let t = sampled.indices.len();
-    let frames: Vec<&RgbImage> = sampled.indices.iter().map(|f| &sampled.images[f]).collect();
-    let shots = shots::shots(&frames, cfg.cut_threshold);
+    let thumbs = sampled
+        .indices
+        .iter()
+        .map(|f| {
+            let frame = &sampled.images[f];
+            let (w, h) = frame.dimensions();
+            let (tw, th) = shots::thumbnail_size(w, h);
+            conv.rgb_scaled(frame, tw, th, Sampling::Nearest)
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let shots = shots::shots(&thumbs.iter().collect::<Vec<_>>(), cfg.cut_threshold);
     let rule = RefineRule { max_shift: cfg.refine_shift, max_scale: cfg.refine_scale, check_iou: cfg.refine_check_iou };
-    let mut detector = ClipDetector::new(sampled, cfg);
+    let mut detector = ClipDetector::new(sampled, cfg, conv);
     let mut dets: Vec<Option<Vec<Detection>>> = vec![None; t];
     let mut next = refine::keyframes(&shots, cfg.det_every);
-    let chosen = loop {
-        detector.run(&next, &mut dets, det)?;
-        let track = primary_track(&dets, &shots);
-        next = refine::next_frames(&Evidence { dets: &dets, track: &track, shots: &shots }, &rule);
-        if next.is_empty() {
-            break track;
+    loop {
+        let chosen = loop {
+            detector.run(&next, &mut dets, det)?;
+            let track = primary_track(&dets, &shots);
+            next = refine::next_frames(&Evidence { dets: &dets, track: &track, shots: &shots }, &rule);
+            if next.is_empty() {
+                break track;
+            }
+        };
+        let tracked = fill_and_smooth(&chosen, &shots, &sampled.indices, cfg.smooth_window);
+        // Too few faces for the clip to count as having one: before saying so, look at every
+        // stored frame the detector skipped (a face it finds only now and then, in the dark say,
+        // falls between sparse detections), so sparse detection never gives up on a clip that
+        // detection on every frame would keep.
+        next = (0..t).filter(|&i| dets[i].is_none()).collect();
+        if Tally::of(&tracked).rate >= cfg.min_detection_rate || next.is_empty() {
+            let detector_frames = dets.iter().filter(|d| d.is_some()).count();
+            return Ok(Tracking { tracked, detector_frames, shots });
         }
-    };
-    Ok(Tracking {
-        tracked: fill_and_smooth(&chosen, &shots, cfg.smooth_window),
-        detector_frames: dets.iter().filter(|d| d.is_some()).count(),
-        shots,
-    })
+    }
 }
 
 /// A clip's frames by face source, and the detection rate and mean score they give.
@@ -345,9 +385,15 @@ struct Tracked {
     detect_ms: f64,
 }
 
-fn track(sampled: &Sampled, path: &Path, cfg: &PrepConfig, det: &mut dyn Detector) -> Result<Tracked, Failure> {
+fn track(
+    sampled: &Sampled,
+    path: &Path,
+    cfg: &PrepConfig,
+    det: &mut dyn Detector,
+    conv: &mut Converter,
+) -> Result<Tracked, Failure> {
     let started = Instant::now();
-    let Tracking { tracked, shots, detector_frames } = detect_and_track(sampled, cfg, det)
+    let Tracking { tracked, shots, detector_frames } = detect_and_track(sampled, cfg, det, conv)
         .map_err(|e| Failure::from((ClipStatus::DetectError, format!("{}: {e:#}", path.display()))))?;
     let tally = Tally::of(&tracked);
     let counts = FrameCounts { detector_frames, lost: tally.lost, shots: shots.last().map_or(0, |s| s + 1) };
@@ -371,8 +417,9 @@ fn detected_crops(
     }
     .map_err(|e| (ClipStatus::DecodeError, format!("{e:#}")))?;
     let decode_ms = ms(started);
+    let mut conv = Converter::default();
     let Tracked { mut tracked, shots, tally, counts, detect_ms } =
-        track(&sampled, &path, cfg, det).map_err(|f| Failure { decode_ms, ..f })?;
+        track(&sampled, &path, cfg, det, &mut conv).map_err(|f| Failure { decode_ms, ..f })?;
     let (mut status, mut error) = (ClipStatus::Ok, None);
     if tally.rate < cfg.min_detection_rate {
         status = ClipStatus::NoFace;
@@ -383,7 +430,7 @@ fn detected_crops(
     }
     let stored = Stored { faces: Faces::Crop, frames: &sampled, tracked: Some(&tracked), shots: Some(&shots) };
     let tally = Some((tally.rate, tally.mean_score, counts));
-    Ok(rendered(&stored, cfg, (status, error), tally, [decode_ms, detect_ms]))
+    rendered(&stored, cfg, &mut conv, (status, error), tally, [decode_ms, detect_ms])
 }
 
 /// Renders a clip's stored frames and assembles its result: `outcome` its status and error,
@@ -391,14 +438,19 @@ fn detected_crops(
 fn rendered(
     stored: &Stored,
     cfg: &PrepConfig,
+    conv: &mut Converter,
     outcome: (ClipStatus, Option<String>),
     tally: Option<(f32, Option<f32>, FrameCounts)>,
     times: [f64; 2],
-) -> Prepared {
+) -> Result<Prepared, Failure> {
     let started = Instant::now();
-    let tensors = render(stored, cfg);
+    let tensors = render(stored, cfg, conv).map_err(|e| Failure {
+        status: ClipStatus::DecodeError,
+        message: format!("{e:#}"),
+        decode_ms: times[0],
+    })?;
     let (status, error) = outcome;
-    Prepared { tensors, status, error, tally, decode_ms: times[0], detect_ms: times[1], crop_ms: ms(started) }
+    Ok(Prepared { tensors, status, error, tally, decode_ms: times[0], detect_ms: times[1], crop_ms: ms(started) })
 }
 
 /// `face_crops = "dataset"`: the face stream is the dataset's crop folder, frame for frame;
@@ -415,9 +467,10 @@ fn dataset_crops(
     let folder = inputs.source(SourceKind::Frames, &row.clip_id)?;
     let faces = decode::sample_folder(&folder, |n| sampling::stored_frames(n, cfg.frames, cfg.store_frames))
         .map_err(|e| (ClipStatus::DecodeError, format!("{e:#}")))?;
+    let mut conv = Converter::default();
     if cfg.scene_size == 0 {
         let stored = Stored { faces: Faces::Dataset(&faces), frames: &faces, tracked: None, shots: None };
-        return Ok(rendered(&stored, cfg, (ClipStatus::Ok, None), None, [ms(started), 0.0]));
+        return rendered(&stored, cfg, &mut conv, (ClipStatus::Ok, None), None, [ms(started), 0.0]);
     }
     let video = inputs.source(SourceKind::Video, &row.clip_id)?;
     let rotation = match (row.source_kind, &row.probe) {
@@ -432,11 +485,11 @@ fn dataset_crops(
         decode::sample_video(&video, rotation, matched).map_err(|e| (ClipStatus::DecodeError, format!("{e:#}")))?;
     let decode_ms = ms(started);
     let Tracked { tracked, shots, tally, counts, detect_ms } =
-        track(&scenes, &video, cfg, det).map_err(|f| Failure { decode_ms, ..f })?;
+        track(&scenes, &video, cfg, det, &mut conv).map_err(|f| Failure { decode_ms, ..f })?;
     let stored =
         Stored { faces: Faces::Dataset(&faces), frames: &scenes, tracked: Some(&tracked), shots: Some(&shots) };
     let tally = Some((tally.rate, tally.mean_score, counts));
-    Ok(rendered(&stored, cfg, (ClipStatus::Ok, None), tally, [decode_ms, detect_ms]))
+    rendered(&stored, cfg, &mut conv, (ClipStatus::Ok, None), tally, [decode_ms, detect_ms])
 }
 
 /// `no_face_policy = "centre"`: every frame takes the centre fallback instead of a face.
@@ -463,7 +516,7 @@ struct Stored<'a> {
 }
 
 /// Face frames and masked scenes for every stored frame, with their provenance.
-fn render(st: &Stored, cfg: &PrepConfig) -> ClipTensors {
+fn render(st: &Stored, cfg: &PrepConfig, conv: &mut Converter) -> anyhow::Result<ClipTensors> {
     let m = st.frames.indices.len();
     let (s, s2) = (cfg.face_size, cfg.scene_size);
     let numbering = match st.faces {
@@ -492,8 +545,11 @@ fn render(st: &Stored, cfg: &PrepConfig) -> ClipTensors {
     for p in 0..m {
         let tf = st.tracked.map_or(&lost, |t| &t[p]);
         let idx = st.frames.indices[p];
-        let frame = &st.frames.images[&idx];
-        let (w, h) = frame.dimensions();
+        let has_scene = s2 > 0 && st.tracked.is_some();
+        // Full-size RGB of the source frame, made only where a crop or a scene needs it.
+        let needs_rgb = matches!(st.faces, Faces::Crop) || (has_scene && !fitted.contains_key(&idx));
+        let frame = if needs_rgb { Some(conv.rgb(&st.frames.images[&idx])?) } else { None };
+        let (w, h) = st.frames.images[&idx].dimensions();
         out.frame_size = [w, h];
         match st.faces {
             Faces::Crop => {
@@ -501,19 +557,18 @@ fn render(st: &Stored, cfg: &PrepConfig) -> ClipTensors {
                     Some(b) => square_box(&b, cfg.margin),
                     None => centre_box(w, h),
                 };
+                let frame = frame.as_deref().expect("converted for the crop");
                 out.face.extend_from_slice(crop_resize(frame, &region, s).as_raw());
             }
             Faces::Dataset(d) => {
-                let img = &d.images[&d.indices[p]];
-                match img.dimensions() == (s, s) {
-                    true => out.face.extend_from_slice(img.as_raw()),
-                    false => out.face.extend_from_slice(resize(img, None, s, s).as_raw()),
-                }
+                let img = conv.rgb_scaled(&d.images[&d.indices[p]], s, s, Sampling::Bilinear)?;
+                out.face.extend_from_slice(img.as_raw());
             }
         }
-        let has_scene = s2 > 0 && st.tracked.is_some();
         if has_scene {
-            let (base, tr) = fitted.entry(idx).or_insert_with(|| fit_scene(frame, s2, cfg.scene_fit));
+            let (base, tr) = fitted
+                .entry(idx)
+                .or_insert_with(|| fit_scene(frame.as_deref().expect("converted for a first fit"), s2, cfg.scene_fit));
             let mut scene = base.clone();
             if let Some(b) = tf.bbox {
                 mask_face(&mut scene, &tr.apply(&b), cfg.mask_scale, cfg.mask_mode);
@@ -526,7 +581,7 @@ fn render(st: &Stored, cfg: &PrepConfig) -> ClipTensors {
         out.face_source.push(tf.source as u8);
         out.landmarks.push(tf.landmarks);
     }
-    out
+    Ok(out)
 }
 
 #[cfg(test)]

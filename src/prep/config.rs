@@ -79,7 +79,9 @@ pub(crate) struct PrepConfig {
     /// two detections of the track in one shot) is under this get status `no_face`.
     pub min_detection_rate: f32,
     pub no_face_policy: NoFacePolicy,
-    /// Centred moving-average window over the stored frames' boxes (1 = no smoothing).
+    /// Stored frames over which detector jitter is smoothed out (1 = none): a straight-line fit
+    /// of the box centres and the mean size, so a moving face is not held back; a detected box
+    /// moves at most 5 % of its size.
     pub smooth_window: usize,
     /// Manifest rows per shard (shard k holds rows k·n … k·n+n-1 that succeed).
     pub clips_per_shard: usize,

@@ -142,6 +142,11 @@ fn process(
             shared.fail(e);
         }
     }
+    // JPEG frames travel to the writer encoded: the raw ones are not kept while the clip waits.
+    if let (Some(t), Some(StoredPixels::Jpeg { .. })) = (&mut res.tensors, &stored) {
+        t.face = Vec::new();
+        t.scene = Vec::new();
+    }
     Some((res, stored))
 }
 

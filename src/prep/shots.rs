@@ -10,6 +10,13 @@ const BINS: usize = 16;
 /// Pixels sampled along the long side of a frame.
 const GRID_LONG: u32 = 64;
 
+/// The size of the thumbnail a frame of `w` × `h` is reduced to for its histogram: long side
+/// 64 pixels (the histogram then takes every pixel).
+pub(crate) fn thumbnail_size(w: u32, h: u32) -> (u32, u32) {
+    let scale = GRID_LONG as f32 / w.max(h) as f32;
+    (((w as f32 * scale).round() as u32).max(1), ((h as f32 * scale).round() as u32).max(1))
+}
+
 /// Normalised per-channel colour histograms of a frame, from a grid of about 64 × 36 pixels.
 pub(crate) fn histogram(img: &RgbImage) -> [[f32; BINS]; 3] {
     let (w, h) = img.dimensions();

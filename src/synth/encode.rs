@@ -21,17 +21,21 @@ fn base_args(cmd: &mut Command) -> &mut Command {
     cmd.args(["-hide_banner", "-loglevel", "error", "-nostdin", "-y"])
 }
 
-fn output_args(cmd: &mut Command) -> &mut Command {
-    cmd.args(["-c:v", "libx264", "-preset", "veryfast", "-crf", "20", "-pix_fmt", "yuv420p", "-threads", "1"]).args([
-        "-map_metadata",
-        "-1",
-        "-fflags",
-        "+bitexact",
-        "-flags:v",
-        "+bitexact",
-        "-movflags",
-        "+faststart",
+/// H.264 at constant rate factor `crf` (20 for ordinary clips; higher is coarser), bit-exact.
+fn output_args(cmd: &mut Command, crf: u32) -> &mut Command {
+    cmd.args([
+        "-c:v",
+        "libx264",
+        "-preset",
+        "veryfast",
+        "-crf",
+        &crf.to_string(),
+        "-pix_fmt",
+        "yuv420p",
+        "-threads",
+        "1",
     ])
+    .args(["-map_metadata", "-1", "-fflags", "+bitexact", "-flags:v", "+bitexact", "-movflags", "+faststart"])
 }
 
 /// A running `ffmpeg` encoder fed raw RGB frames of one size on stdin (H.264 mp4).
@@ -42,8 +46,8 @@ pub(crate) struct Encoder {
 }
 
 impl Encoder {
-    /// Starts encoding `w`x`h` (even) frames at `fps` into `out`.
-    pub(crate) fn start(w: u32, h: u32, fps: u32, out: &Path) -> Result<Encoder> {
+    /// Starts encoding `w`x`h` (even) frames at `fps` into `out` at rate factor `crf`.
+    pub(crate) fn start(w: u32, h: u32, fps: u32, crf: u32, out: &Path) -> Result<Encoder> {
         let mut cmd = Command::new("ffmpeg");
         base_args(&mut cmd).args([
             "-f",
@@ -57,7 +61,7 @@ impl Encoder {
             "-i",
             "-",
         ]);
-        output_args(&mut cmd).arg(out);
+        output_args(&mut cmd, crf).arg(out);
         let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
@@ -113,7 +117,7 @@ pub(crate) fn make_vfr(path: &Path, fps: u32, n_frames: usize, change: usize) ->
         "-enc_time_base",
         &format!("1/{}", fps * 2),
     ]);
-    output_args(&mut cmd).arg(&tmp);
+    output_args(&mut cmd, 20).arg(&tmp);
     run(&mut cmd, path)?;
     std::fs::rename(&tmp, path)?;
     Ok((0..n_frames)

@@ -364,6 +364,8 @@ struct Scene<'a> {
     cue: Cue,
     edge: Option<EdgeCase>,
     motion: MotionPlan,
+    /// Seed of the grain of a low-light clip.
+    grain: u64,
 }
 
 impl Scene<'_> {
@@ -384,14 +386,41 @@ impl Scene<'_> {
         if let Some(s) = pose.second {
             second_box = render::clip_box(render::paste_face(&mut frame, self.second, s.cx, s.cy, s.h, None), w, h);
         }
-        let b = pose.face.and_then(|face| {
+        let mut b = pose.face.and_then(|face| {
             if self.cue == Cue::Scene {
                 // A grey halo, so a face crop (1.25x the box) shows none of the class-coloured scene.
                 render::fill_ellipse(&mut frame, face.cx, face.cy, face.h * 0.95, face.h * 0.95, [128, 128, 128], 1.0);
             }
             render::clip_box(render::paste_face(&mut frame, self.photo, face.cx, face.cy, face.h, self.ring), w, h)
         });
+        self.film_look(&mut frame, f, &mut b, &mut second_box);
         (frame, b, second_box)
+    }
+
+    /// What film-like motions add to a drawn frame: something passing in front of the face,
+    /// letterbox bars, low light with grain. Boxes of faces it hides become `None`.
+    fn film_look(&self, frame: &mut RgbImage, f: usize, b: &mut Option<BoxF>, second: &mut Option<BoxF>) {
+        let (w, h) = frame.dimensions();
+        match self.motion.motion {
+            Motion::Occlusion if self.motion.hidden(f) => {
+                if let Some(fb) = b.take() {
+                    let (cx, cy) = ((fb[0] + fb[2]) / 2.0, (fb[1] + fb[3]) / 2.0);
+                    let r = (fb[2] - fb[0]).max(fb[3] - fb[1]) * 0.8;
+                    render::fill_ellipse(frame, cx, cy, r, r * 1.4, [35, 30, 28], 1.0);
+                }
+            }
+            Motion::Letterbox => {
+                let bar = h / 8;
+                render::letterbox(frame, bar);
+                let active = [0.0, bar as f32, w as f32, (h - bar) as f32];
+                *b = b.and_then(|x| render::clip_box_to(x, active));
+                *second = second.and_then(|x| render::clip_box_to(x, active));
+            }
+            Motion::Dark => {
+                render::darken_with_grain(frame, self.grain ^ (f as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15))
+            }
+            _ => {}
+        }
     }
 }
 
@@ -411,7 +440,7 @@ fn plan_scene<'a>(
 ) -> Scene<'a> {
     let polarity = desc.polarity_of(p.label);
     let (w, h) = (p.width, p.height);
-    let pan = w / 4;
+    let pan = if p.motion == Motion::Pan { w * 3 / 2 } else { w / 4 };
     let pal = match opts.cue {
         Cue::Face => render::palette(polarity),
         Cue::Scene => render::class_palette(p.label, desc.labels.len()).map(|c| render::fade(c, p.intensity)),
@@ -420,7 +449,9 @@ fn plan_scene<'a>(
     let bg = render::background(w + pan, h + margin_y, pal, texture, rng);
     let face_idx = rng.random_range(0..faces.len());
     let hf = h as f32;
-    let (fh0, fh1) = (rng.random_range(0.22..0.42) * hf, rng.random_range(0.22..0.42) * hf);
+    // A wide shot's face is a quarter of the usual size.
+    let size = if p.motion == Motion::Small { 0.25 * hf } else { hf };
+    let (fh0, fh1) = (rng.random_range(0.22..0.42) * size, rng.random_range(0.22..0.42) * size);
     let pos = |rng: &mut ChaCha8Rng, fh: f32| {
         let m = fh * 0.7;
         (rng.random_range(m..(w as f32 - m).max(m + 1.0)), rng.random_range(m..(hf - m).max(m + 1.0)))
@@ -440,8 +471,10 @@ fn plan_scene<'a>(
         speed: 0.0,
         jitter: vec![],
         cut: None,
+        hidden: None,
     };
     motion.extend(p.n_frames, rng);
+    let grain = if p.motion == Motion::Dark { rng.random() } else { 0 };
     let other_bg =
         (p.motion == Motion::Cut).then(|| render::background(w + pan, h, other_palette(polarity), texture, rng));
     Scene {
@@ -454,6 +487,7 @@ fn plan_scene<'a>(
         cue: opts.cue,
         edge: p.edge,
         motion,
+        grain,
     }
 }
 
@@ -537,9 +571,10 @@ fn draw_frames(
     let (sw, sh) = if stored_rotated { (h, w) } else { (w, h) };
     let mut boxes = Vec::with_capacity(p.n_frames);
     let mut second_boxes = Vec::new();
-    let two_faces = edge == Some(EdgeCase::TwoFaces) || p.motion == Motion::Cross;
+    let two_faces = edge == Some(EdgeCase::TwoFaces) || matches!(p.motion, Motion::Cross | Motion::Second);
+    let crf = if p.motion == Motion::Compressed { 42 } else { 20 };
     let mut encoder =
-        if edge == Some(EdgeCase::ZeroByte) { None } else { Some(encode::Encoder::start(sw, sh, p.fps, video)?) };
+        if edge == Some(EdgeCase::ZeroByte) { None } else { Some(encode::Encoder::start(sw, sh, p.fps, crf, video)?) };
     for f in 0..p.n_frames {
         let (frame, b, second) = scene.draw(f, p.n_frames, w, h);
         if two_faces {

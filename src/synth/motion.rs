@@ -1,7 +1,9 @@
 //! Camera and face motion of a synthetic clip: where the background window is and where the
 //! faces are in every frame. `slow` is the original drift; the others are the hard cases for
 //! sparse detection and tracking: fast crossings, zooms, camera shake, cuts to a face-free
-//! shot, and two faces crossing.
+//! shot, two faces crossing, continuous curved motion and a fast pan, and film-like footage
+//! (letterbox bars, a wide shot with a small face, low light with grain, heavy compression, a
+//! brief occlusion, a second smaller face), whose look is drawn by the renderer.
 
 use rand::Rng;
 use serde::{Deserialize, Serialize};
@@ -24,6 +26,24 @@ pub enum Motion {
     Cut,
     /// Two faces of similar size cross each other; the nearer, larger one is the primary face.
     Cross,
+    /// The face runs a figure-of-eight over the frame at about 1.2 face heights per second,
+    /// never moving in a straight line, its size swelling and shrinking by 15 %.
+    Curve,
+    /// The camera pans fast (one and a half frame widths over the clip) past a face that stays
+    /// put in the scene, so it crosses the frame and may leave it.
+    Pan,
+    /// Slow drift inside black letterbox bars (an eighth of the height at top and bottom).
+    Letterbox,
+    /// A wide shot: slow drift of a face 6–9 % of the frame height.
+    Small,
+    /// Slow drift in low light: the frame at about a third of its brightness, with grain.
+    Dark,
+    /// Slow drift, encoded with heavy compression (x264 CRF 42).
+    Compressed,
+    /// Slow drift, the face hidden for about 0.4 s by something passing in front of it.
+    Occlusion,
+    /// Slow drift with a second, smaller face (0.6×) elsewhere in the frame.
+    Second,
 }
 
 /// A face in one frame: centre and face-box height, in frame pixels.
@@ -66,6 +86,8 @@ pub(crate) struct MotionPlan {
     pub jitter: Vec<(f32, f32)>,
     /// First frame of the second shot (cut).
     pub cut: Option<usize>,
+    /// Frames `[start, end)` during which the face is hidden (occlusion).
+    pub hidden: Option<(usize, usize)>,
 }
 
 /// Canvas margin around the frame that a shaking camera needs, in pixels.
@@ -83,7 +105,13 @@ impl MotionPlan {
                 self.jitter = (0..n_frames).map(|_| (rng.random_range(-a..=a), rng.random_range(-a..=a))).collect()
             }
             Motion::Fast | Motion::Cut | Motion::Cross => self.speed = rng.random_range(1.5..2.5) * 0.75,
-            Motion::Slow | Motion::Zoom => {}
+            Motion::Curve => self.speed = rng.random_range(1.0..1.4),
+            Motion::Occlusion => {
+                let len = ((self.fps * 0.4).round() as usize).max(2);
+                let start = rng.random_range(n_frames / 4..=(n_frames / 2).max(n_frames / 4));
+                self.hidden = Some((start, (start + len).min(n_frames)));
+            }
+            _ => {}
         }
         if self.motion == Motion::Cut {
             self.cut = Some(n_frames / 2 + rng.random_range(0..=n_frames / 8));
@@ -146,8 +174,42 @@ impl MotionPlan {
                 let h2 = h1 * 0.85;
                 pose.second = Some(FacePose { cx: self.crossing(h2, secs, !self.flip), cy: self.h * 0.55, h: h2 });
             }
+            Motion::Curve => pose.face = Some(self.figure_of_eight(secs)),
+            Motion::Pan => {
+                // The view slides 1.5 frame widths; the face is fixed in the scene, starting in
+                // the right part of the frame (or the left, panning the other way).
+                let dx = 1.5 * self.w * if self.flip { 1.0 - t } else { t };
+                pose.view = (dx, 0.0, 1.0);
+                let start = if self.flip { 1.5 * self.w + self.w * 0.25 } else { self.w * 0.75 };
+                pose.face = Some(FacePose { cx: start - dx, cy: drift.cy, h: self.fh.0 });
+            }
+            Motion::Second => {
+                let side = if drift.cx > self.w / 2.0 { 0.2 } else { 0.8 };
+                pose.second = Some(FacePose { cx: self.w * side, cy: self.h * 0.5, h: fh * 0.6 });
+            }
+            _ => {}
         }
         pose
+    }
+
+    /// The face on a figure-of-eight (a 1:2 Lissajous curve) filling the frame inside a margin,
+    /// run at `speed` face heights per second on average, its size swelling by ±15 %.
+    fn figure_of_eight(&self, secs: f32) -> FacePose {
+        let fh = self.fh.0;
+        let (ax, ay) = ((self.w / 2.0 - fh * 0.75).max(1.0), (self.h / 2.0 - fh * 0.75).max(1.0));
+        // The curve's length is about 2π·max(ax, 2·ay); the angle advances to cover it at speed.
+        let omega = self.speed * fh / ax.max(2.0 * ay);
+        let a = omega * secs + if self.flip { std::f32::consts::PI } else { 0.0 };
+        FacePose {
+            cx: self.w / 2.0 + ax * a.sin(),
+            cy: self.h / 2.0 + ay * (2.0 * a).sin(),
+            h: fh * (1.0 + 0.15 * (1.3 * a).sin()),
+        }
+    }
+
+    /// Whether the face is hidden in frame `f` (occlusion).
+    pub(crate) fn hidden(&self, f: usize) -> bool {
+        self.hidden.is_some_and(|(a, b)| (a..b).contains(&f))
     }
 }
 
@@ -170,9 +232,36 @@ mod tests {
             speed: 0.0,
             jitter: vec![],
             cut: None,
+            hidden: None,
         };
         p.extend(75, &mut rand_chacha::ChaCha8Rng::seed_from_u64(1));
         p
+    }
+
+    #[test]
+    fn curves_never_run_straight_and_pans_cross_the_frame() {
+        let p = plan(Motion::Curve);
+        let c: Vec<(f32, f32)> = (0..75).map(|f| p.pose(f, 75).face.unwrap()).map(|x| (x.cx, x.cy)).collect();
+        // The turn between successive steps is never zero for long: no three frames in a line.
+        let mut straight = 0;
+        for w in c.windows(3) {
+            let (a, b) = ((w[1].0 - w[0].0, w[1].1 - w[0].1), (w[2].0 - w[1].0, w[2].1 - w[1].1));
+            let cross = a.0 * b.1 - a.1 * b.0;
+            if cross.abs() < 1e-3 * (a.0.hypot(a.1) * b.0.hypot(b.1)).max(1e-6) {
+                straight += 1;
+            }
+        }
+        assert!(straight <= 2, "{straight} straight steps");
+        let path: f32 = c.windows(2).map(|w| (w[1].0 - w[0].0).hypot(w[1].1 - w[0].1)).sum();
+        let per_s = path / 3.0;
+        assert!(per_s > 0.6 * p.fh.0, "{per_s} px/s for a face {} px tall", p.fh.0);
+        assert!(c.iter().all(|&(x, y)| (0.0..640.0).contains(&x) && (0.0..360.0).contains(&y)));
+        let pan = plan(Motion::Pan);
+        let (x0, x1) = (pan.pose(0, 75).face.unwrap().cx, pan.pose(74, 75).face.unwrap().cx);
+        assert!(x0 - x1 > 1.4 * 640.0, "the face moves with the scene: {x0} → {x1}");
+        let o = plan(Motion::Occlusion);
+        let (a, b) = o.hidden.unwrap();
+        assert!(b - a == 10 && o.hidden(a) && !o.hidden(b) && !o.hidden(a - 1));
     }
 
     #[test]

@@ -253,9 +253,35 @@ pub(crate) fn paste_face(
 
 /// Clips a box to the frame; `None` when less than half of it is visible.
 pub(crate) fn clip_box(b: BoxF, w: u32, h: u32) -> Option<BoxF> {
-    let c = [b[0].max(0.0), b[1].max(0.0), b[2].min(w as f32), b[3].min(h as f32)];
+    clip_box_to(b, [0.0, 0.0, w as f32, h as f32])
+}
+
+/// Clips a box to the region `r`; `None` when less than half of it is visible there.
+pub(crate) fn clip_box_to(b: BoxF, r: BoxF) -> Option<BoxF> {
+    let c = [b[0].max(r[0]), b[1].max(r[1]), b[2].min(r[2]), b[3].min(r[3])];
     let area = |b: BoxF| (b[2] - b[0]).max(0.0) * (b[3] - b[1]).max(0.0);
     (area(c) >= 0.5 * area(b)).then_some(c)
+}
+
+/// Black bars of `bar` rows at the top and bottom of the frame.
+pub(crate) fn letterbox(frame: &mut RgbImage, bar: u32) {
+    let (w, h) = frame.dimensions();
+    for y in (0..bar.min(h)).chain(h.saturating_sub(bar)..h) {
+        for x in 0..w {
+            frame.put_pixel(x, y, Rgb([0, 0, 0]));
+        }
+    }
+}
+
+/// Low light: every channel at 35 % of its value, plus grain (independent uniform noise of up
+/// to ±14 levels per channel) drawn from `seed`.
+pub(crate) fn darken_with_grain(frame: &mut RgbImage, seed: u64) {
+    use rand::SeedableRng;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    for v in frame.iter_mut() {
+        let noisy = *v as f32 * 0.35 + rng.random_range(-14.0f32..=14.0);
+        *v = noisy.clamp(0.0, 255.0) as u8;
+    }
 }
 
 #[cfg(test)]
@@ -305,6 +331,24 @@ mod tests {
     fn clip_box_drops_mostly_hidden_faces() {
         assert_eq!(clip_box([-10.0, 0.0, 10.0, 10.0], 100, 100), Some([0.0, 0.0, 10.0, 10.0]));
         assert_eq!(clip_box([-15.0, 0.0, 5.0, 10.0], 100, 100), None);
+        assert_eq!(clip_box_to([0.0, 5.0, 10.0, 20.0], [0.0, 10.0, 100.0, 90.0]), Some([0.0, 10.0, 10.0, 20.0]));
+    }
+
+    #[test]
+    fn letterbox_and_low_light_change_what_they_should() {
+        let mut f = RgbImage::from_pixel(4, 8, Rgb([200, 100, 50]));
+        letterbox(&mut f, 1);
+        assert_eq!(f.get_pixel(2, 0), &Rgb([0, 0, 0]));
+        assert_eq!(f.get_pixel(2, 7), &Rgb([0, 0, 0]));
+        assert_eq!(f.get_pixel(2, 4), &Rgb([200, 100, 50]));
+        let mut d = RgbImage::from_pixel(16, 16, Rgb([200, 200, 200]));
+        darken_with_grain(&mut d, 3);
+        let mean = d.iter().map(|&v| v as f32).sum::<f32>() / d.len() as f32;
+        assert!((mean - 70.0).abs() < 3.0, "{mean}");
+        assert!(d.iter().any(|&v| v != d.as_raw()[0]), "grain varies");
+        let mut again = RgbImage::from_pixel(16, 16, Rgb([200, 200, 200]));
+        darken_with_grain(&mut again, 3);
+        assert_eq!(d, again, "the same seed, the same grain");
     }
 
     #[test]
