@@ -53,7 +53,7 @@ impl Conv2d {
 
     /// `x [N, in, H, W]` → `[N, out, H', W']`.
     pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        if std::env::var("NATIVE_CONV").is_err() && x.device().is_cpu() && (x.track_op() || self.weight.track_op()) {
+        if x.device().is_cpu() && (x.track_op() || self.weight.track_op()) {
             let op = FastBackwardConv { stride: self.stride, padding: self.padding };
             return Ok(x.contiguous()?.apply_op2(&self.weight, op)?);
         }
