@@ -455,7 +455,7 @@ mod tests {
         }
         let n = b * t * 3 * s * s;
         let pixels: Vec<f32> =
-            (0..n as u64).map(|i| ((i * 1_103_515_245 + 12_345) % (1 << 31) >> 23) as f32 / 255.0).collect();
+            (0..n as u64).map(|i| (((i * 1_103_515_245 + 12_345) % (1 << 31)) >> 23) as f32 / 255.0).collect();
         (store, net, Tensor::from_vec(pixels, (b, t, 3, s, s), &dev).unwrap())
     }
 
@@ -601,5 +601,35 @@ mod tests {
             assert!(worst.0 < 1e-2, "{mode}: {worst:?}");
         }
         eprintln!("whole network, largest relative difference of a gradient norm: {report:?}");
+    }
+
+    /// Trained from scratch with their optimiser (SGD, momentum 0.9, lr 1e-3), the network fits
+    /// one batch of four 2-frame clips of noise with four labels: its loss (CE plus 0.05 · layer
+    /// 2's auxiliary CE) falls below a fifth of where it started within 5 steps (measured: 1.51 →
+    /// 0.07 at step 3).
+    #[test]
+    fn fits_one_batch_from_scratch() {
+        use crate::model::optim::{GroupSettings, Optimizer, Rule};
+        const STEPS: usize = 5;
+        let dev = Device::Cpu;
+        let mut store = ParamStore::new(&dev, 3);
+        let net = IalNet::new(&mut store.scope("", Group::Head), 2, 4).unwrap();
+        let groups = vec![GroupSettings { group: Group::Head, lr: 1e-3, weight_decay: 0.0 }];
+        let mut opt = Optimizer::new(&store, groups, Rule::Sgd { momentum: 0.9 }).unwrap();
+        let n = 4 * 2 * 3 * IMAGE_SIZE * IMAGE_SIZE;
+        let noise: Vec<f32> = (0..n).map(|i| ((i * 7919 + i / 97) % 10_007) as f32 / 10_007.0).collect();
+        let x = Tensor::from_vec(noise, (4, 2, 3, IMAGE_SIZE, IMAGE_SIZE), &dev).unwrap();
+        let labels = Tensor::new(&[0u32, 1, 2, 3], &dev).unwrap();
+        let ce = |l: &Tensor| candle_nn::loss::cross_entropy(l, &labels).unwrap();
+        let mut losses = Vec::new();
+        for _ in 0..STEPS {
+            let out = net.forward(&x, true).unwrap();
+            let loss = (ce(&out.logits) + (ce(&out.aux[0]) * 0.05).unwrap()).unwrap();
+            losses.push(loss.to_scalar::<f32>().unwrap());
+            let grads = loss.backward().unwrap();
+            opt.step(&grads, &opt.grad_norm(&grads).unwrap(), 1.0, None).unwrap();
+        }
+        let (first, last) = (losses[0], *losses.last().unwrap());
+        assert!(last < first / 5.0, "loss {first} → {last}: {losses:?}");
     }
 }

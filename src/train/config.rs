@@ -522,7 +522,7 @@ mod tests {
             let e = format!("{:#}", read(extra).unwrap_err());
             assert!(e.contains("t.toml") && e.contains(want), "{extra:?}: {e}");
         }
-        let features = format!("{}", base.replace("shards = \"s\"\n", "shards = \"s\"\nfeatures = \"f\"\n"));
+        let features = base.replace("shards = \"s\"\n", "shards = \"s\"\nfeatures = \"f\"\n");
         let e = format!("{:#}", TrainConfig::from_toml(&features, Path::new("/b"), Path::new("t.toml")).unwrap_err());
         assert!(e.contains("data.features"), "{e}");
     }
