@@ -205,6 +205,11 @@ fn ready_pipelines_need_only_the_dataset_root() {
         assert!(plan.contains("$ dfer embed "), "{plan}");
         let states = stdout(&dfer_expect(&["inspect", &file, "--set", &root_set], 0));
         assert_eq!(states.matches("missing: never run").count(), 2 * folds.max(1) + 4, "{states}");
+        // IAL's pipeline: the same folds, no feature cache (its network has no frozen tower).
+        let ial = format!("pipelines/{name}-ial.toml");
+        let plan = stdout(&dfer_expect(&["run", &ial, "--set", &root_set, "--dry-run"], 0));
+        assert_eq!(plan.matches("$ dfer train ").count(), folds.max(1), "{plan}");
+        assert!(!plan.contains("$ dfer embed "), "{plan}");
     }
 }
 
@@ -269,7 +274,8 @@ fn small_run(pipeline: &str, root: &Path, out: &Path, extra: &[&str]) -> Vec<Str
 /// The real DFEW pipeline, changed only in dataset root, sizes and the weights: on a synthetic
 /// DFEW with CLIP weights in Hugging Face names (the tiny CLIP made by transformers, with CLIP's
 /// 49,408-token vocabulary) and CLIP's own BPE tokenizer, it caches features, trains, evaluates
-/// and reports.
+/// and reports; DFER-CLIP's and IAL's pipelines run on the same dataset, and one report puts
+/// the three methods side by side.
 #[test]
 fn dfew_pipeline_runs_with_clip_weights_and_clips_tokenizer() {
     let dir = tempfile::tempdir().unwrap();
@@ -305,16 +311,38 @@ fn dfew_pipeline_runs_with_clip_weights_and_clips_tokenizer() {
         "steps at epoch 1"
     );
     assert!(clip_out.join("report.png").is_file());
+
+    // IAL's pipeline (their network from scratch on the dataset's crops, their recipe), one epoch.
+    let ial_out = dir.path().join("ial");
+    let ial_sets = [
+        format!("dataset.root={}", root.display()),
+        format!("pipeline.out={}", ial_out.display()),
+        "prep.frames=4".into(),
+        "prep.store_frames=8".into(),
+        "prep.face_size=48".into(),
+        "train.folds=[1]".into(),
+        "train.epochs=1".into(),
+        "train.batch_size=8".into(),
+    ];
+    let mut args = vec!["run".to_string(), "pipelines/dfew-ial.toml".into()];
+    args.extend(ial_sets.iter().flat_map(|s| ["--set".to_string(), s.clone()]));
+    let o = dfer(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
+    let saved = std::fs::read_to_string(ial_out.join("runs/fold1/config.toml")).unwrap();
+    assert!(saved.contains("method = \"ial\"") && saved.contains("ial = 0.1"), "{saved}");
+
     let both = dir.path().join("both.json");
     let plot = dir.path().join("both.png");
-    let (a, b) = (out.join("runs/fold1"), clip_out.join("runs/fold1"));
-    let args = ["report", a.to_str().unwrap(), b.to_str().unwrap(), "-o", both.to_str().unwrap()];
-    let o = dfer(&[&args[..], &["--plot", plot.to_str().unwrap()]].concat());
+    let runs = [out.join("runs/fold1"), clip_out.join("runs/fold1"), ial_out.join("runs/fold1")];
+    let mut args: Vec<&str> = vec!["report"];
+    args.extend(runs.iter().map(|r| r.to_str().unwrap()));
+    args.extend(["-o", both.to_str().unwrap(), "--plot", plot.to_str().unwrap()]);
+    let o = dfer(&args);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(stdout(&o).contains("dfer-clip") && stdout(&o).contains("ous"), "{}", stdout(&o));
     let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&both).unwrap()).unwrap();
     let methods: Vec<&str> = r["methods"].as_array().unwrap().iter().map(|m| m["method"].as_str().unwrap()).collect();
-    assert_eq!(methods, ["ous", "dfer-clip"]);
+    assert_eq!(methods, ["ous", "dfer-clip", "ial"]);
     assert_eq!(r["methods"][1]["mean_best_war"], r["runs"][1]["best_war"], "one run: its mean is itself");
     assert!(std::fs::read(&plot).unwrap().starts_with(b"\x89PNG"));
 }

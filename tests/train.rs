@@ -22,29 +22,40 @@ struct Data {
     shards: PathBuf,
 }
 
-/// Synth → manifest → prep, once per cue for the whole test binary.
+/// Synth → manifest → prep of 105 clips, once per cue for the whole test binary.
 fn data(cue: &str) -> &'static Data {
     static FACE: OnceLock<Data> = OnceLock::new();
     static SCENE: OnceLock<Data> = OnceLock::new();
     let cell = if cue == "face" { &FACE } else { &SCENE };
-    cell.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("dfew");
-        let r = root.to_str().unwrap();
-        let args = ["synth", "--layout", "dfew", "--clips", "105", "--out", r, "--seed", "5", "--cue", cue];
-        let mut args = args.to_vec();
-        args.extend(["--max-height", "240", "--max-frames", "20", "--lfw-faces", "6", "--no-face-frames"]);
-        dfer_expect(&args, 0);
-        let manifest = dir.path().join("clips.parquet");
-        let m = manifest.to_str().unwrap();
-        dfer_expect(&["manifest", "--dataset", "dfew", "--root", r, "-o", m, "--source", "video"], 0);
-        let prep_cfg = dir.path().join("prep.toml");
-        std::fs::write(&prep_cfg, PREP).unwrap();
-        let out = dir.path().join("prep");
-        let o = out.to_str().unwrap();
-        dfer_expect(&["prep", "--manifest", m, "--out", o, "--config", prep_cfg.to_str().unwrap()], 0);
-        Data { manifest, shards: out.join("shards"), _dir: dir }
-    })
+    cell.get_or_init(|| make_data(cue, 105))
+}
+
+/// 30 clips with the face cue, for the network trained from scratch on 112 px frames (IAL),
+/// whose steps cost 20 times the tiny CLIP's.
+fn small_data() -> &'static Data {
+    static SMALL: OnceLock<Data> = OnceLock::new();
+    SMALL.get_or_init(|| make_data("face", 30))
+}
+
+/// Synth → manifest → prep of `clips` clips whose label shows in the `cue` (face or scene).
+fn make_data(cue: &str, clips: usize) -> Data {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("dfew");
+    let r = root.to_str().unwrap();
+    let n = clips.to_string();
+    let args = ["synth", "--layout", "dfew", "--clips", &n, "--out", r, "--seed", "5", "--cue", cue];
+    let mut args = args.to_vec();
+    args.extend(["--max-height", "240", "--max-frames", "20", "--lfw-faces", "6", "--no-face-frames"]);
+    dfer_expect(&args, 0);
+    let manifest = dir.path().join("clips.parquet");
+    let m = manifest.to_str().unwrap();
+    dfer_expect(&["manifest", "--dataset", "dfew", "--root", r, "-o", m, "--source", "video"], 0);
+    let prep_cfg = dir.path().join("prep.toml");
+    std::fs::write(&prep_cfg, PREP).unwrap();
+    let out = dir.path().join("prep");
+    let o = out.to_str().unwrap();
+    dfer_expect(&["prep", "--manifest", m, "--out", o, "--config", prep_cfg.to_str().unwrap()], 0);
+    Data { manifest, shards: out.join("shards"), _dir: dir }
 }
 
 /// Augmentation of most tests: mild crops and jitter.
@@ -229,6 +240,44 @@ fn dfer_clip_learns_from_faces_and_cannot_from_scenes() {
     eprintln!("DFER-CLIP held-out WAR: face cue {:.1}, scene cue {:.1}", war[0], war[1]);
     assert!(war[0] >= 90.0, "face cue: held-out WAR {:.1} < 90", war[0]);
     assert!(war[1] <= 40.0, "scene cue: WAR {:.1}, a face-only model should stay near chance (≈ 14)", war[1]);
+}
+
+/// IAL's own network (`method = "ial"`: from scratch, 112 px, BatchNorm, SGD) trains through
+/// the real binary, and a run stopped and resumed ends bit-identical to an uninterrupted one,
+/// BatchNorm's running statistics included. (That it learns: `ial_net.rs`
+/// `fits_one_batch_from_scratch`, and docs/methods.md "IAL" for held-out clips.)
+#[test]
+fn ial_network_trains_and_resumes_bit_identically() {
+    let d = small_data();
+    let dir = tempfile::tempdir().unwrap();
+    let model = "method = \"ial\"\nnormalise = \"unit\"";
+    let opts = "epochs = 2\noptimizer = \"sgd\"\nmomentum = 0.9\nlr = 0.001\nlr_decay = \"steps\"\nmilestones = [1]";
+    let cfg = config_with_model(dir.path(), d, "", model, opts, AUG);
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    train(&cfg, &a, &[]);
+    train(&cfg, &b, &["--stop-after", "1"]);
+    train(&cfg, &b, &["--resume"]);
+    for f in ["epoch-0002.safetensors", "epoch-0002.optim.safetensors"] {
+        let (x, y) = (
+            std::fs::read(a.join("checkpoints").join(f)).unwrap(),
+            std::fs::read(b.join("checkpoints").join(f)).unwrap(),
+        );
+        assert!(x == y, "{f} differs between the uninterrupted and the resumed IAL run");
+    }
+    assert_eq!(
+        comparable(read_metrics(&a.join("metrics.jsonl")).unwrap()),
+        comparable(read_metrics(&b.join("metrics.jsonl")).unwrap())
+    );
+    let names = checkpoint_tensors(&a, 2);
+    for n in ["s_former.layer2.0.gc.0.weight", "s_former.layer3.0.bn2.running_var", "fc_f.weight"] {
+        assert!(names.iter().any(|x| x == n), "{n} missing from the checkpoint: {names:?}");
+    }
+    assert!(!names.iter().any(|n| n.starts_with("clip.") || n.starts_with("ous.")), "no CLIP or OUS tensor: {names:?}");
+    let lines = read_metrics(&a.join("metrics.jsonl")).unwrap();
+    let parts: Vec<&str> = lines[0].losses.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(parts, ["cont", "aux2", "aux3"], "IAL's losses: CE and its GCA blocks' auxiliary CEs");
+    let r = eval(&a);
+    assert_eq!(r.metrics.clips, r.metrics.confusion.iter().flatten().sum::<u64>());
 }
 
 #[test]

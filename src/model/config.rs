@@ -1,5 +1,5 @@
 //! The `[model]` and `[loss]` tables of a training config: which method, the CLIP tower sizes
-//! and where their weights come from, the head's sizes, and the loss weights.
+//! and where their weights come from (the CLIP methods), the head's sizes, and the loss weights.
 
 use std::path::{Path, PathBuf};
 
@@ -13,7 +13,7 @@ use crate::text_enum::text_enum;
 use crate::weights::WeightsSource;
 
 text_enum! {
-    /// `model.method`: what is trained on the CLIP towers.
+    /// `model.method`: what is trained (on the CLIP towers, or IAL's own network).
     #[derive(Default)]
     pub enum Method("model method") {
         /// OUS (Mai et al., arXiv 2405.18769): face and masked scene streams, scene-guided.
@@ -22,6 +22,9 @@ text_enum! {
         /// DFER-CLIP (Zhao & Patras, BMVC 2023): faces only, a temporal transformer and
         /// class-description prompts.
         DferClip = "dfer-clip",
+        /// IAL (Li et al., AAAI 2023, arXiv 2208.10335): their ResNet-18-style network with GCA
+        /// blocks and dynamic-static fusion, trained from scratch on 112 px faces; no CLIP towers.
+        Ial = "ial",
     }
 }
 
@@ -29,12 +32,18 @@ impl Method {
     fn is_ous(&self) -> bool {
         *self == Method::Ous
     }
+
+    /// Whether the method is built on the CLIP towers (OUS, DFER-CLIP; not IAL).
+    pub(crate) fn uses_clip(&self) -> bool {
+        *self != Method::Ial
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ModelConfig {
-    /// `ous` (Mai et al., the default) or `dfer-clip` (Zhao & Patras' face-only baseline).
+    /// `ous` (Mai et al., the default), `dfer-clip` (Zhao & Patras' face-only baseline) or `ial`
+    /// (Li et al.'s network, no CLIP towers: the CLIP settings below are refused with it).
     /// Left out of saved configs when `ous`, so runs from before keep their hash.
     #[serde(default, skip_serializing_if = "Method::is_ous")]
     pub method: Method,
@@ -80,11 +89,15 @@ pub(crate) struct ModelConfig {
     /// a folder holding one, or `hf:owner/name[@revision]` (absent: random initialisation).
     #[serde(default)]
     pub clip_weights: Option<WeightsSource>,
-    /// The global convolution-attention block of Li et al. (`gca.rs`) on the face frames'
-    /// features before temporal modelling, for either method (ours: off). Left out of saved
-    /// configs when off.
+    /// A light channel gate on the face frames' pooled features before temporal modelling
+    /// (`frame_gate.rs`), for either CLIP method (ours: off): modelled on Li et al.'s GCA, which
+    /// is not this (their network is `method = "ial"`). Left out of saved configs when off.
     #[serde(default, skip_serializing_if = "is_false")]
-    pub gca: bool,
+    pub frame_gate: bool,
+    /// The key this gate had before it was renamed (`gca`): read only to be refused by name
+    /// ([`ModelConfig::renamed_keys`]), never written.
+    #[serde(default, rename = "gca", skip_serializing)]
+    pub old_gca: Option<toml::Value>,
     /// DFER-CLIP's class descriptions: a TOML file of `label = "description"` (absent: the
     /// built-in file of `data-manifests/descriptions/` that describes every label).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -201,6 +214,40 @@ impl ModelConfig {
         Ok(named)
     }
 
+    /// The CLIP settings (towers, prompts, the CLIP methods' heads) that differ from their
+    /// defaults, by key: a method without CLIP towers refuses them.
+    pub(crate) fn clip_settings(&self) -> Vec<&'static str> {
+        let d = ModelConfig::default();
+        [
+            ("arch", self.arch != d.arch),
+            ("n_ctx", self.n_ctx != d.n_ctx),
+            ("frame_encoder_layers", self.frame_encoder_layers != d.frame_encoder_layers),
+            ("heads", self.heads != d.heads),
+            ("polarity_blocks", self.polarity_blocks != d.polarity_blocks),
+            ("fusion_blocks", self.fusion_blocks != d.fusion_blocks),
+            ("fusion_queries", self.fusion_queries != d.fusion_queries),
+            ("sim_dim", self.sim_dim != d.sim_dim),
+            ("use_scene", self.use_scene != d.use_scene),
+            ("use_polarity", self.use_polarity != d.use_polarity),
+            ("tokenizer", self.tokenizer != d.tokenizer),
+            ("clip_weights", self.clip_weights.is_some()),
+            ("frame_gate", self.frame_gate),
+            ("descriptions", self.descriptions.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(key, set)| set.then_some(key))
+        .collect()
+    }
+
+    /// Keys renamed since they were written: a refusal naming the new key, when one is set.
+    pub(crate) fn renamed_keys(&self) -> Option<String> {
+        self.old_gca.as_ref().map(|_| {
+            "model.gca is now model.frame_gate: it is a light gate on the CLIP towers' pooled frame features, \
+             not Li et al.'s global convolution-attention block, which model.method = \"ial\" builds"
+                .to_string()
+        })
+    }
+
     /// Whether the model reads scene frames (OUS with its scene stream on).
     pub(crate) fn uses_scene(&self) -> bool {
         self.method == Method::Ous && self.use_scene
@@ -231,6 +278,22 @@ pub(crate) struct LossWeights {
     /// configs, so their hashes stay as they were.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub ial: f64,
+    /// IAL's auxiliary classifiers on the GCA blocks of layers 2 and 3: the weights of their
+    /// cross-entropies (Li et al.'s code: 0.05 and 0; the second is computed, at weight 0, as
+    /// theirs is). Only `model.method = "ial"` has them; left out of saved configs at the default.
+    #[serde(default = "gca_aux", skip_serializing_if = "is_gca_aux")]
+    pub gca_aux: [f64; 2],
+}
+
+/// Li et al.'s weights of the auxiliary losses of layers 2 and 3.
+pub(crate) const GCA_AUX: [f64; 2] = [0.05, 0.0];
+
+fn gca_aux() -> [f64; 2] {
+    GCA_AUX
+}
+
+fn is_gca_aux(w: &[f64; 2]) -> bool {
+    *w == GCA_AUX
 }
 
 fn half() -> f64 {

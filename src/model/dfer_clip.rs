@@ -15,7 +15,7 @@ use anyhow::Result;
 use candle_core::Tensor;
 
 use super::clip::{normalize, ClassTokenEncoder};
-use super::gca::Gca;
+use super::frame_gate::FrameGate;
 use super::params::Scope;
 
 /// Fixed logit scale, 1 / 0.01 (paper's code divides the cosine similarities by 0.01; CLIP's
@@ -25,8 +25,8 @@ const LOGIT_SCALE: f64 = 100.0;
 /// `dfer_clip.temporal`: the temporal transformer over face-frame features.
 pub(crate) struct DferClipHead {
     temporal: ClassTokenEncoder,
-    /// `model.gca`: on the frame features, before the temporal transformer.
-    gca: Option<Gca>,
+    /// `model.frame_gate`: on the frame features, before the temporal transformer.
+    frame_gate: Option<FrameGate>,
 }
 
 impl DferClipHead {
@@ -35,16 +35,16 @@ impl DferClipHead {
     /// token and positions start from a standard normal, as the authors' `torch.randn` does.
     /// Ours: the layers are CLIP's (quick-GELU, biased projections) where the paper's code uses
     /// GELU and unbiased q / k / v projections.
-    pub(crate) fn new(s: &mut Scope, e: usize, frames: usize, depth: usize, heads: usize, gca: bool) -> Result<Self> {
+    pub(crate) fn new(s: &mut Scope, e: usize, frames: usize, depth: usize, heads: usize, gate: bool) -> Result<Self> {
         let temporal = ClassTokenEncoder::new(&mut s.sub("temporal"), frames, e, [depth, heads, 2 * e], 1.0)?;
-        let gca = if gca { Some(Gca::new(s, e)?) } else { None };
-        Ok(Self { temporal, gca })
+        let frame_gate = if gate { Some(FrameGate::new(s, e)?) } else { None };
+        Ok(Self { temporal, frame_gate })
     }
 
     /// Video features `[B, E]`: the class-token output of the temporal transformer over `face
     /// [B, T, E]` (paper: no norm or projection after it).
     pub(crate) fn video(&self, face: &Tensor) -> Result<Tensor> {
-        let face = match &self.gca {
+        let face = match &self.frame_gate {
             Some(g) => g.forward(face)?,
             None => face.clone(),
         };

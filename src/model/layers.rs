@@ -8,7 +8,7 @@
 //! tower's dtype.
 
 use anyhow::Result;
-use candle_core::{CpuStorage, DType, Device, Layout, Module, Shape, Storage, Tensor, D};
+use candle_core::{CpuStorage, DType, Device, Layout, Module, Shape, Tensor, D};
 use candle_nn::ops::{sigmoid, softmax};
 
 use super::params::Scope;
@@ -29,6 +29,15 @@ impl Linear {
 }
 
 impl Linear {
+    /// PyTorch's default `nn.Linear` initialisation: weight and bias ~ U(−1/√in, 1/√in).
+    pub(crate) fn torch_default(s: &mut Scope, name: &str, input: usize, output: usize, bias: bool) -> Result<Self> {
+        let mut s = s.sub(name);
+        let bound = (input as f64).powf(-0.5);
+        let weight = s.uniform("weight", &[output, input], bound)?;
+        let bias = if bias { Some(s.uniform("bias", &[output], bound)?) } else { None };
+        Ok(Self { weight, bias })
+    }
+
     /// The same layer on untracked copies of its weights in `dtype`: no graph is built. In the
     /// weights' own dtype the copies share their storage (they follow updates); in another
     /// they are cast here, once, instead of at every forward.
@@ -89,28 +98,30 @@ impl candle_core::CustomOp1 for FrozenLinear {
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (start, end) =
-            layout.contiguous_offsets().ok_or(candle_core::Error::RequiresContiguous { op: "frozen-linear" })?;
-        let x = match storage {
-            CpuStorage::F32(v) => Tensor::from_slice(&v[start..end], layout.shape(), &Device::Cpu)?,
-            other => {
-                return Err(candle_core::Error::UnsupportedDTypeForOp(
-                    candle_core::backend::BackendStorage::dtype(other),
-                    "frozen-linear",
-                ));
-            }
-        };
-        let y = self.apply(&x)?.contiguous()?;
-        let (stored, _) = y.storage_and_layout();
-        match &*stored {
-            Storage::Cpu(c) => Ok((c.clone(), y.shape().clone())),
-            _ => Err(candle_core::Error::Msg("frozen-linear: output left the CPU".into())),
-        }
+        cpu_output(&self.apply(&cpu_input(storage, layout, "frozen-linear")?)?, "frozen-linear")
     }
 
     fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
         Ok(Some(matmul_rows(grad, &self.w_t.t()?)?))
     }
+}
+
+/// A custom op's contiguous f32 CPU input as a tensor of its own (a copy), so the op's forward
+/// can run candle's own operations on it.
+pub(crate) fn cpu_input(storage: &CpuStorage, layout: &Layout, op: &'static str) -> candle_core::Result<Tensor> {
+    let (start, end) = layout.contiguous_offsets().ok_or(candle_core::Error::RequiresContiguous { op })?;
+    match storage {
+        CpuStorage::F32(v) => Tensor::from_slice(&v[start..end], layout.shape(), &Device::Cpu),
+        other => Err(candle_core::Error::UnsupportedDTypeForOp(candle_core::backend::BackendStorage::dtype(other), op)),
+    }
+}
+
+/// A CPU tensor computed in a custom op's forward, as the op's output storage (a copy).
+pub(crate) fn cpu_output(y: &Tensor, op: &'static str) -> candle_core::Result<(CpuStorage, Shape)> {
+    if !y.device().is_cpu() || y.dtype() != DType::F32 {
+        return Err(candle_core::Error::Msg(format!("{op}: expected an f32 CPU output")));
+    }
+    Ok((CpuStorage::F32(y.flatten_all()?.to_vec1()?), y.shape().clone()))
 }
 
 /// `x [..., in] × w [in, out]` as one 2-D matmul over all leading dimensions → `[..., out]`.

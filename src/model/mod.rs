@@ -5,10 +5,12 @@
 pub(crate) mod bench;
 pub(crate) mod clip;
 pub(crate) mod config;
+pub(crate) mod conv;
 pub(crate) mod descriptions;
 pub(crate) mod dfer_clip;
-pub(crate) mod gca;
+pub(crate) mod frame_gate;
 pub(crate) mod ial;
+pub(crate) mod ial_net;
 pub(crate) mod layers;
 pub(crate) mod network;
 pub(crate) mod optim;

@@ -1,8 +1,9 @@
-//! The network a run trains: the CLIP towers (the image tower frozen or fine-tuned, the text
-//! tower frozen), the learnable prompts, and the head of `model.method` (OUS or DFER-CLIP).
-//! The runner sees only this type.
+//! The network a run trains: for the CLIP methods the CLIP towers (the image tower frozen or
+//! fine-tuned, the text tower frozen), the learnable prompts, and the head of `model.method` (OUS
+//! or DFER-CLIP); for IAL its own network on the frames, without towers or prompts. The runner
+//! sees only this type.
 
-use anyhow::{ensure, Result};
+use anyhow::{ensure, Context, Result};
 use candle_core::{DType, Tensor};
 use candle_nn::loss::cross_entropy;
 
@@ -10,6 +11,7 @@ use super::clip::{TextConfig, TextTower, VisionConfig, VisionOutput, VisionTower
 use super::config::{LossWeights, Method, ModelConfig};
 use super::dfer_clip::DferClipHead;
 use super::ial::intensity_aware_loss;
+use super::ial_net::IalNet;
 use super::ous::OusHead;
 use super::params::{Group, ParamStore};
 use super::prompts::{PromptLearner, PromptTokens};
@@ -41,9 +43,10 @@ fn forward_in_chunks(tower: &VisionTower, images: &Tensor, early: usize) -> Resu
     Ok(VisionOutput { embeds: Tensor::cat(&embeds, 0)?, early })
 }
 
-/// Per-frame image-tower outputs of a batch: what the feature cache stores.
+/// Per-frame image-tower outputs of a batch: what the feature cache stores. A method without an
+/// image tower (IAL) reads the frames themselves.
 pub(crate) struct Features {
-    /// `V_f [B, T, E]`.
+    /// `V_f [B, T, E]`; IAL: the face frames `[B, T, 3, S, S]`.
     pub face: Tensor,
     /// `V_s [B, T, E]` (absent in the face-only ablation).
     pub scene: Option<Tensor>,
@@ -61,6 +64,15 @@ pub(crate) struct Outputs {
     pub global_logits: Option<Tensor>,
     /// `L_sim` for the batch (scalar), when the scene stream is on.
     pub sim: Option<Tensor>,
+    /// IAL's auxiliary logits of the GCA blocks of layers 2 and 3 `[B, K]`.
+    pub gca_aux: Option<[Tensor; 2]>,
+}
+
+impl Outputs {
+    /// Class scores alone (a head without auxiliary outputs).
+    fn logits(logits: Tensor) -> Self {
+        Self { logits, polarity_logits: None, global_logits: None, sim: None, gca_aux: None }
+    }
 }
 
 /// Total loss and its parts (scalar tensors, read back once per step by the runner).
@@ -94,21 +106,28 @@ impl Losses {
     }
 }
 
-/// What a method adds after the CLIP image tower.
+/// What a method adds after the CLIP image tower, or (IAL) its whole network.
 enum Head {
     Ous(Box<OusHead>),
     DferClip(DferClipHead),
+    Ial(Box<IalNet>),
 }
 
-pub(crate) struct Network {
-    cfg: ModelConfig,
-    frames: usize,
+/// The CLIP towers and prompts of the CLIP methods.
+struct Clip {
     vision: VisionTower,
     /// The same tower on untracked weights, for the frozen recipe.
     vision_frozen: VisionTower,
     /// The text tower is always frozen (CoOp): untracked weights.
     text: TextTower,
     prompts: PromptLearner,
+}
+
+pub(crate) struct Network {
+    cfg: ModelConfig,
+    frames: usize,
+    /// Absent for a method without CLIP towers (IAL).
+    clip: Option<Clip>,
     head: Head,
 }
 
@@ -123,6 +142,7 @@ impl Network {
         tokens: PromptTokens,
     ) -> Result<Self> {
         let e = *e;
+        ensure!(cfg.method.uses_clip(), "model.method = \"{}\" has no CLIP towers (Network::ial)", cfg.method);
         ensure!(e % cfg.heads == 0, "embedding width {e} is not a multiple of heads = {}", cfg.heads);
         let vision = VisionTower::new(store, CLIP_PREFIX, vcfg, e)?;
         let text = TextTower::new(store, CLIP_PREFIX, tcfg, e)?.detached()?;
@@ -140,10 +160,26 @@ impl Network {
                 frames,
                 cfg.frame_encoder_layers,
                 cfg.heads,
-                cfg.gca,
+                cfg.frame_gate,
             )?),
+            Method::Ial => unreachable!("checked above"),
         };
-        Ok(Self { cfg: cfg.clone(), frames, vision, vision_frozen, text, prompts, head })
+        let clip = Some(Clip { vision, vision_frozen, text, prompts });
+        Ok(Self { cfg: cfg.clone(), frames, clip, head })
+    }
+
+    /// IAL's network for clips of `frames` frames and `classes` classes: the whole network is
+    /// trained (parameters under their own names, [`Group::Head`]; BatchNorm statistics
+    /// [`Group::Buffers`]).
+    pub(crate) fn ial(store: &mut ParamStore, cfg: &ModelConfig, frames: usize, classes: usize) -> Result<Self> {
+        ensure!(cfg.method == Method::Ial, "Network::ial for model.method = \"{}\"", cfg.method);
+        let head = Head::Ial(Box::new(IalNet::new(&mut store.scope("", Group::Head), frames, classes)?));
+        Ok(Self { cfg: cfg.clone(), frames, clip: None, head })
+    }
+
+    /// The CLIP towers and prompts, which a method without them (IAL) has not.
+    fn clip(&self) -> Result<&Clip> {
+        self.clip.as_ref().with_context(|| format!("model.method = \"{}\" has no CLIP towers", self.cfg.method))
     }
 
     pub(crate) fn config(&self) -> &ModelConfig {
@@ -154,32 +190,35 @@ impl Network {
     pub(crate) fn ous(&self) -> Option<&OusHead> {
         match &self.head {
             Head::Ous(h) => Some(h),
-            Head::DferClip(_) => None,
+            Head::DferClip(_) | Head::Ial(_) => None,
         }
     }
 
     /// CLIP's learned logit scale, `exp(logit_scale)`.
     pub(crate) fn logit_scale(&self) -> Result<Tensor> {
-        Ok(self.text.logit_scale.exp()?)
+        Ok(self.clip()?.text.logit_scale.exp()?)
     }
 
     /// Holds the frozen image tower's weights in `dtype`: the tower's compute dtype when it is
     /// not trained (cast once, after the weights are loaded), f32 when it is (the copy then
     /// shares the trained weights' storage and follows every update).
     pub(crate) fn set_frozen_tower_dtype(&mut self, dtype: DType) -> Result<()> {
-        self.vision_frozen = self.vision.detached(dtype)?;
+        if let Some(c) = &mut self.clip {
+            c.vision_frozen = c.vision.detached(dtype)?;
+        }
         Ok(())
     }
 
     /// The dtype the frozen image tower's weights are held in.
     #[cfg(test)]
     pub(crate) fn frozen_tower_dtype(&self) -> DType {
-        self.vision_frozen.weights_dtype()
+        self.clip().expect("CLIP towers").vision_frozen.weights_dtype()
     }
 
     /// Runs the image tower over `face [B, T, 3, S, S]` and, when the method reads scenes,
     /// `scene` (same shape). `dtype` is the compute type of the tower (bf16 on CUDA); outputs
-    /// are f32. `train_image` = false runs the frozen tower, which builds no graph.
+    /// are f32. `train_image` = false runs the frozen tower, which builds no graph. Without CLIP
+    /// towers (IAL) the face frames are the features, in f32.
     pub(crate) fn encode(
         &self,
         face: &Tensor,
@@ -187,7 +226,10 @@ impl Network {
         dtype: DType,
         train_image: bool,
     ) -> Result<Features> {
-        let tower = if train_image { &self.vision } else { &self.vision_frozen };
+        let Some(clip) = &self.clip else {
+            return Ok(Features { face: face.to_dtype(DType::F32)?, scene: None, early: None });
+        };
+        let tower = if train_image { &clip.vision } else { &clip.vision_frozen };
         let (b, t, c, h, w) = face.dims5()?;
         let run = |images: &Tensor, early: usize| -> Result<VisionOutput> {
             let images = images.reshape((b * t, c, h, w))?.to_dtype(dtype)?;
@@ -213,27 +255,32 @@ impl Network {
         Ok(Features { face: f, scene, early })
     }
 
-    /// Class text features through the learnable prompts `[K, E]`.
-    pub(crate) fn class_features(&self) -> Result<Tensor> {
-        self.prompts.class_features(&self.text)
+    /// Class text features through the learnable prompts `[K, E]`; none without CLIP towers.
+    pub(crate) fn class_features(&self) -> Result<Option<Tensor>> {
+        self.clip.as_ref().map(|c| c.prompts.class_features(&c.text)).transpose()
     }
 
-    /// Everything after the image tower.
-    pub(crate) fn head(&self, x: &Features, text: &Tensor) -> Result<Outputs> {
+    /// Everything after the image tower. `train`: a training step's forward (IAL's BatchNorm
+    /// then normalises by the batch and moves its running statistics; the CLIP methods' heads
+    /// behave the same in both modes).
+    pub(crate) fn head(&self, x: &Features, text: Option<&Tensor>, train: bool) -> Result<Outputs> {
         let t = x.face.dim(1)?;
         ensure!(t == self.frames, "model was built for T = {}, batch has {t} frames", self.frames);
+        let text = || text.context("the CLIP methods' heads need the class text features");
         match &self.head {
-            Head::Ous(h) => h.forward(x, text, &self.logit_scale()?),
-            Head::DferClip(h) => {
-                let logits = h.logits(&x.face, text)?;
-                Ok(Outputs { logits, polarity_logits: None, global_logits: None, sim: None })
+            Head::Ous(h) => h.forward(x, text()?, &self.logit_scale()?),
+            Head::DferClip(h) => Ok(Outputs::logits(h.logits(&x.face, text()?)?)),
+            Head::Ial(net) => {
+                let out = net.forward(&x.face, train)?;
+                Ok(Outputs { gca_aux: Some(out.aux), ..Outputs::logits(out.logits) })
             }
         }
     }
 
     /// `L_cont` (cross-entropy of the class scores), plus each auxiliary loss the method's
-    /// outputs hold, weighted: OUS's `λ_glob L_global + λ_sim L_sim + λ_pol L_pol`; and
-    /// `λ_ial L_IAL` for every method when asked.
+    /// outputs hold, weighted: OUS's `λ_glob L_global + λ_sim L_sim + λ_pol L_pol`; IAL's
+    /// cross-entropies of its GCA blocks' auxiliary classifiers (`aux2`, `aux3`, kept at weight
+    /// 0 as Li et al.'s code keeps the second); and `λ_ial L_IAL` for every method when asked.
     pub(crate) fn losses(&self, out: &Outputs, labels: &Tensor, polarity: &Tensor, w: &LossWeights) -> Result<Losses> {
         let cont = cross_entropy(&out.logits, labels)?;
         let mut total = cont.clone();
@@ -251,6 +298,13 @@ impl Network {
             let pol = cross_entropy(p, polarity)?;
             total = (total + (&pol * w.pol)?)?;
             parts.push(("pol", pol));
+        }
+        if let Some(aux) = &out.gca_aux {
+            for ((name, logits), weight) in ["aux2", "aux3"].into_iter().zip(aux).zip(w.gca_aux) {
+                let ce = cross_entropy(logits, labels)?;
+                total = (total + (&ce * weight)?)?;
+                parts.push((name, ce));
+            }
         }
         if w.ial > 0.0 {
             let ial = intensity_aware_loss(&out.logits, labels)?;

@@ -16,7 +16,7 @@ use candle_nn::ops::softmax;
 
 use super::clip::{normalize, ClassTokenEncoder, ClipAttention, VisionConfig};
 use super::config::ModelConfig;
-use super::gca::Gca;
+use super::frame_gate::FrameGate;
 use super::layers::{quick_gelu, LayerNorm, Linear, Lstm, TemporalConv};
 use super::network::{Features, Outputs, POLARITIES};
 use super::params::Scope;
@@ -38,8 +38,8 @@ pub(crate) struct OusHead {
     fusion_ln: LayerNorm,
     video_proj: Linear,
     global_head: Linear,
-    /// `model.gca`: on the face frames' features, before the face LSTM.
-    gca: Option<Gca>,
+    /// `model.frame_gate`: on the face frames' features, before the face LSTM.
+    frame_gate: Option<FrameGate>,
 }
 
 impl OusHead {
@@ -86,7 +86,7 @@ impl OusHead {
         let gin = e + if cfg.use_polarity { POLARITIES } else { 0 };
         let global_head = Linear::new(s, "global_head", gin, classes, true, (gin as f64).powf(-0.5))?;
         // Drawn last, so a model without it draws every other parameter as before.
-        let gca = if cfg.gca { Some(Gca::new(s, e)?) } else { None };
+        let frame_gate = if cfg.frame_gate { Some(FrameGate::new(s, e)?) } else { None };
         Ok(Self {
             use_scene: cfg.use_scene,
             use_polarity: cfg.use_polarity,
@@ -103,7 +103,7 @@ impl OusHead {
             fusion_ln,
             video_proj,
             global_head,
-            gca,
+            frame_gate,
         })
     }
 
@@ -125,18 +125,18 @@ impl OusHead {
         }
         let video = self.type_fusion(&Tensor::cat(&memory, 1)?)?;
         let (logits, global_logits) = self.classify(&video, text, polarity.as_ref(), scale)?;
-        Ok(Outputs { logits, polarity_logits: polarity, global_logits: Some(global_logits), sim })
+        Ok(Outputs { logits, polarity_logits: polarity, global_logits: Some(global_logits), sim, gca_aux: None })
     }
 
-    /// Face stream: GCA (when on), LSTM, then the Frame Encoder over `[CLS; frames]` with
+    /// Face stream: the frame gate (when on), LSTM, then the Frame Encoder over `[CLS; frames]` with
     /// position embeddings → tokens `[B, 1 + T, E]`.
     pub(crate) fn face_stream(&self, face: &Tensor) -> Result<Tensor> {
         self.frame_encoder(&self.face_lstm(&self.gated(face)?)?)
     }
 
-    /// `face` through GCA when the model has it, else as it is.
+    /// `face` through the frame gate when the model has it, else as it is.
     pub(crate) fn gated(&self, face: &Tensor) -> Result<Tensor> {
-        match &self.gca {
+        match &self.frame_gate {
             Some(g) => g.forward(face),
             None => Ok(face.clone()),
         }

@@ -20,8 +20,12 @@ pub(crate) enum Group {
     TextEncoder,
     /// Learnable prompt context vectors.
     Prompts,
-    /// Everything OUS adds on top of CLIP.
+    /// Everything a method adds on top of CLIP (OUS, DFER-CLIP), or a whole network without
+    /// CLIP towers (IAL).
     Head,
+    /// State that is not trained but changes in training and is saved with every checkpoint:
+    /// BatchNorm running statistics.
+    Buffers,
 }
 
 /// All parameters of a model, by full name (Hugging Face names for the CLIP towers).
@@ -60,14 +64,13 @@ impl ParamStore {
         self.vars.values().filter(|(_, g)| *g == group).map(|(v, _)| v.elem_count()).sum()
     }
 
-    fn insert(&mut self, name: String, group: Group, values: Vec<f32>, shape: &[usize]) -> Result<Tensor> {
+    fn insert(&mut self, name: String, group: Group, values: Vec<f32>, shape: &[usize]) -> Result<Var> {
         if self.vars.contains_key(&name) {
             bail!("parameter {name} defined twice");
         }
         let var = Var::from_tensor(&Tensor::from_vec(values, shape, &Device::Cpu)?.to_device(&self.device)?)?;
-        let t = var.as_tensor().clone();
-        self.vars.insert(name, (var, group));
-        Ok(t)
+        self.vars.insert(name, (var.clone(), group));
+        Ok(var)
     }
 
     /// Writes the parameters of `groups` to a safetensors file.
@@ -177,7 +180,7 @@ impl Scope<'_> {
                 ((-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos() * std) as f32
             })
             .collect();
-        self.store.insert(self.name(name), self.group, values, shape)
+        Ok(self.store.insert(self.name(name), self.group, values, shape)?.as_tensor().clone())
     }
 
     /// Uniform(−bound, bound) values (PyTorch's default for linear layers: bound = 1/√fan_in).
@@ -185,12 +188,19 @@ impl Scope<'_> {
         let n: usize = shape.iter().product();
         let rng = &mut self.store.rng;
         let values = (0..n).map(|_| rng.random_range(-bound..bound) as f32).collect();
-        self.store.insert(self.name(name), self.group, values, shape)
+        Ok(self.store.insert(self.name(name), self.group, values, shape)?.as_tensor().clone())
     }
 
     pub(crate) fn constant(&mut self, name: &str, shape: &[usize], value: f32) -> Result<Tensor> {
         let n: usize = shape.iter().product();
-        self.store.insert(self.name(name), self.group, vec![value; n], shape)
+        Ok(self.store.insert(self.name(name), self.group, vec![value; n], shape)?.as_tensor().clone())
+    }
+
+    /// A buffer filled with `value`, filed under [`Group::Buffers`] whatever the scope's group:
+    /// never trained, set by its owner (as a `Var`), saved and loaded with the weights.
+    pub(crate) fn buffer(&mut self, name: &str, shape: &[usize], value: f32) -> Result<Var> {
+        let n: usize = shape.iter().product();
+        self.store.insert(self.name(name), Group::Buffers, vec![value; n], shape)
     }
 }
 

@@ -63,10 +63,11 @@ pub(crate) fn modules(
     runs: usize,
 ) -> Result<Vec<ModuleTime>> {
     let model = network.ous().context("the per-module profile is of OUS's modules (model.method = \"ous\")")?;
-    let mut rows = vec![time_module(device, "text tower (prompt pass)", runs, || network.class_features())?];
+    let class_features = || network.class_features()?.context("OUS has class prompts");
+    let mut rows = vec![time_module(device, "text tower (prompt pass)", runs, class_features)?];
     let mut face = x.face.clone();
-    if network.config().gca {
-        rows.push(time_module(device, "GCA", runs, || model.gated(&x.face))?);
+    if network.config().frame_gate {
+        rows.push(time_module(device, "frame gate", runs, || model.gated(&x.face))?);
         face = tracked(&model.gated(&x.face)?)?;
     }
     rows.push(time_module(device, "face LSTM", runs, || model.face_lstm(&face))?);
@@ -94,7 +95,7 @@ pub(crate) fn modules(
     let memory = Tensor::cat(&memory, 1)?;
     rows.push(time_module(device, "Type Fusion Encoder", runs, || model.type_fusion(&memory))?);
     let video = tracked(&model.type_fusion(&memory)?)?;
-    let text = tracked(&network.class_features()?)?;
+    let text = tracked(&class_features()?)?;
     let scale = network.logit_scale()?;
     let classify = || -> Result<Tensor> {
         let (logits, global) = model.classify(&video, &text, polarity_logits.as_ref(), &scale)?;

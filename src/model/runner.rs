@@ -1,4 +1,4 @@
-//! The boundary between the trainer and candle: builds the network (OUS or DFER-CLIP) on a device, runs training
+//! The boundary between the trainer and candle: builds the network (OUS, DFER-CLIP or IAL) on a device, runs training
 //! steps, predictions and image-tower encodings on host buffers, and saves / restores weights
 //! and optimiser state. `train/` and `eval/` only see plain vectors.
 
@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 
 use super::config::{Arch, LossWeights, Method, ModelConfig, Normalise};
 use super::descriptions::class_descriptions;
+use super::ial_net;
 use super::network::{Features, Losses, Network, CLIP_PREFIX};
 use super::optim::{schedule, Decay, GroupSettings, Optimizer, Rule};
 use super::params::{Group, ParamStore};
@@ -125,6 +126,48 @@ pub(crate) struct Runner {
     normalise: Normalise,
 }
 
+/// A network as built, with what the runner keeps of how it was built.
+struct Built {
+    model: Network,
+    image_size: usize,
+    dims: (usize, usize, usize),
+    clip_files: Option<ClipFiles>,
+}
+
+/// A CLIP method's network: towers of `arch` (or the weights' own sizes), the class texts (labels
+/// or DFER-CLIP's descriptions) tokenized into prompts, and the CLIP weights when the config
+/// names them.
+fn build_clip(
+    store: &mut ParamStore,
+    cfg: &ModelConfig,
+    labels: &[String],
+    frames: usize,
+    dtype: DType,
+) -> Result<Built> {
+    let files = cfg.clip_weights.as_ref().map(crate::weights::resolve).transpose()?;
+    let towers = cfg.towers(files.as_ref().and_then(|f| f.config.as_deref()))?;
+    let (vcfg, tcfg, e) = towers.clone();
+    let texts = match cfg.method {
+        Method::DferClip => class_descriptions(cfg.descriptions.as_deref(), labels)?,
+        Method::Ous | Method::Ial => labels.to_vec(),
+    };
+    let (tok, kind) = tokenizer::choose(&cfg.tokenizer, files.as_ref(), &texts, tcfg.vocab_size)?;
+    tracing::info!("tokenizer: {kind} ({} tokens)", tok.get_vocab_size(true));
+    let tokens = tokenize_prompts(&tok, &texts, cfg.n_ctx, tcfg.context_length)?;
+    let mut model = Network::new(store, cfg, &towers, frames, tokens)?;
+    if let Some(f) = &files {
+        let n = store.load_prefixed(&f.weights, &format!("{CLIP_PREFIX}."))?;
+        tracing::info!("loaded {n} CLIP tensors from {}", f.weights.display());
+    } else if cfg.arch == Arch::VitB16 {
+        tracing::warn!(
+            "ViT-B/16 towers start from random weights (model.clip_weights is not set); the paper's setting loads CLIP's"
+        );
+    }
+    // No optimiser yet: the image tower is frozen until `set_optimizer` says otherwise.
+    model.set_frozen_tower_dtype(dtype)?;
+    Ok(Built { model, image_size: vcfg.image_size, dims: (e, cfg.early_blocks(), vcfg.width), clip_files: files })
+}
+
 impl Runner {
     /// Builds the model for `labels` and `frames` per clip on `device` (`cpu` | `cuda[:N]`),
     /// loading CLIP weights when the config names them.
@@ -136,40 +179,24 @@ impl Runner {
         weights: LossWeights,
     ) -> Result<Self> {
         let (device, dtype) = super::device(device)?;
-        let files = cfg.clip_weights.as_ref().map(crate::weights::resolve).transpose()?;
-        let towers = cfg.towers(files.as_ref().and_then(|f| f.config.as_deref()))?;
-        let (vcfg, tcfg, e) = towers.clone();
-        let texts = match cfg.method {
-            Method::Ous => labels.to_vec(),
-            Method::DferClip => class_descriptions(cfg.descriptions.as_deref(), labels)?,
-        };
-        let (tok, kind) = tokenizer::choose(&cfg.tokenizer, files.as_ref(), &texts, tcfg.vocab_size)?;
-        tracing::info!("tokenizer: {kind} ({} tokens)", tok.get_vocab_size(true));
-        let tokens = tokenize_prompts(&tok, &texts, cfg.n_ctx, tcfg.context_length)?;
         let mut store = ParamStore::new(&device, cfg.seed);
-        let mut model = Network::new(&mut store, cfg, &towers, frames, tokens)?;
-        if let Some(f) = &files {
-            let n = store.load_prefixed(&f.weights, &format!("{CLIP_PREFIX}."))?;
-            tracing::info!("loaded {n} CLIP tensors from {}", f.weights.display());
-        } else if cfg.arch == Arch::VitB16 {
-            tracing::warn!(
-                "ViT-B/16 towers start from random weights (model.clip_weights is not set); the paper's setting loads CLIP's"
-            );
-        }
-        // No optimiser yet: the image tower is frozen until `set_optimizer` says otherwise.
-        model.set_frozen_tower_dtype(dtype)?;
-        let early = cfg.early_blocks();
+        let built = if cfg.method.uses_clip() {
+            build_clip(&mut store, cfg, labels, frames, dtype)?
+        } else {
+            let model = Network::ial(&mut store, cfg, frames, labels.len())?;
+            Built { model, image_size: ial_net::IMAGE_SIZE, dims: (0, 0, 0), clip_files: None }
+        };
         Ok(Self {
             device,
             dtype,
             store,
-            model,
+            model: built.model,
             frames,
-            image_size: vcfg.image_size,
-            dims: (e, early, vcfg.width),
+            image_size: built.image_size,
+            dims: built.dims,
             opt: None,
             weights,
-            clip_files: files,
+            clip_files: built.clip_files,
             seed: cfg.seed,
             normalise: cfg.normalise,
         })
@@ -184,7 +211,8 @@ impl Runner {
         self.image_size
     }
 
-    /// `(E, P, W)`: embedding width, early blocks cached, image-tower width.
+    /// `(E, P, W)`: embedding width, early blocks cached, image-tower width (zeros without CLIP
+    /// towers).
     pub(crate) fn feature_dims(&self) -> (usize, usize, usize) {
         self.dims
     }
@@ -234,6 +262,7 @@ impl Runner {
                 self.model.encode(&face, scene.as_ref(), self.dtype, train_image)
             }
             HostInput::Features(h) => {
+                ensure!(self.model.config().method.uses_clip(), "cached features are a CLIP image tower's");
                 let (e, p, w) = self.dims;
                 let b = h.batch;
                 Ok(Features {
@@ -257,8 +286,9 @@ impl Runner {
         })
     }
 
-    fn losses(&self, feats: &Features, text: &Tensor, labels: &[u32], polarity: &[u32]) -> Result<Losses> {
-        let out = self.model.head(feats, text)?;
+    /// The losses of a training forward pass (`Network::head` in training mode).
+    fn losses(&self, feats: &Features, text: Option<&Tensor>, labels: &[u32], polarity: &[u32]) -> Result<Losses> {
+        let out = self.model.head(feats, text, true)?;
         let labels = Tensor::from_slice(labels, labels.len(), &self.device)?;
         let polarity = Tensor::from_slice(polarity, polarity.len(), &self.device)?;
         self.model.losses(&out, &labels, &polarity, &self.weights)
@@ -306,7 +336,7 @@ impl Runner {
         for (part, range) in split_batch(input, batch, accum)? {
             let feats = self.features(&part.as_input(), train_image)?;
             t.mark("upload + image tower")?;
-            let mut l = self.losses(&feats, &text, &labels[range.clone()], &polarity[range.clone()])?;
+            let mut l = self.losses(&feats, text.as_ref(), &labels[range.clone()], &polarity[range.clone()])?;
             if accum > 1 {
                 l = l.scaled(range.len() as f64 / batch as f64)?;
             }
@@ -350,8 +380,8 @@ impl Runner {
     /// Class scores `[B][K]` for a batch.
     pub(crate) fn predict(&self, input: &HostInput) -> Result<Vec<Vec<f32>>> {
         let feats = self.features(input, false)?;
-        let text = self.model.class_features()?.detach();
-        let out = self.model.head(&feats, &text)?;
+        let text = self.model.class_features()?.map(|t| t.detach());
+        let out = self.model.head(&feats, text.as_ref(), false)?;
         let (b, k) = out.logits.dims2()?;
         let flat = read_back(&out.logits.flatten_all()?.to_dtype(DType::F32)?)?;
         Ok(flat.chunks(k.max(1)).take(b).map(<[f32]>::to_vec).collect())
@@ -372,7 +402,7 @@ impl Runner {
     }
 
     pub(crate) fn load_weights(&mut self, weights: &Path) -> Result<()> {
-        self.store.load_groups(weights, &[Group::Prompts, Group::Head], Group::ImageEncoder)?;
+        self.store.load_groups(weights, &[Group::Prompts, Group::Head, Group::Buffers], Group::ImageEncoder)?;
         self.refresh_frozen_tower()
     }
 
@@ -388,11 +418,12 @@ impl Runner {
         self.model.set_frozen_tower_dtype(dtype)
     }
 
-    /// What a checkpoint holds: the trained groups. The text tower is always frozen and the image
-    /// tower unless fine-tuned; both are rebuilt from their source (the CLIP files or the seed,
-    /// which [`Runner::towers_hash`] identifies), not copied into every epoch's file.
+    /// What a checkpoint holds: the trained groups and the buffers training moves (IAL's
+    /// BatchNorm statistics). The text tower is always frozen and the image tower unless
+    /// fine-tuned; both are rebuilt from their source (the CLIP files or the seed, which
+    /// [`Runner::towers_hash`] identifies), not copied into every epoch's file.
     fn saved_groups(&self) -> Vec<Group> {
-        let mut groups = vec![Group::Prompts, Group::Head];
+        let mut groups = vec![Group::Prompts, Group::Head, Group::Buffers];
         if self.image_trained() {
             groups.push(Group::ImageEncoder);
         }
@@ -407,8 +438,13 @@ impl Runner {
     }
 
     /// Feeds `h` the source of the CLIP towers' weights: the checkpoint's files (weights, then
-    /// config, streamed) or, for random towers, `random:<seed>`.
+    /// config, streamed), for random towers `random:<seed>`, and `none` for a method without
+    /// towers (IAL: its checkpoints hold its whole network).
     pub(crate) fn hash_towers(&self, h: &mut Sha256) -> Result<()> {
+        if !self.model.config().method.uses_clip() {
+            h.update("none");
+            return Ok(());
+        }
         match &self.clip_files {
             Some(files) => {
                 for f in std::iter::once(&files.weights).chain(&files.config) {
@@ -434,7 +470,8 @@ impl Runner {
     pub(crate) fn dead_gradients(&self, input: &HostInput, labels: &[u32], polarity: &[u32]) -> Result<Vec<String>> {
         let (opt, s) = self.opt.as_ref().context("dead_gradients before set_optimizer")?;
         let feats = self.features(input, s.lr_image.is_some())?;
-        let grads = self.losses(&feats, &self.model.class_features()?, labels, polarity)?.total.backward()?;
+        let text = self.model.class_features()?;
+        let grads = self.losses(&feats, text.as_ref(), labels, polarity)?.total.backward()?;
         let mut dead = Vec::new();
         for (name, var) in opt.trained() {
             let ok = match grads.get(var.as_tensor()) {
@@ -561,10 +598,10 @@ mod tests {
         (r, face, scene)
     }
 
-    /// DFER-CLIP (class-specific contexts before descriptions) and GCA under either method: every
+    /// DFER-CLIP (class-specific contexts before descriptions) and the frame gate under either method: every
     /// trainable tensor gets a gradient, and a DFER-CLIP step reads faces only.
     #[test]
-    fn dfer_clip_and_gca_give_every_trainable_tensor_a_gradient() {
+    fn dfer_clip_and_the_frame_gate_give_every_trainable_tensor_a_gradient() {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path().join("descriptions.toml");
         std::fs::write(
@@ -573,12 +610,12 @@ mod tests {
         )
         .unwrap();
         for (method, descriptions) in [(Method::Ous, None), (Method::DferClip, Some(d))] {
-            // The tiny tower's 32-wide features give GCA's gate 2 hidden units; seed 1 starts
+            // The tiny tower's 32-wide features give the frame gate 2 hidden units; seed 1 starts
             // them alive (with both ReLUs dead at initialisation no gradient could reach the block).
             let cfg = ModelConfig {
                 method,
                 descriptions,
-                gca: true,
+                frame_gate: true,
                 seed: 1,
                 arch: Arch::Tiny,
                 heads: 4,
@@ -591,7 +628,7 @@ mod tests {
             let dead = r.dead_gradients(&input, &[0, 1, 2], &[2, 0, 0]).unwrap();
             assert!(dead.is_empty(), "{method}: no gradient for {dead:?}");
             let names: Vec<String> = r.opt.as_ref().unwrap().0.trained().map(|(n, _)| n.to_string()).collect();
-            assert!(names.iter().any(|n| n.contains(".gca.")), "{method}: {names:?}");
+            assert!(names.iter().any(|n| n.contains(".frame_gate.")), "{method}: {names:?}");
             if method == Method::DferClip {
                 assert!(!r.uses_scene());
                 let ctx = r.store.get("prompt_learner.ctx").unwrap().as_tensor().dims().to_vec();
@@ -700,5 +737,76 @@ mod tests {
             + w.pol * part("pol").unwrap() as f64
             + 0.1 * ial as f64;
         assert!((s.total as f64 - want).abs() < 1e-4, "total {} vs parts {want}", s.total);
+    }
+
+    /// An IAL runner (T = 3 frames, three classes, SGD as their recipe) with `weights`, and two
+    /// clips of 112 px frames.
+    fn ial(weights: LossWeights) -> (Runner, Vec<u8>) {
+        let cfg = ModelConfig { method: Method::Ial, normalise: Normalise::Unit, seed: 3, ..Default::default() };
+        let labels: Vec<String> = ["Happy", "Sad", "Angry"].iter().map(|s| s.to_string()).collect();
+        let mut r = Runner::new(&cfg, &labels, 3, "cpu", weights).unwrap();
+        r.set_optimizer(OptimSettings {
+            rule: Rule::Sgd { momentum: 0.9 },
+            lr: 1e-3,
+            lr_prompts: 0.0,
+            lr_image: None,
+            weight_decay: 0.1,
+            grad_clip: 0.0,
+            accum_steps: 1,
+            warmup_steps: 0,
+            total_steps: 10,
+            decay: Decay::Steps { milestones: vec![7], gamma: 0.5 },
+        })
+        .unwrap();
+        let n = 2 * 3 * 112 * 112 * 3;
+        (r, (0..n).map(|i| ((i * 7919) % 251) as u8).collect())
+    }
+
+    /// Every trainable tensor of the IAL network receives a finite, non-zero gradient: with
+    /// layer 3's auxiliary loss weighted (Li et al. weigh it 0, which gives its classifier an
+    /// exact zero, as theirs), and nothing of CLIP is built.
+    #[test]
+    fn ial_gives_every_trainable_tensor_a_gradient() {
+        let (r, face) = ial(LossWeights { ial: 0.1, gca_aux: [0.05, 0.05], ..Default::default() });
+        let input = HostInput::Pixels { face: &face, scene: &[], colour: &COLOUR[..2], batch: 2 };
+        let dead = r.dead_gradients(&input, &[0, 2], &[0, 0]).unwrap();
+        assert!(dead.is_empty(), "no gradient for {dead:?}");
+        let (all, trained) = r.parameter_counts();
+        assert_eq!(all, trained, "the whole network is trained");
+        assert!(r.store.group(Group::ImageEncoder).is_empty() && r.store.group(Group::TextEncoder).is_empty());
+        assert_eq!(r.image_size(), 112);
+        let names: Vec<String> = r.opt.as_ref().unwrap().0.trained().map(|(n, _)| n.to_string()).collect();
+        assert!(
+            names.iter().any(|n| n == "s_former.layer3.0.AUX_fc.1.weight") && names.iter().any(|n| n == "fc_f.bias")
+        );
+    }
+
+    /// An IAL step: the loss is CE + 0.05·aux2 + 0·aux3 + 0.1·IAL (their weights), BatchNorm's
+    /// running statistics move in training only, and a checkpoint carries them, so a reloaded
+    /// runner predicts the same.
+    #[test]
+    fn ial_steps_weigh_their_losses_and_checkpoints_keep_batch_norm_statistics() {
+        let (mut r, face) = ial(LossWeights { ial: 0.1, ..Default::default() });
+        let input = HostInput::Pixels { face: &face, scene: &[], colour: &COLOUR[..2], batch: 2 };
+        let running = |r: &Runner| r.store.get("s_former.bn1.running_mean").unwrap().to_vec1::<f32>().unwrap();
+        let before = running(&r);
+        let first = r.predict(&input).unwrap();
+        assert_eq!(running(&r), before, "evaluation leaves the running statistics");
+        let s = r.train_step(&input, &[0, 2], &[0, 0]).unwrap();
+        assert_ne!(running(&r), before, "training moves them");
+        let names: Vec<&str> = s.losses.iter().map(|(n, _)| *n).collect();
+        assert_eq!(names, ["cont", "aux2", "aux3", "ial"]);
+        let part = |name: &str| f64::from(s.losses.iter().find(|(n, _)| *n == name).unwrap().1);
+        let want = part("cont") + 0.05 * part("aux2") + 0.1 * part("ial");
+        assert!((f64::from(s.total) - want).abs() < 1e-4, "total {} vs {want}", s.total);
+        let after = r.predict(&input).unwrap();
+        assert_ne!(first, after);
+        let dir = tempfile::tempdir().unwrap();
+        let (w, o) = (dir.path().join("w.safetensors"), dir.path().join("o.safetensors"));
+        r.save(&w, &o).unwrap();
+        let (mut again, _) = ial(LossWeights { ial: 0.1, ..Default::default() });
+        again.load_weights(&w).unwrap();
+        assert_eq!(running(&again), running(&r));
+        assert_eq!(again.predict(&input).unwrap(), after, "the reloaded network predicts the same");
     }
 }

@@ -100,6 +100,12 @@ impl FeatureCache {
 
 /// `dfer embed`: writes `out/features.h5` for every clip of the shards with `views` augmented views.
 pub(crate) fn embed(cfg: &TrainConfig, out: &Path, views: usize) -> Result<PathBuf> {
+    if !cfg.model.method.uses_clip() {
+        bail!(UsageError::new(format!(
+            "a feature cache holds a frozen CLIP image tower's features; model.method = \"{}\" has no CLIP towers",
+            cfg.model.method
+        )));
+    }
     if cfg.train.finetune_image {
         bail!(UsageError::new("a feature cache needs the frozen image tower (train.finetune_image = false)"));
     }

@@ -369,28 +369,54 @@ impl TrainConfig {
             _ => {}
         }
         self.check_model()?;
-        if self.model.clip_weights.is_none() {
+        if self.model.method.uses_clip() && self.model.clip_weights.is_none() {
             // Without weights the sizes are known now (with them, once their files are found).
             self.model.towers(None)?;
         }
         Ok(())
     }
 
-    /// Settings that belong to the other method are refused rather than ignored.
+    /// Settings that belong to another method are refused rather than ignored.
     fn check_model(&self) -> Result<()> {
         let m = &self.model;
-        if m.method == Method::Ous && m.descriptions.is_some() {
-            return Err(UsageError::new(
-                "model.descriptions are DFER-CLIP's class texts: set model.method = \"dfer-clip\"",
-            )
-            .into());
+        let refuse = |m: String| Err(UsageError::new(m).into());
+        if let Some(refusal) = m.renamed_keys() {
+            return refuse(refusal);
         }
-        if m.method == Method::DferClip
-            && (self.loss.sim != LossWeights::default().sim
-                || self.loss.pol != LossWeights::default().pol
-                || self.loss.global != LossWeights::default().global)
-        {
-            return Err(UsageError::new("loss.sim, loss.pol and loss.global are OUS's losses; DFER-CLIP trains with cross-entropy (and loss.ial)").into());
+        if m.method == Method::Ous && m.descriptions.is_some() {
+            return refuse("model.descriptions are DFER-CLIP's class texts: set model.method = \"dfer-clip\"".into());
+        }
+        let d = LossWeights::default();
+        let ous_losses = self.loss.sim != d.sim || self.loss.pol != d.pol || self.loss.global != d.global;
+        if m.method != Method::Ous && ous_losses {
+            return refuse(format!(
+                "loss.sim, loss.pol and loss.global are OUS's losses; {} trains with cross-entropy (and loss.ial)",
+                m.method
+            ));
+        }
+        if m.method != Method::Ial && self.loss.gca_aux != d.gca_aux {
+            return refuse(
+                "loss.gca_aux weighs the auxiliary classifiers of IAL's GCA blocks: set model.method = \"ial\"".into(),
+            );
+        }
+        if m.method == Method::Ial {
+            let clip = m.clip_settings();
+            if !clip.is_empty() {
+                let keys: Vec<String> = clip.iter().map(|k| format!("model.{k}")).collect();
+                return refuse(format!(
+                    "{} {} the CLIP methods' (ous, dfer-clip); model.method = \"ial\" builds Li et al.'s own \
+                     network and no CLIP towers: remove {}",
+                    keys.join(", "),
+                    if keys.len() == 1 { "is" } else { "are" },
+                    if keys.len() == 1 { "it" } else { "them" }
+                ));
+            }
+            if self.train.finetune_image {
+                return refuse("train.finetune_image is for a CLIP image tower; model.method = \"ial\" trains its whole network at train.lr".into());
+            }
+            if self.data.features.is_some() {
+                return refuse("data.features caches a frozen CLIP tower's features; model.method = \"ial\" trains its whole network on pixels".into());
+            }
         }
         Ok(())
     }
@@ -462,9 +488,42 @@ mod tests {
             ("[train]\noptimizer = \"adam\"\n", "unknown optimizer \"adam\""),
             ("descriptions = \"d.toml\"\n", "set model.method = \"dfer-clip\""),
             ("method = \"dfer-clip\"\n[loss]\nsim = 1.0\n", "OUS's losses"),
+            ("gca = true\n", "model.gca is now model.frame_gate"),
+            ("method = \"ial\"\n", "model.arch is the CLIP methods'"),
+            (
+                "method = \"ial\"\ndescriptions = \"d.toml\"\ntokenizer = \"words\"",
+                "model.arch, model.tokenizer, model.descriptions are",
+            ),
+            ("method = \"ial\"\n[loss]\nglobal = 1.0\n", "OUS's losses; ial trains"),
+            ("[loss]\ngca_aux = [0.1, 0.0]\n", "set model.method = \"ial\""),
         ] {
             let e = format!("{:#}", read(extra).unwrap_err());
             assert!(e.contains("t.toml") && e.contains(want), "{extra:?}: {e}");
         }
+    }
+
+    /// IAL takes its recipe's settings and none of the CLIP methods' (named in the refusal).
+    #[test]
+    fn ial_takes_its_recipe_and_refuses_clip_settings() {
+        let base = "[data]\nmanifest = \"m\"\nshards = \"s\"\n[model]\nmethod = \"ial\"\nnormalise = \"unit\"\n";
+        let read =
+            |extra: &str| TrainConfig::from_toml(&format!("{base}{extra}"), Path::new("/b"), Path::new("t.toml"));
+        let c = read("[loss]\nial = 0.1\n[train]\noptimizer = \"sgd\"\nlr_decay = \"steps\"\nmilestones = [7, 14]\ngamma = 0.5\n")
+            .unwrap();
+        assert_eq!((c.model.method, c.loss.gca_aux, c.loss.ial), (Method::Ial, [0.05, 0.0], 0.1));
+        let saved = c.to_toml().unwrap();
+        assert!(saved.contains("method = \"ial\"") && !saved.contains("gca_aux"), "{saved}");
+        assert_eq!(read("[loss]\ngca_aux = [0.1, 0.1]\n").unwrap().loss.gca_aux, [0.1, 0.1]);
+        for (extra, want) in [
+            ("clip_weights = \"hf:openai/clip-vit-base-patch16\"\n", "model.clip_weights is the CLIP methods'"),
+            ("heads = 4\nframe_gate = true\n", "model.heads, model.frame_gate are"),
+            ("[train]\nfinetune_image = true\n", "train.finetune_image"),
+        ] {
+            let e = format!("{:#}", read(extra).unwrap_err());
+            assert!(e.contains("t.toml") && e.contains(want), "{extra:?}: {e}");
+        }
+        let features = base.replace("shards = \"s\"\n", "shards = \"s\"\nfeatures = \"f\"\n");
+        let e = format!("{:#}", TrainConfig::from_toml(&features, Path::new("/b"), Path::new("t.toml")).unwrap_err());
+        assert!(e.contains("data.features"), "{e}");
     }
 }
