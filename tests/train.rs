@@ -215,15 +215,13 @@ fn scene_stream_matters_when_only_the_scene_shows_the_label() {
     );
 }
 
-/// DFER-CLIP (faces only, CLIP's tokenizer on the built-in DFEW descriptions) learns held-out
-/// clips when the face shows the label, and stays near chance when only the scene does, where
-/// OUS learns (`scene_stream_matters_when_only_the_scene_shows_the_label`).
-#[test]
-fn dfer_clip_learns_from_faces_and_cannot_from_scenes() {
-    let train_opts = "epochs = 12\nfinetune_image = true\nlr_image = 0.001\nlr = 0.003";
-    let model = clip_model(&clip_fixture(), "method = \"dfer-clip\"");
-    let mut war = Vec::new();
-    for cue in ["face", "scene"] {
+/// Held-out WAR of `method` (faces only, CLIP's tokenizer, the tiny CLIP fixture) trained with
+/// `train_opts` on the face-cue and the scene-cue data; checks each run's saved method and that
+/// its checkpoint holds `prefix` tensors and no OUS module.
+fn face_and_scene_war(method: &str, train_opts: &str, prefix: &str) -> [f64; 2] {
+    let model = clip_model(&clip_fixture(), &format!("method = \"{method}\""));
+    let mut war = [0.0; 2];
+    for (i, cue) in ["face", "scene"].into_iter().enumerate() {
         let dir = tempfile::tempdir().unwrap();
         let cfg = config_with_model(dir.path(), data(cue), "", &model, train_opts, AUG);
         let run = dir.path().join("run");
@@ -231,13 +229,32 @@ fn dfer_clip_learns_from_faces_and_cannot_from_scenes() {
         let log = String::from_utf8_lossy(&out.stderr);
         assert!(log.contains("tokenizer: CLIP's BPE"), "{log}");
         let saved = std::fs::read_to_string(run.join("config.toml")).unwrap();
-        assert!(saved.contains("method = \"dfer-clip\""), "{saved}");
-        let names = checkpoint_tensors(&run, 12);
-        assert!(names.iter().any(|n| n.starts_with("dfer_clip.temporal.")), "{names:?}");
-        assert!(!names.iter().any(|n| n.starts_with("ous.")), "no OUS module in a DFER-CLIP run: {names:?}");
-        war.push(eval(&run).metrics.war);
+        assert!(saved.contains(&format!("method = \"{method}\"")), "{saved}");
+        let names = checkpoint_tensors(&run, read_metrics(&run.join("metrics.jsonl")).unwrap().len() as u32);
+        assert!(names.iter().any(|n| n.starts_with(prefix)), "{names:?}");
+        assert!(!names.iter().any(|n| n.starts_with("ous.")), "no OUS module in a {method} run: {names:?}");
+        war[i] = eval(&run).metrics.war;
     }
-    eprintln!("DFER-CLIP held-out WAR: face cue {:.1}, scene cue {:.1}", war[0], war[1]);
+    eprintln!("{method} held-out WAR: face cue {:.1}, scene cue {:.1}", war[0], war[1]);
+    war
+}
+
+/// FineCLIPER (every CLIP weight frozen; adapters, context and fusion weights trained) learns
+/// held-out clips when the face shows the label and stays near chance when only the scene does.
+#[test]
+fn fineclip_learns_from_faces_and_cannot_from_scenes() {
+    let war = face_and_scene_war("fineclip", "epochs = 12\nlr = 0.01", "fineclip.image.");
+    assert!(war[0] >= 90.0, "face cue: held-out WAR {:.1} < 90", war[0]);
+    assert!(war[1] <= 40.0, "scene cue: WAR {:.1}, a face-only model should stay near chance (≈ 14)", war[1]);
+}
+
+/// DFER-CLIP (faces only, CLIP's tokenizer on the built-in DFEW descriptions) learns held-out
+/// clips when the face shows the label, and stays near chance when only the scene does, where
+/// OUS learns (`scene_stream_matters_when_only_the_scene_shows_the_label`).
+#[test]
+fn dfer_clip_learns_from_faces_and_cannot_from_scenes() {
+    let train_opts = "epochs = 12\nfinetune_image = true\nlr_image = 0.001\nlr = 0.003";
+    let war = face_and_scene_war("dfer-clip", train_opts, "dfer_clip.temporal.");
     assert!(war[0] >= 90.0, "face cue: held-out WAR {:.1} < 90", war[0]);
     assert!(war[1] <= 40.0, "scene cue: WAR {:.1}, a face-only model should stay near chance (≈ 14)", war[1]);
 }

@@ -13,6 +13,7 @@ use anyhow::{bail, ensure, Context, Result};
 use candle_core::{DType, Module, Tensor, D};
 use serde::{Deserialize, Serialize};
 
+use super::adapter::{BlockAdapter, TowerAdapters};
 use super::layers::{quick_gelu, softmax_last, LayerNorm, Linear};
 use super::params::{Group, ParamStore, Scope};
 use crate::error::UsageError;
@@ -237,6 +238,16 @@ impl VisionTower {
     /// `images [N, 3, S, S]` (CLIP-normalised); `early_blocks` > 0 also returns the token means of
     /// the first `early_blocks` block outputs (the polarity encoder's input).
     pub(crate) fn forward(&self, images: &Tensor, early_blocks: usize) -> Result<VisionOutput> {
+        self.forward_adapted(images, early_blocks, None)
+    }
+
+    /// [`Self::forward`] with an adapter in each block (FineCLIPER's).
+    pub(crate) fn forward_adapted(
+        &self,
+        images: &Tensor,
+        early_blocks: usize,
+        adapters: Option<&TowerAdapters>,
+    ) -> Result<VisionOutput> {
         let (n, c, h, w) = images.dims4()?;
         let s = self.cfg.image_size;
         ensure!(c == 3 && h == s && w == s, "image tower expects [N, 3, {s}, {s}], got {:?}", images.dims());
@@ -248,7 +259,7 @@ impl VisionTower {
         let mut x = self.pre_layrnorm.forward(&x)?;
         let mut early = Vec::with_capacity(early_blocks);
         for (i, layer) in self.encoder.layers.iter().enumerate() {
-            x = layer.forward(&x, None)?;
+            x = layer.forward_adapted(&x, None, adapters.and_then(|a| a.block(i)))?;
             if i < early_blocks {
                 early.push(x.mean(1)?);
             }
@@ -327,13 +338,23 @@ impl TextTower {
     /// the last end-of-text token are not computed: under the causal mask no pooled output can
     /// see them, so the result is the full-context one (CoOp runs all 77; prompts use ~15).
     pub(crate) fn forward_embeddings(&self, embeds: &Tensor, eot: &[usize]) -> Result<Tensor> {
+        self.forward_embeddings_adapted(embeds, eot, None)
+    }
+
+    /// [`Self::forward_embeddings`] with an adapter in each block (FineCLIPER's).
+    pub(crate) fn forward_embeddings_adapted(
+        &self,
+        embeds: &Tensor,
+        eot: &[usize],
+        adapters: Option<&TowerAdapters>,
+    ) -> Result<Tensor> {
         let (n, l, w) = embeds.dims3()?;
         ensure!(l == self.cfg.context_length && eot.len() == n, "text tower input {:?} does not fit", embeds.dims());
         let l = eot.iter().max().map_or(l, |&p| (p + 1).min(l));
         let mask = self.mask.narrow(0, 0, l)?.narrow(1, 0, l)?.contiguous()?;
         let mut x = embeds.narrow(1, 0, l)?.broadcast_add(&self.position_embedding.narrow(0, 0, l)?)?;
-        for layer in &self.encoder.layers {
-            x = layer.forward(&x, Some(&mask))?;
+        for (i, layer) in self.encoder.layers.iter().enumerate() {
+            x = layer.forward_adapted(&x, Some(&mask), adapters.and_then(|a| a.block(i)))?;
         }
         let x = self.final_layer_norm.forward(&x)?;
         let rows: Vec<u32> = eot.iter().enumerate().map(|(i, &p)| (i * l + p) as u32).collect();
@@ -408,10 +429,25 @@ impl ClipEncoderLayer {
 
     /// `x [B, L, C]`; `mask [L, L]` is added to the attention scores (the text tower's causal mask).
     pub(crate) fn forward(&self, x: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+        self.forward_adapted(x, mask, None)
+    }
+
+    /// [`Self::forward`] with `adapter` on the attention output and beside the MLP.
+    fn forward_adapted(&self, x: &Tensor, mask: Option<&Tensor>, adapter: Option<&BlockAdapter>) -> Result<Tensor> {
         let h = self.layer_norm1.forward(x)?;
-        let x = (x + self.self_attn.forward(&h, &h, mask)?)?;
-        let h = self.mlp.forward(&self.layer_norm2.forward(&x)?)?;
-        Ok((x + h)?)
+        let a = self.self_attn.forward(&h, &h, mask)?;
+        let a = match adapter {
+            Some(ad) => ad.after_attention(&a)?,
+            None => a,
+        };
+        let x = (x + a)?;
+        let h = self.layer_norm2.forward(&x)?;
+        let m = self.mlp.forward(&h)?;
+        let m = match adapter {
+            Some(ad) => (m + ad.beside_mlp(&h)?)?,
+            None => m,
+        };
+        Ok((x + m)?)
     }
 }
 

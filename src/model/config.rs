@@ -25,6 +25,9 @@ text_enum! {
         /// IAL (Li et al., AAAI 2023, arXiv 2208.10335): their ResNet-18-style network with GCA
         /// blocks and dynamic-static fusion, trained from scratch on 112 px faces; no CLIP towers.
         Ial = "ial",
+        /// FineCLIPER (Chen et al., ACM MM 2024, arXiv 2407.02157), video only: adapters in the
+        /// frozen CLIP towers, positive and negative label prompts (docs/methods.md "FineCLIPER").
+        FineClip = "fineclip",
     }
 }
 
@@ -33,9 +36,18 @@ impl Method {
         *self == Method::Ous
     }
 
-    /// Whether the method is built on the CLIP towers (OUS, DFER-CLIP; not IAL).
+    /// Whether the method is built on the CLIP towers (OUS, DFER-CLIP, FineCLIPER; not IAL).
     pub(crate) fn uses_clip(&self) -> bool {
         *self != Method::Ial
+    }
+
+    /// Why the method cannot train from a cache of frozen image-tower features, when it cannot.
+    pub(crate) fn feature_cache_refusal(&self) -> Option<&'static str> {
+        match self {
+            Method::Ous | Method::DferClip => None,
+            Method::Ial => Some("it has no CLIP towers and trains its whole network on pixels"),
+            Method::FineClip => Some("its adapters sit inside the image tower, which therefore runs at every step"),
+        }
     }
 }
 
@@ -106,9 +118,29 @@ pub(crate) struct ModelConfig {
     /// 255 only, as DFER-CLIP's loader does). Left out of saved configs at `clip`.
     #[serde(default, skip_serializing_if = "Normalise::is_clip")]
     pub normalise: Normalise,
+    /// FineCLIPER's adapters: the bottleneck width as a share of the tower's width (ours, as
+    /// AIM's 0.25; the paper does not give it). Only `fineclip` reads it; left out of saved
+    /// configs at the default.
+    #[serde(default = "quarter", skip_serializing_if = "is_quarter")]
+    pub adapter_ratio: f64,
+    /// FineCLIPER's scale s of the adapter beside each MLP (paper: 0.5, best of 0.3 / 0.5 / 0.7).
+    #[serde(default = "half", skip_serializing_if = "is_half")]
+    pub adapter_scale: f64,
     /// Seed of the parameter initialisation.
     #[serde(default)]
     pub seed: u64,
+}
+
+fn quarter() -> f64 {
+    0.25
+}
+
+fn is_quarter(v: &f64) -> bool {
+    *v == quarter()
+}
+
+fn is_half(v: &f64) -> bool {
+    *v == half()
 }
 
 text_enum! {
@@ -233,6 +265,8 @@ impl ModelConfig {
             ("clip_weights", self.clip_weights.is_some()),
             ("frame_gate", self.frame_gate),
             ("descriptions", self.descriptions.is_some()),
+            ("adapter_ratio", self.adapter_ratio != d.adapter_ratio),
+            ("adapter_scale", self.adapter_scale != d.adapter_scale),
         ]
         .into_iter()
         .filter_map(|(key, set)| set.then_some(key))

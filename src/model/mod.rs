@@ -2,12 +2,14 @@
 //! named parameters, layers, the CLIP towers, prompts, the methods' heads (OUS, DFER-CLIP) and
 //! the optimiser.
 
+pub(crate) mod adapter;
 pub(crate) mod bench;
 pub(crate) mod clip;
 pub(crate) mod config;
 pub(crate) mod conv;
 pub(crate) mod descriptions;
 pub(crate) mod dfer_clip;
+pub(crate) mod fineclip;
 pub(crate) mod frame_gate;
 pub(crate) mod ial;
 pub(crate) mod ial_net;

@@ -10,6 +10,7 @@ use candle_nn::loss::cross_entropy;
 use super::clip::{TextConfig, TextTower, VisionConfig, VisionOutput, VisionTower};
 use super::config::{LossWeights, Method, ModelConfig};
 use super::dfer_clip::DferClipHead;
+use super::fineclip::FineClipHead;
 use super::ial::intensity_aware_loss;
 use super::ial_net::IalNet;
 use super::ous::OusHead;
@@ -111,6 +112,7 @@ enum Head {
     Ous(Box<OusHead>),
     DferClip(DferClipHead),
     Ial(Box<IalNet>),
+    FineClip(Box<FineClipHead>),
 }
 
 /// The CLIP towers and prompts of the CLIP methods.
@@ -162,6 +164,12 @@ impl Network {
                 cfg.heads,
                 cfg.frame_gate,
             )?),
+            Method::FineClip => Head::FineClip(Box::new(FineClipHead::new(
+                &mut store.scope("fineclip", Group::Head),
+                (vcfg, tcfg),
+                cfg.adapter_ratio,
+                cfg.adapter_scale,
+            )?)),
             Method::Ial => unreachable!("checked above"),
         };
         let clip = Some(Clip { vision, vision_frozen, text, prompts });
@@ -190,7 +198,7 @@ impl Network {
     pub(crate) fn ous(&self) -> Option<&OusHead> {
         match &self.head {
             Head::Ous(h) => Some(h),
-            Head::DferClip(_) | Head::Ial(_) => None,
+            Head::DferClip(_) | Head::Ial(_) | Head::FineClip(_) => None,
         }
     }
 
@@ -233,7 +241,10 @@ impl Network {
         let (b, t, c, h, w) = face.dims5()?;
         let run = |images: &Tensor, early: usize| -> Result<VisionOutput> {
             let images = images.reshape((b * t, c, h, w))?.to_dtype(dtype)?;
-            if train_image {
+            if let Head::FineClip(f) = &self.head {
+                // The frozen tower with trained adapters: a graph to the adapters, in one pass.
+                f.encode(tower, &images)
+            } else if train_image {
                 tower.forward(&images, early)
             } else {
                 forward_in_chunks(tower, &images, early)
@@ -257,7 +268,11 @@ impl Network {
 
     /// Class text features through the learnable prompts `[K, E]`; none without CLIP towers.
     pub(crate) fn class_features(&self) -> Result<Option<Tensor>> {
-        self.clip.as_ref().map(|c| c.prompts.class_features(&c.text)).transpose()
+        let Some(c) = &self.clip else { return Ok(None) };
+        Ok(Some(match &self.head {
+            Head::FineClip(f) => f.class_features(&c.prompts, &c.text)?,
+            Head::Ous(_) | Head::DferClip(_) | Head::Ial(_) => c.prompts.class_features(&c.text)?,
+        }))
     }
 
     /// Everything after the image tower. `train`: a training step's forward (IAL's BatchNorm
@@ -270,6 +285,7 @@ impl Network {
         match &self.head {
             Head::Ous(h) => h.forward(x, text()?, &self.logit_scale()?),
             Head::DferClip(h) => Ok(Outputs::logits(h.logits(&x.face, text()?)?)),
+            Head::FineClip(h) => Ok(Outputs::logits(h.logits(&x.face, text()?)?)),
             Head::Ial(net) => {
                 let out = net.forward(&x.face, train)?;
                 Ok(Outputs { gca_aux: Some(out.aux), ..Outputs::logits(out.logits) })

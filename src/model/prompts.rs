@@ -106,13 +106,20 @@ impl PromptLearner {
 
     /// Class text features `[K, embed_dim]` through the text tower.
     pub(crate) fn class_features(&self, text: &TextTower) -> Result<Tensor> {
+        let (x, eot) = self.embeddings(text)?;
+        text.forward_embeddings(&x, eot)
+    }
+
+    /// The prompts' token embeddings with the context in place `[K, L, width]`, and where each
+    /// prompt's end-of-text token is.
+    pub(crate) fn embeddings(&self, text: &TextTower) -> Result<(Tensor, &[usize])> {
         let emb = text.embed_tokens(&self.ids)?;
         let (k, l, w) = emb.dims3()?;
         let n = self.tokens.n_ctx;
         let ctx =
             if self.ctx.rank() == 3 { self.ctx.clone() } else { self.ctx.unsqueeze(0)?.broadcast_as((k, n, w))? };
         let x = Tensor::cat(&[&emb.narrow(1, 0, 1)?, &ctx, &emb.narrow(1, 1 + n, l - 1 - n)?], 1)?;
-        text.forward_embeddings(&x, &self.tokens.eot)
+        Ok((x, &self.tokens.eot))
     }
 }
 

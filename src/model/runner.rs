@@ -149,6 +149,7 @@ fn build_clip(
     let (vcfg, tcfg, e) = towers.clone();
     let texts = match cfg.method {
         Method::DferClip => class_descriptions(cfg.descriptions.as_deref(), labels)?,
+        Method::FineClip => super::fineclip::label_texts(labels),
         Method::Ous | Method::Ial => labels.to_vec(),
     };
     let (tok, kind) = tokenizer::choose(&cfg.tokenizer, files.as_ref(), &texts, tcfg.vocab_size)?;
@@ -638,6 +639,53 @@ mod tests {
                 assert_eq!(s.losses.iter().map(|(n, _)| *n).collect::<Vec<_>>(), ["cont"]);
             }
         }
+    }
+
+    /// FineCLIPER: the optimiser trains its adapters, prompt context and fusion weights and
+    /// nothing else (every CLIP weight frozen), and after one step (the adapters' up-projections
+    /// start at zero, so their down-projections get no gradient before it) each of them
+    /// receives a gradient; the image features then differ from plain CLIP's.
+    #[test]
+    fn fineclip_trains_its_adapters_context_and_fusion_weights_only() {
+        let cfg = ModelConfig { method: Method::FineClip, arch: Arch::Tiny, n_ctx: 2, seed: 1, ..Default::default() };
+        let (mut r, face, _) = tiny_with(&cfg);
+        r.set_optimizer(OptimSettings {
+            rule: Rule::AdamW,
+            lr: 1e-2,
+            lr_prompts: 1e-3,
+            lr_image: None,
+            weight_decay: 0.0,
+            grad_clip: 1.0,
+            accum_steps: 1,
+            warmup_steps: 0,
+            total_steps: 10,
+            decay: Decay::Cosine { floor: 0.1 },
+        })
+        .unwrap();
+        let names: Vec<String> = r.opt.as_ref().unwrap().0.trained().map(|(n, _)| n.to_string()).collect();
+        assert!(
+            names.iter().all(|n| n.starts_with("fineclip.") || n == "prompt_learner.ctx"),
+            "only adapters, context and fusion weights: {names:?}"
+        );
+        for part in ["fineclip.image.0.attn.down.weight", "fineclip.text_negative.1.mlp.up.bias", "fineclip.fusion"] {
+            assert!(names.iter().any(|n| n == part), "{part} is trained: {names:?}");
+        }
+        let (all, trained) = r.parameter_counts();
+        let towers = r.store.num_elements(Group::ImageEncoder) + r.store.num_elements(Group::TextEncoder);
+        assert_eq!(all - trained, towers, "every CLIP weight is frozen");
+        let plain = {
+            let ous = ModelConfig { method: Method::Ous, ..cfg.clone() };
+            tiny_with(&ous).0.encode(&face, &[], &COLOUR, 3).unwrap().face
+        };
+        let largest = |a: &[f32]| a.iter().zip(&plain).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+        let before = largest(&r.encode(&face, &[], &COLOUR, 3).unwrap().face);
+        assert!(before < 1e-5, "untrained adapters: plain CLIP's features (up to rounding), {before}");
+        let input = HostInput::Pixels { face: &face, scene: &[], colour: &COLOUR, batch: 3 };
+        r.train_step(&input, &[0, 1, 2], &[0, 0, 0]).unwrap();
+        let dead = r.dead_gradients(&input, &[0, 1, 2], &[0, 0, 0]).unwrap();
+        assert!(dead.is_empty(), "no gradient for {dead:?}");
+        let after = largest(&r.encode(&face, &[], &COLOUR, 3).unwrap().face);
+        assert!(after > 1e-3, "trained adapters change the features: {after}");
     }
 
     #[test]

@@ -100,9 +100,9 @@ impl FeatureCache {
 
 /// `dfer embed`: writes `out/features.h5` for every clip of the shards with `views` augmented views.
 pub(crate) fn embed(cfg: &TrainConfig, out: &Path, views: usize) -> Result<PathBuf> {
-    if !cfg.model.method.uses_clip() {
+    if let Some(why) = cfg.model.method.feature_cache_refusal() {
         bail!(UsageError::new(format!(
-            "a feature cache holds a frozen CLIP image tower's features; model.method = \"{}\" has no CLIP towers",
+            "a feature cache holds a frozen CLIP image tower's features; model.method = \"{}\" cannot use one: {why}",
             cfg.model.method
         )));
     }

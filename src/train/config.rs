@@ -404,7 +404,7 @@ impl TrainConfig {
             if !clip.is_empty() {
                 let keys: Vec<String> = clip.iter().map(|k| format!("model.{k}")).collect();
                 return refuse(format!(
-                    "{} {} the CLIP methods' (ous, dfer-clip); model.method = \"ial\" builds Li et al.'s own \
+                    "{} {} the CLIP methods' (ous, dfer-clip, fineclip); model.method = \"ial\" builds Li et al.'s own \
                      network and no CLIP towers: remove {}",
                     keys.join(", "),
                     if keys.len() == 1 { "is" } else { "are" },
@@ -414,9 +414,47 @@ impl TrainConfig {
             if self.train.finetune_image {
                 return refuse("train.finetune_image is for a CLIP image tower; model.method = \"ial\" trains its whole network at train.lr".into());
             }
-            if self.data.features.is_some() {
-                return refuse("data.features caches a frozen CLIP tower's features; model.method = \"ial\" trains its whole network on pixels".into());
+        }
+        if let (Some(why), Some(_)) = (m.method.feature_cache_refusal(), &self.data.features) {
+            return refuse(format!(
+                "data.features caches a frozen CLIP tower's features; model.method = \"{}\" cannot use it: {why}",
+                m.method
+            ));
+        }
+        self.check_fineclip()
+    }
+
+    /// FineCLIPER trains its adapters, context and fusion weights only, on faces; its adapter
+    /// settings mean nothing to another method.
+    fn check_fineclip(&self) -> Result<()> {
+        let m = &self.model;
+        let d = ModelConfig::default();
+        if m.method != Method::FineClip {
+            if m.adapter_ratio != d.adapter_ratio || m.adapter_scale != d.adapter_scale {
+                return Err(UsageError::new(
+                    "model.adapter_ratio and model.adapter_scale size FineCLIPER's adapters: set model.method = \"fineclip\"",
+                )
+                .into());
             }
+            return Ok(());
+        }
+        let refuse = |what: &str| -> Result<()> {
+            Err(UsageError::new(format!(
+                "{what}; model.method = \"fineclip\" keeps every CLIP weight frozen and trains its adapters, \
+                 prompt context and fusion weights (docs/methods.md \"FineCLIPER\")"
+            ))
+            .into())
+        };
+        if self.train.finetune_image {
+            return refuse("train.finetune_image trains the image tower");
+        }
+        if m.frame_gate {
+            return refuse("model.frame_gate adds a gate outside the adapters");
+        }
+        if m.descriptions.is_some() {
+            return refuse(
+                "model.descriptions are DFER-CLIP's class texts (FineCLIPER's prompts are its label templates)",
+            );
         }
         Ok(())
     }

@@ -1,0 +1,147 @@
+//! FineCLIPER (Chen et al., "FineCLIPER: Multi-modal Fine-grained CLIP for Dynamic Facial
+//! Expression Recognition with AdaptERs", ACM MM 2024, arXiv 2407.02157), video only, as far as
+//! it can be known (its code is not public): docs/methods.md "FineCLIPER" says what is the
+//! paper's and what is ours.
+//!
+//! Every CLIP weight stays frozen. Face frames go through the image tower with an adapter pair in
+//! each block ([`super::adapter`]); the video feature is the mean of the frames' projected
+//! features (ours). Each class has a positive prompt, "x … x a person with an expression of
+//! {label}.", and a negative one, "… of no {label}." (the paper's templates), with one learnable
+//! context shared by all of them (ours), through the text tower with an adapter set of its own
+//! per polarity (paper). The class score weighs the two similarities adaptively (ours: learned
+//! weights `w = softmax(fusion)`, starting equal): `100 · (w₀ cos(v, pos_k) − w₁ cos(v, neg_k))`.
+//! Trained: the adapters, the context and the two fusion weights, nothing else.
+
+use anyhow::{ensure, Result};
+use candle_core::{Tensor, D};
+use candle_nn::ops::softmax;
+
+use super::adapter::TowerAdapters;
+use super::clip::{normalize, TextConfig, TextTower, VisionConfig, VisionOutput, VisionTower};
+use super::params::Scope;
+use super::prompts::PromptLearner;
+
+/// Fixed logit scale (ours, as DFER-CLIP's code: 1 / 0.01).
+const LOGIT_SCALE: f64 = 100.0;
+
+/// The positive and negative label texts (paper's templates), positives first.
+pub(crate) fn label_texts(labels: &[String]) -> Vec<String> {
+    let positive = labels.iter().map(|l| format!("a person with an expression of {l}"));
+    let negative = labels.iter().map(|l| format!("a person with an expression of no {l}"));
+    positive.chain(negative).collect()
+}
+
+/// `fineclip.*`: the adapters of both towers and the fusion weights.
+pub(crate) struct FineClipHead {
+    image: TowerAdapters,
+    text_positive: TowerAdapters,
+    text_negative: TowerAdapters,
+    /// `[2]`: the weights of the positive and negative similarities, before the softmax.
+    fusion: Tensor,
+}
+
+impl FineClipHead {
+    /// Adapters of bottleneck `ratio` × width and MLP-side scale `scale` in every block.
+    pub(crate) fn new(
+        s: &mut Scope,
+        (vcfg, tcfg): (&VisionConfig, &TextConfig),
+        ratio: f64,
+        scale: f64,
+    ) -> Result<Self> {
+        let image = TowerAdapters::new(&mut s.sub("image"), vcfg.layers, vcfg.width, ratio, scale)?;
+        let text_positive = TowerAdapters::new(&mut s.sub("text_positive"), tcfg.layers, tcfg.width, ratio, scale)?;
+        let text_negative = TowerAdapters::new(&mut s.sub("text_negative"), tcfg.layers, tcfg.width, ratio, scale)?;
+        let fusion = s.constant("fusion", &[2], 0.0)?;
+        Ok(Self { image, text_positive, text_negative, fusion })
+    }
+
+    /// The frozen image tower with the adapters over `images [N, 3, S, S]`.
+    pub(crate) fn encode(&self, tower: &VisionTower, images: &Tensor) -> Result<VisionOutput> {
+        tower.forward_adapted(images, 0, Some(&self.image))
+    }
+
+    /// Text features `[2K, E]` of the prompts (positives, then negatives) through the frozen
+    /// text tower, each half with its own adapters.
+    pub(crate) fn class_features(&self, prompts: &PromptLearner, text: &TextTower) -> Result<Tensor> {
+        let (x, eot) = prompts.embeddings(text)?;
+        let n = x.dim(0)?;
+        ensure!(n % 2 == 0, "FineCLIPER's prompts come in positive / negative pairs, not {n}");
+        let k = n / 2;
+        let pos = text.forward_embeddings_adapted(&x.narrow(0, 0, k)?, &eot[..k], Some(&self.text_positive))?;
+        let neg = text.forward_embeddings_adapted(&x.narrow(0, k, k)?, &eot[k..], Some(&self.text_negative))?;
+        Ok(Tensor::cat(&[&pos, &neg], 0)?)
+    }
+
+    /// Class scores `[B, K]` from frame features `face [B, T, E]` and `text [2K, E]`.
+    pub(crate) fn logits(&self, face: &Tensor, text: &Tensor) -> Result<Tensor> {
+        let k = text.dim(0)? / 2;
+        let video = normalize(&face.mean(1)?)?;
+        let text = normalize(text)?;
+        let cos = |t: Tensor| -> Result<Tensor> { Ok(video.matmul(&t.t()?)?) };
+        let (pos, neg) = (cos(text.narrow(0, 0, k)?)?, cos(text.narrow(0, k, k)?)?);
+        let w = softmax(&self.fusion, D::Minus1)?;
+        let score = (pos.broadcast_mul(&w.narrow(0, 0, 1)?)? - neg.broadcast_mul(&w.narrow(0, 1, 1)?)?)?;
+        Ok((score * LOGIT_SCALE)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::Device;
+
+    use super::*;
+    use crate::model::clip::VisionTower;
+    use crate::model::config::{Arch, ModelConfig};
+    use crate::model::params::{Group, ParamStore};
+    use crate::model::prompts::{tokenize_prompts, PLACEHOLDER};
+    use crate::model::tokenizer;
+
+    /// With the up-projections at zero (their initialisation) both towers compute what plain
+    /// CLIP computes, up to the rounding of the differentiable LayerNorm and softmax that a
+    /// tracked input takes: the adapters change nothing until they are trained.
+    #[test]
+    fn untrained_adapters_leave_both_towers_as_plain_clip() {
+        let cfg = ModelConfig { arch: Arch::Tiny, ..Default::default() };
+        let (vcfg, tcfg, e) = cfg.towers(None).unwrap();
+        let mut store = ParamStore::new(&Device::Cpu, 4);
+        let vision = VisionTower::new(&mut store, "clip", &vcfg, e).unwrap().detached(candle_core::DType::F32).unwrap();
+        let text = TextTower::new(&mut store, "clip", &tcfg, e).unwrap().detached().unwrap();
+        let labels: Vec<String> = ["Happy", "Sad"].iter().map(|s| s.to_string()).collect();
+        let texts = label_texts(&labels);
+        let tok = tokenizer::words(&texts, PLACEHOLDER).unwrap();
+        let tokens = tokenize_prompts(&tok, &texts, 2, tcfg.context_length).unwrap();
+        let prompts = PromptLearner::new(&mut store, tokens, tcfg.width, false).unwrap();
+        let head = FineClipHead::new(&mut store.scope("fineclip", Group::Head), (&vcfg, &tcfg), 0.25, 0.5).unwrap();
+
+        let n = 3 * 3 * 32 * 32;
+        let pixels: Vec<f32> = (0..n).map(|i| ((i * 7919) % 255) as f32 / 127.5 - 1.0).collect();
+        let images = Tensor::from_vec(pixels, (3, 3, 32, 32), &Device::Cpu).unwrap();
+        let plain = vision.forward(&images, 0).unwrap().embeds;
+        let adapted = head.encode(&vision, &images).unwrap().embeds;
+        let diff = (plain - adapted).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        assert!(diff < 1e-5, "image tower: {diff}");
+
+        let (x, eot) = prompts.embeddings(&text).unwrap();
+        let plain = text.forward_embeddings(&x, eot).unwrap();
+        let adapted = head.class_features(&prompts, &text).unwrap();
+        assert_eq!(adapted.dims(), [4, e], "two prompts per class");
+        let diff = (plain - adapted).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        assert!(diff < 1e-5, "text tower: {diff}");
+    }
+
+    /// The class score: with equal fusion weights, half the difference of the positive and
+    /// negative cosine similarities, times 100.
+    #[test]
+    fn class_scores_weigh_positive_against_negative_prompts() {
+        let cfg = ModelConfig { arch: Arch::Tiny, ..Default::default() };
+        let (vcfg, tcfg, _) = cfg.towers(None).unwrap();
+        let mut store = ParamStore::new(&Device::Cpu, 4);
+        let head = FineClipHead::new(&mut store.scope("fineclip", Group::Head), (&vcfg, &tcfg), 0.25, 0.5).unwrap();
+        let dev = Device::Cpu;
+        // One clip of two frames whose mean is (1, 0); positive prompt (1, 0), negative (0, 1).
+        let face = Tensor::new(&[[[2f32, 1.0], [0.0, -1.0]]], &dev).unwrap();
+        let text = Tensor::new(&[[1f32, 0.0], [0.0, 1.0]], &dev).unwrap();
+        let z = head.logits(&face, &text).unwrap().to_vec2::<f32>().unwrap();
+        assert!((z[0][0] - 50.0).abs() < 1e-3, "{z:?}");
+    }
+}
