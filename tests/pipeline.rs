@@ -205,11 +205,14 @@ fn ready_pipelines_need_only_the_dataset_root() {
         assert!(plan.contains("$ dfer embed "), "{plan}");
         let states = stdout(&dfer_expect(&["inspect", &file, "--set", &root_set], 0));
         assert_eq!(states.matches("missing: never run").count(), 2 * folds.max(1) + 4, "{states}");
-        // IAL's pipeline: the same folds, no feature cache (its network has no frozen tower).
-        let ial = format!("pipelines/{name}-ial.toml");
-        let plan = stdout(&dfer_expect(&["run", &ial, "--set", &root_set, "--dry-run"], 0));
-        assert_eq!(plan.matches("$ dfer train ").count(), folds.max(1), "{plan}");
-        assert!(!plan.contains("$ dfer embed "), "{plan}");
+        // IAL's and FineCLIPER's pipelines: the same folds, no feature cache (IAL's network has
+        // no frozen tower; FineCLIPER's adapters sit inside it).
+        for method in ["ial", "fineclip"] {
+            let file = format!("pipelines/{name}-{method}.toml");
+            let plan = stdout(&dfer_expect(&["run", &file, "--set", &root_set, "--dry-run"], 0));
+            assert_eq!(plan.matches("$ dfer train ").count(), folds.max(1), "{plan}");
+            assert!(!plan.contains("$ dfer embed "), "{plan}");
+        }
     }
 }
 
@@ -274,8 +277,8 @@ fn small_run(pipeline: &str, root: &Path, out: &Path, extra: &[&str]) -> Vec<Str
 /// The real DFEW pipeline, changed only in dataset root, sizes and the weights: on a synthetic
 /// DFEW with CLIP weights in Hugging Face names (the tiny CLIP made by transformers, with CLIP's
 /// 49,408-token vocabulary) and CLIP's own BPE tokenizer, it caches features, trains, evaluates
-/// and reports; DFER-CLIP's and IAL's pipelines run on the same dataset, and one report puts
-/// the three methods side by side.
+/// and reports; DFER-CLIP's, IAL's and FineCLIPER's pipelines run on the same dataset, and one
+/// report puts the four methods side by side.
 #[test]
 fn dfew_pipeline_runs_with_clip_weights_and_clips_tokenizer() {
     let dir = tempfile::tempdir().unwrap();
@@ -331,9 +334,16 @@ fn dfew_pipeline_runs_with_clip_weights_and_clips_tokenizer() {
     let saved = std::fs::read_to_string(ial_out.join("runs/fold1/config.toml")).unwrap();
     assert!(saved.contains("method = \"ial\"") && saved.contains("ial = 0.1"), "{saved}");
 
+    // FineCLIPER's pipeline (adapters in the frozen towers), sized as the others.
+    let fine_out = dir.path().join("fineclip");
+    let args = small_run("pipelines/dfew-fineclip.toml", &root, &fine_out, &["train.warmup_epochs=0.5"]);
+    let o = dfer(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
+
     let both = dir.path().join("both.json");
     let plot = dir.path().join("both.png");
-    let runs = [out.join("runs/fold1"), clip_out.join("runs/fold1"), ial_out.join("runs/fold1")];
+    let runs =
+        [out.join("runs/fold1"), clip_out.join("runs/fold1"), ial_out.join("runs/fold1"), fine_out.join("runs/fold1")];
     let mut args: Vec<&str> = vec!["report"];
     args.extend(runs.iter().map(|r| r.to_str().unwrap()));
     args.extend(["-o", both.to_str().unwrap(), "--plot", plot.to_str().unwrap()]);
@@ -342,7 +352,7 @@ fn dfew_pipeline_runs_with_clip_weights_and_clips_tokenizer() {
     assert!(stdout(&o).contains("dfer-clip") && stdout(&o).contains("ous"), "{}", stdout(&o));
     let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&both).unwrap()).unwrap();
     let methods: Vec<&str> = r["methods"].as_array().unwrap().iter().map(|m| m["method"].as_str().unwrap()).collect();
-    assert_eq!(methods, ["ous", "dfer-clip", "ial"]);
+    assert_eq!(methods, ["ous", "dfer-clip", "ial", "fineclip"]);
     assert_eq!(r["methods"][1]["mean_best_war"], r["runs"][1]["best_war"], "one run: its mean is itself");
     assert!(std::fs::read(&plot).unwrap().starts_with(b"\x89PNG"));
 }

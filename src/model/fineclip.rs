@@ -129,6 +129,19 @@ mod tests {
         assert!(diff < 1e-5, "text tower: {diff}");
     }
 
+    /// On ViT-B/16 (width 768 and 512, 12 blocks each) the adapters and fusion weights are
+    /// 13,423,106 parameters; with a context of 4 × 512, 13,425,154 trained (paper: 13–20 M).
+    #[test]
+    fn vit_b16_adapters_are_as_many_parameters_as_the_paper_reports() {
+        let (vcfg, tcfg, _) = crate::model::clip::vit_b16();
+        let mut store = ParamStore::new(&Device::Cpu, 0);
+        FineClipHead::new(&mut store.scope("fineclip", Group::Head), (&vcfg, &tcfg), 0.25, 0.5).unwrap();
+        // Per adapter: down (w·h + h) and up (h·w + w); two per block; one image and two text sets.
+        let adapter = |w: usize| 2 * (w * w / 4) + w / 4 + w;
+        assert_eq!(store.num_elements(Group::Head), 24 * adapter(768) + 2 * 24 * adapter(512) + 2);
+        assert_eq!(store.num_elements(Group::Head), 13_423_106);
+    }
+
     /// The class score: with equal fusion weights, half the difference of the positive and
     /// negative cosine similarities, times 100.
     #[test]
