@@ -4,7 +4,7 @@
 //! identical to an uninterrupted one, `dfer inspect` on pipeline files, and the real-data
 //! pipelines' plans.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};

@@ -1,7 +1,5 @@
 //! Helpers for integration tests: run the real `dfer` binary and ffmpeg, make synthetic
-//! datasets and configs, read run outputs; folder snapshots are in `files`. Each test binary
-//! includes this module and uses part of it, hence the one `allow(dead_code)` (it covers `files`).
-#![allow(dead_code)]
+//! datasets and configs, read run outputs; folder snapshots are in `files`.
 
 pub mod files;
 

@@ -4,7 +4,7 @@
 //! `x-repo-commit`, byte ranges), into Hugging Face's cache layout; a corrupt or truncated
 //! download is refused and leaves nothing in the cache; a cached checkpoint needs no network.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};

@@ -3,7 +3,7 @@
 //! asserts the exit code, that the message names the file and the problem, and that nothing
 //! else in the output folder changed. (Pipeline files: tests/pipeline.rs.)
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -3,7 +3,7 @@
 //! shows the label, a resumed run is bit-identical to an uninterrupted one, and training from
 //! the feature cache agrees with training from pixels.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;

@@ -2,7 +2,7 @@
 //! audio-only file, garbage bytes and a missing file are each recorded on their clip's row,
 //! and the good clip still lands in the shard.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

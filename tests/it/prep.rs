@@ -2,7 +2,7 @@
 //! faces masked out of scenes, labels and ids in line with the manifest, edge-case statuses,
 //! identical shards for any thread count, for split workers and after a killed run.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

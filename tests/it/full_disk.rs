@@ -6,7 +6,7 @@
 //! Each test re-runs itself inside `unshare -rm` (a user and mount namespace) so that it can
 //! mount the tmpfs without being root; the mount disappears with the namespace.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::path::Path;

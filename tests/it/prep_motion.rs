@@ -6,7 +6,7 @@
 //! on a frame more than IoU 0.5 away from every-frame detection's box (or a box where it has
 //! none, or none where it has one). No box is carried across a cut.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

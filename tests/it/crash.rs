@@ -3,7 +3,7 @@
 //! (`dfer verify` and the resume itself check), and every resumed output is byte-identical to
 //! an uninterrupted run's.
 
-mod common;
+use crate::common;
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

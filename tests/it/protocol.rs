@@ -4,7 +4,7 @@
 //! each clip's own frame count, a score that does not cover the split is refused, and the
 //! datasets' own face crops go through unchanged.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -1,6 +1,6 @@
 //! synth → manifest → inspect for every official layout, checked against what synth wrote.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 
