@@ -1,5 +1,5 @@
 //! A clip's status, from the manifest (can its source be read, do the split files agree?) to
-//! prep (was a face found?); the `status` column of `manifest.parquet` and `prep.parquet`.
+//! prep (was a face found?); the `status` column of the clip manifest (`clips.parquet`) and `prep.parquet`.
 
 use crate::text_enum::text_enum;
 

@@ -12,7 +12,7 @@ use dfer::error;
 #[command(
     name = "dfer",
     version,
-    about = "Dynamic facial expression recognition: datasets, preprocessing, OUS training"
+    about = "Dynamic facial expression recognition: datasets, preprocessing, training (OUS, DFER-CLIP, IAL, FineCLIPER)"
 )]
 #[command(
     after_help = "Exit codes: 0 ok, 1 some clips failed (recorded, the rest is done), 2 refused (bad usage or unusable \
@@ -41,11 +41,11 @@ enum Command {
     /// Turn a clip manifest into HDF5 shards of face crops and masked scene frames.
     #[cfg(feature = "media")]
     Prep(prep::Args),
-    /// Summarise a dfer artefact (clip manifest, shard).
+    /// Summarise a dfer artefact: clip manifest, prep table, shard, run folder or pipeline file.
     Inspect(inspect::Args),
     /// Write a synthetic dataset in an official layout (DFEW, FERV39k, MAFW).
     Synth(synth::Args),
-    /// Train the scene-guided OUS model on one fold from prep's shards.
+    /// Train one fold from prep's shards (model.method: OUS, DFER-CLIP, IAL or FineCLIPER).
     Train(train::Args),
     /// Evaluate a training run: UAR, WAR, per-class recall, confusion matrix (CSV + PNG).
     Eval(eval::Args),
@@ -53,7 +53,7 @@ enum Command {
     Report(report::Args),
     /// Cache the frozen image tower's features so training runs only the light modules.
     Embed(embed::Args),
-    /// Developer measurements: CLIP parity features, timed training steps.
+    /// Developer measurements: CLIP parity features, the loader, the JPEG shard layout, timed training steps.
     Bench(bench::Args),
     /// Run a pipeline file: manifest → prep → train → eval → report, skipping what is up to date.
     #[cfg(feature = "media")]

@@ -1,5 +1,5 @@
 //! Checkpoints of a run (`runs/<name>/checkpoints/`): per epoch `epoch-NNNN.safetensors`
-//! (weights), `epoch-NNNN.optim.safetensors` (AdamW moments) and `epoch-NNNN.json` (epoch, step,
+//! (weights), `epoch-NNNN.optim.safetensors` (the optimiser's state: AdamW's moments or SGD's momentum) and `epoch-NNNN.json` (epoch, step,
 //! test metrics, data and config hashes, SHA-256 of both files). The JSON is written last, so a
 //! checkpoint without it is incomplete and never used; `best.json` names the best epoch (test
 //! WAR, then UAR). Only the latest and the best epoch are kept.

@@ -1,4 +1,4 @@
-//! `dfer train`: fold-aware OUS training from prep's shards (or `dfer embed`'s feature cache),
+//! `dfer train`: fold-aware training of any `model.method` (OUS, DFER-CLIP, IAL, FineCLIPER) from prep's shards (or `dfer embed`'s feature cache),
 //! evaluation on the fold's test side after every epoch, `metrics.jsonl`, and checkpoints that
 //! resume exactly: weights, optimiser moments and step are saved; data order and augmentation
 //! derive from (seed, epoch), so a resumed run ends bit-identical to an uninterrupted one on CPU.

@@ -1,5 +1,5 @@
 //! Full disk: `dfer prep` and `dfer train` write into a small tmpfs that fills up midway. They
-//! stop with exit code 2 and an error naming the file and "No space left on device", leave no
+//! stop with exit code 3 and an error naming the file and "No space left on device", leave no
 //! temporary file and nothing under a final name that differs from an uninterrupted run's, and
 //! once space is freed the same command (`--resume` for train) finishes byte-identical to it.
 //!
@@ -24,10 +24,13 @@ fn in_namespace(name: &str) -> bool {
         return true;
     }
     let exe = std::env::current_exe().unwrap();
+    // The test's full name in the test binary: this module's path without the crate's name.
+    let module = module_path!().split_once("::").map_or("", |(_, m)| m);
+    let full = format!("{module}::{name}");
     let o = Command::new("unshare")
         .args(["-rm", "--"])
         .arg(&exe)
-        .args(["--exact", name, "--nocapture", "--test-threads", "1"])
+        .args(["--exact", &full, "--nocapture", "--test-threads", "1"])
         .env(IN_NAMESPACE, "1")
         .output()
         .expect("unshare (util-linux) runs");
