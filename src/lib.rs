@@ -13,6 +13,7 @@ pub mod atomic;
 pub mod clip_status;
 pub mod commands;
 pub mod dataset;
+mod digest;
 pub mod error;
 pub mod eval;
 pub mod face;

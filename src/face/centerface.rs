@@ -10,7 +10,6 @@ use image::RgbImage;
 use ndarray::{Array4, ArrayViewD};
 use ort::session::Session;
 use ort::value::TensorRef;
-use sha2::{Digest, Sha256};
 
 use super::{nms, onnx_patch, Detection, Detector};
 use crate::assets::{self, Asset};
@@ -60,7 +59,7 @@ pub(crate) const NAME: &str = "centerface";
 /// Reads a CenterFace model file and patches it: dims 0, 2, 3 dynamic, initializers not inputs.
 pub(crate) fn load_patched(path: &Path) -> Result<(Vec<u8>, String)> {
     let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
-    let hash = format!("{:x}", Sha256::digest(&bytes));
+    let hash = crate::digest::sha256_hex(&bytes);
     let (patched, _report) =
         onnx_patch::patch_model(&bytes, &[0, 2, 3]).with_context(|| format!("{}: cannot patch", path.display()))?;
     Ok((patched, hash))

@@ -435,7 +435,7 @@ impl Runner {
     pub(crate) fn towers_hash(&self) -> Result<String> {
         let mut h = Sha256::new();
         self.hash_towers(&mut h)?;
-        Ok(format!("{:x}", h.finalize()))
+        Ok(crate::digest::hex(&h.finalize()))
     }
 
     /// Feeds `h` the source of the CLIP towers' weights: the checkpoint's files (weights, then

@@ -12,7 +12,6 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 use toml::Table;
 
 use crate::dataset::DatasetDesc;
@@ -430,7 +429,7 @@ impl<'a> Builder<'a> {
         if Path::new(&ds.name).is_file() {
             let bytes =
                 std::fs::read(&ds.name).map_err(|e| bad(self.file, format!("dataset.name {}: {e}", ds.name)))?;
-            settings["description_sha256"] = json!(format!("{:x}", Sha256::digest(bytes)));
+            settings["description_sha256"] = json!(crate::digest::sha256_hex(bytes));
         }
         Ok(self.push(Stage {
             kind: StageKind::Manifest,

@@ -9,7 +9,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 use super::spec::Stage;
 use crate::atomic::read_if_exists;
@@ -91,7 +90,7 @@ pub(crate) fn key(stage: &Stage, inputs: &BTreeMap<String, String>) -> String {
     let doc = serde_json::json!({
         "stage": stage.id, "settings": stage.settings, "inputs": inputs, "version": VERSION,
     });
-    format!("{:x}", Sha256::digest(doc.to_string().as_bytes()))
+    crate::digest::sha256_hex(doc.to_string())
 }
 
 pub(crate) fn now() -> u64 {

@@ -192,7 +192,7 @@ impl PrepConfig {
         let mut h = Sha256::new();
         h.update(self.to_toml().as_bytes());
         h.update(detector_hash.as_bytes());
-        format!("{:x}", h.finalize())
+        crate::digest::hex(&h.finalize())
     }
 }
 

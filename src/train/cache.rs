@@ -30,7 +30,7 @@ pub(crate) fn model_hash(cfg: &TrainConfig, runner: &Runner) -> Result<String> {
         h.update(format!("|normalise={}", m.normalise));
     }
     runner.hash_towers(&mut h)?;
-    Ok(format!("{:x}", h.finalize()))
+    Ok(crate::digest::hex(&h.finalize()))
 }
 
 pub(crate) struct FeatureCache {

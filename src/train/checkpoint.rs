@@ -9,7 +9,6 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use super::run_dir::beats;
 use crate::atomic::write_atomic;
@@ -92,7 +91,7 @@ fn stem(epoch: u32) -> String {
 
 fn sha256_file(path: &Path) -> Result<String> {
     let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
-    Ok(format!("{:x}", Sha256::digest(&bytes)))
+    Ok(crate::digest::sha256_hex(&bytes))
 }
 
 impl Checkpoints {

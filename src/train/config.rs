@@ -5,7 +5,6 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::error::UsageError;
 use crate::model::config::{LossWeights, Method, ModelConfig};
@@ -466,7 +465,7 @@ impl TrainConfig {
 
     /// SHA-256 of the resolved configuration (goes into checkpoints and reports).
     pub(crate) fn hash(&self) -> Result<String> {
-        Ok(format!("{:x}", Sha256::digest(self.to_toml()?.as_bytes())))
+        Ok(crate::digest::sha256_hex(self.to_toml()?))
     }
 }
 

@@ -83,7 +83,7 @@ impl ShardSet {
             h.update(r.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
             h.update(r.len.to_le_bytes());
         }
-        format!("{:x}", h.finalize())
+        crate::digest::hex(&h.finalize())
     }
 
     /// Clips whose role in `fold` (1-based; ignored for single-split datasets) is `role`, in

@@ -119,7 +119,7 @@ fn hash_file<D: Digest>(path: &Path, git_len: Option<u64>) -> Result<String> {
         }
         h.update(&buf[..n]);
     }
-    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    Ok(crate::digest::hex(&h.finalize()))
 }
 
 #[cfg(test)]
