@@ -576,23 +576,28 @@ mod tests {
         tiny_with(&cfg)
     }
 
-    /// A runner of `cfg` for three classes and T = 2 (image tower fine-tuned), and three clips.
-    fn tiny_with(cfg: &ModelConfig) -> (Runner, Vec<u8>, Vec<u8>) {
-        let labels: Vec<String> = ["Happy", "Sad", "Angry"].iter().map(|s| s.to_string()).collect();
-        let mut r = Runner::new(cfg, &labels, 2, "cpu", LossWeights::default()).unwrap();
-        r.set_optimizer(OptimSettings {
+    /// AdamW at `lr` (prompts 1e-3; the image tower at `lr_image`, frozen when none), clipping
+    /// at 1, a cosine over 10 steps.
+    fn adamw(lr: f64, lr_image: Option<f64>) -> OptimSettings {
+        OptimSettings {
             rule: Rule::AdamW,
-            lr: 1e-3,
+            lr,
             lr_prompts: 1e-3,
-            lr_image: Some(1e-4),
+            lr_image,
             weight_decay: 0.0,
             grad_clip: 1.0,
             accum_steps: 1,
             warmup_steps: 0,
             total_steps: 10,
             decay: Decay::Cosine { floor: 0.1 },
-        })
-        .unwrap();
+        }
+    }
+
+    /// A runner of `cfg` for three classes and T = 2 (image tower fine-tuned), and three clips.
+    fn tiny_with(cfg: &ModelConfig) -> (Runner, Vec<u8>, Vec<u8>) {
+        let labels: Vec<String> = ["Happy", "Sad", "Angry"].iter().map(|s| s.to_string()).collect();
+        let mut r = Runner::new(cfg, &labels, 2, "cpu", LossWeights::default()).unwrap();
+        r.set_optimizer(adamw(1e-3, Some(1e-4))).unwrap();
         let n = 3 * 2 * 3 * 32 * 32;
         let face: Vec<u8> = (0..n).map(|i| ((i * 7919) % 255) as u8).collect();
         let scene: Vec<u8> = (0..n).map(|i| ((i * 104_729) % 253) as u8).collect();
@@ -649,19 +654,7 @@ mod tests {
     fn fineclip_trains_its_adapters_context_and_fusion_weights_only() {
         let cfg = ModelConfig { method: Method::FineClip, arch: Arch::Tiny, n_ctx: 2, seed: 1, ..Default::default() };
         let (mut r, face, _) = tiny_with(&cfg);
-        r.set_optimizer(OptimSettings {
-            rule: Rule::AdamW,
-            lr: 1e-2,
-            lr_prompts: 1e-3,
-            lr_image: None,
-            weight_decay: 0.0,
-            grad_clip: 1.0,
-            accum_steps: 1,
-            warmup_steps: 0,
-            total_steps: 10,
-            decay: Decay::Cosine { floor: 0.1 },
-        })
-        .unwrap();
+        r.set_optimizer(adamw(1e-2, None)).unwrap();
         let names: Vec<String> = r.opt.as_ref().unwrap().0.trained().map(|(n, _)| n.to_string()).collect();
         assert!(
             names.iter().all(|n| n.starts_with("fineclip.") || n == "prompt_learner.ctx"),

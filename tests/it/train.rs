@@ -160,6 +160,22 @@ fn comparable(lines: Vec<EpochLine>) -> Vec<EpochLine> {
     lines.into_iter().map(|l| EpochLine { seconds: 0.0, clips_per_s: 0.0, ..l }).collect()
 }
 
+/// Runs `a` (uninterrupted) and `b` (stopped and resumed) end with the same weights and
+/// optimiser state at `epoch`, byte for byte, and the same metrics but for timings.
+fn assert_same_end(a: &Path, b: &Path, epoch: u32) {
+    for f in [format!("epoch-{epoch:04}.safetensors"), format!("epoch-{epoch:04}.optim.safetensors")] {
+        let (x, y) = (
+            std::fs::read(a.join("checkpoints").join(&f)).unwrap(),
+            std::fs::read(b.join("checkpoints").join(&f)).unwrap(),
+        );
+        assert!(x == y, "{f} differs between the uninterrupted and the resumed run");
+    }
+    assert_eq!(
+        comparable(read_metrics(&a.join("metrics.jsonl")).unwrap()),
+        comparable(read_metrics(&b.join("metrics.jsonl")).unwrap())
+    );
+}
+
 #[test]
 fn resumed_run_is_bit_identical() {
     let d = data("face");
@@ -175,17 +191,7 @@ fn resumed_run_is_bit_identical() {
     std::fs::write(partial.join(".tmpAbC123"), b"half a tensor").unwrap();
     train(&cfg, &b, &["--resume"]);
     assert!(!partial.exists(), "the resumed run removed what the killed save left");
-    for f in ["epoch-0003.safetensors", "epoch-0003.optim.safetensors"] {
-        let (x, y) = (
-            std::fs::read(a.join("checkpoints").join(f)).unwrap(),
-            std::fs::read(b.join("checkpoints").join(f)).unwrap(),
-        );
-        assert!(x == y, "{f} differs between the uninterrupted and the resumed run");
-    }
-    assert_eq!(
-        comparable(read_metrics(&a.join("metrics.jsonl")).unwrap()),
-        comparable(read_metrics(&b.join("metrics.jsonl")).unwrap())
-    );
+    assert_same_end(&a, &b, 3);
     // Resuming with other settings is refused, naming the run's config.
     let other = config(dir.path(), d, "", "", "epochs = 4", AUG);
     let out = dfer(&["train", "--config", other.to_str().unwrap(), "--run", b.to_str().unwrap(), "--resume"]);
@@ -274,17 +280,7 @@ fn ial_network_trains_and_resumes_bit_identically() {
     train(&cfg, &a, &[]);
     train(&cfg, &b, &["--stop-after", "1"]);
     train(&cfg, &b, &["--resume"]);
-    for f in ["epoch-0002.safetensors", "epoch-0002.optim.safetensors"] {
-        let (x, y) = (
-            std::fs::read(a.join("checkpoints").join(f)).unwrap(),
-            std::fs::read(b.join("checkpoints").join(f)).unwrap(),
-        );
-        assert!(x == y, "{f} differs between the uninterrupted and the resumed IAL run");
-    }
-    assert_eq!(
-        comparable(read_metrics(&a.join("metrics.jsonl")).unwrap()),
-        comparable(read_metrics(&b.join("metrics.jsonl")).unwrap())
-    );
+    assert_same_end(&a, &b, 2);
     let names = checkpoint_tensors(&a, 2);
     for n in ["s_former.layer2.0.gc.0.weight", "s_former.layer3.0.bn2.running_var", "fc_f.weight"] {
         assert!(names.iter().any(|x| x == n), "{n} missing from the checkpoint: {names:?}");
