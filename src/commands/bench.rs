@@ -8,6 +8,7 @@ use anyhow::Result;
 use crate::error::Outcome;
 use crate::model::bench::{self, Recipe, StepBench, StepTiming, TowerDtype};
 use crate::model::config::Arch;
+use crate::model::ComputeDevice;
 use crate::weights::WeightsSource;
 
 #[derive(Debug, clap::Args)]
@@ -35,7 +36,7 @@ pub enum What {
         #[arg(long)]
         out: PathBuf,
         #[arg(long, default_value = "cpu")]
-        device: String,
+        device: ComputeDevice,
         /// End-of-text token id (CLIP's <|endoftext|>).
         #[arg(long, default_value_t = 49407)]
         eot_id: u32,
@@ -75,7 +76,7 @@ pub enum What {
         #[arg(long, default_value = "vit-b16")]
         arch: Arch,
         #[arg(long, default_value = "cpu")]
-        device: String,
+        device: ComputeDevice,
         /// frozen (image tower frozen), finetune, or cached (from features).
         #[arg(long, default_value = "frozen")]
         recipe: Recipe,

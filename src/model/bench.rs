@@ -18,6 +18,7 @@ use super::optim::{Decay, Rule};
 use super::params::ParamStore;
 use super::profile::ModuleTime;
 use super::runner::{host_reads, HostFeatures, HostInput, OptimSettings, Runner};
+use super::ComputeDevice;
 use crate::text_enum::text_enum;
 use crate::weights::WeightsSource;
 
@@ -47,7 +48,7 @@ pub(crate) struct FeatureRun<'a> {
     pub weights: &'a WeightsSource,
     /// safetensors with `pixel_values [N, 3, S, S]` and `input_ids [M, L]`.
     pub inputs: &'a Path,
-    pub device: &'a str,
+    pub device: &'a ComputeDevice,
     pub eot_id: u32,
     pub dtype: TowerDtype,
 }
@@ -64,8 +65,7 @@ pub(crate) fn clip_features(r: &FeatureRun, out: &Path) -> Result<()> {
 
 fn clip_feature_tensors(r: &FeatureRun) -> Result<HashMap<String, Tensor>> {
     let (weights, inputs, eot_id) = (r.weights, r.inputs, r.eot_id);
-    let device = r.device;
-    let (device, _) = super::device(device)?;
+    let (device, _) = r.device.open()?;
     let files = crate::weights::resolve(weights)?;
     let (v, t, e) = match &files.config {
         Some(c) => hf_config(c)?,
@@ -101,7 +101,7 @@ text_enum! {
 /// What `dfer bench train-step` measures.
 pub(crate) struct StepBench {
     pub arch: Arch,
-    pub device: String,
+    pub device: ComputeDevice,
     pub recipe: Recipe,
     pub batch: usize,
     pub frames: usize,
@@ -116,7 +116,7 @@ pub(crate) struct StepBench {
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct StepTiming {
     pub arch: Arch,
-    pub device: String,
+    pub device: ComputeDevice,
     pub recipe: Recipe,
     pub batch: usize,
     pub frames: usize,

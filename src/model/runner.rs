@@ -22,6 +22,7 @@ use super::pixels::{self, Colour};
 use super::profile::{self, ModuleTime};
 use super::prompts::tokenize_prompts;
 use super::tokenizer;
+use super::ComputeDevice;
 use crate::weights::ClipFiles;
 
 /// A batch on the host: uint8 pixels (`[B, T, S, S, 3]`, scene empty when off) with each clip's
@@ -176,10 +177,10 @@ impl Runner {
         cfg: &ModelConfig,
         labels: &[String],
         frames: usize,
-        device: &str,
+        device: &ComputeDevice,
         weights: LossWeights,
     ) -> Result<Self> {
-        let (device, dtype) = super::device(device)?;
+        let (device, dtype) = device.open()?;
         let mut store = ParamStore::new(&device, cfg.seed);
         let built = if cfg.method.uses_clip() {
             build_clip(&mut store, cfg, labels, frames, dtype)?
@@ -596,7 +597,7 @@ mod tests {
     /// A runner of `cfg` for three classes and T = 2 (image tower fine-tuned), and three clips.
     fn tiny_with(cfg: &ModelConfig) -> (Runner, Vec<u8>, Vec<u8>) {
         let labels: Vec<String> = ["Happy", "Sad", "Angry"].iter().map(|s| s.to_string()).collect();
-        let mut r = Runner::new(cfg, &labels, 2, "cpu", LossWeights::default()).unwrap();
+        let mut r = Runner::new(cfg, &labels, 2, &ComputeDevice::Cpu, LossWeights::default()).unwrap();
         r.set_optimizer(adamw(1e-3, Some(1e-4))).unwrap();
         let n = 3 * 2 * 3 * 32 * 32;
         let face: Vec<u8> = (0..n).map(|i| ((i * 7919) % 255) as u8).collect();
@@ -785,7 +786,7 @@ mod tests {
     fn ial(weights: LossWeights) -> (Runner, Vec<u8>) {
         let cfg = ModelConfig { method: Method::Ial, normalise: Normalise::Unit, seed: 3, ..Default::default() };
         let labels: Vec<String> = ["Happy", "Sad", "Angry"].iter().map(|s| s.to_string()).collect();
-        let mut r = Runner::new(&cfg, &labels, 3, "cpu", weights).unwrap();
+        let mut r = Runner::new(&cfg, &labels, 3, &ComputeDevice::Cpu, weights).unwrap();
         r.set_optimizer(OptimSettings {
             rule: Rule::Sgd { momentum: 0.9 },
             lr: 1e-3,

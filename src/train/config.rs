@@ -10,6 +10,7 @@ use crate::error::UsageError;
 use crate::model::config::{LossWeights, Method, ModelConfig};
 use crate::model::optim::{Decay, Rule};
 use crate::model::tokenizer::TokenizerChoice;
+use crate::model::ComputeDevice;
 use crate::text_enum::text_enum;
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -101,7 +102,7 @@ impl NoFaceClips {
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct Schedule {
     /// `cpu`, `cuda` or `cuda:N`.
-    pub device: String,
+    pub device: ComputeDevice,
     pub epochs: u32,
     pub batch_size: usize,
     /// Each batch runs forward and backward in this many parts whose gradients are summed before
@@ -157,7 +158,7 @@ pub(crate) struct Schedule {
 impl Default for Schedule {
     fn default() -> Self {
         Self {
-            device: "cpu".into(),
+            device: ComputeDevice::Cpu,
             epochs: 20,
             batch_size: 32,
             accum_steps: 1,
