@@ -171,7 +171,9 @@ pub(crate) fn train_steps(b: &StepBench) -> Result<StepTiming> {
     };
     let input = match b.recipe {
         Recipe::Cached => HostInput::Features(&features),
-        Recipe::Frozen | Recipe::Finetune => HostInput::Pixels { face: &face, scene: &scene, colour: &colour, batch },
+        Recipe::Frozen | Recipe::Finetune => {
+            HostInput::Pixels { face: &face, scene: &scene, colour: &colour, clips: &[], batch }
+        }
     };
     let labels: Vec<u32> = (0..batch as u32).map(|i| i % 7).collect();
     let polarity: Vec<u32> = labels.iter().map(|l| [2, 0, 1, 0, 2, 0, 0][*l as usize]).collect();

@@ -126,6 +126,10 @@ pub(crate) struct ModelConfig {
     /// FineCLIPER's scale s of the adapter beside each MLP (paper: 0.5, best of 0.3 / 0.5 / 0.7).
     #[serde(default = "half", skip_serializing_if = "is_half")]
     pub adapter_scale: f64,
+    /// FineCLIPER's description stream: a JSON Lines file of one description per clip
+    /// (`video_descriptions.rs`); absent, the stream is off (the paper's "video only" row).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub video_descriptions: Option<PathBuf>,
     /// Seed of the parameter initialisation.
     #[serde(default)]
     pub seed: u64,
@@ -267,6 +271,7 @@ impl ModelConfig {
             ("descriptions", self.descriptions.is_some()),
             ("adapter_ratio", self.adapter_ratio != d.adapter_ratio),
             ("adapter_scale", self.adapter_scale != d.adapter_scale),
+            ("video_descriptions", self.video_descriptions.is_some()),
         ]
         .into_iter()
         .filter_map(|(key, set)| set.then_some(key))

@@ -10,9 +10,13 @@
 //! context shared by all of them (ours), through the text tower with an adapter set of its own
 //! per polarity (paper). The class score weighs the two similarities adaptively (ours: learned
 //! weights `w = softmax(fusion)`, starting equal): `100 · (w₀ cos(v, pos_k) − w₁ cos(v, neg_k))`.
-//! Trained: the adapters, the context and the two fusion weights, nothing else.
+//! With the description stream on (`model.video_descriptions`), each clip's description goes
+//! through the text tower with adapters of its own (paper), and the clip feature `v` is the
+//! normalised sum of the video's and the description's normalised features, weighted by
+//! `a = softmax(streams)` (ours, starting equal).
+//! Trained: the adapters, the context and the fusion and stream weights, nothing else.
 
-use anyhow::{ensure, Result};
+use anyhow::{bail, ensure, Context, Result};
 use candle_core::{Tensor, D};
 use candle_nn::ops::softmax;
 
@@ -38,21 +42,39 @@ pub(crate) struct FineClipHead {
     text_negative: TowerAdapters,
     /// `[2]`: the weights of the positive and negative similarities, before the softmax.
     fusion: Tensor,
+    /// The description stream, when on: its text adapters and `[2]` stream weights (video,
+    /// description) before the softmax.
+    description: Option<(TowerAdapters, Tensor)>,
+}
+
+/// The streams beside the video that a FineCLIPER network reads.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Streams {
+    /// Per-clip descriptions through the text tower.
+    pub descriptions: bool,
 }
 
 impl FineClipHead {
-    /// Adapters of bottleneck `ratio` × width and MLP-side scale `scale` in every block.
+    /// Adapters of bottleneck `ratio` × width and MLP-side scale `scale` in every block, for
+    /// the video and the `streams` that are on.
     pub(crate) fn new(
         s: &mut Scope,
         (vcfg, tcfg): (&VisionConfig, &TextConfig),
-        ratio: f64,
-        scale: f64,
+        (ratio, scale): (f64, f64),
+        streams: Streams,
     ) -> Result<Self> {
         let image = TowerAdapters::new(&mut s.sub("image"), vcfg.layers, vcfg.width, ratio, scale)?;
         let text_positive = TowerAdapters::new(&mut s.sub("text_positive"), tcfg.layers, tcfg.width, ratio, scale)?;
         let text_negative = TowerAdapters::new(&mut s.sub("text_negative"), tcfg.layers, tcfg.width, ratio, scale)?;
         let fusion = s.constant("fusion", &[2], 0.0)?;
-        Ok(Self { image, text_positive, text_negative, fusion })
+        let description = match streams.descriptions {
+            true => Some((
+                TowerAdapters::new(&mut s.sub("text_description"), tcfg.layers, tcfg.width, ratio, scale)?,
+                s.constant("streams", &[2], 0.0)?,
+            )),
+            false => None,
+        };
+        Ok(Self { image, text_positive, text_negative, fusion, description })
     }
 
     /// The frozen image tower with the adapters over `images [N, 3, S, S]`.
@@ -72,10 +94,35 @@ impl FineClipHead {
         Ok(Tensor::cat(&[&pos, &neg], 0)?)
     }
 
-    /// Class scores `[B, K]` from frame features `face [B, T, E]` and `text [2K, E]`.
-    pub(crate) fn logits(&self, face: &Tensor, text: &Tensor) -> Result<Tensor> {
-        let k = text.dim(0)? / 2;
+    /// Description features `[B, E]` of token ids `[B, L]` ending at `eot`, through the frozen
+    /// text tower with the description adapters.
+    pub(crate) fn describe(&self, text: &TextTower, ids: &Tensor, eot: &[usize]) -> Result<Tensor> {
+        let (adapters, _) = self.description.as_ref().context("the description stream is off")?;
+        text.forward_embeddings_adapted(&text.embed_tokens(ids)?, eot, Some(adapters))
+    }
+
+    /// The clip feature (normalised): the video's, or with the description stream its
+    /// stream-weighted sum with the description's `description [B, E]`.
+    fn clip_feature(&self, face: &Tensor, description: Option<&Tensor>) -> Result<Tensor> {
         let video = normalize(&face.mean(1)?)?;
+        match (&self.description, description) {
+            (None, None) => Ok(video),
+            (Some((_, streams)), Some(d)) => {
+                let a = softmax(streams, D::Minus1)?;
+                let mixed =
+                    (video.broadcast_mul(&a.narrow(0, 0, 1)?)? + normalize(d)?.broadcast_mul(&a.narrow(0, 1, 1)?)?)?;
+                normalize(&mixed)
+            }
+            (Some(_), None) => bail!("FineCLIPER's description stream is on and the batch has no descriptions"),
+            (None, Some(_)) => bail!("a batch with descriptions for a FineCLIPER network without the stream"),
+        }
+    }
+
+    /// Class scores `[B, K]` from frame features `face [B, T, E]`, the clips' description
+    /// features when that stream is on, and `text [2K, E]`.
+    pub(crate) fn logits(&self, face: &Tensor, description: Option<&Tensor>, text: &Tensor) -> Result<Tensor> {
+        let k = text.dim(0)? / 2;
+        let video = self.clip_feature(face, description)?;
         let text = normalize(text)?;
         let cos = |t: Tensor| -> Result<Tensor> { Ok(video.matmul(&t.t()?)?) };
         let (pos, neg) = (cos(text.narrow(0, 0, k)?)?, cos(text.narrow(0, k, k)?)?);
@@ -111,7 +158,13 @@ mod tests {
         let tok = tokenizer::words(&texts, PLACEHOLDER).unwrap();
         let tokens = tokenize_prompts(&tok, &texts, 2, tcfg.context_length).unwrap();
         let prompts = PromptLearner::new(&mut store, tokens, tcfg.width, false).unwrap();
-        let head = FineClipHead::new(&mut store.scope("fineclip", Group::Head), (&vcfg, &tcfg), 0.25, 0.5).unwrap();
+        let head = FineClipHead::new(
+            &mut store.scope("fineclip", Group::Head),
+            (&vcfg, &tcfg),
+            (0.25, 0.5),
+            Streams::default(),
+        )
+        .unwrap();
 
         let n = 3 * 3 * 32 * 32;
         let pixels: Vec<f32> = (0..n).map(|i| ((i * 7919) % 255) as f32 / 127.5 - 1.0).collect();
@@ -135,7 +188,8 @@ mod tests {
     fn vit_b16_adapters_are_as_many_parameters_as_the_paper_reports() {
         let (vcfg, tcfg, _) = crate::model::clip::vit_b16();
         let mut store = ParamStore::new(&Device::Cpu, 0);
-        FineClipHead::new(&mut store.scope("fineclip", Group::Head), (&vcfg, &tcfg), 0.25, 0.5).unwrap();
+        FineClipHead::new(&mut store.scope("fineclip", Group::Head), (&vcfg, &tcfg), (0.25, 0.5), Streams::default())
+            .unwrap();
         // Per adapter: down (w·h + h) and up (h·w + w); two per block; one image and two text sets.
         let adapter = |w: usize| 2 * (w * w / 4) + w / 4 + w;
         assert_eq!(store.num_elements(Group::Head), 24 * adapter(768) + 2 * 24 * adapter(512) + 2);
@@ -149,12 +203,46 @@ mod tests {
         let cfg = ModelConfig { arch: Arch::Tiny, ..Default::default() };
         let (vcfg, tcfg, _) = cfg.towers(None).unwrap();
         let mut store = ParamStore::new(&Device::Cpu, 4);
-        let head = FineClipHead::new(&mut store.scope("fineclip", Group::Head), (&vcfg, &tcfg), 0.25, 0.5).unwrap();
+        let head = FineClipHead::new(
+            &mut store.scope("fineclip", Group::Head),
+            (&vcfg, &tcfg),
+            (0.25, 0.5),
+            Streams::default(),
+        )
+        .unwrap();
         let dev = Device::Cpu;
         // One clip of two frames whose mean is (1, 0); positive prompt (1, 0), negative (0, 1).
         let face = Tensor::new(&[[[2f32, 1.0], [0.0, -1.0]]], &dev).unwrap();
         let text = Tensor::new(&[[1f32, 0.0], [0.0, 1.0]], &dev).unwrap();
-        let z = head.logits(&face, &text).unwrap().to_vec2::<f32>().unwrap();
+        let z = head.logits(&face, None, &text).unwrap().to_vec2::<f32>().unwrap();
         assert!((z[0][0] - 50.0).abs() < 1e-3, "{z:?}");
+        let e = head.logits(&face, Some(&text), &text).unwrap_err();
+        assert!(format!("{e:#}").contains("without the stream"), "{e:#}");
+    }
+
+    /// With the description stream, the clip feature is the equal-weighted sum of the video's
+    /// and the description's normalised features, normalised: video (1, 0) and description
+    /// (0, 3) give (1, 1)/√2, whose cosines to a positive prompt (1, 0) and a negative one
+    /// (−1, 0) are ±1/√2, so the score is 100 · (½ + ½)/√2.
+    #[test]
+    fn descriptions_join_the_video_feature_with_equal_stream_weights() {
+        let cfg = ModelConfig { arch: Arch::Tiny, ..Default::default() };
+        let (vcfg, tcfg, _) = cfg.towers(None).unwrap();
+        let mut store = ParamStore::new(&Device::Cpu, 4);
+        let streams = Streams { descriptions: true };
+        let head =
+            FineClipHead::new(&mut store.scope("fineclip", Group::Head), (&vcfg, &tcfg), (0.25, 0.5), streams).unwrap();
+        let dev = Device::Cpu;
+        let face = Tensor::new(&[[[2f32, 0.0], [0.0, 0.0]]], &dev).unwrap();
+        let description = Tensor::new(&[[0f32, 3.0]], &dev).unwrap();
+        let text = Tensor::new(&[[1f32, 0.0], [-1.0, 0.0]], &dev).unwrap();
+        let z = head.logits(&face, Some(&description), &text).unwrap().to_vec2::<f32>().unwrap();
+        assert!((z[0][0] - 100.0 / 2f32.sqrt()).abs() < 1e-3, "{z:?}");
+        let e = head.logits(&face, None, &text).unwrap_err();
+        assert!(format!("{e:#}").contains("no descriptions"), "{e:#}");
+        assert!(
+            store.get("fineclip.streams").is_some()
+                && store.get("fineclip.text_description.0.attn.up.weight").is_some()
+        );
     }
 }

@@ -23,6 +23,7 @@ pub(crate) mod profile;
 pub(crate) mod prompts;
 pub(crate) mod runner;
 pub(crate) mod tokenizer;
+pub(crate) mod video_descriptions;
 
 use std::fmt;
 use std::str::FromStr;

@@ -3,14 +3,14 @@
 //! or DFER-CLIP); for IAL its own network on the frames, without towers or prompts. The runner
 //! sees only this type.
 
-use anyhow::{ensure, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 use candle_core::{DType, Tensor};
 use candle_nn::loss::cross_entropy;
 
 use super::clip::{TextConfig, TextTower, VisionConfig, VisionOutput, VisionTower};
 use super::config::{LossWeights, Method, ModelConfig};
 use super::dfer_clip::DferClipHead;
-use super::fineclip::FineClipHead;
+use super::fineclip::{FineClipHead, Streams};
 use super::ial::intensity_aware_loss;
 use super::ial_net::IalNet;
 use super::ous::OusHead;
@@ -53,6 +53,8 @@ pub(crate) struct Features {
     pub scene: Option<Tensor>,
     /// Token means of the first `polarity_blocks` blocks on the scene frames, averaged over frames `[B, P, W]`.
     pub early: Option<Tensor>,
+    /// FineCLIPER's per-clip description features `[B, E]` (text tower), when that stream is on.
+    pub description: Option<Tensor>,
 }
 
 /// Head outputs for a batch.
@@ -167,8 +169,8 @@ impl Network {
             Method::FineClip => Head::FineClip(Box::new(FineClipHead::new(
                 &mut store.scope("fineclip", Group::Head),
                 (vcfg, tcfg),
-                cfg.adapter_ratio,
-                cfg.adapter_scale,
+                (cfg.adapter_ratio, cfg.adapter_scale),
+                Streams { descriptions: cfg.video_descriptions.is_some() },
             )?)),
             Method::Ial => unreachable!("checked above"),
         };
@@ -235,7 +237,7 @@ impl Network {
         train_image: bool,
     ) -> Result<Features> {
         let Some(clip) = &self.clip else {
-            return Ok(Features { face: face.to_dtype(DType::F32)?, scene: None, early: None });
+            return Ok(Features { face: face.to_dtype(DType::F32)?, scene: None, early: None, description: None });
         };
         let tower = if train_image { &clip.vision } else { &clip.vision_frozen };
         let (b, t, c, h, w) = face.dims5()?;
@@ -263,7 +265,17 @@ impl Network {
             }
             _ => (None, None),
         };
-        Ok(Features { face: f, scene, early })
+        Ok(Features { face: f, scene, early, description: None })
+    }
+
+    /// FineCLIPER's description features `[B, E]` of token ids `[B, L]` ending at `eot`.
+    pub(crate) fn describe(&self, ids: &Tensor, eot: &[usize]) -> Result<Tensor> {
+        match &self.head {
+            Head::FineClip(h) => h.describe(&self.clip()?.text, ids, eot),
+            Head::Ous(_) | Head::DferClip(_) | Head::Ial(_) => {
+                bail!("model.method = \"{}\" has no description stream", self.cfg.method)
+            }
+        }
     }
 
     /// Class text features through the learnable prompts `[K, E]`; none without CLIP towers.
@@ -285,7 +297,7 @@ impl Network {
         match &self.head {
             Head::Ous(h) => h.forward(x, text()?, &self.logit_scale()?),
             Head::DferClip(h) => Ok(Outputs::logits(h.logits(&x.face, text()?)?)),
-            Head::FineClip(h) => Ok(Outputs::logits(h.logits(&x.face, text()?)?)),
+            Head::FineClip(h) => Ok(Outputs::logits(h.logits(&x.face, x.description.as_ref(), text()?)?)),
             Head::Ial(net) => {
                 let out = net.forward(&x.face, train)?;
                 Ok(Outputs { gca_aux: Some(out.aux), ..Outputs::logits(out.logits) })

@@ -22,14 +22,16 @@ use super::pixels::{self, Colour};
 use super::profile::{self, ModuleTime};
 use super::prompts::tokenize_prompts;
 use super::tokenizer;
+use super::video_descriptions::{self, DescriptionTokens};
 use super::ComputeDevice;
 use crate::weights::ClipFiles;
 
 /// A batch on the host: uint8 pixels (`[B, T, S, S, 3]`, scene empty when off) with each clip's
-/// colour jitter, normalised on the device ([`pixels::normalise`]), or cached features.
+/// colour jitter, normalised on the device ([`pixels::normalise`]), and the clips' ids (which
+/// FineCLIPER's description stream reads; may be empty otherwise), or cached features.
 #[derive(Clone, Copy)]
 pub(crate) enum HostInput<'a> {
-    Pixels { face: &'a [u8], scene: &'a [u8], colour: &'a [Colour], batch: usize },
+    Pixels { face: &'a [u8], scene: &'a [u8], colour: &'a [Colour], clips: &'a [String], batch: usize },
     Features(&'a HostFeatures),
 }
 
@@ -125,6 +127,8 @@ pub(crate) struct Runner {
     seed: u64,
     /// How pixels are scaled for the image tower.
     normalise: Normalise,
+    /// FineCLIPER's clip descriptions, tokenized, when that stream is on.
+    descriptions: Option<DescriptionTokens>,
 }
 
 /// A network as built, with what the runner keeps of how it was built.
@@ -133,6 +137,7 @@ struct Built {
     image_size: usize,
     dims: (usize, usize, usize),
     clip_files: Option<ClipFiles>,
+    descriptions: Option<DescriptionTokens>,
 }
 
 /// A CLIP method's network: towers of `arch` (or the weights' own sizes), the class texts (labels
@@ -153,9 +158,13 @@ fn build_clip(
         Method::FineClip => super::fineclip::label_texts(labels),
         Method::Ous | Method::Ial => labels.to_vec(),
     };
-    let (tok, kind) = tokenizer::choose(&cfg.tokenizer, files.as_ref(), &texts, tcfg.vocab_size)?;
+    let clip_texts = cfg.video_descriptions.as_deref().map(video_descriptions::read).transpose()?;
+    // A word vocabulary (random towers) must know the descriptions' words too.
+    let all: Vec<String> = texts.iter().chain(clip_texts.iter().flat_map(|m| m.values())).cloned().collect();
+    let (tok, kind) = tokenizer::choose(&cfg.tokenizer, files.as_ref(), &all, tcfg.vocab_size)?;
     tracing::info!("tokenizer: {kind} ({} tokens)", tok.get_vocab_size(true));
     let tokens = tokenize_prompts(&tok, &texts, cfg.n_ctx, tcfg.context_length)?;
+    let descriptions = clip_texts.map(|m| DescriptionTokens::new(&tok, &m, tcfg.context_length)).transpose()?;
     let mut model = Network::new(store, cfg, &towers, frames, tokens)?;
     if let Some(f) = &files {
         let n = store.load_prefixed(&f.weights, &format!("{CLIP_PREFIX}."))?;
@@ -167,7 +176,13 @@ fn build_clip(
     }
     // No optimiser yet: the image tower is frozen until `set_optimizer` says otherwise.
     model.set_frozen_tower_dtype(dtype)?;
-    Ok(Built { model, image_size: vcfg.image_size, dims: (e, cfg.early_blocks(), vcfg.width), clip_files: files })
+    Ok(Built {
+        model,
+        image_size: vcfg.image_size,
+        dims: (e, cfg.early_blocks(), vcfg.width),
+        clip_files: files,
+        descriptions,
+    })
 }
 
 impl Runner {
@@ -186,7 +201,7 @@ impl Runner {
             build_clip(&mut store, cfg, labels, frames, dtype)?
         } else {
             let model = Network::ial(&mut store, cfg, frames, labels.len())?;
-            Built { model, image_size: ial_net::IMAGE_SIZE, dims: (0, 0, 0), clip_files: None }
+            Built { model, image_size: ial_net::IMAGE_SIZE, dims: (0, 0, 0), clip_files: None, descriptions: None }
         };
         Ok(Self {
             device,
@@ -201,7 +216,14 @@ impl Runner {
             clip_files: built.clip_files,
             seed: cfg.seed,
             normalise: cfg.normalise,
+            descriptions: built.descriptions,
         })
+    }
+
+    /// The first of `clips` the description stream has no text for, and how many it lacks
+    /// (`None` when the stream is off or every clip is described).
+    pub(crate) fn undescribed<'a>(&self, clips: impl IntoIterator<Item = &'a str>) -> Option<(String, usize)> {
+        self.descriptions.as_ref().and_then(|d| d.missing(clips))
     }
 
     pub(crate) fn device(&self) -> &Device {
@@ -252,7 +274,7 @@ impl Runner {
     fn features(&self, input: &HostInput, train_image: bool) -> Result<Features> {
         let t = self.frames;
         match input {
-            HostInput::Pixels { face, scene, colour, batch } => {
+            HostInput::Pixels { face, scene, colour, clips, batch } => {
                 let s = self.image_size;
                 let shape = [*batch, t, s, s, 3];
                 let face = pixels::normalise(&self.tensor(face, &shape)?, colour, self.normalise)?;
@@ -261,16 +283,28 @@ impl Runner {
                 } else {
                     Some(pixels::normalise(&self.tensor(scene, &shape)?, colour, self.normalise)?)
                 };
-                self.model.encode(&face, scene.as_ref(), self.dtype, train_image)
+                let mut f = self.model.encode(&face, scene.as_ref(), self.dtype, train_image)?;
+                if let Some(d) = &self.descriptions {
+                    ensure!(clips.len() == *batch, "the description stream needs the batch's clip ids");
+                    let (ids, eot) = d.batch(clips)?;
+                    let ids = self.tensor(&ids, &[*batch, ids.len() / batch])?;
+                    f.description = Some(self.model.describe(&ids, &eot)?);
+                }
+                Ok(f)
             }
             HostInput::Features(h) => {
                 ensure!(self.model.config().method.uses_clip(), "cached features are a CLIP image tower's");
+                ensure!(
+                    self.descriptions.is_none(),
+                    "the description stream reads clip ids, which cached features lack"
+                );
                 let (e, p, w) = self.dims;
                 let b = h.batch;
                 Ok(Features {
                     face: self.tensor(&h.face, &[b, t, e])?,
                     scene: if h.scene.is_empty() { None } else { Some(self.tensor(&h.scene, &[b, t, e])?) },
                     early: if h.early.is_empty() { None } else { Some(self.tensor(&h.early, &[b, p, w])?) },
+                    description: None,
                 })
             }
         }
@@ -278,7 +312,7 @@ impl Runner {
 
     /// Runs the image tower only (no gradients) on pixels and returns the features on the host.
     pub(crate) fn encode(&self, face: &[u8], scene: &[u8], colour: &[Colour], batch: usize) -> Result<HostFeatures> {
-        let f = self.features(&HostInput::Pixels { face, scene, colour, batch }, false)?;
+        let f = self.features(&HostInput::Pixels { face, scene, colour, clips: &[], batch }, false)?;
         let host = |t: &Tensor| read_back(&t.flatten_all()?);
         Ok(HostFeatures {
             batch,
@@ -525,10 +559,11 @@ fn split_batch<'a>(
         .map(|start| {
             let r = start..(start + size).min(batch);
             let part = match input {
-                HostInput::Pixels { face, scene, colour, .. } => Part::Pixels(HostInput::Pixels {
+                HostInput::Pixels { face, scene, colour, clips, .. } => Part::Pixels(HostInput::Pixels {
                     face: rows(face, batch, &r),
                     scene: rows(scene, batch, &r),
                     colour: rows(colour, batch, &r),
+                    clips: rows(clips, batch, &r),
                     batch: r.len(),
                 }),
                 HostInput::Features(h) => Part::Features(HostFeatures {
@@ -631,7 +666,7 @@ mod tests {
                 ..Default::default()
             };
             let (mut r, face, scene) = tiny_with(&cfg);
-            let input = HostInput::Pixels { face: &face, scene: &scene, colour: &COLOUR, batch: 3 };
+            let input = HostInput::Pixels { face: &face, scene: &scene, colour: &COLOUR, clips: &[], batch: 3 };
             let dead = r.dead_gradients(&input, &[0, 1, 2], &[2, 0, 0]).unwrap();
             assert!(dead.is_empty(), "{method}: no gradient for {dead:?}");
             let names: Vec<String> = r.opt.as_ref().unwrap().0.trained().map(|(n, _)| n.to_string()).collect();
@@ -640,7 +675,7 @@ mod tests {
                 assert!(!r.uses_scene());
                 let ctx = r.store.get("prompt_learner.ctx").unwrap().as_tensor().dims().to_vec();
                 assert_eq!(ctx, [3, 2, 32], "one context per class");
-                let faces_only = HostInput::Pixels { face: &face, scene: &[], colour: &COLOUR, batch: 3 };
+                let faces_only = HostInput::Pixels { face: &face, scene: &[], colour: &COLOUR, clips: &[], batch: 3 };
                 let s = r.train_step(&faces_only, &[0, 1, 2], &[0, 0, 0]).unwrap();
                 assert_eq!(s.losses.iter().map(|(n, _)| *n).collect::<Vec<_>>(), ["cont"]);
             }
@@ -674,12 +709,50 @@ mod tests {
         let largest = |a: &[f32]| a.iter().zip(&plain).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
         let before = largest(&r.encode(&face, &[], &COLOUR, 3).unwrap().face);
         assert!(before < 1e-5, "untrained adapters: plain CLIP's features (up to rounding), {before}");
-        let input = HostInput::Pixels { face: &face, scene: &[], colour: &COLOUR, batch: 3 };
+        let input = HostInput::Pixels { face: &face, scene: &[], colour: &COLOUR, clips: &[], batch: 3 };
         r.train_step(&input, &[0, 1, 2], &[0, 0, 0]).unwrap();
         let dead = r.dead_gradients(&input, &[0, 1, 2], &[0, 0, 0]).unwrap();
         assert!(dead.is_empty(), "no gradient for {dead:?}");
         let after = largest(&r.encode(&face, &[], &COLOUR, 3).unwrap().face);
         assert!(after > 1e-3, "trained adapters change the features: {after}");
+    }
+
+    /// FineCLIPER with the description stream: its description adapters and stream weights are
+    /// trained too, each gets a gradient after a step, and a clip's scores follow its
+    /// description (the same frames, described otherwise, score otherwise).
+    #[test]
+    fn fineclip_description_stream_is_trained_and_read_per_clip() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("descriptions.jsonl");
+        let lines = [("c0", "the mouth corners rise"), ("c1", "the brows fall"), ("c2", "the lips press hard")];
+        let text: String =
+            lines.iter().map(|(c, d)| format!("{{\"clip\": \"{c}\", \"description\": \"{d}\"}}\n")).collect();
+        std::fs::write(&file, text).unwrap();
+        let cfg = ModelConfig {
+            method: Method::FineClip,
+            arch: Arch::Tiny,
+            n_ctx: 2,
+            seed: 1,
+            video_descriptions: Some(file),
+            ..Default::default()
+        };
+        let (mut r, face, _) = tiny_with(&cfg);
+        r.set_optimizer(adamw(1e-2, None)).unwrap();
+        let names: Vec<String> = r.opt.as_ref().unwrap().0.trained().map(|(n, _)| n.to_string()).collect();
+        for part in ["fineclip.text_description.0.attn.down.weight", "fineclip.streams"] {
+            assert!(names.iter().any(|n| n == part), "{part} is trained: {names:?}");
+        }
+        let clips: Vec<String> = ["c0", "c1", "c2"].map(String::from).to_vec();
+        assert_eq!(r.undescribed(["c2", "c9"]), Some(("c9".to_string(), 1)));
+        let input = HostInput::Pixels { face: &face, scene: &[], colour: &COLOUR, clips: &clips, batch: 3 };
+        r.train_step(&input, &[0, 1, 2], &[0, 0, 0]).unwrap();
+        let dead = r.dead_gradients(&input, &[0, 1, 2], &[0, 0, 0]).unwrap();
+        assert!(dead.is_empty(), "no gradient for {dead:?}");
+        let swapped: Vec<String> = ["c1", "c2", "c0"].map(String::from).to_vec();
+        let other = HostInput::Pixels { face: &face, scene: &[], colour: &COLOUR, clips: &swapped, batch: 3 };
+        assert_ne!(r.predict(&input).unwrap(), r.predict(&other).unwrap(), "scores follow the descriptions");
+        let none = HostInput::Pixels { face: &face, scene: &[], colour: &COLOUR, clips: &[], batch: 3 };
+        assert!(format!("{:#}", r.predict(&none).unwrap_err()).contains("clip ids"));
     }
 
     #[test]
@@ -688,7 +761,7 @@ mod tests {
         // Fine-tuned: the frozen copy is the trained f32 weights themselves.
         assert_eq!(r.model.frozen_tower_dtype(), DType::F32);
         let before = r.encode(&face, &scene, &COLOUR, 3).unwrap();
-        let input = HostInput::Pixels { face: &face, scene: &scene, colour: &COLOUR, batch: 3 };
+        let input = HostInput::Pixels { face: &face, scene: &scene, colour: &COLOUR, clips: &[], batch: 3 };
         r.train_step(&input, &[0, 1, 2], &[2, 0, 0]).unwrap();
         let after = r.encode(&face, &scene, &COLOUR, 3).unwrap();
         assert_ne!(before.face, after.face, "the frozen forward follows the fine-tuned weights");
@@ -708,7 +781,7 @@ mod tests {
     #[test]
     fn every_trainable_tensor_receives_a_gradient() {
         let (r, face, scene) = tiny(true);
-        let input = HostInput::Pixels { face: &face, scene: &scene, colour: &COLOUR, batch: 3 };
+        let input = HostInput::Pixels { face: &face, scene: &scene, colour: &COLOUR, clips: &[], batch: 3 };
         let dead = r.dead_gradients(&input, &[0, 1, 2], &[2, 0, 0]).unwrap();
         assert!(dead.is_empty(), "no gradient for {dead:?}");
         let (all, trained) = r.parameter_counts();
@@ -724,7 +797,7 @@ mod tests {
         if let Some((_, s)) = parts.opt.as_mut() {
             s.accum_steps = 2;
         }
-        let input = HostInput::Pixels { face: &face, scene: &scene, colour: &COLOUR, batch: 3 };
+        let input = HostInput::Pixels { face: &face, scene: &scene, colour: &COLOUR, clips: &[], batch: 3 };
         let (labels, polarity) = ([0, 1, 2], [2, 0, 0]);
         for _ in 0..2 {
             let a = whole.train_step(&input, &labels, &polarity).unwrap();
@@ -749,7 +822,7 @@ mod tests {
     #[test]
     fn training_steps_lower_the_loss_and_face_only_runs() {
         let (mut r, face, scene) = tiny(true);
-        let input = HostInput::Pixels { face: &face, scene: &scene, colour: &COLOUR, batch: 3 };
+        let input = HostInput::Pixels { face: &face, scene: &scene, colour: &COLOUR, clips: &[], batch: 3 };
         let first = r.train_step(&input, &[0, 1, 2], &[2, 0, 0]).unwrap().total;
         let mut last = first;
         for _ in 0..8 {
@@ -757,7 +830,7 @@ mod tests {
         }
         assert!(last < first, "loss {first} → {last}");
         let (mut f, face, _) = tiny(false);
-        let input = HostInput::Pixels { face: &face, scene: &[], colour: &COLOUR, batch: 3 };
+        let input = HostInput::Pixels { face: &face, scene: &[], colour: &COLOUR, clips: &[], batch: 3 };
         let s = f.train_step(&input, &[0, 1, 2], &[0, 0, 0]).unwrap();
         assert!(s.losses.iter().all(|(n, _)| *n == "cont" || *n == "global"), "{:?}", s.losses);
         assert_eq!(f.predict(&input).unwrap().len(), 3);
@@ -767,7 +840,7 @@ mod tests {
     fn the_intensity_aware_loss_joins_the_total_with_its_weight() {
         let (mut r, face, scene) = tiny(true);
         r.weights.ial = 0.1;
-        let input = HostInput::Pixels { face: &face, scene: &scene, colour: &COLOUR, batch: 3 };
+        let input = HostInput::Pixels { face: &face, scene: &scene, colour: &COLOUR, clips: &[], batch: 3 };
         let s = r.train_step(&input, &[0, 1, 2], &[2, 0, 0]).unwrap();
         let part = |name: &str| s.losses.iter().find(|(n, _)| *n == name).map(|(_, v)| *v);
         let ial = part("ial").expect("an ial part");
@@ -810,7 +883,7 @@ mod tests {
     #[test]
     fn ial_gives_every_trainable_tensor_a_gradient() {
         let (r, face) = ial(LossWeights { ial: 0.1, gca_aux: [0.05, 0.05], ..Default::default() });
-        let input = HostInput::Pixels { face: &face, scene: &[], colour: &COLOUR[..2], batch: 2 };
+        let input = HostInput::Pixels { face: &face, scene: &[], colour: &COLOUR[..2], clips: &[], batch: 2 };
         let dead = r.dead_gradients(&input, &[0, 2], &[0, 0]).unwrap();
         assert!(dead.is_empty(), "no gradient for {dead:?}");
         let (all, trained) = r.parameter_counts();
@@ -829,7 +902,7 @@ mod tests {
     #[test]
     fn ial_steps_weigh_their_losses_and_checkpoints_keep_batch_norm_statistics() {
         let (mut r, face) = ial(LossWeights { ial: 0.1, ..Default::default() });
-        let input = HostInput::Pixels { face: &face, scene: &[], colour: &COLOUR[..2], batch: 2 };
+        let input = HostInput::Pixels { face: &face, scene: &[], colour: &COLOUR[..2], clips: &[], batch: 2 };
         let running = |r: &Runner| r.store.get("s_former.bn1.running_mean").unwrap().to_vec1::<f32>().unwrap();
         let before = running(&r);
         let first = r.predict(&input).unwrap();

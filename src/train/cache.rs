@@ -90,11 +90,7 @@ impl FeatureCache {
             f.scene.extend(r.scene);
             f.early.extend(r.early);
         }
-        Ok(Batch {
-            payload: Payload::Features(f),
-            labels: chunk.iter().map(|&i| clips[i].label as u32).collect(),
-            polarity: chunk.iter().map(|&i| clips[i].polarity as u32).collect(),
-        })
+        Ok(Batch::of(Payload::Features(f), clips, chunk))
     }
 }
 

@@ -329,7 +329,7 @@ impl TrainConfig {
         if let TokenizerChoice::File(p) = &mut self.model.tokenizer {
             fix(p);
         }
-        if let Some(p) = &mut self.model.descriptions {
+        for p in [&mut self.model.descriptions, &mut self.model.video_descriptions].into_iter().flatten() {
             fix(p);
         }
     }
@@ -436,6 +436,12 @@ impl TrainConfig {
                 )
                 .into());
             }
+            if m.video_descriptions.is_some() {
+                return Err(UsageError::new(
+                    "model.video_descriptions feeds FineCLIPER's description stream: set model.method = \"fineclip\"",
+                )
+                .into());
+            }
             return Ok(());
         }
         let refuse = |what: &str| -> Result<()> {
@@ -512,10 +518,12 @@ mod tests {
         assert_eq!(c.train.rule(), Rule::Sgd { momentum: 0.8 });
         assert_eq!(c.train.decay(10), Decay::Steps { milestones: vec![30, 50], gamma: 0.1 });
         assert_eq!(c.model.descriptions, Some(PathBuf::from("/b/d.toml")), "resolved against the file's folder");
+        let fine = read("method = \"fineclip\"\nvideo_descriptions = \"v.jsonl\"\n").unwrap();
+        assert_eq!(fine.model.video_descriptions, Some(PathBuf::from("/b/v.jsonl")), "resolved too");
         let plain = read("").unwrap();
         assert_eq!(plain.train.rule(), Rule::AdamW);
         let saved = plain.to_toml().unwrap();
-        for key in ["method", "optimizer", "momentum", "lr_decay", "milestones", "gamma", "descriptions"] {
+        for key in ["method", "optimizer", "momentum", "lr_decay", "milestones", "gamma", "descriptions", "video_"] {
             assert!(!saved.contains(key), "{key} written at its default: {saved}");
         }
         for (extra, want) in [
@@ -534,6 +542,7 @@ mod tests {
             ),
             ("method = \"ial\"\n[loss]\nglobal = 1.0\n", "OUS's losses; ial trains"),
             ("[loss]\ngca_aux = [0.1, 0.0]\n", "set model.method = \"ial\""),
+            ("video_descriptions = \"v.jsonl\"\n", "FineCLIPER's description stream: set model.method = \"fineclip\""),
         ] {
             let e = format!("{:#}", read(extra).unwrap_err());
             assert!(e.contains("t.toml") && e.contains(want), "{extra:?}: {e}");

@@ -203,6 +203,8 @@ pub(crate) struct Batch {
     pub payload: Payload,
     pub labels: Vec<u32>,
     pub polarity: Vec<u32>,
+    /// The clips' ids, in batch order.
+    pub clips: Vec<String>,
 }
 
 pub(crate) enum Payload {
@@ -214,10 +216,20 @@ pub(crate) enum Payload {
 }
 
 impl Batch {
+    /// The batch of `clips[chunk]` carrying `payload`.
+    pub(crate) fn of(payload: Payload, clips: &[ClipRef], chunk: &[usize]) -> Batch {
+        Batch {
+            payload,
+            labels: chunk.iter().map(|&i| clips[i].label as u32).collect(),
+            polarity: chunk.iter().map(|&i| clips[i].polarity as u32).collect(),
+            clips: chunk.iter().map(|&i| clips[i].clip_id.clone()).collect(),
+        }
+    }
+
     pub(crate) fn input(&self) -> HostInput<'_> {
         match &self.payload {
             Payload::Pixels { face, scene, colour } => {
-                HostInput::Pixels { face, scene, colour, batch: self.labels.len() }
+                HostInput::Pixels { face, scene, colour, clips: &self.clips, batch: self.labels.len() }
             }
             Payload::Features(f) => HostInput::Features(f),
         }
@@ -328,11 +340,7 @@ fn make_batch(set: &ShardSet, clips: &[ClipRef], chunk: &[usize], shape: InputSh
         .into_par_iter()
         .map(|((&i, face), scene)| prepare_clip(set, &clips[i], shape, view, face, scene))
         .collect::<Result<Vec<Colour>>>()?;
-    Ok(Batch {
-        payload: Payload::Pixels { face, scene, colour },
-        labels: chunk.iter().map(|&i| clips[i].label as u32).collect(),
-        polarity: chunk.iter().map(|&i| clips[i].polarity as u32).collect(),
-    })
+    Ok(Batch::of(Payload::Pixels { face, scene, colour }, clips, chunk))
 }
 
 /// Per-clip random draws shared by all frames of the clip.

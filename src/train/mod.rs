@@ -106,6 +106,16 @@ impl Session {
         let train = Arc::new(train);
         let attrs = shards.attrs();
         let runner = Runner::new(&cfg.model, &attrs.label_names, attrs.frames, &cfg.train.device, cfg.loss.clone())?;
+        let clip_ids = train.iter().chain(test.iter()).map(|c| c.clip_id.as_str());
+        if let (Some((clip, n)), Some(file)) = (runner.undescribed(clip_ids), &cfg.model.video_descriptions) {
+            bail!(UsageError::new(format!(
+                "{}: no description for clip {clip:?}{}, which fold {} trains or tests on; the description \
+                 stream needs one for every such clip",
+                file.display(),
+                if n > 1 { format!(" (nor for {} more)", n - 1) } else { String::new() },
+                cfg.data.fold
+            )));
+        }
         if runner.uses_scene() && !attrs.has_scene() {
             bail!(UsageError::new(format!(
                 "{}: the shards have no scene stream (prepared with scene_size = 0), which {} reads; prepare \

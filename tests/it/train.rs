@@ -254,6 +254,40 @@ fn fineclip_learns_from_faces_and_cannot_from_scenes() {
     assert!(war[1] <= 40.0, "scene cue: WAR {:.1}, a face-only model should stay near chance (≈ 14)", war[1]);
 }
 
+/// FineCLIPER's description stream on the scene-cue clips, whose faces say nothing: one text
+/// per clip that says what the face shows (as a multimodal model's description would) lets the
+/// held-out clips be recognised, where the video-only run stays near chance
+/// (`fineclip_learns_from_faces_and_cannot_from_scenes`); a file without a clip the fold reads
+/// is refused, naming the file and the clip.
+#[test]
+fn fineclip_description_stream_reads_each_clips_text() {
+    let d = data("scene");
+    let dir = tempfile::tempdir().unwrap();
+    let truth = dfer::synth::read_truth(&d.manifest.parent().unwrap().join("dfew")).unwrap();
+    let line = |c: &dfer::synth::TruthClip| {
+        let text = format!("the person looks {}", c.label_name.to_lowercase());
+        serde_json::json!({ "clip": c.clip_id, "description": text }).to_string()
+    };
+    let lines: Vec<String> = truth.iter().map(line).collect();
+    let file = dir.path().join("descriptions.jsonl");
+    let model = clip_model(&clip_fixture(), &format!("method = \"fineclip\"\nvideo_descriptions = {file:?}"));
+    let cfg = config_with_model(dir.path(), d, "", &model, "epochs = 4\nlr = 0.01", AUG);
+    let run = dir.path().join("run");
+
+    std::fs::write(&file, lines[1..].join("\n")).unwrap();
+    let out = dfer_expect(&["train", "--config", cfg.to_str().unwrap(), "--run", run.to_str().unwrap()], 2);
+    let err = common::stderr(&out);
+    assert!(err.contains("descriptions.jsonl") && err.contains(&format!("clip {:?}", truth[0].clip_id)), "{err}");
+
+    std::fs::write(&file, lines.join("\n")).unwrap();
+    train(&cfg, &run, &[]);
+    let names = checkpoint_tensors(&run, 4);
+    assert!(names.iter().any(|n| n == "fineclip.streams"), "{names:?}");
+    let war = eval(&run).metrics.war;
+    eprintln!("fineclip with descriptions, scene cue: held-out WAR {war:.1}");
+    assert!(war >= 80.0, "held-out WAR {war:.1} < 80 with descriptions naming the expression");
+}
+
 /// DFER-CLIP (faces only, CLIP's tokenizer on the built-in DFEW descriptions) learns held-out
 /// clips when the face shows the label, and stays near chance when only the scene does, where
 /// OUS learns (`scene_stream_matters_when_only_the_scene_shows_the_label`).
