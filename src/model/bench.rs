@@ -172,7 +172,7 @@ pub(crate) fn train_steps(b: &StepBench) -> Result<StepTiming> {
     let input = match b.recipe {
         Recipe::Cached => HostInput::Features(&features),
         Recipe::Frozen | Recipe::Finetune => {
-            HostInput::Pixels { face: &face, scene: &scene, colour: &colour, clips: &[], batch }
+            HostInput::Pixels { face: &face, scene: &scene, points: &[], colour: &colour, clips: &[], batch }
         }
     };
     let labels: Vec<u32> = (0..batch as u32).map(|i| i % 7).collect();

@@ -130,6 +130,11 @@ pub(crate) struct ModelConfig {
     /// (`video_descriptions.rs`); absent, the stream is off (the paper's "video only" row).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub video_descriptions: Option<PathBuf>,
+    /// FineCLIPER's landmark stream, our substitute for the paper's landmark and parsing inputs:
+    /// the face frames with the detector's five points drawn on (`train/points.rs`), through the
+    /// image tower with adapters of their own. Needs dfer's crops (`prep.face_crops = "detect"`).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub landmarks: bool,
     /// Seed of the parameter initialisation.
     #[serde(default)]
     pub seed: u64,
@@ -272,6 +277,7 @@ impl ModelConfig {
             ("adapter_ratio", self.adapter_ratio != d.adapter_ratio),
             ("adapter_scale", self.adapter_scale != d.adapter_scale),
             ("video_descriptions", self.video_descriptions.is_some()),
+            ("landmarks", self.landmarks),
         ]
         .into_iter()
         .filter_map(|(key, set)| set.then_some(key))

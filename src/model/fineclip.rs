@@ -13,7 +13,10 @@
 //! With the description stream on (`model.video_descriptions`), each clip's description goes
 //! through the text tower with adapters of its own (paper), and the clip feature `v` is the
 //! normalised sum of the video's and the description's normalised features, weighted by
-//! `a = softmax(streams)` (ours, starting equal).
+//! `a = softmax(streams)` (ours, starting equal). With the landmark stream on (`model.landmarks`,
+//! our substitute for the paper's landmark and parsing inputs: the detector's five points drawn
+//! on the face crops), those frames go through the image tower with adapters of their own and
+//! their mean joins the sum the same way.
 //! Trained: the adapters, the context and the fusion and stream weights, nothing else.
 
 use anyhow::{bail, ensure, Context, Result};
@@ -42,9 +45,13 @@ pub(crate) struct FineClipHead {
     text_negative: TowerAdapters,
     /// `[2]`: the weights of the positive and negative similarities, before the softmax.
     fusion: Tensor,
-    /// The description stream, when on: its text adapters and `[2]` stream weights (video,
-    /// description) before the softmax.
-    description: Option<(TowerAdapters, Tensor)>,
+    /// The description stream's text adapters, when it is on.
+    description: Option<TowerAdapters>,
+    /// The landmark stream's image adapters, when it is on.
+    points: Option<TowerAdapters>,
+    /// `[S]`: the weights of the streams (video, then descriptions and landmarks where on)
+    /// before the softmax; absent with video only.
+    streams: Option<Tensor>,
 }
 
 /// The streams beside the video that a FineCLIPER network reads.
@@ -52,6 +59,8 @@ pub(crate) struct FineClipHead {
 pub(crate) struct Streams {
     /// Per-clip descriptions through the text tower.
     pub descriptions: bool,
+    /// Face frames with their landmarks drawn on, through the image tower.
+    pub landmarks: bool,
 }
 
 impl FineClipHead {
@@ -67,14 +76,15 @@ impl FineClipHead {
         let text_positive = TowerAdapters::new(&mut s.sub("text_positive"), tcfg.layers, tcfg.width, ratio, scale)?;
         let text_negative = TowerAdapters::new(&mut s.sub("text_negative"), tcfg.layers, tcfg.width, ratio, scale)?;
         let fusion = s.constant("fusion", &[2], 0.0)?;
-        let description = match streams.descriptions {
-            true => Some((
-                TowerAdapters::new(&mut s.sub("text_description"), tcfg.layers, tcfg.width, ratio, scale)?,
-                s.constant("streams", &[2], 0.0)?,
-            )),
-            false => None,
+        let adapters = |s: &mut Scope, name: &str, on: bool, (layers, width): (usize, usize)| match on {
+            true => TowerAdapters::new(&mut s.sub(name), layers, width, ratio, scale).map(Some),
+            false => Ok(None),
         };
-        Ok(Self { image, text_positive, text_negative, fusion, description })
+        let description = adapters(s, "text_description", streams.descriptions, (tcfg.layers, tcfg.width))?;
+        let points = adapters(s, "image_points", streams.landmarks, (vcfg.layers, vcfg.width))?;
+        let n = 1 + usize::from(streams.descriptions) + usize::from(streams.landmarks);
+        let streams = if n > 1 { Some(s.constant("streams", &[n], 0.0)?) } else { None };
+        Ok(Self { image, text_positive, text_negative, fusion, description, points, streams })
     }
 
     /// The frozen image tower with the adapters over `images [N, 3, S, S]`.
@@ -94,41 +104,77 @@ impl FineClipHead {
         Ok(Tensor::cat(&[&pos, &neg], 0)?)
     }
 
+    /// The frozen image tower with the landmark stream's adapters over `images [N, 3, S, S]`.
+    pub(crate) fn encode_points(&self, tower: &VisionTower, images: &Tensor) -> Result<VisionOutput> {
+        let adapters = self.points.as_ref().context("the landmark stream is off")?;
+        tower.forward_adapted(images, 0, Some(adapters))
+    }
+
     /// Description features `[B, E]` of token ids `[B, L]` ending at `eot`, through the frozen
     /// text tower with the description adapters.
     pub(crate) fn describe(&self, text: &TextTower, ids: &Tensor, eot: &[usize]) -> Result<Tensor> {
-        let (adapters, _) = self.description.as_ref().context("the description stream is off")?;
+        let adapters = self.description.as_ref().context("the description stream is off")?;
         text.forward_embeddings_adapted(&text.embed_tokens(ids)?, eot, Some(adapters))
     }
 
-    /// The clip feature (normalised): the video's, or with the description stream its
-    /// stream-weighted sum with the description's `description [B, E]`.
-    fn clip_feature(&self, face: &Tensor, description: Option<&Tensor>) -> Result<Tensor> {
-        let video = normalize(&face.mean(1)?)?;
+    /// The clip feature (normalised): the video's, or with optional streams the stream-weighted
+    /// sum of the normalised features of the video, the descriptions `[B, E]` and the landmark
+    /// frames `[B, T, E]` (their mean), each given exactly when its stream is on.
+    fn clip_feature(&self, face: &Tensor, description: Option<&Tensor>, points: Option<&Tensor>) -> Result<Tensor> {
+        let mut feats = vec![normalize(&face.mean(1)?)?];
         match (&self.description, description) {
-            (None, None) => Ok(video),
-            (Some((_, streams)), Some(d)) => {
-                let a = softmax(streams, D::Minus1)?;
-                let mixed =
-                    (video.broadcast_mul(&a.narrow(0, 0, 1)?)? + normalize(d)?.broadcast_mul(&a.narrow(0, 1, 1)?)?)?;
-                normalize(&mixed)
+            (Some(_), Some(d)) => feats.push(normalize(d)?),
+            (None, None) => {}
+            (on, _) => {
+                bail!("the description stream is {} and the batch {} descriptions", on_off(on), has(description))
             }
-            (Some(_), None) => bail!("FineCLIPER's description stream is on and the batch has no descriptions"),
-            (None, Some(_)) => bail!("a batch with descriptions for a FineCLIPER network without the stream"),
         }
+        match (&self.points, points) {
+            (Some(_), Some(p)) => feats.push(normalize(&p.mean(1)?)?),
+            (None, None) => {}
+            (on, _) => bail!("the landmark stream is {} and the batch {} landmark frames", on_off(on), has(points)),
+        }
+        let Some(streams) = &self.streams else { return Ok(feats.remove(0)) };
+        let a = softmax(streams, D::Minus1)?;
+        let mut sum = feats[0].broadcast_mul(&a.narrow(0, 0, 1)?)?;
+        for (i, f) in feats.iter().enumerate().skip(1) {
+            sum = (sum + f.broadcast_mul(&a.narrow(0, i, 1)?)?)?;
+        }
+        normalize(&sum)
     }
 
-    /// Class scores `[B, K]` from frame features `face [B, T, E]`, the clips' description
-    /// features when that stream is on, and `text [2K, E]`.
-    pub(crate) fn logits(&self, face: &Tensor, description: Option<&Tensor>, text: &Tensor) -> Result<Tensor> {
+    /// Class scores `[B, K]` from frame features `face [B, T, E]`, the optional streams'
+    /// features `(description [B, E], points [B, T, E])` where on, and `text [2K, E]`.
+    pub(crate) fn logits(
+        &self,
+        face: &Tensor,
+        streams: (Option<&Tensor>, Option<&Tensor>),
+        text: &Tensor,
+    ) -> Result<Tensor> {
         let k = text.dim(0)? / 2;
-        let video = self.clip_feature(face, description)?;
+        let video = self.clip_feature(face, streams.0, streams.1)?;
         let text = normalize(text)?;
         let cos = |t: Tensor| -> Result<Tensor> { Ok(video.matmul(&t.t()?)?) };
         let (pos, neg) = (cos(text.narrow(0, 0, k)?)?, cos(text.narrow(0, k, k)?)?);
         let w = softmax(&self.fusion, D::Minus1)?;
         let score = (pos.broadcast_mul(&w.narrow(0, 0, 1)?)? - neg.broadcast_mul(&w.narrow(0, 1, 1)?)?)?;
         Ok((score * LOGIT_SCALE)?)
+    }
+}
+
+fn on_off<T>(x: &Option<T>) -> &'static str {
+    if x.is_some() {
+        "on"
+    } else {
+        "off"
+    }
+}
+
+fn has<T>(x: Option<T>) -> &'static str {
+    if x.is_some() {
+        "has"
+    } else {
+        "has no"
     }
 }
 
@@ -142,6 +188,16 @@ mod tests {
     use crate::model::params::{Group, ParamStore};
     use crate::model::prompts::{tokenize_prompts, PLACEHOLDER};
     use crate::model::tokenizer;
+
+    /// A head for the tiny towers with `streams` on, drawing from a store seeded 4.
+    fn tiny_head(streams: Streams) -> (FineClipHead, ParamStore) {
+        let cfg = ModelConfig { arch: Arch::Tiny, ..Default::default() };
+        let (vcfg, tcfg, _) = cfg.towers(None).unwrap();
+        let mut store = ParamStore::new(&Device::Cpu, 4);
+        let head =
+            FineClipHead::new(&mut store.scope("fineclip", Group::Head), (&vcfg, &tcfg), (0.25, 0.5), streams).unwrap();
+        (head, store)
+    }
 
     /// With the up-projections at zero (their initialisation) both towers compute what plain
     /// CLIP computes, up to the rounding of the differentiable LayerNorm and softmax that a
@@ -200,24 +256,15 @@ mod tests {
     /// negative cosine similarities, times 100.
     #[test]
     fn class_scores_weigh_positive_against_negative_prompts() {
-        let cfg = ModelConfig { arch: Arch::Tiny, ..Default::default() };
-        let (vcfg, tcfg, _) = cfg.towers(None).unwrap();
-        let mut store = ParamStore::new(&Device::Cpu, 4);
-        let head = FineClipHead::new(
-            &mut store.scope("fineclip", Group::Head),
-            (&vcfg, &tcfg),
-            (0.25, 0.5),
-            Streams::default(),
-        )
-        .unwrap();
+        let (head, _) = tiny_head(Streams::default());
         let dev = Device::Cpu;
         // One clip of two frames whose mean is (1, 0); positive prompt (1, 0), negative (0, 1).
         let face = Tensor::new(&[[[2f32, 1.0], [0.0, -1.0]]], &dev).unwrap();
         let text = Tensor::new(&[[1f32, 0.0], [0.0, 1.0]], &dev).unwrap();
-        let z = head.logits(&face, None, &text).unwrap().to_vec2::<f32>().unwrap();
+        let z = head.logits(&face, (None, None), &text).unwrap().to_vec2::<f32>().unwrap();
         assert!((z[0][0] - 50.0).abs() < 1e-3, "{z:?}");
-        let e = head.logits(&face, Some(&text), &text).unwrap_err();
-        assert!(format!("{e:#}").contains("without the stream"), "{e:#}");
+        let e = head.logits(&face, (Some(&text), None), &text).unwrap_err();
+        assert!(format!("{e:#}").contains("stream is off and the batch has descriptions"), "{e:#}");
     }
 
     /// With the description stream, the clip feature is the equal-weighted sum of the video's
@@ -225,24 +272,30 @@ mod tests {
     /// (0, 3) give (1, 1)/√2, whose cosines to a positive prompt (1, 0) and a negative one
     /// (−1, 0) are ±1/√2, so the score is 100 · (½ + ½)/√2.
     #[test]
-    fn descriptions_join_the_video_feature_with_equal_stream_weights() {
-        let cfg = ModelConfig { arch: Arch::Tiny, ..Default::default() };
-        let (vcfg, tcfg, _) = cfg.towers(None).unwrap();
-        let mut store = ParamStore::new(&Device::Cpu, 4);
-        let streams = Streams { descriptions: true };
-        let head =
-            FineClipHead::new(&mut store.scope("fineclip", Group::Head), (&vcfg, &tcfg), (0.25, 0.5), streams).unwrap();
+    fn optional_streams_join_the_video_feature_with_equal_stream_weights() {
+        let (head, store) = tiny_head(Streams { descriptions: true, landmarks: false });
         let dev = Device::Cpu;
         let face = Tensor::new(&[[[2f32, 0.0], [0.0, 0.0]]], &dev).unwrap();
         let description = Tensor::new(&[[0f32, 3.0]], &dev).unwrap();
         let text = Tensor::new(&[[1f32, 0.0], [-1.0, 0.0]], &dev).unwrap();
-        let z = head.logits(&face, Some(&description), &text).unwrap().to_vec2::<f32>().unwrap();
+        let z = head.logits(&face, (Some(&description), None), &text).unwrap().to_vec2::<f32>().unwrap();
         assert!((z[0][0] - 100.0 / 2f32.sqrt()).abs() < 1e-3, "{z:?}");
-        let e = head.logits(&face, None, &text).unwrap_err();
-        assert!(format!("{e:#}").contains("no descriptions"), "{e:#}");
+        let e = head.logits(&face, (None, None), &text).unwrap_err();
+        assert!(format!("{e:#}").contains("has no descriptions"), "{e:#}");
         assert!(
             store.get("fineclip.streams").is_some()
                 && store.get("fineclip.text_description.0.attn.up.weight").is_some()
         );
+
+        // Three streams, a third each: video (1, 0), description (0, 1), landmark frames whose
+        // mean is (4, 0) give (2, 1)/√5, cosines ±2/√5, score 100 · 2/√5.
+        let (head, store) = tiny_head(Streams { descriptions: true, landmarks: true });
+        let points = Tensor::new(&[[[4f32, 1.0], [4.0, -1.0]]], &dev).unwrap();
+        let z = head.logits(&face, (Some(&description), Some(&points)), &text).unwrap().to_vec2::<f32>().unwrap();
+        assert!((z[0][0] - 200.0 / 5f32.sqrt()).abs() < 1e-3, "{z:?}");
+        let e = head.logits(&face, (Some(&description), None), &text).unwrap_err();
+        assert!(format!("{e:#}").contains("landmark stream is on and the batch has no landmark frames"), "{e:#}");
+        assert_eq!(store.get("fineclip.streams").unwrap().as_tensor().dims(), [3]);
+        assert!(store.get("fineclip.image_points.0.mlp.down.weight").is_some());
     }
 }

@@ -55,6 +55,8 @@ pub(crate) struct Features {
     pub early: Option<Tensor>,
     /// FineCLIPER's per-clip description features `[B, E]` (text tower), when that stream is on.
     pub description: Option<Tensor>,
+    /// FineCLIPER's landmark-frame features `[B, T, E]` (image tower), when that stream is on.
+    pub points: Option<Tensor>,
 }
 
 /// Head outputs for a batch.
@@ -170,7 +172,7 @@ impl Network {
                 &mut store.scope("fineclip", Group::Head),
                 (vcfg, tcfg),
                 (cfg.adapter_ratio, cfg.adapter_scale),
-                Streams { descriptions: cfg.video_descriptions.is_some() },
+                Streams { descriptions: cfg.video_descriptions.is_some(), landmarks: cfg.landmarks },
             )?)),
             Method::Ial => unreachable!("checked above"),
         };
@@ -237,7 +239,13 @@ impl Network {
         train_image: bool,
     ) -> Result<Features> {
         let Some(clip) = &self.clip else {
-            return Ok(Features { face: face.to_dtype(DType::F32)?, scene: None, early: None, description: None });
+            return Ok(Features {
+                face: face.to_dtype(DType::F32)?,
+                scene: None,
+                early: None,
+                description: None,
+                points: None,
+            });
         };
         let tower = if train_image { &clip.vision } else { &clip.vision_frozen };
         let (b, t, c, h, w) = face.dims5()?;
@@ -265,7 +273,19 @@ impl Network {
             }
             _ => (None, None),
         };
-        Ok(Features { face: f, scene, early, description: None })
+        Ok(Features { face: f, scene, early, description: None, points: None })
+    }
+
+    /// FineCLIPER's landmark-frame features `[B, T, E]` of `images [B, T, 3, S, S]` (the frozen
+    /// tower in `dtype` with the landmark stream's adapters; outputs f32).
+    pub(crate) fn encode_points(&self, images: &Tensor, dtype: DType) -> Result<Tensor> {
+        let Head::FineClip(h) = &self.head else {
+            bail!("model.method = \"{}\" has no landmark stream", self.cfg.method)
+        };
+        let (b, t, c, hh, w) = images.dims5()?;
+        let flat = images.reshape((b * t, c, hh, w))?.to_dtype(dtype)?;
+        let out = h.encode_points(&self.clip()?.vision_frozen, &flat)?;
+        Ok(out.embeds.to_dtype(DType::F32)?.reshape((b, t, ()))?)
     }
 
     /// FineCLIPER's description features `[B, E]` of token ids `[B, L]` ending at `eot`.
@@ -297,7 +317,9 @@ impl Network {
         match &self.head {
             Head::Ous(h) => h.forward(x, text()?, &self.logit_scale()?),
             Head::DferClip(h) => Ok(Outputs::logits(h.logits(&x.face, text()?)?)),
-            Head::FineClip(h) => Ok(Outputs::logits(h.logits(&x.face, x.description.as_ref(), text()?)?)),
+            Head::FineClip(h) => {
+                Ok(Outputs::logits(h.logits(&x.face, (x.description.as_ref(), x.points.as_ref()), text()?)?))
+            }
             Head::Ial(net) => {
                 let out = net.forward(&x.face, train)?;
                 Ok(Outputs { gca_aux: Some(out.aux), ..Outputs::logits(out.logits) })

@@ -26,12 +26,20 @@ use super::video_descriptions::{self, DescriptionTokens};
 use super::ComputeDevice;
 use crate::weights::ClipFiles;
 
-/// A batch on the host: uint8 pixels (`[B, T, S, S, 3]`, scene empty when off) with each clip's
+/// A batch on the host: uint8 pixels (`[B, T, S, S, 3]`; scene, and FineCLIPER's landmark
+/// frames `points`, empty when off) with each clip's
 /// colour jitter, normalised on the device ([`pixels::normalise`]), and the clips' ids (which
 /// FineCLIPER's description stream reads; may be empty otherwise), or cached features.
 #[derive(Clone, Copy)]
 pub(crate) enum HostInput<'a> {
-    Pixels { face: &'a [u8], scene: &'a [u8], colour: &'a [Colour], clips: &'a [String], batch: usize },
+    Pixels {
+        face: &'a [u8],
+        scene: &'a [u8],
+        points: &'a [u8],
+        colour: &'a [Colour],
+        clips: &'a [String],
+        batch: usize,
+    },
     Features(&'a HostFeatures),
 }
 
@@ -245,6 +253,11 @@ impl Runner {
         self.model.config().uses_scene()
     }
 
+    /// Whether the model reads landmark frames (FineCLIPER's landmark stream).
+    pub(crate) fn uses_points(&self) -> bool {
+        self.model.config().landmarks
+    }
+
     /// Parameter counts: (all, being trained).
     pub(crate) fn parameter_counts(&self) -> (usize, usize) {
         let all = [Group::ImageEncoder, Group::TextEncoder, Group::Prompts, Group::Head]
@@ -274,16 +287,26 @@ impl Runner {
     fn features(&self, input: &HostInput, train_image: bool) -> Result<Features> {
         let t = self.frames;
         match input {
-            HostInput::Pixels { face, scene, colour, clips, batch } => {
+            HostInput::Pixels { face, scene, points, colour, clips, batch } => {
                 let s = self.image_size;
                 let shape = [*batch, t, s, s, 3];
-                let face = pixels::normalise(&self.tensor(face, &shape)?, colour, self.normalise)?;
-                let scene = if scene.is_empty() {
-                    None
-                } else {
-                    Some(pixels::normalise(&self.tensor(scene, &shape)?, colour, self.normalise)?)
+                let upload = |px: &[u8]| -> Result<Option<Tensor>> {
+                    match px.is_empty() {
+                        true => Ok(None),
+                        false => Ok(Some(pixels::normalise(&self.tensor(px, &shape)?, colour, self.normalise)?)),
+                    }
                 };
-                let mut f = self.model.encode(&face, scene.as_ref(), self.dtype, train_image)?;
+                let face = upload(face)?.context("a batch without face frames")?;
+                let mut f = self.model.encode(&face, upload(scene)?.as_ref(), self.dtype, train_image)?;
+                ensure!(
+                    points.is_empty() != self.model.config().landmarks,
+                    "the landmark stream is {} and the batch has {} landmark frames",
+                    if self.model.config().landmarks { "on" } else { "off" },
+                    if points.is_empty() { "no" } else { "" }
+                );
+                if let Some(p) = upload(points)? {
+                    f.points = Some(self.model.encode_points(&p, self.dtype)?);
+                }
                 if let Some(d) = &self.descriptions {
                     ensure!(clips.len() == *batch, "the description stream needs the batch's clip ids");
                     let (ids, eot) = d.batch(clips)?;
@@ -305,6 +328,7 @@ impl Runner {
                     scene: if h.scene.is_empty() { None } else { Some(self.tensor(&h.scene, &[b, t, e])?) },
                     early: if h.early.is_empty() { None } else { Some(self.tensor(&h.early, &[b, p, w])?) },
                     description: None,
+                    points: None,
                 })
             }
         }
@@ -312,7 +336,7 @@ impl Runner {
 
     /// Runs the image tower only (no gradients) on pixels and returns the features on the host.
     pub(crate) fn encode(&self, face: &[u8], scene: &[u8], colour: &[Colour], batch: usize) -> Result<HostFeatures> {
-        let f = self.features(&HostInput::Pixels { face, scene, colour, clips: &[], batch }, false)?;
+        let f = self.features(&HostInput::Pixels { face, scene, points: &[], colour, clips: &[], batch }, false)?;
         let host = |t: &Tensor| read_back(&t.flatten_all()?);
         Ok(HostFeatures {
             batch,
@@ -559,9 +583,10 @@ fn split_batch<'a>(
         .map(|start| {
             let r = start..(start + size).min(batch);
             let part = match input {
-                HostInput::Pixels { face, scene, colour, clips, .. } => Part::Pixels(HostInput::Pixels {
+                HostInput::Pixels { face, scene, points, colour, clips, .. } => Part::Pixels(HostInput::Pixels {
                     face: rows(face, batch, &r),
                     scene: rows(scene, batch, &r),
+                    points: rows(points, batch, &r),
                     colour: rows(colour, batch, &r),
                     clips: rows(clips, batch, &r),
                     batch: r.len(),
@@ -666,7 +691,8 @@ mod tests {
                 ..Default::default()
             };
             let (mut r, face, scene) = tiny_with(&cfg);
-            let input = HostInput::Pixels { face: &face, scene: &scene, colour: &COLOUR, clips: &[], batch: 3 };
+            let input =
+                HostInput::Pixels { face: &face, scene: &scene, points: &[], colour: &COLOUR, clips: &[], batch: 3 };
             let dead = r.dead_gradients(&input, &[0, 1, 2], &[2, 0, 0]).unwrap();
             assert!(dead.is_empty(), "{method}: no gradient for {dead:?}");
             let names: Vec<String> = r.opt.as_ref().unwrap().0.trained().map(|(n, _)| n.to_string()).collect();
@@ -675,7 +701,8 @@ mod tests {
                 assert!(!r.uses_scene());
                 let ctx = r.store.get("prompt_learner.ctx").unwrap().as_tensor().dims().to_vec();
                 assert_eq!(ctx, [3, 2, 32], "one context per class");
-                let faces_only = HostInput::Pixels { face: &face, scene: &[], colour: &COLOUR, clips: &[], batch: 3 };
+                let faces_only =
+                    HostInput::Pixels { face: &face, scene: &[], points: &[], colour: &COLOUR, clips: &[], batch: 3 };
                 let s = r.train_step(&faces_only, &[0, 1, 2], &[0, 0, 0]).unwrap();
                 assert_eq!(s.losses.iter().map(|(n, _)| *n).collect::<Vec<_>>(), ["cont"]);
             }
@@ -709,12 +736,23 @@ mod tests {
         let largest = |a: &[f32]| a.iter().zip(&plain).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
         let before = largest(&r.encode(&face, &[], &COLOUR, 3).unwrap().face);
         assert!(before < 1e-5, "untrained adapters: plain CLIP's features (up to rounding), {before}");
-        let input = HostInput::Pixels { face: &face, scene: &[], colour: &COLOUR, clips: &[], batch: 3 };
+        let input = HostInput::Pixels { face: &face, scene: &[], points: &[], colour: &COLOUR, clips: &[], batch: 3 };
         r.train_step(&input, &[0, 1, 2], &[0, 0, 0]).unwrap();
         let dead = r.dead_gradients(&input, &[0, 1, 2], &[0, 0, 0]).unwrap();
         assert!(dead.is_empty(), "no gradient for {dead:?}");
         let after = largest(&r.encode(&face, &[], &COLOUR, 3).unwrap().face);
         assert!(after > 1e-3, "trained adapters change the features: {after}");
+    }
+
+    /// A FineCLIPER runner of `cfg` with AdamW at 1e-2, checking that each of `parts` is trained.
+    fn fineclip_training(cfg: &ModelConfig, parts: &[&str]) -> (Runner, Vec<u8>, Vec<u8>) {
+        let (mut r, face, scene) = tiny_with(cfg);
+        r.set_optimizer(adamw(1e-2, None)).unwrap();
+        let names: Vec<String> = r.opt.as_ref().unwrap().0.trained().map(|(n, _)| n.to_string()).collect();
+        for part in parts {
+            assert!(names.iter().any(|n| n == part), "{part} is trained: {names:?}");
+        }
+        (r, face, scene)
     }
 
     /// FineCLIPER with the description stream: its description adapters and stream weights are
@@ -736,23 +774,48 @@ mod tests {
             video_descriptions: Some(file),
             ..Default::default()
         };
-        let (mut r, face, _) = tiny_with(&cfg);
-        r.set_optimizer(adamw(1e-2, None)).unwrap();
-        let names: Vec<String> = r.opt.as_ref().unwrap().0.trained().map(|(n, _)| n.to_string()).collect();
-        for part in ["fineclip.text_description.0.attn.down.weight", "fineclip.streams"] {
-            assert!(names.iter().any(|n| n == part), "{part} is trained: {names:?}");
-        }
+        let (mut r, face, _) =
+            fineclip_training(&cfg, &["fineclip.text_description.0.attn.down.weight", "fineclip.streams"]);
         let clips: Vec<String> = ["c0", "c1", "c2"].map(String::from).to_vec();
         assert_eq!(r.undescribed(["c2", "c9"]), Some(("c9".to_string(), 1)));
-        let input = HostInput::Pixels { face: &face, scene: &[], colour: &COLOUR, clips: &clips, batch: 3 };
+        let input =
+            HostInput::Pixels { face: &face, scene: &[], points: &[], colour: &COLOUR, clips: &clips, batch: 3 };
         r.train_step(&input, &[0, 1, 2], &[0, 0, 0]).unwrap();
         let dead = r.dead_gradients(&input, &[0, 1, 2], &[0, 0, 0]).unwrap();
         assert!(dead.is_empty(), "no gradient for {dead:?}");
         let swapped: Vec<String> = ["c1", "c2", "c0"].map(String::from).to_vec();
-        let other = HostInput::Pixels { face: &face, scene: &[], colour: &COLOUR, clips: &swapped, batch: 3 };
+        let other =
+            HostInput::Pixels { face: &face, scene: &[], points: &[], colour: &COLOUR, clips: &swapped, batch: 3 };
         assert_ne!(r.predict(&input).unwrap(), r.predict(&other).unwrap(), "scores follow the descriptions");
-        let none = HostInput::Pixels { face: &face, scene: &[], colour: &COLOUR, clips: &[], batch: 3 };
+        let none = HostInput::Pixels { face: &face, scene: &[], points: &[], colour: &COLOUR, clips: &[], batch: 3 };
         assert!(format!("{:#}", r.predict(&none).unwrap_err()).contains("clip ids"));
+    }
+
+    /// FineCLIPER with the landmark stream: its image adapters for the landmark frames and the
+    /// stream weights are trained, each gets a gradient after a step, and the scores follow the
+    /// landmark frames; a batch without them is refused.
+    #[test]
+    fn fineclip_landmark_stream_is_trained_and_read() {
+        let cfg = ModelConfig {
+            method: Method::FineClip,
+            arch: Arch::Tiny,
+            n_ctx: 2,
+            seed: 1,
+            landmarks: true,
+            ..Default::default()
+        };
+        let (mut r, face, scene) =
+            fineclip_training(&cfg, &["fineclip.image_points.1.mlp.up.weight", "fineclip.streams"]);
+        assert!(r.uses_points());
+        let input =
+            HostInput::Pixels { face: &face, scene: &[], points: &scene, colour: &COLOUR, clips: &[], batch: 3 };
+        r.train_step(&input, &[0, 1, 2], &[0, 0, 0]).unwrap();
+        let dead = r.dead_gradients(&input, &[0, 1, 2], &[0, 0, 0]).unwrap();
+        assert!(dead.is_empty(), "no gradient for {dead:?}");
+        let other = HostInput::Pixels { face: &face, scene: &[], points: &face, colour: &COLOUR, clips: &[], batch: 3 };
+        assert_ne!(r.predict(&input).unwrap(), r.predict(&other).unwrap(), "scores follow the landmark frames");
+        let none = HostInput::Pixels { face: &face, scene: &[], points: &[], colour: &COLOUR, clips: &[], batch: 3 };
+        assert!(format!("{:#}", r.predict(&none).unwrap_err()).contains("no landmark frames"));
     }
 
     #[test]
@@ -761,7 +824,8 @@ mod tests {
         // Fine-tuned: the frozen copy is the trained f32 weights themselves.
         assert_eq!(r.model.frozen_tower_dtype(), DType::F32);
         let before = r.encode(&face, &scene, &COLOUR, 3).unwrap();
-        let input = HostInput::Pixels { face: &face, scene: &scene, colour: &COLOUR, clips: &[], batch: 3 };
+        let input =
+            HostInput::Pixels { face: &face, scene: &scene, points: &[], colour: &COLOUR, clips: &[], batch: 3 };
         r.train_step(&input, &[0, 1, 2], &[2, 0, 0]).unwrap();
         let after = r.encode(&face, &scene, &COLOUR, 3).unwrap();
         assert_ne!(before.face, after.face, "the frozen forward follows the fine-tuned weights");
@@ -781,7 +845,8 @@ mod tests {
     #[test]
     fn every_trainable_tensor_receives_a_gradient() {
         let (r, face, scene) = tiny(true);
-        let input = HostInput::Pixels { face: &face, scene: &scene, colour: &COLOUR, clips: &[], batch: 3 };
+        let input =
+            HostInput::Pixels { face: &face, scene: &scene, points: &[], colour: &COLOUR, clips: &[], batch: 3 };
         let dead = r.dead_gradients(&input, &[0, 1, 2], &[2, 0, 0]).unwrap();
         assert!(dead.is_empty(), "no gradient for {dead:?}");
         let (all, trained) = r.parameter_counts();
@@ -797,7 +862,8 @@ mod tests {
         if let Some((_, s)) = parts.opt.as_mut() {
             s.accum_steps = 2;
         }
-        let input = HostInput::Pixels { face: &face, scene: &scene, colour: &COLOUR, clips: &[], batch: 3 };
+        let input =
+            HostInput::Pixels { face: &face, scene: &scene, points: &[], colour: &COLOUR, clips: &[], batch: 3 };
         let (labels, polarity) = ([0, 1, 2], [2, 0, 0]);
         for _ in 0..2 {
             let a = whole.train_step(&input, &labels, &polarity).unwrap();
@@ -822,7 +888,8 @@ mod tests {
     #[test]
     fn training_steps_lower_the_loss_and_face_only_runs() {
         let (mut r, face, scene) = tiny(true);
-        let input = HostInput::Pixels { face: &face, scene: &scene, colour: &COLOUR, clips: &[], batch: 3 };
+        let input =
+            HostInput::Pixels { face: &face, scene: &scene, points: &[], colour: &COLOUR, clips: &[], batch: 3 };
         let first = r.train_step(&input, &[0, 1, 2], &[2, 0, 0]).unwrap().total;
         let mut last = first;
         for _ in 0..8 {
@@ -830,7 +897,7 @@ mod tests {
         }
         assert!(last < first, "loss {first} → {last}");
         let (mut f, face, _) = tiny(false);
-        let input = HostInput::Pixels { face: &face, scene: &[], colour: &COLOUR, clips: &[], batch: 3 };
+        let input = HostInput::Pixels { face: &face, scene: &[], points: &[], colour: &COLOUR, clips: &[], batch: 3 };
         let s = f.train_step(&input, &[0, 1, 2], &[0, 0, 0]).unwrap();
         assert!(s.losses.iter().all(|(n, _)| *n == "cont" || *n == "global"), "{:?}", s.losses);
         assert_eq!(f.predict(&input).unwrap().len(), 3);
@@ -840,7 +907,8 @@ mod tests {
     fn the_intensity_aware_loss_joins_the_total_with_its_weight() {
         let (mut r, face, scene) = tiny(true);
         r.weights.ial = 0.1;
-        let input = HostInput::Pixels { face: &face, scene: &scene, colour: &COLOUR, clips: &[], batch: 3 };
+        let input =
+            HostInput::Pixels { face: &face, scene: &scene, points: &[], colour: &COLOUR, clips: &[], batch: 3 };
         let s = r.train_step(&input, &[0, 1, 2], &[2, 0, 0]).unwrap();
         let part = |name: &str| s.losses.iter().find(|(n, _)| *n == name).map(|(_, v)| *v);
         let ial = part("ial").expect("an ial part");
@@ -883,7 +951,8 @@ mod tests {
     #[test]
     fn ial_gives_every_trainable_tensor_a_gradient() {
         let (r, face) = ial(LossWeights { ial: 0.1, gca_aux: [0.05, 0.05], ..Default::default() });
-        let input = HostInput::Pixels { face: &face, scene: &[], colour: &COLOUR[..2], clips: &[], batch: 2 };
+        let input =
+            HostInput::Pixels { face: &face, scene: &[], points: &[], colour: &COLOUR[..2], clips: &[], batch: 2 };
         let dead = r.dead_gradients(&input, &[0, 2], &[0, 0]).unwrap();
         assert!(dead.is_empty(), "no gradient for {dead:?}");
         let (all, trained) = r.parameter_counts();
@@ -902,7 +971,8 @@ mod tests {
     #[test]
     fn ial_steps_weigh_their_losses_and_checkpoints_keep_batch_norm_statistics() {
         let (mut r, face) = ial(LossWeights { ial: 0.1, ..Default::default() });
-        let input = HostInput::Pixels { face: &face, scene: &[], colour: &COLOUR[..2], clips: &[], batch: 2 };
+        let input =
+            HostInput::Pixels { face: &face, scene: &[], points: &[], colour: &COLOUR[..2], clips: &[], batch: 2 };
         let running = |r: &Runner| r.store.get("s_former.bn1.running_mean").unwrap().to_vec1::<f32>().unwrap();
         let before = running(&r);
         let first = r.predict(&input).unwrap();

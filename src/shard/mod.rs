@@ -604,6 +604,24 @@ impl ShardReader {
         })
     }
 
+    /// Row `i`'s face box, landmarks and face source of each stored frame, without its pixels.
+    pub(crate) fn tracking(&self, i: usize) -> Result<Vec<FrameTrack>> {
+        let rows = self.frame_rows(i);
+        let boxes: Vec<f32> = self.rows("face_box", rows.clone())?;
+        let lms: Vec<f32> = self.rows("landmarks", rows.clone())?;
+        let source: Vec<u8> = self.rows("face_source", rows)?;
+        Ok(boxes
+            .chunks_exact(4)
+            .zip(lms.chunks_exact(10))
+            .zip(source)
+            .map(|((b, l), source)| FrameTrack {
+                bbox: [b[0], b[1], b[2], b[3]],
+                landmarks: std::array::from_fn(|k| [l[2 * k], l[2 * k + 1]]),
+                source,
+            })
+            .collect())
+    }
+
     /// Row `i`'s tensors.
     pub fn clip(&self, i: usize) -> Result<ClipTensors> {
         let rows = self.frame_rows(i);
@@ -625,6 +643,14 @@ impl ShardReader {
             frame_size: [size[0], size[1]],
         })
     }
+}
+
+/// What tracking left for one stored frame: the face box (NaN where none), the detector's five
+/// `[x, y]` points (zeros where it did not run) and the `face_source` code.
+pub(crate) struct FrameTrack {
+    pub bbox: BoxF,
+    pub landmarks: [[f32; 2]; 5],
+    pub source: u8,
 }
 
 /// A shard's attributes, after checking its schema version.

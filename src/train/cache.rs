@@ -124,7 +124,12 @@ pub(crate) fn embed(cfg: &TrainConfig, out: &Path, views: usize) -> Result<PathB
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let rows: Vec<i64> = clips.iter().map(|c| c.manifest_row as i64).collect();
     let writer = FeatureWriter::create(&out.join(FILE_NAME), &fa, &rows)?;
-    let shape = InputShape { frames: attrs.frames, size: runner.image_size() as u32, scene: runner.uses_scene() };
+    let shape = InputShape {
+        frames: attrs.frames,
+        size: runner.image_size() as u32,
+        scene: runner.uses_scene(),
+        points: false,
+    };
     let pool = rayon::ThreadPoolBuilder::new().num_threads(cfg.train.loader_threads.max(1)).build()?;
     let progress = Progress::new((clips.len() * (views + 1)) as u64, "embed");
     let order: Vec<usize> = (0..clips.len()).collect();
@@ -136,7 +141,7 @@ pub(crate) fn embed(cfg: &TrainConfig, out: &Path, views: usize) -> Result<PathB
         };
         for chunk in order.chunks(cfg.train.batch_size) {
             let batch = pixel_batch(&shards, &clips, chunk, shape, &view, &pool)?;
-            let Payload::Pixels { face, scene, colour } = &batch.payload else { unreachable!("pixel batch") };
+            let Payload::Pixels { face, scene, colour, .. } = &batch.payload else { unreachable!("pixel batch") };
             let f = runner.encode(face, scene, colour, chunk.len())?;
             let split = |x: &[f32], i: usize| -> Vec<f32> {
                 let n = x.len() / chunk.len();

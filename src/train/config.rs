@@ -436,9 +436,10 @@ impl TrainConfig {
                 )
                 .into());
             }
-            if m.video_descriptions.is_some() {
+            if m.video_descriptions.is_some() || m.landmarks {
                 return Err(UsageError::new(
-                    "model.video_descriptions feeds FineCLIPER's description stream: set model.method = \"fineclip\"",
+                    "model.video_descriptions and model.landmarks turn on FineCLIPER's description and landmark \
+                     streams: set model.method = \"fineclip\"",
                 )
                 .into());
             }
@@ -523,7 +524,17 @@ mod tests {
         let plain = read("").unwrap();
         assert_eq!(plain.train.rule(), Rule::AdamW);
         let saved = plain.to_toml().unwrap();
-        for key in ["method", "optimizer", "momentum", "lr_decay", "milestones", "gamma", "descriptions", "video_"] {
+        for key in [
+            "method",
+            "optimizer",
+            "momentum",
+            "lr_decay",
+            "milestones",
+            "gamma",
+            "descriptions",
+            "video_",
+            "landmarks",
+        ] {
             assert!(!saved.contains(key), "{key} written at its default: {saved}");
         }
         for (extra, want) in [
@@ -542,7 +553,8 @@ mod tests {
             ),
             ("method = \"ial\"\n[loss]\nglobal = 1.0\n", "OUS's losses; ial trains"),
             ("[loss]\ngca_aux = [0.1, 0.0]\n", "set model.method = \"ial\""),
-            ("video_descriptions = \"v.jsonl\"\n", "FineCLIPER's description stream: set model.method = \"fineclip\""),
+            ("video_descriptions = \"v.jsonl\"\n", "description and landmark streams: set model.method = \"fineclip\""),
+            ("method = \"dfer-clip\"\nlandmarks = true\n", "landmark streams: set model.method = \"fineclip\""),
         ] {
             let e = format!("{:#}", read(extra).unwrap_err());
             assert!(e.contains("t.toml") && e.contains(want), "{extra:?}: {e}");

@@ -15,6 +15,7 @@ use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
 use super::config::{Augment, JitterKind};
+use super::points::{self, Points};
 use crate::dataset::splits::Role;
 use crate::error::UsageError;
 use crate::face::geometry::resize_into;
@@ -209,8 +210,10 @@ pub(crate) struct Batch {
 
 pub(crate) enum Payload {
     /// uint8 `face [B, T, S, S, 3]` (cropped, resized, flipped); `scene` the same, or empty when
-    /// the scene stream is off; each clip's colour jitter. Normalised on the device.
-    Pixels { face: Vec<u8>, scene: Vec<u8>, colour: Vec<Colour> },
+    /// the scene stream is off; `points` the face frames with their landmarks drawn on, or empty
+    /// when FineCLIPER's landmark stream is off; each clip's colour jitter. Normalised on the
+    /// device.
+    Pixels { face: Vec<u8>, scene: Vec<u8>, points: Vec<u8>, colour: Vec<Colour> },
     /// Cached image-tower features (`dfer embed`).
     Features(HostFeatures),
 }
@@ -228,20 +231,22 @@ impl Batch {
 
     pub(crate) fn input(&self) -> HostInput<'_> {
         match &self.payload {
-            Payload::Pixels { face, scene, colour } => {
-                HostInput::Pixels { face, scene, colour, clips: &self.clips, batch: self.labels.len() }
+            Payload::Pixels { face, scene, points, colour } => {
+                HostInput::Pixels { face, scene, points, colour, clips: &self.clips, batch: self.labels.len() }
             }
             Payload::Features(f) => HostInput::Features(f),
         }
     }
 }
 
-/// Shape of a model input: `frames` of `size`² pixels, and whether scenes are wanted.
+/// Shape of a model input: `frames` of `size`² pixels, and whether scenes and landmark frames
+/// are wanted.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct InputShape {
     pub frames: usize,
     pub size: u32,
     pub scene: bool,
+    pub points: bool,
 }
 
 /// Batches over `order` in chunks of `batch_size`, made by `make` on a background thread and
@@ -296,7 +301,7 @@ pub(crate) fn time_loader(dir: &Path, frames: usize, size: u32) -> Result<Loader
             })
         })
         .collect();
-    let shape = InputShape { frames, size, scene: set.attrs().has_scene() };
+    let shape = InputShape { frames, size, scene: set.attrs().has_scene(), points: false };
     let view = View::Train { aug: Augment::default(), seed: 0, epoch: 0 };
     let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build()?;
     let started = Instant::now();
@@ -327,20 +332,31 @@ pub(crate) fn pixel_batch(
 }
 
 fn make_batch(set: &ShardSet, clips: &[ClipRef], chunk: &[usize], shape: InputShape, view: &View) -> Result<Batch> {
-    let per = shape.frames * 3 * (shape.size as usize).pow(2);
-    let mut face = vec![0u8; per * chunk.len()];
-    let mut scene = vec![0u8; if shape.scene { per * chunk.len() } else { 0 }];
-    let scenes: Vec<Option<&mut [u8]>> = match shape.scene {
-        true => scene.chunks_exact_mut(per).map(Some).collect(),
-        false => chunk.iter().map(|_| None).collect(),
-    };
+    let (per, n) = (shape.frames * 3 * (shape.size as usize).pow(2), chunk.len());
+    let mut face = vec![0u8; per * n];
+    let mut scene = vec![0u8; if shape.scene { per * n } else { 0 }];
+    let mut points = vec![0u8; if shape.points { per * n } else { 0 }];
     // Each clip writes its frames straight into its place in the batch.
-    let places: Vec<_> = chunk.iter().zip(face.chunks_exact_mut(per)).zip(scenes).collect();
+    let places: Vec<_> = chunk
+        .iter()
+        .zip(face.chunks_exact_mut(per))
+        .zip(optional_rows(&mut scene, per, n))
+        .zip(optional_rows(&mut points, per, n))
+        .map(|(((&i, face), scene), points)| (i, ClipOut { face, scene, points }))
+        .collect();
     let colour = places
         .into_par_iter()
-        .map(|((&i, face), scene)| prepare_clip(set, &clips[i], shape, view, face, scene))
+        .map(|(i, out)| prepare_clip(set, &clips[i], shape, view, out))
         .collect::<Result<Vec<Colour>>>()?;
-    Ok(Batch::of(Payload::Pixels { face, scene, colour }, clips, chunk))
+    Ok(Batch::of(Payload::Pixels { face, scene, points, colour }, clips, chunk))
+}
+
+/// The `n` rows of `per` bytes of `buf`, or `n` times `None` when it is empty (a stream that is off).
+fn optional_rows(buf: &mut [u8], per: usize, n: usize) -> Vec<Option<&mut [u8]>> {
+    match buf.is_empty() {
+        true => (0..n).map(|_| None).collect(),
+        false => buf.chunks_exact_mut(per).map(Some).collect(),
+    }
 }
 
 /// Per-clip random draws shared by all frames of the clip.
@@ -410,27 +426,38 @@ fn random_resized_crop(rng: &mut ChaCha8Rng, size: u32, aug: &Augment) -> [f64; 
     [0.0, 0.0, s, s]
 }
 
-/// One clip's face and scene frames as uint8 `[T, size, size, 3]` into `face` and `scene`
-/// (`None` when the scene stream is off); returns its colour jitter.
-fn prepare_clip(
-    set: &ShardSet,
-    clip: &ClipRef,
-    shape: InputShape,
-    view: &View,
-    face: &mut [u8],
-    scene: Option<&mut [u8]>,
-) -> Result<Colour> {
+/// Where one clip's frames go, each uint8 `[T, size, size, 3]`: faces, and scenes and landmark
+/// frames when those streams are on.
+struct ClipOut<'a> {
+    face: &'a mut [u8],
+    scene: Option<&'a mut [u8]>,
+    points: Option<&'a mut [u8]>,
+}
+
+/// One clip's frames of every stream that is on into `out`; returns its colour jitter.
+fn prepare_clip(set: &ShardSet, clip: &ClipRef, shape: InputShape, view: &View, out: ClipOut) -> Result<Colour> {
     let reader = &set.readers[clip.shard];
     let a = &reader.attrs;
     let meta = (reader.index.frames(clip.row), reader.index.clip_frames[clip.row], shape.frames);
     let aug = draw(view, clip, meta, a.face_size, a.scene_size)
         .map_err(|m| anyhow::anyhow!("{}: clip {} (row {}): {m}", reader.path.display(), clip.clip_id, clip.row))?;
     let out_len = 3 * (shape.size as usize).pow(2);
-    let fill = |stream: Stream, crop: Option<[f64; 4]>, dst: &mut [u8]| {
+    // `marks`: points to draw on each stored frame before the augmentation moves them.
+    let fill = |stream: Stream, crop: Option<[f64; 4]>, dst: &mut [u8], marks: Option<&[Option<Points>]>| {
         let side = a.side(stream);
-        let mut turned = vec![0u8; if aug.rotation != 0.0 { (side * side * 3) as usize } else { 0 }];
+        let frame_len = (side * side * 3) as usize;
+        let mut turned = vec![0u8; if aug.rotation != 0.0 { frame_len } else { 0 }];
+        let mut marked = vec![0u8; if marks.is_some() { frame_len } else { 0 }];
         // Only the frames this view uses are read (and decoded, in a JPEG shard).
         reader.each_frame(clip.row, stream, &aug.offsets, |k, px| {
+            let px = match marks.and_then(|m| m[aug.offsets[k]].as_ref()) {
+                Some(p) => {
+                    marked.copy_from_slice(px);
+                    points::draw(&mut marked, side, p);
+                    &marked[..]
+                }
+                None => px,
+            };
             let px = match aug.rotation != 0.0 {
                 true => {
                     rotate_into(px, side, aug.rotation, &mut turned);
@@ -441,9 +468,13 @@ fn prepare_clip(
             put_frame(px, side, crop, aug.flip, shape.size, &mut dst[k * out_len..(k + 1) * out_len])
         })
     };
-    fill(Stream::Face, aug.face_crop, face)?;
-    if let Some(scene) = scene {
-        fill(Stream::Scene, aug.scene_crop, scene)?;
+    fill(Stream::Face, aug.face_crop, out.face, None)?;
+    if let Some(scene) = out.scene {
+        fill(Stream::Scene, aug.scene_crop, scene, None)?;
+    }
+    if let Some(dst) = out.points {
+        let marks = points::crop_points(&reader.tracking(clip.row)?, a.margin, a.face_size);
+        fill(Stream::Face, aug.face_crop, dst, Some(&marks))?;
     }
     Ok(aug.colour)
 }

@@ -7,6 +7,7 @@ pub(crate) mod cache;
 pub(crate) mod checkpoint;
 pub(crate) mod config;
 pub(crate) mod data;
+pub(crate) mod points;
 pub(crate) mod run_dir;
 pub(crate) mod test_set;
 
@@ -33,6 +34,7 @@ use crate::logging::Progress;
 use crate::manifest::Manifest;
 use crate::metrics::{argmax, Metrics};
 use crate::model::runner::{OptimSettings, Runner};
+use crate::shard::FaceCrops;
 
 pub(crate) struct TrainOptions {
     pub config: PathBuf,
@@ -116,6 +118,14 @@ impl Session {
                 cfg.data.fold
             )));
         }
+        if runner.uses_points() && attrs.face_crops == FaceCrops::Dataset {
+            bail!(UsageError::new(format!(
+                "{}: the shards hold the dataset's own face crops (prep.face_crops = \"dataset\"), which carry no \
+                 landmarks; model.landmarks draws the detector's points on dfer's crops: prepare with \
+                 prep.face_crops = \"detect\"",
+                cfg.data.shards.display()
+            )));
+        }
         if runner.uses_scene() && !attrs.has_scene() {
             bail!(UsageError::new(format!(
                 "{}: the shards have no scene stream (prepared with scene_size = 0), which {} reads; prepare \
@@ -141,6 +151,7 @@ impl Session {
             frames: self.shards.attrs().frames,
             size: self.runner.image_size() as u32,
             scene: self.runner.uses_scene(),
+            points: self.runner.uses_points(),
         }
     }
 

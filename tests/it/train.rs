@@ -254,13 +254,14 @@ fn fineclip_learns_from_faces_and_cannot_from_scenes() {
     assert!(war[1] <= 40.0, "scene cue: WAR {:.1}, a face-only model should stay near chance (≈ 14)", war[1]);
 }
 
-/// FineCLIPER's description stream on the scene-cue clips, whose faces say nothing: one text
-/// per clip that says what the face shows (as a multimodal model's description would) lets the
+/// FineCLIPER's optional streams on the scene-cue clips, whose faces say nothing: one text per
+/// clip that says what the face shows (as a multimodal model's description would) lets the
 /// held-out clips be recognised, where the video-only run stays near chance
-/// (`fineclip_learns_from_faces_and_cannot_from_scenes`); a file without a clip the fold reads
-/// is refused, naming the file and the clip.
+/// (`fineclip_learns_from_faces_and_cannot_from_scenes`); the landmark stream (the detector's
+/// points drawn on the crops of the real shards) trains beside it; a descriptions file without a
+/// clip the fold reads is refused, naming the file and the clip.
 #[test]
-fn fineclip_description_stream_reads_each_clips_text() {
+fn fineclip_streams_read_each_clips_description_and_landmarks() {
     let d = data("scene");
     let dir = tempfile::tempdir().unwrap();
     let truth = dfer::synth::read_truth(&d.manifest.parent().unwrap().join("dfew")).unwrap();
@@ -270,8 +271,9 @@ fn fineclip_description_stream_reads_each_clips_text() {
     };
     let lines: Vec<String> = truth.iter().map(line).collect();
     let file = dir.path().join("descriptions.jsonl");
-    let model = clip_model(&clip_fixture(), &format!("method = \"fineclip\"\nvideo_descriptions = {file:?}"));
-    let cfg = config_with_model(dir.path(), d, "", &model, "epochs = 4\nlr = 0.01", AUG);
+    let model =
+        clip_model(&clip_fixture(), &format!("method = \"fineclip\"\nlandmarks = true\nvideo_descriptions = {file:?}"));
+    let cfg = config_with_model(dir.path(), d, "", &model, "epochs = 8\nlr = 0.01", AUG);
     let run = dir.path().join("run");
 
     std::fs::write(&file, lines[1..].join("\n")).unwrap();
@@ -281,10 +283,13 @@ fn fineclip_description_stream_reads_each_clips_text() {
 
     std::fs::write(&file, lines.join("\n")).unwrap();
     train(&cfg, &run, &[]);
-    let names = checkpoint_tensors(&run, 4);
-    assert!(names.iter().any(|n| n == "fineclip.streams"), "{names:?}");
+    let names = checkpoint_tensors(&run, 8);
+    for n in ["fineclip.streams", "fineclip.text_description.0.attn.up.weight", "fineclip.image_points.0.mlp.up.weight"]
+    {
+        assert!(names.iter().any(|x| x == n), "{n} missing from the checkpoint: {names:?}");
+    }
     let war = eval(&run).metrics.war;
-    eprintln!("fineclip with descriptions, scene cue: held-out WAR {war:.1}");
+    eprintln!("fineclip with descriptions and landmarks, scene cue: held-out WAR {war:.1}");
     assert!(war >= 80.0, "held-out WAR {war:.1} < 80 with descriptions naming the expression");
 }
 
