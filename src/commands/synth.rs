@@ -93,7 +93,7 @@ pub fn run(args: &Args) -> Result<Outcome> {
     tracing::info!(
         "wrote {} clips ({frames} frames) in the {} layout to {}",
         truth.len(),
-        args.layout.name(),
+        args.layout.as_str(),
         args.out.display()
     );
     Ok(Outcome::Ok)

@@ -9,7 +9,7 @@
 use anyhow::Result;
 use candle_core::{Module, Tensor};
 
-use super::layers::Linear;
+use super::layers::{Bias, Linear};
 use super::params::Scope;
 
 /// `FC-down → GELU → FC-up` (`{name}.down`, `{name}.up`), the up-projection zero-initialised.
@@ -21,8 +21,8 @@ struct Bottleneck {
 impl Bottleneck {
     fn new(s: &mut Scope, name: &str, width: usize, hidden: usize) -> Result<Self> {
         let mut s = s.sub(name);
-        let down = Linear::torch_default(&mut s, "down", width, hidden, true)?;
-        let up = Linear::new(&mut s, "up", hidden, width, true, 0.0)?;
+        let down = Linear::torch_default(&mut s, "down", width, hidden, Bias::With)?;
+        let up = Linear::new(&mut s, "up", hidden, width, Bias::With, 0.0)?;
         Ok(Self { down, up })
     }
 

@@ -14,7 +14,7 @@ use candle_core::{DType, Module, Tensor, D};
 use serde::{Deserialize, Serialize};
 
 use super::adapter::{BlockAdapter, TowerAdapters};
-use super::layers::{quick_gelu, softmax_last, LayerNorm, Linear};
+use super::layers::{quick_gelu, softmax_last, Bias, LayerNorm, Linear};
 use super::params::{Group, ParamStore, Scope};
 use crate::error::UsageError;
 
@@ -185,7 +185,7 @@ impl VisionTower {
     pub(crate) fn new(store: &mut ParamStore, prefix: &str, cfg: &VisionConfig, embed_dim: usize) -> Result<Self> {
         ensure!(cfg.image_size.is_multiple_of(cfg.patch_size), "image_size must be a multiple of patch_size");
         let mut root = store.scope(prefix, Group::ImageEncoder);
-        let visual_projection = Linear::new(&mut root, "visual_projection", cfg.width, embed_dim, false, 0.02)?;
+        let visual_projection = Linear::new(&mut root, "visual_projection", cfg.width, embed_dim, Bias::Without, 0.02)?;
         let mut s = root.sub("vision_model");
         let std = (cfg.width as f64).powf(-0.5);
         let tokens = (cfg.image_size / cfg.patch_size).pow(2) + 1;
@@ -286,7 +286,7 @@ impl TextTower {
     pub(crate) fn new(store: &mut ParamStore, prefix: &str, cfg: &TextConfig, embed_dim: usize) -> Result<Self> {
         let device = store.device().clone();
         let mut root = store.scope(prefix, Group::TextEncoder);
-        let text_projection = Linear::new(&mut root, "text_projection", cfg.width, embed_dim, false, 0.02)?;
+        let text_projection = Linear::new(&mut root, "text_projection", cfg.width, embed_dim, Bias::Without, 0.02)?;
         let logit_scale = root.constant("logit_scale", &[], (1.0f32 / 0.07).ln())?;
         let mut s = root.sub("text_model");
         let (token_embedding, position_embedding) = {
@@ -500,10 +500,10 @@ impl ClipAttention {
         let mut s = s.sub(name);
         let std = (dim as f64).powf(-0.5);
         Ok(Self {
-            q_proj: Linear::new(&mut s, "q_proj", dim, dim, true, std)?,
-            k_proj: Linear::new(&mut s, "k_proj", dim, dim, true, std)?,
-            v_proj: Linear::new(&mut s, "v_proj", dim, dim, true, std)?,
-            out_proj: Linear::new(&mut s, "out_proj", dim, dim, true, std)?,
+            q_proj: Linear::new(&mut s, "q_proj", dim, dim, Bias::With, std)?,
+            k_proj: Linear::new(&mut s, "k_proj", dim, dim, Bias::With, std)?,
+            v_proj: Linear::new(&mut s, "v_proj", dim, dim, Bias::With, std)?,
+            out_proj: Linear::new(&mut s, "out_proj", dim, dim, Bias::With, std)?,
             heads,
         })
     }
@@ -549,8 +549,8 @@ impl ClipMlp {
     fn new(s: &mut Scope, dim: usize, hidden: usize) -> Result<Self> {
         let mut m = s.sub("mlp");
         Ok(Self {
-            fc1: Linear::new(&mut m, "fc1", dim, hidden, true, (dim as f64).powf(-0.5))?,
-            fc2: Linear::new(&mut m, "fc2", hidden, dim, true, (hidden as f64).powf(-0.5))?,
+            fc1: Linear::new(&mut m, "fc1", dim, hidden, Bias::With, (dim as f64).powf(-0.5))?,
+            fc2: Linear::new(&mut m, "fc2", hidden, dim, Bias::With, (hidden as f64).powf(-0.5))?,
         })
     }
 

@@ -13,7 +13,7 @@ use anyhow::Result;
 use candle_core::{Module, Tensor};
 use candle_nn::ops::sigmoid;
 
-use super::layers::Linear;
+use super::layers::{Bias, Linear};
 use super::params::Scope;
 
 /// Channel reduction of the gate (as GCA's in Li et al.'s code: 16).
@@ -32,8 +32,8 @@ impl FrameGate {
         let hidden = (dim / REDUCTION).max(1);
         Ok(Self {
             scale: s.constant("scale", &[dim], 1.0)?,
-            fc1: Linear::new(&mut s, "fc1", dim, hidden, false, (dim as f64).powf(-0.5))?,
-            fc2: Linear::new(&mut s, "fc2", hidden, dim, false, (hidden as f64).powf(-0.5))?,
+            fc1: Linear::new(&mut s, "fc1", dim, hidden, Bias::Without, (dim as f64).powf(-0.5))?,
+            fc2: Linear::new(&mut s, "fc2", hidden, dim, Bias::Without, (hidden as f64).powf(-0.5))?,
         })
     }
 

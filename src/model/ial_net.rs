@@ -36,7 +36,7 @@ use candle_core::{Module, Tensor};
 use candle_nn::ops::sigmoid;
 
 use super::conv::{max_pool_3x3_s2, BatchNorm2d, Conv2d};
-use super::layers::{softmax_last, LayerNorm, Linear};
+use super::layers::{softmax_last, Bias, LayerNorm, Linear};
 use super::params::Scope;
 
 /// Side of the frames the network takes (their loader's 112 px): GCA's kernels and the 16
@@ -82,13 +82,13 @@ impl Transformer {
                 let mut attn = l.sub("0.fn");
                 let attn_norm = LayerNorm::new(&mut attn, "norm", dim, 1e-5)?;
                 let mut f = attn.sub("fn");
-                let to_qkv = Linear::torch_default(&mut f, "to_qkv", dim, 3 * inner, false)?;
-                let to_out = Linear::torch_default(&mut f, "to_out.0", inner, dim, true)?;
+                let to_qkv = Linear::torch_default(&mut f, "to_qkv", dim, 3 * inner, Bias::Without)?;
+                let to_out = Linear::torch_default(&mut f, "to_out.0", inner, dim, Bias::With)?;
                 let mut ff = l.sub("1.fn");
                 let ff_norm = LayerNorm::new(&mut ff, "norm", dim, 1e-5)?;
                 let mut f = ff.sub("fn");
-                let ff_in = Linear::torch_default(&mut f, "net.0", dim, mlp, true)?;
-                let ff_out = Linear::torch_default(&mut f, "net.3", mlp, dim, true)?;
+                let ff_in = Linear::torch_default(&mut f, "net.0", dim, mlp, Bias::With)?;
+                let ff_out = Linear::torch_default(&mut f, "net.3", mlp, dim, Bias::With)?;
                 Ok(TransformerLayer { attn_norm, to_qkv, to_out, ff_norm, ff_in, ff_out, heads, dim_head })
             })
             .collect::<Result<_>>()?;
@@ -140,8 +140,8 @@ impl Gca {
         ensure!(planes >= REDUCTION, "GCA needs at least {REDUCTION} channels, not {planes}");
         let gc = Conv2d::new(s, "gc.0", (1, planes), map, 1, 0)?;
         let aux = [
-            Linear::torch_default(s, "AUX_fc.0", planes, 2 * planes, false)?,
-            Linear::torch_default(s, "AUX_fc.1", 2 * planes, classes, false)?,
+            Linear::torch_default(s, "AUX_fc.0", planes, 2 * planes, Bias::Without)?,
+            Linear::torch_default(s, "AUX_fc.1", 2 * planes, classes, Bias::Without)?,
         ];
         let fc1 = Conv2d::new(s, "fc1.0", (planes, planes / REDUCTION), 1, 1, 0)?;
         let fc2 = Conv2d::new(s, "fc2.0", (planes / REDUCTION, planes), 1, 1, 0)?;
@@ -272,7 +272,7 @@ impl IalNet {
         let pos_embedding_pos = sf.normal("pos_embedding_pos", &[1, PATCHES, 256], 1.0)?;
         let temporal_transformer = Transformer::new(&mut sf, "temporal_transformer", STEP_WIDTH, 2, (4, 32), 512)?;
         let pos_embedding = sf.normal("pos_embedding", &[1, frames, STEP_WIDTH], 1.0)?;
-        let fc_f = Linear::torch_default(s, "fc_f", STEP_WIDTH, classes, true)?;
+        let fc_f = Linear::torch_default(s, "fc_f", STEP_WIDTH, classes, Bias::With)?;
         Ok(Self {
             frames,
             stem,

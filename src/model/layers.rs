@@ -18,23 +18,30 @@ pub(crate) struct Linear {
     bias: Option<Tensor>,
 }
 
+/// Whether a [`Linear`] layer adds a bias.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Bias {
+    With,
+    Without,
+}
+
 impl Linear {
     /// `weight [out, in]` ~ N(0, std²), zero bias (CLIP's initialisation).
-    pub(crate) fn new(s: &mut Scope, name: &str, input: usize, output: usize, bias: bool, std: f64) -> Result<Self> {
+    pub(crate) fn new(s: &mut Scope, name: &str, input: usize, output: usize, bias: Bias, std: f64) -> Result<Self> {
         let mut s = s.sub(name);
         let weight = s.normal("weight", &[output, input], std)?;
-        let bias = if bias { Some(s.constant("bias", &[output], 0.0)?) } else { None };
+        let bias = if bias == Bias::With { Some(s.constant("bias", &[output], 0.0)?) } else { None };
         Ok(Self { weight, bias })
     }
 }
 
 impl Linear {
     /// PyTorch's default `nn.Linear` initialisation: weight and bias ~ U(−1/√in, 1/√in).
-    pub(crate) fn torch_default(s: &mut Scope, name: &str, input: usize, output: usize, bias: bool) -> Result<Self> {
+    pub(crate) fn torch_default(s: &mut Scope, name: &str, input: usize, output: usize, bias: Bias) -> Result<Self> {
         let mut s = s.sub(name);
         let bound = (input as f64).powf(-0.5);
         let weight = s.uniform("weight", &[output, input], bound)?;
-        let bias = if bias { Some(s.uniform("bias", &[output], bound)?) } else { None };
+        let bias = if bias == Bias::With { Some(s.uniform("bias", &[output], bound)?) } else { None };
         Ok(Self { weight, bias })
     }
 
@@ -272,7 +279,7 @@ mod tests {
     #[test]
     fn frozen_linear_matches_the_plain_ops_and_gives_only_the_input_gradient() {
         let mut p = ParamStore::new(&Device::Cpu, 3);
-        let trained = Linear::new(&mut p.scope("", Group::Head), "fc", 5, 3, true, 0.5).unwrap();
+        let trained = Linear::new(&mut p.scope("", Group::Head), "fc", 5, 3, Bias::With, 0.5).unwrap();
         p.get("fc.bias").unwrap().set(&Tensor::new(&[0.1f32, -0.2, 0.3], &Device::Cpu).unwrap()).unwrap();
         let frozen = trained.detached(DType::F32).unwrap();
         let x = candle_core::Var::new(&[[[1f32, 2., 3., 4., 5.], [0., -1., 0.5, 2., 1.]]], &Device::Cpu).unwrap();

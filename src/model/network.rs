@@ -44,6 +44,15 @@ fn forward_in_chunks(tower: &VisionTower, images: &Tensor, early: usize) -> Resu
     Ok(VisionOutput { embeds: Tensor::cat(&embeds, 0)?, early })
 }
 
+/// Which copy of the CLIP image tower a forward pass runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ImageTower {
+    /// The untracked copy, which builds no graph (the frozen recipe, evaluation, caching).
+    Frozen,
+    /// The trained weights, with a graph to them (fine-tuning).
+    Trained,
+}
+
 /// Per-frame image-tower outputs of a batch: what the feature cache stores. A method without an
 /// image tower (IAL) reads the frames themselves.
 pub(crate) struct Features {
@@ -229,14 +238,14 @@ impl Network {
 
     /// Runs the image tower over `face [B, T, 3, S, S]` and, when the method reads scenes,
     /// `scene` (same shape). `dtype` is the compute type of the tower (bf16 on CUDA); outputs
-    /// are f32. `train_image` = false runs the frozen tower, which builds no graph. Without CLIP
-    /// towers (IAL) the face frames are the features, in f32.
+    /// are f32. `tower` says which copy of the image tower runs. Without CLIP towers (IAL) the
+    /// face frames are the features, in f32.
     pub(crate) fn encode(
         &self,
         face: &Tensor,
         scene: Option<&Tensor>,
         dtype: DType,
-        train_image: bool,
+        tower: ImageTower,
     ) -> Result<Features> {
         let Some(clip) = &self.clip else {
             return Ok(Features {
@@ -247,6 +256,7 @@ impl Network {
                 points: None,
             });
         };
+        let train_image = tower == ImageTower::Trained;
         let tower = if train_image { &clip.vision } else { &clip.vision_frozen };
         let (b, t, c, h, w) = face.dims5()?;
         let run = |images: &Tensor, early: usize| -> Result<VisionOutput> {

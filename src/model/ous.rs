@@ -17,7 +17,7 @@ use candle_nn::ops::softmax;
 use super::clip::{normalize, ClassTokenEncoder, ClipAttention, VisionConfig};
 use super::config::ModelConfig;
 use super::frame_gate::FrameGate;
-use super::layers::{quick_gelu, LayerNorm, Linear, Lstm, TemporalConv};
+use super::layers::{quick_gelu, Bias, LayerNorm, Linear, Lstm, TemporalConv};
 use super::network::{Features, Outputs, POLARITIES};
 use super::params::Scope;
 
@@ -67,12 +67,12 @@ impl OusHead {
         )?;
         let mut sim = s.sub("similarity");
         let sim_conv = TemporalConv::new(&mut sim, "conv", e, e, 3)?;
-        let sim_face = Linear::new(&mut sim, "face_fc", e, cfg.sim_dim, true, std)?;
-        let sim_scene = Linear::new(&mut sim, "scene_fc", e, cfg.sim_dim, true, std)?;
+        let sim_face = Linear::new(&mut sim, "face_fc", e, cfg.sim_dim, Bias::With, std)?;
+        let sim_scene = Linear::new(&mut sim, "scene_fc", e, cfg.sim_dim, Bias::With, std)?;
         let mut pol = s.sub("polarity");
         let pin = cfg.polarity_blocks * vcfg.width;
-        let pol_proj = Linear::new(&mut pol, "proj", pin, e, true, (pin as f64).powf(-0.5))?;
-        let pol_head = Linear::new(&mut pol, "head", e, POLARITIES, true, std)?;
+        let pol_proj = Linear::new(&mut pol, "proj", pin, e, Bias::With, (pin as f64).powf(-0.5))?;
+        let pol_head = Linear::new(&mut pol, "head", e, POLARITIES, Bias::With, std)?;
         let mut fu = s.sub("type_fusion");
         let queries = fu.normal("queries", &[cfg.fusion_queries, e], 1.0)?;
         let fusion = {
@@ -82,9 +82,9 @@ impl OusHead {
                 .collect::<Result<_>>()?
         };
         let fusion_ln = LayerNorm::new(&mut fu, "ln", e, 1e-5)?;
-        let video_proj = Linear::new(&mut fu, "proj", e, e, true, std)?;
+        let video_proj = Linear::new(&mut fu, "proj", e, e, Bias::With, std)?;
         let gin = e + if cfg.use_polarity { POLARITIES } else { 0 };
-        let global_head = Linear::new(s, "global_head", gin, classes, true, (gin as f64).powf(-0.5))?;
+        let global_head = Linear::new(s, "global_head", gin, classes, Bias::With, (gin as f64).powf(-0.5))?;
         // Drawn last, so a model without it draws every other parameter as before.
         let frame_gate = if cfg.frame_gate { Some(FrameGate::new(s, e)?) } else { None };
         Ok(Self {
@@ -224,8 +224,8 @@ impl TypeFusionBlock {
             ln_kv: LayerNorm::new(&mut s, "ln_kv", dim, 1e-5)?,
             cross_attn: ClipAttention::new(&mut s, "cross_attn", dim, heads)?,
             ln2: LayerNorm::new(&mut s, "ln2", dim, 1e-5)?,
-            fc1: Linear::new(&mut s, "fc1", dim, 4 * dim, true, std)?,
-            fc2: Linear::new(&mut s, "fc2", 4 * dim, dim, true, std / 2.0)?,
+            fc1: Linear::new(&mut s, "fc1", dim, 4 * dim, Bias::With, std)?,
+            fc2: Linear::new(&mut s, "fc2", 4 * dim, dim, Bias::With, std / 2.0)?,
         })
     }
 

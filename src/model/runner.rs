@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 use super::config::{Arch, LossWeights, Method, ModelConfig, Normalise};
 use super::descriptions::class_descriptions;
 use super::ial_net;
-use super::network::{Features, Losses, Network, CLIP_PREFIX};
+use super::network::{Features, ImageTower, Losses, Network, CLIP_PREFIX};
 use super::optim::{schedule, Decay, GroupSettings, Optimizer, Rule};
 use super::params::{Group, ParamStore};
 use super::pixels::{self, Colour};
@@ -284,7 +284,7 @@ impl Runner {
         Ok(Tensor::from_slice(data, shape, &Device::Cpu)?.to_device(&self.device)?)
     }
 
-    fn features(&self, input: &HostInput, train_image: bool) -> Result<Features> {
+    fn features(&self, input: &HostInput, tower: ImageTower) -> Result<Features> {
         let t = self.frames;
         match input {
             HostInput::Pixels { face, scene, points, colour, clips, batch } => {
@@ -297,7 +297,7 @@ impl Runner {
                     }
                 };
                 let face = upload(face)?.context("a batch without face frames")?;
-                let mut f = self.model.encode(&face, upload(scene)?.as_ref(), self.dtype, train_image)?;
+                let mut f = self.model.encode(&face, upload(scene)?.as_ref(), self.dtype, tower)?;
                 ensure!(
                     points.is_empty() != self.model.config().landmarks,
                     "the landmark stream is {} and the batch has {} landmark frames",
@@ -336,7 +336,8 @@ impl Runner {
 
     /// Runs the image tower only (no gradients) on pixels and returns the features on the host.
     pub(crate) fn encode(&self, face: &[u8], scene: &[u8], colour: &[Colour], batch: usize) -> Result<HostFeatures> {
-        let f = self.features(&HostInput::Pixels { face, scene, points: &[], colour, clips: &[], batch }, false)?;
+        let f = self
+            .features(&HostInput::Pixels { face, scene, points: &[], colour, clips: &[], batch }, ImageTower::Frozen)?;
         let host = |t: &Tensor| read_back(&t.flatten_all()?);
         Ok(HostFeatures {
             batch,
@@ -381,7 +382,7 @@ impl Runner {
         t: &mut Sections,
     ) -> Result<StepStats> {
         let (opt, s) = self.opt.as_ref().context("train_step before set_optimizer")?;
-        let train_image = s.lr_image.is_some();
+        let tower = self.tower();
         let step = opt.step_count();
         let lr_factor = schedule(step, s.warmup_steps, s.total_steps, &s.decay);
         let clip = (s.grad_clip > 0.0).then_some(s.grad_clip);
@@ -394,7 +395,7 @@ impl Runner {
         let mut grads = Tensor::zeros((), DType::F32, &self.device)?.backward()?;
         let mut losses: Option<Losses> = None;
         for (part, range) in split_batch(input, batch, accum)? {
-            let feats = self.features(&part.as_input(), train_image)?;
+            let feats = self.features(&part.as_input(), tower)?;
             t.mark("upload + image tower")?;
             let mut l = self.losses(&feats, text.as_ref(), &labels[range.clone()], &polarity[range.clone()])?;
             if accum > 1 {
@@ -432,14 +433,14 @@ impl Runner {
     /// Forward and backward time of each module after the image tower on one batch (see
     /// [`super::profile`]), median of `runs`.
     pub(crate) fn profile_modules(&self, input: &HostInput, labels: &[u32], runs: usize) -> Result<Vec<ModuleTime>> {
-        let feats = self.features(input, false)?;
+        let feats = self.features(input, ImageTower::Frozen)?;
         let labels = Tensor::from_slice(labels, labels.len(), &self.device)?;
         profile::modules(&self.model, &feats, &labels, &self.device, runs)
     }
 
     /// Class scores `[B][K]` for a batch.
     pub(crate) fn predict(&self, input: &HostInput) -> Result<Vec<Vec<f32>>> {
-        let feats = self.features(input, false)?;
+        let feats = self.features(input, ImageTower::Frozen)?;
         let text = self.model.class_features()?.map(|t| t.detach());
         let out = self.model.head(&feats, text.as_ref(), false)?;
         let (b, k) = out.logits.dims2()?;
@@ -469,6 +470,15 @@ impl Runner {
     /// Whether the optimiser trains the image tower (fine-tuning).
     fn image_trained(&self) -> bool {
         self.opt.as_ref().is_some_and(|(_, s)| s.lr_image.is_some())
+    }
+
+    /// The image tower a training step runs: the trained one when fine-tuning.
+    fn tower(&self) -> ImageTower {
+        if self.image_trained() {
+            ImageTower::Trained
+        } else {
+            ImageTower::Frozen
+        }
     }
 
     /// The frozen image tower's weights in the compute dtype, cast once from the current
@@ -528,8 +538,8 @@ impl Runner {
     /// not finite.
     #[cfg(test)]
     pub(crate) fn dead_gradients(&self, input: &HostInput, labels: &[u32], polarity: &[u32]) -> Result<Vec<String>> {
-        let (opt, s) = self.opt.as_ref().context("dead_gradients before set_optimizer")?;
-        let feats = self.features(input, s.lr_image.is_some())?;
+        let (opt, _) = self.opt.as_ref().context("dead_gradients before set_optimizer")?;
+        let feats = self.features(input, self.tower())?;
         let text = self.model.class_features()?;
         let grads = self.losses(&feats, text.as_ref(), labels, polarity)?.total.backward()?;
         let mut dead = Vec::new();

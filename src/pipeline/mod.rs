@@ -69,7 +69,7 @@ pub(crate) fn plan(p: &Pipeline, sel: Selection) -> Result<Vec<Step>> {
     for kind in [sel.from, sel.only].into_iter().flatten() {
         if !p.has(kind) {
             return Err(
-                crate::error::UsageError::new(format!("{}: has no {} stage", p.file.display(), kind.name())).into()
+                crate::error::UsageError::new(format!("{}: has no {} stage", p.file.display(), kind.as_str())).into()
             );
         }
     }
@@ -90,18 +90,18 @@ pub(crate) fn plan(p: &Pipeline, sel: Selection) -> Result<Vec<Step>> {
                 if let Some(&j) = s.inputs.iter().find(|&&j| !matches!(steps[j].state, State::Done(_))) {
                     return Err(crate::error::UsageError::new(format!(
                         "--only {}: its input {} is not done ({}); run without --only first",
-                        only.name(),
+                        only.as_str(),
                         p.stages[j].id,
                         steps[j].state.describe()
                     ))
                     .into());
                 }
-                (true, true, format!("asked for (--only {})", only.name()))
+                (true, true, format!("asked for (--only {})", only.as_str()))
             } else {
-                (false, false, format!("not asked for (--only {})", only.name()))
+                (false, false, format!("not asked for (--only {})", only.as_str()))
             }
         } else if sel.from.is_some_and(|f| s.kind >= f) {
-            (true, true, format!("asked for (--from {})", sel.from.expect("checked").name()))
+            (true, true, format!("asked for (--from {})", sel.from.expect("checked").as_str()))
         } else {
             match (&state, upstream) {
                 (State::Done(_), Some(u)) => (true, true, format!("input {u} runs again")),

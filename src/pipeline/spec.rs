@@ -19,43 +19,45 @@ use crate::error::UsageError;
 use crate::model::tokenizer::TokenizerChoice;
 use crate::prep::config::PrepConfig;
 use crate::prep::out_dir::PrepDir;
+use crate::text_enum::text_enum;
 use crate::train::checkpoint::CheckpointChoice;
 use crate::train::config::TrainConfig;
 use crate::train::run_dir::RunDir;
 use crate::weights::WeightsSource;
 
-const SECTIONS: [&str; 7] = ["pipeline", "synth", "dataset", "prep", "embed", "train", "eval"];
+text_enum! {
+    /// The sections of a pipeline file.
+    enum Section("pipeline section") {
+        Pipeline = "pipeline",
+        Synth = "synth",
+        Dataset = "dataset",
+        Prep = "prep",
+        Embed = "embed",
+        Train = "train",
+        Eval = "eval",
+    }
+}
 
-/// Stage kinds in pipeline order; `--from` and `--only` name them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
-pub enum StageKind {
-    Synth,
-    Manifest,
-    Prep,
-    Embed,
-    Train,
-    Eval,
-    Report,
+text_enum! {
+    /// Stage kinds in pipeline order; `--from` and `--only` name them.
+    #[derive(clap::ValueEnum)]
+    pub enum StageKind("stage") {
+        Synth = "synth",
+        Manifest = "manifest",
+        Prep = "prep",
+        Embed = "embed",
+        Train = "train",
+        Eval = "eval",
+        Report = "report",
+    }
 }
 
 impl StageKind {
-    pub(crate) fn name(self) -> &'static str {
-        match self {
-            StageKind::Synth => "synth",
-            StageKind::Manifest => "manifest",
-            StageKind::Prep => "prep",
-            StageKind::Embed => "embed",
-            StageKind::Train => "train",
-            StageKind::Eval => "eval",
-            StageKind::Report => "report",
-        }
-    }
-
     /// The pipeline section whose keys make this stage's settings (for messages).
     pub(crate) fn section(self) -> &'static str {
         match self {
             StageKind::Manifest => "dataset",
-            k => k.name(),
+            k => k.as_str(),
         }
     }
 }
@@ -243,8 +245,9 @@ struct TrainSetup {
 }
 
 fn build(file: &Path, cwd: &Path, mut doc: Table) -> Result<Pipeline> {
-    if let Some(k) = doc.keys().find(|k| !SECTIONS.contains(&k.as_str())) {
-        return Err(bad(file, format!("unknown section [{k}]; sections are [{}]", SECTIONS.join("], ["))));
+    if let Some(k) = doc.keys().find(|k| k.parse::<Section>().is_err()) {
+        let all: Vec<&str> = Section::ALL.iter().map(|s| s.as_str()).collect();
+        return Err(bad(file, format!("unknown section [{k}]; sections are [{}]", all.join("], ["))));
     }
     let effective = toml::to_string(&doc)?;
     let mut b = Builder::new(file, cwd, &mut doc)?;

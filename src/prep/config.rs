@@ -9,17 +9,19 @@ use sha2::{Digest, Sha256};
 use crate::error::UsageError;
 use crate::face::geometry::{MaskMode, SceneFit};
 use crate::shard::{Encoding, FaceCrops, PixelFormat};
+use crate::text_enum::text_enum;
 
-/// What to do with a clip whose face detection rate is under `min_detection_rate`. Prep never
-/// leaves out a clip it can decode: a test clip is scored whatever its faces, and training
-/// decides whether to use it (`train.no_face_clips`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum NoFacePolicy {
-    /// Centre crops, every frame marked `fallback` (status `no_face`).
-    Centre,
-    /// Whatever the tracker found, frames without any box marked `lost` (status `no_face`).
-    Keep,
+text_enum! {
+    /// What to do with a clip whose face detection rate is under `min_detection_rate`. Prep
+    /// never leaves out a clip it can decode: a test clip is scored whatever its faces, and
+    /// training decides whether to use it (`train.no_face_clips`).
+    #[derive(clap::ValueEnum)]
+    pub enum NoFacePolicy("no-face policy") {
+        /// Centre crops, every frame marked `fallback` (status `no_face`).
+        Centre = "centre",
+        /// Whatever the tracker found, frames without any box marked `lost` (status `no_face`).
+        Keep = "keep",
+    }
 }
 
 /// Preprocessing settings (`--config prep.toml`; absent keys take these defaults).

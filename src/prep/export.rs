@@ -16,7 +16,7 @@ use crate::atomic::write_atomic;
 use crate::dataset::splits::Role;
 use crate::manifest::prep_table::PrepTable;
 use crate::manifest::{role_columns, Manifest};
-use crate::shard::{ClipTensors, StoredPixels};
+use crate::shard::{ClipTensors, StoredPixels, Stream};
 
 /// Writes `DIR/face/<clip_id>/NNNNN.jpg` and `DIR/scene/<clip_id>/NNNNN.jpg` (1-based, zero
 /// padded so lexicographic order is frame order). Frames a JPEG shard stores are written as they
@@ -32,9 +32,10 @@ pub(crate) fn write_clip(
         StoredPixels::Jpeg { face, scene } => (Some(face), Some(scene)),
         StoredPixels::Raw => (None, None),
     };
-    let streams = [("face", &t.face, face_jpeg, cfg.face_size), ("scene", &t.scene, scene_jpeg, cfg.scene_size)];
+    let streams =
+        [(Stream::Face, &t.face, face_jpeg, cfg.face_size), (Stream::Scene, &t.scene, scene_jpeg, cfg.scene_size)];
     for (kind, data, jpeg, size) in streams.into_iter().filter(|s| s.3 > 0) {
-        let out = dir.join(kind).join(clip_id);
+        let out = dir.join(kind.as_str()).join(clip_id);
         std::fs::create_dir_all(&out).with_context(|| format!("{}: cannot create", out.display()))?;
         let frame_len = (size * size * 3) as usize;
         for (i, chunk) in data.chunks_exact(frame_len).enumerate() {
@@ -77,13 +78,13 @@ pub(crate) fn write_annotations(
     let dir_abs = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
     for slot in 0..role_columns(manifest.folds).len() {
         for &role in Role::ALL {
-            let kinds: &[&str] = if cfg.scene_size > 0 { &["face", "scene"] } else { &["face"] };
+            let kinds: &[Stream] = if cfg.scene_size > 0 { Stream::ALL } else { &[Stream::Face] };
             for &kind in kinds {
                 let mut text = String::new();
                 for (i, row) in manifest.rows.iter().enumerate() {
                     match written.get(&i) {
                         Some(n) if row.roles.get(slot).copied().flatten() == Some(role) => {
-                            let d = dir_abs.join(kind).join(&row.clip_id);
+                            let d = dir_abs.join(kind.as_str()).join(&row.clip_id);
                             let _ = writeln!(text, "{} {n} {}", d.display(), row.label + label_base as usize);
                         }
                         _ => {}
@@ -93,7 +94,7 @@ pub(crate) fn write_annotations(
                     continue;
                 }
                 let fold = if manifest.folds > 0 { format!("_set_{}", slot + 1) } else { String::new() };
-                let suffix = if kind == "scene" { "_scene" } else { "" };
+                let suffix = if kind == Stream::Scene { "_scene" } else { "" };
                 let p = dir.join(format!("{dataset}{fold}_{role}{suffix}.txt"));
                 write_atomic(&p, text.as_bytes())?;
             }

@@ -43,9 +43,10 @@ impl Verification {
         v
     }
 
-    fn empty(planned: bool, shards: usize, prep_parquet: bool) -> Verification {
+    /// A plan of `shards` shards, none checked yet.
+    fn planned(shards: usize, prep_parquet: bool) -> Verification {
         Verification {
-            planned,
+            planned: true,
             shards,
             complete: 0,
             clips_written: 0,
@@ -53,6 +54,11 @@ impl Verification {
             unfinished_files: vec![],
             prep_parquet,
         }
+    }
+
+    /// Before prep wrote its plan: nothing to check yet.
+    fn unplanned(prep_parquet: bool) -> Verification {
+        Verification { planned: false, ..Verification::planned(0, prep_parquet) }
     }
 }
 
@@ -66,7 +72,7 @@ pub(crate) fn verify(out: &Path) -> Result<Verification> {
         Some(text) => text,
         // prep makes shards/ and prep_config.toml first: a run killed then left no plan yet.
         None if folder.shards().is_dir() || folder.config_record().exists() => {
-            return Ok(Verification::empty(false, 0, prep_parquet));
+            return Ok(Verification::unplanned(prep_parquet));
         }
         None => bail!(UsageError::new(format!(
             "{}: missing; is {} a dfer prep output?",
@@ -77,7 +83,7 @@ pub(crate) fn verify(out: &Path) -> Result<Verification> {
     let plan: Plan = serde_json::from_str(&text).with_context(|| format!("{}: unreadable", plan_path.display()))?;
     let hash = config_hash(&folder)?;
     let dir = folder.shards();
-    let mut v = Verification::empty(true, plan.shards, prep_parquet);
+    let mut v = Verification::planned(plan.shards, prep_parquet);
     for k in 0..plan.shards {
         let (h5, pq) = shard_files(&dir, k);
         let (start, end) = plan.range(k);

@@ -20,20 +20,11 @@ use crate::face::geometry::{MaskMode, SceneFit};
 use crate::face::BoxF;
 use crate::text_enum::text_enum;
 
-/// One of a clip's two pixel streams.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Stream {
-    Face,
-    Scene,
-}
-
-impl Stream {
-    /// The stream's dataset name.
-    pub(crate) fn name(self) -> &'static str {
-        match self {
-            Stream::Face => "face",
-            Stream::Scene => "scene",
-        }
+text_enum! {
+    /// One of a clip's two pixel streams, by its dataset name.
+    pub(crate) enum Stream("stream") {
+        Face = "face",
+        Scene = "scene",
     }
 }
 
@@ -564,9 +555,9 @@ impl ShardReader {
             if held != Some(f) {
                 let row = start + f..start + f + 1;
                 match self.attrs.pixels.encoding {
-                    Encoding::Raw | Encoding::Gzip => frame.copy_from_slice(&self.rows::<u8>(stream.name(), row)?),
+                    Encoding::Raw | Encoding::Gzip => frame.copy_from_slice(&self.rows::<u8>(stream.as_str(), row)?),
                     Encoding::Jpeg => {
-                        let file = self.rows::<VarLenArray<u8>>(stream.name(), row)?;
+                        let file = self.rows::<VarLenArray<u8>>(stream.as_str(), row)?;
                         self.decode_frame(i, stream, f, file[0].as_slice(), &mut frame)?;
                     }
                 }
@@ -598,7 +589,7 @@ impl ShardReader {
             UsageError::new(format!(
                 "{}: clip {id} (row {i}), {} frame {f}: not a usable JPEG ({e}); prepare this shard again",
                 self.path.display(),
-                stream.name()
+                stream.as_str()
             ))
             .into()
         })

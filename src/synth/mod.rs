@@ -19,29 +19,22 @@ use serde::{Deserialize, Serialize};
 
 use crate::assets::{self, Asset};
 use crate::clip_status::ClipStatus;
+use crate::dataset::splits::Role;
 use crate::dataset::{DatasetDesc, Polarity, SourceKind};
 use crate::error::UsageError;
 use crate::logging::Progress;
+use crate::text_enum::text_enum;
 pub use motion::Motion;
 use motion::{MotionPlan, Pose};
 use render::{BoxF, FacePhoto};
 
-/// Official layouts `dfer synth` can write.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Layout {
-    Dfew,
-    Ferv39k,
-    Mafw,
-}
-
-impl Layout {
-    pub(crate) fn name(self) -> &'static str {
-        match self {
-            Layout::Dfew => "dfew",
-            Layout::Ferv39k => "ferv39k",
-            Layout::Mafw => "mafw",
-        }
+text_enum! {
+    /// Official layouts `dfer synth` can write.
+    #[derive(clap::ValueEnum)]
+    pub enum Layout("layout") {
+        Dfew = "dfew",
+        Ferv39k = "ferv39k",
+        Mafw = "mafw",
     }
 }
 
@@ -137,15 +130,17 @@ pub(crate) struct SynthOptions {
     pub weak_intensity: f32,
 }
 
-/// Where a synthetic clip shows its label.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
-pub enum Cue {
-    /// A class-coloured ring around the face; the scene palette follows the label's polarity.
-    #[default]
-    Face,
-    /// Only the scene: its palette is the class hue, the face has no ring (a face-only model
-    /// cannot tell the classes apart).
-    Scene,
+text_enum! {
+    /// Where a synthetic clip shows its label.
+    #[derive(Default, clap::ValueEnum)]
+    pub enum Cue("cue") {
+        /// A class-coloured ring around the face; the scene palette follows the label's polarity.
+        #[default]
+        Face = "face",
+        /// Only the scene: its palette is the class hue, the face has no ring (a face-only model
+        /// cannot tell the classes apart).
+        Scene = "scene",
+    }
 }
 
 /// Ground truth of one synthetic clip, one JSON line in `synth_truth.jsonl`.
@@ -182,7 +177,7 @@ pub struct TruthClip {
     #[serde(default)]
     pub cut_frame: Option<usize>,
     /// Fold roles as written to the split files (`train`/`test`, one per fold or one).
-    pub roles: Vec<String>,
+    pub roles: Vec<Role>,
     /// Strength of the label cue: 1 in an ordinary clip, `--weak-intensity` in a weak one
     /// (absent in truth files written before intensities: 1).
     #[serde(default = "full_intensity")]
@@ -204,7 +199,7 @@ struct ClipPlan {
     height: u32,
     fps: u32,
     n_frames: usize,
-    roles: Vec<&'static str>,
+    roles: Vec<Role>,
     motion: Motion,
     /// Strength of the label cue (1: full).
     intensity: f32,
@@ -277,9 +272,9 @@ fn plan(opts: &SynthOptions, desc: &DatasetDesc) -> Vec<ClipPlan> {
     order.shuffle(&mut rng);
     for (pos, &i) in order.iter().enumerate() {
         plans[i].roles = if folds == 0 {
-            vec![if pos % 5 == 0 { "test" } else { "train" }]
+            vec![if pos % 5 == 0 { Role::Test } else { Role::Train }]
         } else {
-            (0..folds).map(|k| if pos % folds == k { "test" } else { "train" }).collect()
+            (0..folds).map(|k| if pos % folds == k { Role::Test } else { Role::Train }).collect()
         };
     }
     plans
@@ -300,7 +295,7 @@ fn write_splits(layout: Layout, desc: &DatasetDesc, root: &Path, plans: &[ClipPl
     let s = desc.splits.as_ref().expect("built-in layouts use split files");
     let folds = desc.folds().max(1) as usize;
     for fold in 1..=folds {
-        for (role, pattern) in [("train", &s.train), ("test", &s.test)] {
+        for (role, pattern) in [(Role::Train, &s.train), (Role::Test, &s.test)] {
             let path = root.join(fold_path(pattern, fold));
             std::fs::create_dir_all(path.parent().expect("split files sit in folders"))?;
             let mut text = String::new();
@@ -312,7 +307,7 @@ fn write_splits(layout: Layout, desc: &DatasetDesc, root: &Path, plans: &[ClipPl
                 let name = &desc.labels[p.label];
                 let line = match layout {
                     // DFEW copies differ: ids are unpadded in train files and padded in test files here.
-                    Layout::Dfew if role == "train" => format!("{},{}", p.id.trim_start_matches('0'), p.label + 1),
+                    Layout::Dfew if role == Role::Train => format!("{},{}", p.id.trim_start_matches('0'), p.label + 1),
                     Layout::Dfew => format!("{},{}", p.id, p.label + 1),
                     Layout::Ferv39k => format!("{} {name}", p.id),
                     Layout::Mafw => format!("{}.mp4 {name}", p.id),
@@ -548,7 +543,7 @@ fn make_clip(
         second_boxes,
         motion: p.motion,
         cut_frame: scene.motion.cut,
-        roles: p.roles.iter().map(|r| r.to_string()).collect(),
+        roles: p.roles.clone(),
         intensity: p.intensity,
     })
 }
@@ -639,7 +634,7 @@ pub(crate) fn synthesise(opts: &SynthOptions) -> Result<Vec<TruthClip>> {
             UsageError::new(format!("{}: output folder is not empty; choose a new one", opts.out.display())).into()
         );
     }
-    let desc = DatasetDesc::load(opts.layout.name())?;
+    let desc = DatasetDesc::load(opts.layout.as_str())?;
     let faces = render::load_faces(opts.lfw_faces)?;
     // The lower part of camera.png (coat, tripod, grass): texture without a face in it, so the
     // only faces in a clip are the ones whose boxes the truth file records.
@@ -711,7 +706,11 @@ mod tests {
         assert_eq!(format!("{a:?}"), format!("{b:?}"));
         assert_eq!(a.len(), 23 + 8, "DFEW has no non-ASCII edge case");
         for p in &a {
-            assert_eq!(p.roles.iter().filter(|r| **r == "test").count(), 1, "each clip is tested in exactly one fold");
+            assert_eq!(
+                p.roles.iter().filter(|r| **r == Role::Test).count(),
+                1,
+                "each clip is tested in exactly one fold"
+            );
             assert!((320..=1280).contains(&p.width) && p.width % 2 == 0 && p.height % 2 == 0);
         }
         let c = plan(&SynthOptions { seed: 8, ..opts(Layout::Dfew, true) }, &desc);

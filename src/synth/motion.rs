@@ -5,45 +5,46 @@
 //! (letterbox bars, a wide shot with a small face, low light with grain, heavy compression, a
 //! brief occlusion, a second smaller face), whose look is drawn by the renderer.
 
+use crate::text_enum::text_enum;
 use rand::Rng;
-use serde::{Deserialize, Serialize};
 
-/// How the camera and the face move in a synthetic clip (`dfer synth --motion`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "snake_case")]
-pub enum Motion {
-    /// The face drifts between two random points while the camera pans slowly.
-    #[default]
-    Slow,
-    /// The face crosses the frame at 1.5–2.5 face widths per second, turning back at the edges.
-    Fast,
-    /// The camera zooms in (or out, every other clip) by 2.5× about the frame centre.
-    Zoom,
-    /// Slow drift, and the whole view jumps by up to 3 % of the frame height every frame.
-    Shake,
-    /// A fast crossing, then a cut to a face-free shot of another scene (or the other way round,
-    /// every other clip) half-way through.
-    Cut,
-    /// Two faces of similar size cross each other; the nearer, larger one is the primary face.
-    Cross,
-    /// The face runs a figure-of-eight over the frame at about 1.2 face heights per second,
-    /// never moving in a straight line, its size swelling and shrinking by 15 %.
-    Curve,
-    /// The camera pans fast (one and a half frame widths over the clip) past a face that stays
-    /// put in the scene, so it crosses the frame and may leave it.
-    Pan,
-    /// Slow drift inside black letterbox bars (an eighth of the height at top and bottom).
-    Letterbox,
-    /// A wide shot: slow drift of a face 6–9 % of the frame height.
-    Small,
-    /// Slow drift in low light: the frame at about a third of its brightness, with grain.
-    Dark,
-    /// Slow drift, encoded with heavy compression (x264 CRF 42).
-    Compressed,
-    /// Slow drift, the face hidden for about 0.4 s by something passing in front of it.
-    Occlusion,
-    /// Slow drift with a second, smaller face (0.6×) elsewhere in the frame.
-    Second,
+text_enum! {
+    /// How the camera and the face move in a synthetic clip (`dfer synth --motion`).
+    #[derive(Default, clap::ValueEnum)]
+    pub enum Motion("motion") {
+        /// The face drifts between two random points while the camera pans slowly.
+        #[default]
+        Slow = "slow",
+        /// The face crosses the frame at 1.5–2.5 face widths per second, turning back at the edges.
+        Fast = "fast",
+        /// The camera zooms in (or out, every other clip) by 2.5× about the frame centre.
+        Zoom = "zoom",
+        /// Slow drift, and the whole view jumps by up to 3 % of the frame height every frame.
+        Shake = "shake",
+        /// A fast crossing, then a cut to a face-free shot of another scene (or the other way round,
+        /// every other clip) half-way through.
+        Cut = "cut",
+        /// Two faces of similar size cross each other; the nearer, larger one is the primary face.
+        Cross = "cross",
+        /// The face runs a figure-of-eight over the frame at about 1.2 face heights per second,
+        /// never moving in a straight line, its size swelling and shrinking by 15 %.
+        Curve = "curve",
+        /// The camera pans fast (one and a half frame widths over the clip) past a face that stays
+        /// put in the scene, so it crosses the frame and may leave it.
+        Pan = "pan",
+        /// Slow drift inside black letterbox bars (an eighth of the height at top and bottom).
+        Letterbox = "letterbox",
+        /// A wide shot: slow drift of a face 6–9 % of the frame height.
+        Small = "small",
+        /// Slow drift in low light: the frame at about a third of its brightness, with grain.
+        Dark = "dark",
+        /// Slow drift, encoded with heavy compression (x264 CRF 42).
+        Compressed = "compressed",
+        /// Slow drift, the face hidden for about 0.4 s by something passing in front of it.
+        Occlusion = "occlusion",
+        /// Slow drift with a second, smaller face (0.6×) elsewhere in the frame.
+        Second = "second",
+    }
 }
 
 /// A face in one frame: centre and face-box height, in frame pixels.
