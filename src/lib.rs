@@ -17,6 +17,8 @@ mod digest;
 pub mod error;
 pub mod eval;
 pub mod face;
+pub mod face_source;
+pub mod geometry;
 pub mod logging;
 pub mod manifest;
 pub mod metrics;

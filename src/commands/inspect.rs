@@ -76,7 +76,7 @@ fn pipeline(args: &Args) -> Result<()> {
 
 pub fn run(args: &Args) -> Result<Outcome> {
     if args.path.is_dir() {
-        print(args.json, &crate::eval::inspect_run(&args.path, args.plot.as_deref())?, |r| r.to_text())?;
+        print(args.json, &crate::eval::inspect::inspect_run(&args.path, args.plot.as_deref())?, |r| r.to_text())?;
         return Ok(Outcome::Ok);
     }
     let ext = args.path.extension().map(|e| e.to_string_lossy().to_ascii_lowercase());

@@ -158,7 +158,7 @@ impl CenterFace {
             let img: &RgbImage = if (fw, fh) == (iw, ih) {
                 f
             } else {
-                resized = super::geometry::resize(f, None, iw, ih);
+                resized = crate::geometry::resize(f, None, iw, ih);
                 &resized
             };
             // HWC u8 → planar CHW f32, raw 0–255 (CenterFace takes no mean/std).

@@ -1,9 +1,9 @@
 //! Faces: the detector trait and its CenterFace implementation (ort), self-checking sparse
-//! detection (which frames to detect), primary-face tracking, and crop / scene-mask geometry.
+//! detection (which frames to detect) and primary-face tracking; boxes and crop geometry are
+//! `src/geometry.rs`.
 
 #[cfg(feature = "media")]
 pub(crate) mod centerface;
-pub mod geometry;
 #[cfg(feature = "media")]
 pub mod onnx_patch;
 pub(crate) mod refine;
@@ -12,8 +12,7 @@ pub mod track;
 use anyhow::Result;
 use image::RgbImage;
 
-/// Box `[x1, y1, x2, y2]` in pixels.
-pub(crate) type BoxF = [f32; 4];
+use crate::geometry::BoxF;
 
 /// One detected face in frame pixels.
 #[derive(Debug, Clone, PartialEq)]

@@ -3,41 +3,9 @@
 //! between two detections of the same track inside one shot, frames without a face marked
 //! `lost`, and boxes smoothed over time within a shot.
 
-use serde::{Deserialize, Serialize};
-
-use super::{area, BoxF, Detection};
-
-/// Where a frame's face box came from (stored per frame as `face_source`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[repr(u8)]
-pub(crate) enum FaceSource {
-    /// No face box and no detector verdict. Written by dfer before shot-aware tracking for
-    /// frames without any box; this version writes `Lost` for those.
-    None = 0,
-    /// The detector found the primary face in this frame.
-    Detected = 1,
-    /// Interpolated between two detections of the same track in the same shot.
-    Interpolated = 2,
-    /// Centre crop chosen by the `centre` no-face policy.
-    Fallback = 3,
-    /// No face box: the detector ran on this frame (or on the nearest frames on both sides in
-    /// its shot) and found no face of the track. The crop is the frame's centre, nothing masked.
-    Lost = 4,
-}
-
-impl FaceSource {
-    /// The source a stored `face_source` code stands for; codes this version does not know
-    /// read as `None`.
-    pub(crate) fn from_code(code: u8) -> FaceSource {
-        match code {
-            1 => FaceSource::Detected,
-            2 => FaceSource::Interpolated,
-            3 => FaceSource::Fallback,
-            4 => FaceSource::Lost,
-            _ => FaceSource::None,
-        }
-    }
-}
+use super::{area, Detection};
+use crate::face_source::FaceSource;
+use crate::geometry::BoxF;
 
 /// The tracked face of one sampled frame.
 #[derive(Debug, Clone, PartialEq)]
@@ -47,13 +15,6 @@ pub(crate) struct TrackedFrame {
     pub score: f32,
     pub landmarks: [[f32; 2]; 5],
     pub source: FaceSource,
-}
-
-/// Box scaled about its centre.
-pub fn scale_box(b: &BoxF, s: f32) -> BoxF {
-    let (cx, cy) = ((b[0] + b[2]) / 2.0, (b[1] + b[3]) / 2.0);
-    let (hw, hh) = ((b[2] - b[0]) * s / 2.0, (b[3] - b[1]) * s / 2.0);
-    [cx - hw, cy - hh, cx + hw, cy + hh]
 }
 
 /// Box centre.
@@ -315,6 +276,7 @@ fn clamp_to(b: &BoxF, anchor: &BoxF, tol: f32) -> BoxF {
 mod tests {
     use super::*;
     use crate::face::{det, iou};
+    use crate::geometry::scale_box;
 
     fn face(x: f32, y: f32, s: f32) -> Detection {
         det([x, y, x + s, y + s], 0.9)

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::UsageError;
-use crate::face::geometry::{MaskMode, SceneFit};
+use crate::geometry::{MaskMode, SceneFit};
 use crate::shard::{Encoding, FaceCrops, PixelFormat};
 use crate::text_enum::text_enum;
 

@@ -13,8 +13,8 @@ use imageproc::rect::Rect;
 use serde::Serialize;
 
 use super::ShardReader;
-use crate::face::geometry::fit_scene;
-use crate::face::track::FaceSource;
+use crate::face_source::FaceSource;
+use crate::geometry::fit_scene;
 use crate::sampling;
 
 /// Per-clip detection summary.

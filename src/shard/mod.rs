@@ -16,8 +16,8 @@ use hdf5::{Dataset, Extent, File, H5Type, SimpleExtents};
 use ndarray::{ArrayView, IxDyn};
 
 use crate::error::UsageError;
-use crate::face::geometry::{MaskMode, SceneFit};
-use crate::face::BoxF;
+use crate::face_source::FaceSource;
+use crate::geometry::{BoxF, MaskMode, SceneFit};
 use crate::text_enum::text_enum;
 
 text_enum! {
@@ -608,7 +608,7 @@ impl ShardReader {
             .map(|((b, l), source)| FrameTrack {
                 bbox: [b[0], b[1], b[2], b[3]],
                 landmarks: std::array::from_fn(|k| [l[2 * k], l[2 * k + 1]]),
-                source,
+                source: FaceSource::from_code(source),
             })
             .collect())
     }
@@ -637,11 +637,11 @@ impl ShardReader {
 }
 
 /// What tracking left for one stored frame: the face box (NaN where none), the detector's five
-/// `[x, y]` points (zeros where it did not run) and the `face_source` code.
+/// `[x, y]` points (zeros where it did not run) and where the box came from.
 pub(crate) struct FrameTrack {
     pub bbox: BoxF,
     pub landmarks: [[f32; 2]; 5],
-    pub source: u8,
+    pub source: FaceSource,
 }
 
 /// A shard's attributes, after checking its schema version.

@@ -22,11 +22,12 @@ use crate::clip_status::ClipStatus;
 use crate::dataset::splits::Role;
 use crate::dataset::{DatasetDesc, Polarity, SourceKind};
 use crate::error::UsageError;
+use crate::geometry::BoxF;
 use crate::logging::Progress;
 use crate::text_enum::text_enum;
 pub use motion::Motion;
 use motion::{MotionPlan, Pose};
-use render::{BoxF, FacePhoto};
+use render::FacePhoto;
 
 text_enum! {
     /// Official layouts `dfer synth` can write.

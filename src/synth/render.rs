@@ -12,7 +12,7 @@ use crate::assets::{self, Asset};
 use crate::dataset::Polarity;
 
 /// Box `[x1, y1, x2, y2]` in pixels.
-pub(crate) type BoxF = [f32; 4];
+use crate::geometry::BoxF;
 
 /// A face photograph and where the face is in it.
 pub(crate) struct FacePhoto {

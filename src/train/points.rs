@@ -3,8 +3,8 @@
 //! each stored frame, drawn onto its face crop before augmentation, so that the crop, flip and
 //! rotation move them with the face.
 
-use crate::face::geometry::square_box;
-use crate::face::track::FaceSource;
+use crate::face_source::FaceSource;
+use crate::geometry::square_box;
 use crate::shard::FrameTrack;
 
 /// Five `[x, y]` points.
@@ -22,7 +22,7 @@ pub(crate) fn crop_points(track: &[FrameTrack], margin: f32, face_size: u32) -> 
     let own: Vec<Option<Points>> = track
         .iter()
         .map(|t| {
-            if t.source != FaceSource::Detected as u8 || t.bbox.iter().any(|v| !v.is_finite()) {
+            if t.source != FaceSource::Detected || t.bbox.iter().any(|v| !v.is_finite()) {
                 return None;
             }
             let r = square_box(&t.bbox, margin);
@@ -63,12 +63,12 @@ pub(crate) fn draw(frame: &mut [u8], side: u32, points: &Points) {
 mod tests {
     use super::*;
 
-    use crate::face::BoxF;
+    use crate::geometry::BoxF;
 
-    const DETECTED: u8 = FaceSource::Detected as u8;
-    const INTERPOLATED: u8 = FaceSource::Interpolated as u8;
+    const DETECTED: FaceSource = FaceSource::Detected;
+    const INTERPOLATED: FaceSource = FaceSource::Interpolated;
 
-    fn frame(bbox: BoxF, landmarks: Points, source: u8) -> FrameTrack {
+    fn frame(bbox: BoxF, landmarks: Points, source: FaceSource) -> FrameTrack {
         FrameTrack { bbox, landmarks, source }
     }
 

@@ -71,7 +71,7 @@ impl Converter {
     pub(crate) fn rgb_scaled(&mut self, frame: &Frame, w: u32, h: u32, how: Sampling) -> Result<RgbImage> {
         match frame {
             Frame::Image(img) if img.dimensions() == (w, h) => Ok(img.clone()),
-            Frame::Image(img) => Ok(crate::face::geometry::resize(img, None, w, h)),
+            Frame::Image(img) => Ok(crate::geometry::resize(img, None, w, h)),
             Frame::Decoded { frame, rotation } => {
                 let turned = rotation.rem_euclid(180) == 90;
                 let (sw, sh) = if turned { (h, w) } else { (w, h) };
@@ -267,7 +267,7 @@ mod tests {
         let full = conv.rgb(frame).unwrap().into_owned();
         assert_eq!(full.dimensions(), (176, 144));
         let half = conv.rgb_scaled(frame, 88, 72, Sampling::Bilinear).unwrap();
-        let resized = crate::face::geometry::resize(&full, None, 88, 72);
+        let resized = crate::geometry::resize(&full, None, 88, 72);
         assert!(mean_abs(&half, &resized) < 4.0, "scaled from YUV ≈ resized from RGB: {}", mean_abs(&half, &resized));
         let thumb = conv.rgb_scaled(frame, 44, 36, Sampling::Nearest).unwrap();
         assert_eq!(thumb.dimensions(), (44, 36));

@@ -9,9 +9,8 @@ use std::path::{Path, PathBuf};
 
 use common::files::{assert_same, shard_files};
 use common::{dfer, dfer_expect, stdout, synth};
-use dfer::face::geometry::{fit_scene, SceneFit, CLIP_MEAN_RGB};
 use dfer::face::iou;
-use dfer::face::track::scale_box;
+use dfer::geometry::{fit_scene, scale_box, SceneFit, CLIP_MEAN_RGB};
 use dfer::manifest::{read_parquet, Manifest};
 use dfer::sampling;
 use dfer::shard::ShardReader;

@@ -1,5 +1,5 @@
-//! Crop and scene geometry: square face crops with a margin, the whole frame fitted into a
-//! square scene image, and the face region masked out of the scene.
+//! Image geometry, below every stage: boxes, resizing, square face crops with a margin, the
+//! whole frame fitted into a square scene image, and the face region masked out of the scene.
 
 use std::cell::RefCell;
 
@@ -7,9 +7,17 @@ use fast_image_resize::images::{Image, ImageRef};
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 use image::{imageops, Rgb, RgbImage};
 
-use super::track::scale_box;
-use super::BoxF;
 use crate::text_enum::text_enum;
+
+/// A box `[x1, y1, x2, y2]` in pixels.
+pub(crate) type BoxF = [f32; 4];
+
+/// `b` scaled by `s` about its centre.
+pub fn scale_box(b: &BoxF, s: f32) -> BoxF {
+    let (cx, cy) = ((b[0] + b[2]) / 2.0, (b[1] + b[3]) / 2.0);
+    let (hw, hh) = ((b[2] - b[0]) * s / 2.0, (b[3] - b[1]) * s / 2.0);
+    [cx - hw, cy - hh, cx + hw, cy + hh]
+}
 
 /// CLIP's mean colour (0.48145466, 0.4578275, 0.40821073) in 0–255: what the masked face
 /// region is filled with, so the scene stream sees "nothing" there after normalisation.
