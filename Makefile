@@ -11,8 +11,9 @@ test: setup
 	cargo test --all-targets
 
 lint:
-	cargo fmt --check
-	cargo clippy --all-targets -- -D warnings
+	cargo fmt --all --check
+	# --workspace: the fuzz targets (fuzz/) must keep compiling, though only scripts/fuzz.sh runs them.
+	cargo clippy --workspace --all-targets -- -D warnings
 	# The trainer-only build (no ffmpeg, no ONNX Runtime) must keep compiling; a library has
 	# nothing to link, so checking it is compiling it.
 	cargo check --no-default-features --lib
