@@ -10,6 +10,7 @@
 
 pub mod assets;
 pub mod atomic;
+pub(crate) mod bench;
 pub mod clip_status;
 pub mod commands;
 pub mod dataset;

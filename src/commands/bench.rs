@@ -5,8 +5,10 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 
+use crate::bench::clip_features::{clip_features, FeatureRun, TowerDtype};
+use crate::bench::loader::time_loader;
+use crate::bench::train_step::{train_steps, Recipe, StepBench, StepTiming};
 use crate::error::Outcome;
-use crate::model::bench::{self, Recipe, StepBench, StepTiming, TowerDtype};
 use crate::model::config::Arch;
 use crate::model::ComputeDevice;
 use crate::weights::WeightsSource;
@@ -101,12 +103,12 @@ pub enum What {
 pub fn run(a: &Args) -> Result<Outcome> {
     match &a.what {
         What::ClipFeatures { weights, inputs, out, device, eot_id, dtype } => {
-            let run = bench::FeatureRun { weights, inputs, device, eot_id: *eot_id, dtype: *dtype };
-            bench::clip_features(&run, out)?;
+            let run = FeatureRun { weights, inputs, device, eot_id: *eot_id, dtype: *dtype };
+            clip_features(&run, out)?;
             println!("wrote {}", out.display());
         }
         What::Loader { shards, frames, size } => {
-            let t = crate::train::data::time_loader(shards, *frames, *size)?;
+            let t = time_loader(shards, *frames, *size)?;
             println!("{}", serde_json::to_string(&t)?);
         }
         What::JpegLayout { shards, work, repeats } => {
@@ -125,7 +127,7 @@ pub fn run(a: &Args) -> Result<Outcome> {
                 accum_steps: *accum,
                 profile: *profile,
             };
-            let t = bench::train_steps(&b)?;
+            let t = train_steps(&b)?;
             println!("{}", serde_json::to_string(&t)?);
             if *profile {
                 print_profile(&t);

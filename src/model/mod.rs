@@ -3,7 +3,6 @@
 //! the optimiser.
 
 pub(crate) mod adapter;
-pub(crate) mod bench;
 pub(crate) mod clip;
 pub(crate) mod config;
 pub(crate) mod conv;
@@ -19,7 +18,6 @@ pub(crate) mod optim;
 pub(crate) mod ous;
 pub(crate) mod params;
 pub(crate) mod pixels;
-pub(crate) mod profile;
 pub(crate) mod prompts;
 pub(crate) mod runner;
 pub(crate) mod tokenizer;

@@ -5,7 +5,6 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
 
 use anyhow::{ensure, Context, Result};
 use candle_core::backprop::GradStore;
@@ -19,7 +18,6 @@ use super::network::{Features, ImageTower, Losses, Network, CLIP_PREFIX};
 use super::optim::{schedule, Decay, GroupSettings, Optimizer, Rule};
 use super::params::{Group, ParamStore};
 use super::pixels::{self, Colour};
-use super::profile::{self, ModuleTime};
 use super::prompts::tokenize_prompts;
 use super::tokenizer;
 use super::video_descriptions::{self, DescriptionTokens};
@@ -53,45 +51,14 @@ pub(crate) struct HostFeatures {
     pub early: Vec<f32>,
 }
 
-/// Device-to-host reads made through [`read_back`] since the process started.
-static HOST_READS: AtomicU64 = AtomicU64::new(0);
-
-/// Copies an f32 tensor to the host: the one way the runner reads the device, so `host_reads`
-/// counts every synchronisation a step makes.
-fn read_back(t: &Tensor) -> Result<Vec<f32>> {
-    HOST_READS.fetch_add(1, Ordering::Relaxed);
-    Ok(t.to_vec1::<f32>()?)
+/// Called at the end of each section of a training step, with its name: what
+/// `dfer bench train-step --profile` times (`src/bench/profile.rs`). A plain step passes `()`.
+pub(crate) trait StepMarks {
+    fn mark(&mut self, section: &'static str) -> Result<()>;
 }
 
-/// Reads of device memory made by runners so far (for `dfer bench train-step`).
-pub(crate) fn host_reads() -> u64 {
-    HOST_READS.load(Ordering::Relaxed)
-}
-
-/// Wall time of the sections of a training step, when profiling (otherwise marks do nothing).
-pub(crate) struct Sections {
-    device: Option<Device>,
-    last: Instant,
-    pub rows: Vec<(&'static str, f64)>,
-}
-
-impl Sections {
-    fn off() -> Self {
-        Self { device: None, last: Instant::now(), rows: Vec::new() }
-    }
-
-    fn on(device: &Device) -> Self {
-        Self { device: Some(device.clone()), last: Instant::now(), rows: Vec::new() }
-    }
-
-    /// Ends the section `name` (seconds since the previous mark), after the device finishes.
-    fn mark(&mut self, name: &'static str) -> Result<()> {
-        if let Some(d) = &self.device {
-            d.synchronize()?;
-            let now = Instant::now();
-            self.rows.push((name, (now - self.last).as_secs_f64()));
-            self.last = now;
-        }
+impl StepMarks for () {
+    fn mark(&mut self, _: &'static str) -> Result<()> {
         Ok(())
     }
 }
@@ -137,6 +104,8 @@ pub(crate) struct Runner {
     normalise: Normalise,
     /// FineCLIPER's clip descriptions, tokenized, when that stream is on.
     descriptions: Option<DescriptionTokens>,
+    /// Device-to-host reads made so far (every read goes through [`Runner::read_back`]).
+    reads: AtomicU64,
 }
 
 /// A network as built, with what the runner keeps of how it was built.
@@ -225,7 +194,20 @@ impl Runner {
             seed: cfg.seed,
             normalise: cfg.normalise,
             descriptions: built.descriptions,
+            reads: AtomicU64::new(0),
         })
+    }
+
+    /// Copies an f32 tensor to the host: the one way the runner reads the device, so
+    /// [`Runner::host_reads`] counts every synchronisation a step makes.
+    fn read_back(&self, t: &Tensor) -> Result<Vec<f32>> {
+        self.reads.fetch_add(1, Ordering::Relaxed);
+        Ok(t.to_vec1::<f32>()?)
+    }
+
+    /// Reads of device memory this runner has made.
+    pub(crate) fn host_reads(&self) -> u64 {
+        self.reads.load(Ordering::Relaxed)
     }
 
     /// The first of `clips` the description stream has no text for, and how many it lacks
@@ -338,7 +320,7 @@ impl Runner {
     pub(crate) fn encode(&self, face: &[u8], scene: &[u8], colour: &[Colour], batch: usize) -> Result<HostFeatures> {
         let f = self
             .features(&HostInput::Pixels { face, scene, points: &[], colour, clips: &[], batch }, ImageTower::Frozen)?;
-        let host = |t: &Tensor| read_back(&t.flatten_all()?);
+        let host = |t: &Tensor| self.read_back(&t.flatten_all()?);
         Ok(HostFeatures {
             batch,
             face: host(&f.face)?,
@@ -359,27 +341,16 @@ impl Runner {
     /// read back once, at the end (losses and gradient norm together); a non-finite loss or norm
     /// is an error after that read, and the run stops before anything is saved from it.
     pub(crate) fn train_step(&mut self, input: &HostInput, labels: &[u32], polarity: &[u32]) -> Result<StepStats> {
-        self.timed_step(input, labels, polarity, &mut Sections::off())
+        self.marked_step(input, labels, polarity, &mut ())
     }
 
-    /// `train_step`, timing its sections (the device is synchronised at every mark).
-    pub(crate) fn profiled_step(
+    /// [`Runner::train_step`], calling `t` at the end of each of its sections.
+    pub(crate) fn marked_step(
         &mut self,
         input: &HostInput,
         labels: &[u32],
         polarity: &[u32],
-    ) -> Result<(StepStats, Sections)> {
-        let mut sections = Sections::on(&self.device);
-        let stats = self.timed_step(input, labels, polarity, &mut sections)?;
-        Ok((stats, sections))
-    }
-
-    fn timed_step(
-        &mut self,
-        input: &HostInput,
-        labels: &[u32],
-        polarity: &[u32],
-        t: &mut Sections,
+        t: &mut dyn StepMarks,
     ) -> Result<StepStats> {
         let (opt, s) = self.opt.as_ref().context("train_step before set_optimizer")?;
         let tower = self.tower();
@@ -421,7 +392,7 @@ impl Runner {
         t.mark("clip + optimiser update")?;
         let mut scalars = vec![losses.total.clone(), norm];
         scalars.extend(losses.parts.iter().map(|(_, v)| v.clone()));
-        let values = read_back(&Tensor::stack(&scalars, 0)?.to_dtype(DType::F32)?)?;
+        let values = self.read_back(&Tensor::stack(&scalars, 0)?.to_dtype(DType::F32)?)?;
         t.mark("read-back")?;
         let (total, grad_norm) = (values[0], values[1]);
         ensure!(total.is_finite(), "loss is {total} at step {}", step + 1);
@@ -430,12 +401,10 @@ impl Runner {
         Ok(StepStats { losses, total, grad_norm: grad_norm as f64, lr_factor })
     }
 
-    /// Forward and backward time of each module after the image tower on one batch (see
-    /// [`super::profile`]), median of `runs`.
-    pub(crate) fn profile_modules(&self, input: &HostInput, labels: &[u32], runs: usize) -> Result<Vec<ModuleTime>> {
-        let feats = self.features(input, ImageTower::Frozen)?;
-        let labels = Tensor::from_slice(labels, labels.len(), &self.device)?;
-        profile::modules(&self.model, &feats, &labels, &self.device, runs)
+    /// The network, and the features of `input` through the frozen image tower (for the
+    /// per-module profile, `src/bench/profile.rs`).
+    pub(crate) fn network_and_features(&self, input: &HostInput) -> Result<(&Network, Features)> {
+        Ok((&self.model, self.features(input, ImageTower::Frozen)?))
     }
 
     /// Class scores `[B][K]` for a batch.
@@ -444,7 +413,7 @@ impl Runner {
         let text = self.model.class_features()?.map(|t| t.detach());
         let out = self.model.head(&feats, text.as_ref(), false)?;
         let (b, k) = out.logits.dims2()?;
-        let flat = read_back(&out.logits.flatten_all()?.to_dtype(DType::F32)?)?;
+        let flat = self.read_back(&out.logits.flatten_all()?.to_dtype(DType::F32)?)?;
         Ok(flat.chunks(k.max(1)).take(b).map(<[f32]>::to_vec).collect())
     }
 

@@ -2,7 +2,8 @@
 //! step's shapes (outputs of the modules before it, as tracked leaves, so its backward also
 //! computes the gradient it would pass upstream), forward and backward timed apart with the
 //! device synchronised between. `dfer bench train-step --profile` prints these rows beside the
-//! step's own sections (image tower, backward of the whole graph, clipping, optimiser).
+//! step's own sections (image tower, backward of the whole graph, clipping, optimiser), which
+//! [`Sections`] times through the runner's [`StepMarks`].
 
 use std::time::Instant;
 
@@ -11,7 +12,30 @@ use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::loss::cross_entropy;
 use serde::Serialize;
 
-use super::network::{Features, Network};
+use crate::model::runner::{HostInput, Runner, StepMarks};
+
+/// Wall time of each section of one training step, the device synchronised at every mark.
+pub(crate) struct Sections {
+    device: Device,
+    last: Instant,
+    pub rows: Vec<(&'static str, f64)>,
+}
+
+impl Sections {
+    pub(crate) fn new(device: &Device) -> Self {
+        Self { device: device.clone(), last: Instant::now(), rows: Vec::new() }
+    }
+}
+
+impl StepMarks for Sections {
+    fn mark(&mut self, section: &'static str) -> Result<()> {
+        self.device.synchronize()?;
+        let now = Instant::now();
+        self.rows.push((section, (now - self.last).as_secs_f64()));
+        self.last = now;
+        Ok(())
+    }
+}
 
 /// Forward and backward seconds of one module (median of the runs).
 #[derive(Debug, Clone, Serialize)]
@@ -53,15 +77,12 @@ fn time_module(
     Ok(ModuleTime { module, forward_s: median(forward), backward_s: median(backward) })
 }
 
-/// Times every module after the image tower of an OUS network on `x` (features of one batch),
-/// `runs` times each.
-pub(crate) fn modules(
-    network: &Network,
-    x: &Features,
-    labels: &Tensor,
-    device: &Device,
-    runs: usize,
-) -> Result<Vec<ModuleTime>> {
+/// Times every module after the image tower of an OUS runner's network on one batch
+/// (`input`, `labels`), `runs` times each.
+pub(crate) fn modules(runner: &Runner, input: &HostInput, labels: &[u32], runs: usize) -> Result<Vec<ModuleTime>> {
+    let (network, x) = runner.network_and_features(input)?;
+    let device = runner.device();
+    let labels = &Tensor::from_slice(labels, labels.len(), device)?;
     let model = network.ous().context("the per-module profile is of OUS's modules (model.method = \"ous\")")?;
     let class_features = || network.class_features()?.context("OUS has class prompts");
     let mut rows = vec![time_module(device, "text tower (prompt pass)", runs, class_features)?];
