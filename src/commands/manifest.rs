@@ -2,20 +2,21 @@
 
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 
+use super::prep::Merge;
 use crate::dataset::splits::Severity;
 use crate::dataset::{DatasetDesc, SourceKind};
-use crate::error::Outcome;
+use crate::error::{Outcome, UsageError};
 use crate::manifest;
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Example:\n  dfer manifest --dataset dfew --root /data/DFEW -o dfew/clips.parquet\n  \
 dfer manifest --dataset ferv39k --root /data/FERV39k --source frames -o ferv/clips.parquet\n  \
-dfer manifest --dataset my-data.toml --root /data/mine -o mine/clips.parquet\n  \
-dfer manifest merge -o prep/prep.parquet worker-a/prep.parquet worker-b/prep.parquet")]
+dfer manifest --dataset my-data.toml --root /data/mine -o mine/clips.parquet")]
 #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct Args {
+    /// `merge`: the old spelling of `dfer prep merge`, kept for scripts that use it.
     #[command(subcommand)]
     pub merge: Option<Merge>,
     /// Built-in dataset (dfew, ferv39k, mafw) or a dataset description TOML file.
@@ -33,27 +34,13 @@ pub struct Args {
     pub source: Option<SourceKind>,
 }
 
-#[derive(Debug, clap::Subcommand)]
-pub enum Merge {
-    /// Join per-worker prep tables (prep.parquet or shards/NNNNN.parquet) into one, in manifest order.
-    Merge {
-        /// Output prep table.
-        #[arg(short, long)]
-        output: PathBuf,
-        /// Prep tables to join; a clip in two of them is an error.
-        #[arg(required = true)]
-        inputs: Vec<PathBuf>,
-    },
-}
-
 pub fn run(args: &Args) -> Result<Outcome> {
-    if let Some(Merge::Merge { output, inputs }) = &args.merge {
-        let n = manifest::prep_table::merge(inputs, output)?;
-        tracing::info!("wrote {}: {n} clips from {} tables", output.display(), inputs.len());
-        return Ok(Outcome::Ok);
+    if let Some(m) = &args.merge {
+        tracing::warn!("dfer manifest merge is now dfer prep merge; the old spelling will be removed");
+        return super::prep::merge(m);
     }
     let (Some(dataset), Some(root)) = (&args.dataset, &args.root) else {
-        unreachable!("clap requires --dataset and --root without a subcommand")
+        bail!(UsageError::new("dfer manifest needs --dataset and --root"))
     };
     let desc = DatasetDesc::load(dataset)?;
     let m = manifest::build(&desc, root, args.source)?;

@@ -1,24 +1,29 @@
-//! `dfer prep`: clip manifest → HDF5 shards + prep.parquet.
+//! `dfer prep`: clip manifest → HDF5 shards + prep.parquet; `dfer prep merge`: per-worker prep
+//! tables joined into one.
 
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 
-use crate::error::Outcome;
+use crate::error::{Outcome, UsageError};
 use crate::prep::config::{NoFacePolicy, PrepConfig};
 use crate::prep::{self, PrepOptions};
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Example:\n  dfer prep --manifest dfew/clips.parquet --out dfew/prep\n  \
 dfer prep --manifest dfew/clips.parquet --out dfew/prep --config prep.toml --export-frames dfew/frames\n  \
-dfer prep --manifest dfew/clips.parquet --out dfew/prep --shard-index 3 --num-shards 8   # worker 3 of 8")]
+dfer prep --manifest dfew/clips.parquet --out dfew/prep --shard-index 3 --num-shards 8   # worker 3 of 8\n  \
+dfer prep merge -o dfew/prep/prep.parquet worker-a/prep.parquet worker-b/prep.parquet")]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct Args {
+    #[command(subcommand)]
+    pub merge: Option<Merge>,
     /// Clip manifest from `dfer manifest`.
-    #[arg(long)]
-    pub manifest: PathBuf,
+    #[arg(long, required = true)]
+    pub manifest: Option<PathBuf>,
     /// Output folder: shards/, prep.parquet, prep_config.toml.
-    #[arg(long)]
-    pub out: PathBuf,
+    #[arg(long, required = true)]
+    pub out: Option<PathBuf>,
     /// Settings file (prep.toml); absent keys take their defaults.
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -48,7 +53,34 @@ pub struct Args {
     pub no_face_policy: Option<NoFacePolicy>,
 }
 
+#[derive(Debug, clap::Subcommand)]
+pub enum Merge {
+    /// Join per-worker prep tables (prep.parquet or shards/NNNNN.parquet) into one, in manifest order.
+    Merge {
+        /// Output prep table.
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Prep tables to join; a clip in two of them is an error.
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
+    },
+}
+
+/// `dfer prep merge` (and its old spelling, `dfer manifest merge`).
+pub(crate) fn merge(m: &Merge) -> Result<Outcome> {
+    let Merge::Merge { output, inputs } = m;
+    let n = prep::tables::merge(inputs, output)?;
+    tracing::info!("wrote {}: {n} clips from {} tables", output.display(), inputs.len());
+    Ok(Outcome::Ok)
+}
+
 pub fn run(args: &Args) -> Result<Outcome> {
+    if let Some(m) = &args.merge {
+        return merge(m);
+    }
+    let (Some(manifest), Some(out)) = (&args.manifest, &args.out) else {
+        bail!(UsageError::new("dfer prep needs --manifest and --out (or: dfer prep merge -o OUT TABLE...)"))
+    };
     let mut config = match &args.config {
         Some(p) => PrepConfig::load(p)?,
         None => PrepConfig::default(),
@@ -59,8 +91,8 @@ pub fn run(args: &Args) -> Result<Outcome> {
     let (shard_index, num_shards) = (args.shard_index.unwrap_or(0), args.num_shards.unwrap_or(1));
     let threads = args.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
     let opts = PrepOptions {
-        manifest: args.manifest.clone(),
-        out: args.out.clone(),
+        manifest: manifest.clone(),
+        out: out.clone(),
         config,
         threads,
         shard_index,

@@ -44,7 +44,7 @@ pub fn run(a: &Args) -> Result<Outcome> {
             println!("  unfinished file (a killed run's; removed when its shard is redone): {f}");
         }
         if redo.is_empty() {
-            let table = if v.prep_parquet { "present" } else { "missing (run dfer manifest merge)" };
+            let table = if v.prep_parquet { "present" } else { "missing (run dfer prep merge)" };
             println!("all shards complete; prep.parquet {table}");
         } else {
             let list: Vec<String> = redo.iter().map(|k| k.to_string()).collect();

@@ -1,9 +1,9 @@
 //! The prep table (`prep.parquet`, `shards/NNNNN.parquet`; one row per manifest row): its
 //! column names, its files (written with the metadata key that marks them, read only when
-//! marked), and `dfer manifest merge`, which joins several into one in manifest order.
+//! marked). A format shared by prep (which writes and merges it: `src/prep/tables.rs`) and the
+//! trainer (which reads it).
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::Result;
 use polars::prelude::*;
@@ -48,39 +48,4 @@ impl PrepTable {
         }
         Ok(df)
     }
-}
-
-/// `dfer manifest merge`: joins prep tables (at least one) into `output`, sorted by manifest
-/// row. A manifest row present in two inputs is an error naming both files. Returns the row
-/// count.
-pub(crate) fn merge(inputs: &[PathBuf], output: &Path) -> Result<usize> {
-    let mut seen: BTreeMap<i64, PathBuf> = BTreeMap::new();
-    let mut all: Option<DataFrame> = None;
-    for path in inputs {
-        let df = PrepTable::read(path)?;
-        let rows = df
-            .column(PrepTable::MANIFEST_ROW)
-            .and_then(|c| c.i64().cloned())
-            .map_err(|e| UsageError::new(format!("{}: no manifest_row column: {e}", path.display())))?;
-        for r in rows.iter().flatten() {
-            if let Some(first) = seen.insert(r, path.clone()) {
-                return Err(UsageError::new(format!(
-                    "manifest row {r} is in both {} and {}",
-                    first.display(),
-                    path.display()
-                ))
-                .into());
-            }
-        }
-        match &mut all {
-            None => all = Some(df),
-            Some(acc) => {
-                acc.vstack_mut(&df).map_err(|e| UsageError::new(format!("{}: other columns: {e}", path.display())))?;
-            }
-        }
-    }
-    let all = all.ok_or_else(|| UsageError::new("no prep tables to merge"))?;
-    let mut all = all.sort([PrepTable::MANIFEST_ROW], Default::default())?;
-    PrepTable::write(&mut all, output)?;
-    Ok(all.height())
 }

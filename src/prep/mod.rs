@@ -16,7 +16,7 @@ pub(crate) mod out_dir;
 mod plan;
 mod pool;
 pub(crate) mod shots;
-mod tables;
+pub(crate) mod tables;
 mod verify;
 mod writer;
 

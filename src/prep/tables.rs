@@ -1,6 +1,6 @@
 //! Prep tables: the per-shard `shards/NNNNN.parquet` (one row per clip: status, shard row,
 //! timings), `prep.parquet` joined from them once every shard is complete, and the tally of
-//! their statuses.
+//! their statuses; `dfer prep merge`, which joins per-worker tables into one in manifest order.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -12,7 +12,7 @@ use super::clip::{ClipResult, FrameCounts};
 use super::out_dir::{shard_files, PrepDir};
 use crate::clip_status::ClipStatus;
 use crate::error::UsageError;
-use crate::manifest::prep_table::{self, PrepTable};
+use crate::manifest::prep_table::PrepTable;
 
 /// One row of `prep.parquet`.
 #[derive(Debug, Clone)]
@@ -75,7 +75,7 @@ pub(super) fn write_prep_parquet(out: &PrepDir, shards: usize) -> Result<Option<
         // An empty manifest: a table with the columns and no rows.
         PrepTable::write(&mut rows_frame(&[])?, &path)?;
     } else {
-        prep_table::merge(&tables, &path)?;
+        merge(&tables, &path)?;
     }
     Ok(Some(path))
 }
@@ -97,4 +97,39 @@ pub(super) fn tally(dir: &Path, owned: &[usize]) -> Result<(BTreeMap<ClipStatus,
         }
     }
     Ok((statuses, (rate_n > 0).then(|| rate_sum / rate_n as f64)))
+}
+
+/// `dfer prep merge`: joins prep tables (at least one) into `output`, sorted by manifest
+/// row. A manifest row present in two inputs is an error naming both files. Returns the row
+/// count.
+pub(crate) fn merge(inputs: &[PathBuf], output: &Path) -> Result<usize> {
+    let mut seen: BTreeMap<i64, PathBuf> = BTreeMap::new();
+    let mut all: Option<DataFrame> = None;
+    for path in inputs {
+        let df = PrepTable::read(path)?;
+        let rows = df
+            .column(PrepTable::MANIFEST_ROW)
+            .and_then(|c| c.i64().cloned())
+            .map_err(|e| UsageError::new(format!("{}: no manifest_row column: {e}", path.display())))?;
+        for r in rows.iter().flatten() {
+            if let Some(first) = seen.insert(r, path.clone()) {
+                return Err(UsageError::new(format!(
+                    "manifest row {r} is in both {} and {}",
+                    first.display(),
+                    path.display()
+                ))
+                .into());
+            }
+        }
+        match &mut all {
+            None => all = Some(df),
+            Some(acc) => {
+                acc.vstack_mut(&df).map_err(|e| UsageError::new(format!("{}: other columns: {e}", path.display())))?;
+            }
+        }
+    }
+    let all = all.ok_or_else(|| UsageError::new("no prep tables to merge"))?;
+    let mut all = all.sort([PrepTable::MANIFEST_ROW], Default::default())?;
+    PrepTable::write(&mut all, output)?;
+    Ok(all.height())
 }

@@ -352,7 +352,7 @@ fn three_workers_one_killed_then_verify_and_merge_equal_one_process() {
     // Merging the per-shard tables by hand gives the same table.
     std::fs::remove_file(out.join("prep.parquet")).unwrap();
     assert_eq!(dfer(&["verify", dir]).status.code(), Some(1), "prep.parquet missing");
-    let mut merge = vec!["manifest".to_string(), "merge".into(), "-o".into(), format!("{dir}/prep.parquet")];
+    let mut merge = vec!["prep".to_string(), "merge".into(), "-o".into(), format!("{dir}/prep.parquet")];
     for k in 0..reference.len() {
         merge.push(format!("{dir}/shards/{k:05}.parquet"));
     }
@@ -362,11 +362,12 @@ fn three_workers_one_killed_then_verify_and_merge_equal_one_process() {
     assert!(stdout(&ok).contains("all shards complete"), "{}", stdout(&ok));
     assert_same(&shard_files(&out), &reference, "shards");
     assert!(prep_table_without_timings(&out).equals_missing(&prep_table_without_timings(&single)));
-    // A clip in two inputs is refused.
-    let twice = [merge[0], merge[1], merge[2], merge[3], merge[4], merge[4]];
+    // A clip in two inputs is refused, by the old spelling too, which says it is old.
+    let twice = ["manifest", merge[1], merge[2], merge[3], merge[4], merge[4]];
     let o = dfer(&twice);
     assert_eq!(o.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("is in both"));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("is in both") && err.contains("now dfer prep merge"), "{err}");
 }
 
 #[test]
