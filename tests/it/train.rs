@@ -30,11 +30,11 @@ fn data(cue: &str) -> &'static Data {
     cell.get_or_init(|| make_data(cue, 105))
 }
 
-/// 30 clips with the face cue, for the network trained from scratch on 112 px frames (IAL),
+/// 16 clips with the face cue, for the network trained from scratch on 112 px frames (IAL),
 /// whose steps cost 20 times the tiny CLIP's.
 fn small_data() -> &'static Data {
     static SMALL: OnceLock<Data> = OnceLock::new();
-    SMALL.get_or_init(|| make_data("face", 30))
+    SMALL.get_or_init(|| make_data("face", 16))
 }
 
 /// Synth → manifest → prep of `clips` clips whose label shows in the `cue` (face or scene).
@@ -298,7 +298,7 @@ fn fineclip_streams_read_each_clips_description_and_landmarks() {
 /// OUS learns (`scene_stream_matters_when_only_the_scene_shows_the_label`).
 #[test]
 fn dfer_clip_learns_from_faces_and_cannot_from_scenes() {
-    let train_opts = "epochs = 12\nfinetune_image = true\nlr_image = 0.001\nlr = 0.003";
+    let train_opts = "epochs = 8\nfinetune_image = true\nlr_image = 0.001\nlr = 0.003";
     let war = face_and_scene_war("dfer-clip", train_opts, "dfer_clip.temporal.");
     assert!(war[0] >= 90.0, "face cue: held-out WAR {:.1} < 90", war[0]);
     assert!(war[1] <= 40.0, "scene cue: WAR {:.1}, a face-only model should stay near chance (≈ 14)", war[1]);
