@@ -8,7 +8,8 @@ demo: setup
 	scripts/demo.sh
 
 test: setup
-	cargo test --all-targets
+	# --tests: the unit and integration tests (the binary has none of its own: Cargo.toml `test = false`).
+	cargo test --tests
 
 lint:
 	cargo fmt --all --check
