@@ -390,39 +390,44 @@ fn prepare_clip(set: &ShardSet, clip: &ClipRef, shape: InputShape, view: &View, 
     let aug = draw(view, clip, meta, a.face_size, a.scene_size)
         .map_err(|m| anyhow::anyhow!("{}: clip {} (row {}): {m}", reader.path.display(), clip.clip_id, clip.row))?;
     let out_len = 3 * (shape.size as usize).pow(2);
-    // `marks`: points to draw on each stored frame before the augmentation moves them.
-    let fill = |stream: Stream, crop: Option<[f64; 4]>, dst: &mut [u8], marks: Option<&[Option<Points>]>| {
+    // A stored frame of side `side` into one output frame: turned, cropped, resized, flipped.
+    let place = |px: &[u8], side: u32, crop: Option<[f64; 4]>, turned: &mut [u8], dst: &mut [u8]| {
+        let px = match aug.rotation != 0.0 {
+            true => {
+                rotate_into(px, side, aug.rotation, turned);
+                &turned[..]
+            }
+            false => px,
+        };
+        put_frame(px, side, crop, aug.flip, shape.size, dst)
+    };
+    // `marked`: each stored frame's points and where the same frames go again with them drawn on
+    // (before the augmentation, which then moves them with the face), from the same decode.
+    let fill = |stream: Stream, crop, dst: &mut [u8], mut marked: Option<(&[Option<Points>], &mut [u8])>| {
         let side = a.side(stream);
         let frame_len = (side * side * 3) as usize;
         let mut turned = vec![0u8; if aug.rotation != 0.0 { frame_len } else { 0 }];
-        let mut marked = vec![0u8; if marks.is_some() { frame_len } else { 0 }];
+        let mut drawn = vec![0u8; if marked.is_some() { frame_len } else { 0 }];
         // Only the frames this view uses are read (and decoded, in a JPEG shard).
         reader.each_frame(clip.row, stream, &aug.offsets, |k, px| {
-            let px = match marks.and_then(|m| m[aug.offsets[k]].as_ref()) {
-                Some(p) => {
-                    marked.copy_from_slice(px);
-                    points::draw(&mut marked, side, p);
-                    &marked[..]
+            let at = k * out_len..(k + 1) * out_len;
+            place(px, side, crop, &mut turned, &mut dst[at.clone()]);
+            if let Some((marks, points_dst)) = &mut marked {
+                drawn.copy_from_slice(px);
+                if let Some(p) = &marks[aug.offsets[k]] {
+                    points::draw(&mut drawn, side, p);
                 }
-                None => px,
-            };
-            let px = match aug.rotation != 0.0 {
-                true => {
-                    rotate_into(px, side, aug.rotation, &mut turned);
-                    &turned[..]
-                }
-                false => px,
-            };
-            put_frame(px, side, crop, aug.flip, shape.size, &mut dst[k * out_len..(k + 1) * out_len])
+                place(&drawn, side, crop, &mut turned, &mut points_dst[at]);
+            }
         })
     };
-    fill(Stream::Face, aug.face_crop, out.face, None)?;
+    let marks = match out.points.is_some() {
+        true => Some(points::crop_points(&reader.tracking(clip.row)?, a.margin, a.face_size)),
+        false => None,
+    };
+    fill(Stream::Face, aug.face_crop, out.face, marks.as_deref().zip(out.points))?;
     if let Some(scene) = out.scene {
         fill(Stream::Scene, aug.scene_crop, scene, None)?;
-    }
-    if let Some(dst) = out.points {
-        let marks = points::crop_points(&reader.tracking(clip.row)?, a.margin, a.face_size);
-        fill(Stream::Face, aug.face_crop, dst, Some(&marks))?;
     }
     Ok(aug.colour)
 }
