@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 /// Where a frame's face box came from (stored per frame as `face_source`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[repr(u8)]
-pub(crate) enum FaceSource {
+pub enum FaceSource {
     /// No face box and no detector verdict. Written by dfer before shot-aware tracking for
     /// frames without any box; this version writes `Lost` for those.
     None = 0,
@@ -24,7 +24,7 @@ pub(crate) enum FaceSource {
 impl FaceSource {
     /// The source a stored `face_source` code stands for; codes this version does not know
     /// read as `None`.
-    pub(crate) fn from_code(code: u8) -> FaceSource {
+    pub fn from_code(code: u8) -> FaceSource {
         match code {
             1 => FaceSource::Detected,
             2 => FaceSource::Interpolated,

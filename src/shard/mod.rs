@@ -638,7 +638,7 @@ impl ShardReader {
 
 /// What tracking left for one stored frame: the face box (NaN where none), the detector's five
 /// `[x, y]` points (zeros where it did not run) and where the box came from.
-pub(crate) struct FrameTrack {
+pub struct FrameTrack {
     pub bbox: BoxF,
     pub landmarks: [[f32; 2]; 5],
     pub source: FaceSource,

@@ -7,7 +7,7 @@ pub(crate) mod cache;
 pub(crate) mod checkpoint;
 pub(crate) mod config;
 pub(crate) mod data;
-pub(crate) mod points;
+pub mod points;
 pub(crate) mod run_dir;
 pub(crate) mod test_set;
 

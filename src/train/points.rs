@@ -8,7 +8,7 @@ use crate::geometry::square_box;
 use crate::shard::FrameTrack;
 
 /// Five `[x, y]` points.
-pub(crate) type Points = [[f32; 2]; 5];
+pub type Points = [[f32; 2]; 5];
 
 /// The colour the points are drawn in (green, as landmark plots usually are).
 const INK: [u8; 3] = [0, 255, 0];
@@ -18,7 +18,7 @@ const INK: [u8; 3] = [0, 255, 0];
 /// box. A frame where the detector found the face has its own points; any other frame takes
 /// those of the nearest such frame (the crop follows the face box, so points in crop pixels
 /// carry over); `None` everywhere when no frame has them.
-pub(crate) fn crop_points(track: &[FrameTrack], margin: f32, face_size: u32) -> Vec<Option<Points>> {
+pub fn crop_points(track: &[FrameTrack], margin: f32, face_size: u32) -> Vec<Option<Points>> {
     let own: Vec<Option<Points>> = track
         .iter()
         .map(|t| {

@@ -14,9 +14,11 @@ use std::path::{Path, PathBuf};
 use common::{dfer, dfer_expect, ffmpeg};
 use dfer::assets::{self, Asset};
 use dfer::face::iou;
+use dfer::face_source::FaceSource;
 use dfer::manifest::read_parquet;
-use dfer::shard::{ClipTensors, ShardReader};
+use dfer::shard::{ClipTensors, FrameTrack, ShardReader};
 use dfer::synth::{read_truth, Motion, TruthClip};
+use dfer::train::points::crop_points;
 
 /// `source` codes of the shards.
 const INTERPOLATED: u8 = 2;
@@ -302,6 +304,34 @@ fn real_video_scaled_panned_zoomed_mirrored_moved_and_cut() {
         } else {
             assert!(c.shot.iter().all(|&s| s == 0), "{name}: no cut: {:?}", c.shot);
             assert!(c.face_source.iter().all(|&s| s != LOST), "{name}: {:?}", c.face_source);
+        }
+    }
+    landmarks_land_on_the_face_crops(&kept, &dir.path().join("sparse"));
+}
+
+/// FineCLIPER's landmark frames (`model.landmarks`) on real faces: the detector's five points of
+/// every clip, mapped into its stored face crops as the loader draws them, lie inside the crop,
+/// the eyes above the nose and the nose above the mouth corners, on every frame of a clip with
+/// a face (frames without their own detection take the nearest detection's).
+fn landmarks_land_on_the_face_crops(kept: &BTreeMap<String, ClipTensors>, prep_out: &Path) {
+    let mut files = std::fs::read_dir(prep_out.join("shards")).unwrap().flatten().map(|e| e.path());
+    let h5 = files.find(|p| p.extension().is_some_and(|x| x == "h5")).unwrap();
+    let attrs = ShardReader::open(&h5).unwrap().attrs;
+    let side = attrs.face_size as f32;
+    for (name, c) in kept {
+        let track: Vec<FrameTrack> = (0..c.face_box.len())
+            .map(|f| FrameTrack {
+                bbox: c.face_box[f],
+                landmarks: c.landmarks[f],
+                source: FaceSource::from_code(c.face_source[f]),
+            })
+            .collect();
+        for (f, p) in crop_points(&track, attrs.margin, attrs.face_size).iter().enumerate() {
+            let p = p.unwrap_or_else(|| panic!("{name} frame {f}: no points, though the clip has a face"));
+            assert!(p.iter().flatten().all(|v| (0.0..=side).contains(v)), "{name} frame {f}: outside the crop: {p:?}");
+            let eyes = p[0][1].max(p[1][1]);
+            let mouth = p[3][1].min(p[4][1]);
+            assert!(eyes < p[2][1] && p[2][1] < mouth, "{name} frame {f}: eyes, nose, mouth out of order: {p:?}");
         }
     }
 }
