@@ -32,10 +32,6 @@ text_enum! {
 }
 
 impl Method {
-    fn is_ous(&self) -> bool {
-        *self == Method::Ous
-    }
-
     /// Whether the method is built on the CLIP towers (OUS, DFER-CLIP, FineCLIPER; not IAL).
     pub(crate) fn uses_clip(&self) -> bool {
         *self != Method::Ial
@@ -56,8 +52,7 @@ impl Method {
 pub(crate) struct ModelConfig {
     /// `ous` (Mai et al., the default), `dfer-clip` (Zhao & Patras' face-only baseline) or `ial`
     /// (Li et al.'s network, no CLIP towers: the CLIP settings below are refused with it).
-    /// Left out of saved configs when `ous`, so runs from before keep their hash.
-    #[serde(default, skip_serializing_if = "Method::is_ous")]
+    #[serde(default)]
     pub method: Method,
     /// `vit-b16` (the paper's backbone, CLIP ViT-B/16), `tiny` (ours: 32 px, for tests and the
     /// demo) or `config` (the sizes in the `config.json` of `clip_weights`).
@@ -103,8 +98,8 @@ pub(crate) struct ModelConfig {
     pub clip_weights: Option<WeightsSource>,
     /// A light channel gate on the face frames' pooled features before temporal modelling
     /// (`frame_gate.rs`), for either CLIP method (ours: off): modelled on Li et al.'s GCA, which
-    /// is not this (their network is `method = "ial"`). Left out of saved configs when off.
-    #[serde(default, skip_serializing_if = "is_false")]
+    /// is not this (their network is `method = "ial"`).
+    #[serde(default)]
     pub frame_gate: bool,
     /// The key this gate had before it was renamed (`gca`): read only to be refused by name
     /// ([`ModelConfig::renamed_keys`]), never written.
@@ -112,28 +107,27 @@ pub(crate) struct ModelConfig {
     pub old_gca: Option<toml::Value>,
     /// DFER-CLIP's class descriptions: a TOML file of `label = "description"` (absent: the
     /// built-in file of `data-manifests/descriptions/` that describes every label).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub descriptions: Option<PathBuf>,
     /// How pixels reach the image tower: `clip` (CLIP's mean / std, ours) or `unit` (divided by
-    /// 255 only, as DFER-CLIP's loader does). Left out of saved configs at `clip`.
-    #[serde(default, skip_serializing_if = "Normalise::is_clip")]
+    /// 255 only, as DFER-CLIP's loader does).
+    #[serde(default)]
     pub normalise: Normalise,
     /// FineCLIPER's adapters: the bottleneck width as a share of the tower's width (ours, as
-    /// AIM's 0.25; the paper does not give it). Only `fineclip` reads it; left out of saved
-    /// configs at the default.
-    #[serde(default = "quarter", skip_serializing_if = "is_quarter")]
+    /// AIM's 0.25; the paper does not give it). Only `fineclip` reads it.
+    #[serde(default = "quarter")]
     pub adapter_ratio: f64,
     /// FineCLIPER's scale s of the adapter beside each MLP (paper: 0.5, best of 0.3 / 0.5 / 0.7).
-    #[serde(default = "half", skip_serializing_if = "is_half")]
+    #[serde(default = "half")]
     pub adapter_scale: f64,
     /// FineCLIPER's description stream: a JSON Lines file of one description per clip
     /// (`video_descriptions.rs`); absent, the stream is off (the paper's "video only" row).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub video_descriptions: Option<PathBuf>,
     /// FineCLIPER's landmark stream, our substitute for the paper's landmark and parsing inputs:
     /// the face frames with the detector's five points drawn on (`train/points.rs`), through the
     /// image tower with adapters of their own. Needs dfer's crops (`prep.face_crops = "detect"`).
-    #[serde(default, skip_serializing_if = "is_false")]
+    #[serde(default)]
     pub landmarks: bool,
     /// Seed of the parameter initialisation.
     #[serde(default)]
@@ -142,14 +136,6 @@ pub(crate) struct ModelConfig {
 
 fn quarter() -> f64 {
     0.25
-}
-
-fn is_quarter(v: &f64) -> bool {
-    *v == quarter()
-}
-
-fn is_half(v: &f64) -> bool {
-    *v == half()
 }
 
 text_enum! {
@@ -161,12 +147,6 @@ text_enum! {
         Clip = "clip",
         /// `v / 255`.
         Unit = "unit",
-    }
-}
-
-impl Normalise {
-    fn is_clip(&self) -> bool {
-        *self == Normalise::Clip
     }
 }
 
@@ -210,9 +190,6 @@ fn default_sim_dim() -> usize {
 }
 fn yes() -> bool {
     true
-}
-fn is_false(b: &bool) -> bool {
-    !*b
 }
 
 impl Default for ModelConfig {
@@ -319,14 +296,13 @@ pub(crate) struct LossWeights {
     #[serde(default = "half")]
     pub global: f64,
     /// Weight of the intensity-aware loss on the final logits ([`super::ial`]; Li et al.'s
-    /// code uses 0.1). 0, the default (ours), leaves it out, and is not written into saved
-    /// configs, so their hashes stay as they were.
-    #[serde(default, skip_serializing_if = "is_zero")]
+    /// code uses 0.1). 0, the default (ours), leaves it out.
+    #[serde(default)]
     pub ial: f64,
     /// IAL's auxiliary classifiers on the GCA blocks of layers 2 and 3: the weights of their
     /// cross-entropies (Li et al.'s code: 0.05 and 0; the second is computed, at weight 0, as
-    /// theirs is). Only `model.method = "ial"` has them; left out of saved configs at the default.
-    #[serde(default = "gca_aux", skip_serializing_if = "is_gca_aux")]
+    /// theirs is). Only `model.method = "ial"` has them.
+    #[serde(default = "gca_aux")]
     pub gca_aux: [f64; 2],
 }
 
@@ -337,16 +313,8 @@ fn gca_aux() -> [f64; 2] {
     GCA_AUX
 }
 
-fn is_gca_aux(w: &[f64; 2]) -> bool {
-    *w == GCA_AUX
-}
-
 fn half() -> f64 {
     0.5
-}
-
-fn is_zero(v: &f64) -> bool {
-    *v == 0.0
 }
 
 impl Default for LossWeights {

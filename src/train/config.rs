@@ -46,14 +46,6 @@ fn one() -> u32 {
     1
 }
 
-fn is_one(n: &usize) -> bool {
-    *n == 1
-}
-
-fn is_false(b: &bool) -> bool {
-    !*b
-}
-
 text_enum! {
     /// `train.optimizer`.
     #[derive(Default)]
@@ -91,12 +83,6 @@ text_enum! {
     }
 }
 
-impl NoFaceClips {
-    fn is_default(&self) -> bool {
-        *self == NoFaceClips::LeaveOut
-    }
-}
-
 /// Optimisation settings (DFER-CLIP-like defaults, ours).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -108,8 +94,7 @@ pub(crate) struct Schedule {
     /// Each batch runs forward and backward in this many parts whose gradients are summed before
     /// one update (ours: a fine-tuned tower's activations for a batch of 32 clips need not fit at
     /// once). Losses are weighted by each part's share of the batch, so the update is the whole
-    /// batch's up to rounding. Left out of the saved config at 1, so older runs keep their hash.
-    #[serde(skip_serializing_if = "is_one")]
+    /// batch's up to rounding.
     pub accum_steps: usize,
     /// Learning rate of the OUS modules.
     pub lr: f64,
@@ -124,28 +109,19 @@ pub(crate) struct Schedule {
     pub min_lr_ratio: f64,
     /// Global gradient-norm clip (0 = none).
     pub grad_clip: f64,
-    /// `adamw` or `sgd`. This and the four settings below are left out of the saved config at
-    /// their defaults, so runs from before keep their hash.
-    #[serde(skip_serializing_if = "OptimizerChoice::is_default")]
+    /// `adamw` or `sgd`.
     pub optimizer: OptimizerChoice,
     /// SGD's momentum.
-    #[serde(skip_serializing_if = "is_default_momentum")]
     pub momentum: f64,
     /// `cosine` or `steps`.
-    #[serde(skip_serializing_if = "LrDecay::is_default")]
     pub lr_decay: LrDecay,
     /// Epochs after which the learning rate is multiplied by `gamma` (`lr_decay = "steps"`).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub milestones: Vec<u32>,
-    #[serde(skip_serializing_if = "is_default_gamma")]
     pub gamma: f64,
-    /// Training clips without a face found: `leave_out` or `use` (left out of the saved config
-    /// at its default, so runs from before keep their hash).
-    #[serde(skip_serializing_if = "NoFaceClips::is_default")]
+    /// Training clips without a face found: `leave_out` or `use`.
     pub no_face_clips: NoFaceClips,
     /// Leave out each epoch's last batch when it is smaller than `batch_size` (PyTorch's
-    /// `drop_last`, as DFER-CLIP's loader does); left out of the saved config when off.
-    #[serde(skip_serializing_if = "is_false")]
+    /// `drop_last`, as DFER-CLIP's loader does).
     pub drop_last: bool,
     /// Seed of data order and augmentation (each epoch derives its own generator from it).
     pub seed: u64,
@@ -186,26 +162,6 @@ impl Default for Schedule {
 
 const DEFAULT_MOMENTUM: f64 = 0.9;
 const DEFAULT_GAMMA: f64 = 0.1;
-
-fn is_default_momentum(m: &f64) -> bool {
-    *m == DEFAULT_MOMENTUM
-}
-
-fn is_default_gamma(g: &f64) -> bool {
-    *g == DEFAULT_GAMMA
-}
-
-impl OptimizerChoice {
-    fn is_default(&self) -> bool {
-        *self == OptimizerChoice::AdamW
-    }
-}
-
-impl LrDecay {
-    fn is_default(&self) -> bool {
-        *self == LrDecay::Cosine
-    }
-}
 
 impl Schedule {
     /// Optimiser steps per epoch over `clips` training clips.
@@ -248,19 +204,8 @@ text_enum! {
     }
 }
 
-impl JitterKind {
-    fn is_default(&self) -> bool {
-        *self == JitterKind::Colour
-    }
-}
-
-fn is_zero(x: &f64) -> bool {
-    *x == 0.0
-}
-
 /// Clip-consistent augmentation: one rotation, one random resized crop per stream and one flip
-/// per clip, shared by all its frames, plus colour jitter (the field's train transform). The
-/// settings added after the first release are left out of saved configs at their defaults.
+/// per clip, shared by all its frames, plus colour jitter (the field's train transform).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct Augment {
@@ -272,11 +217,9 @@ pub(crate) struct Augment {
     /// Colour factors drawn from `[1 − j, 1 + j]`.
     pub jitter: f64,
     /// `colour` (brightness, contrast, saturation) or `brightness`.
-    #[serde(skip_serializing_if = "JitterKind::is_default")]
     pub jitter_kind: JitterKind,
     /// Each clip turned by an angle drawn from `[−r, r]` degrees before the crop, the corners
     /// filled black (PIL's `rotate`, as DFER-CLIP's FERV39k recipe does with r = 4); 0: none.
-    #[serde(skip_serializing_if = "is_zero")]
     pub rotation: f64,
 }
 
@@ -466,14 +409,22 @@ impl TrainConfig {
         Ok(())
     }
 
-    /// The resolved configuration as TOML.
+    /// The resolved configuration as TOML, every setting written (a run's `config.toml`).
     pub(crate) fn to_toml(&self) -> Result<String> {
         Ok(toml::to_string(self)?)
     }
 
-    /// SHA-256 of the resolved configuration (goes into checkpoints and reports).
+    /// What [`TrainConfig::hash`] is taken over, and what a resumed run's settings are compared
+    /// by: schema 1 of `config_hash.rs`, so settings added since leave older hashes as they were.
+    pub(crate) fn hash_input(&self) -> Result<String> {
+        let defaults: TrainConfig =
+            toml::from_str("[data]\nmanifest = \"\"\nshards = \"\"\n").expect("the defaults parse");
+        super::config_hash::schema_1_input(&self.to_toml()?, &defaults.to_toml()?)
+    }
+
+    /// SHA-256 of [`TrainConfig::hash_input`] (goes into checkpoints and reports).
     pub(crate) fn hash(&self) -> Result<String> {
-        Ok(crate::digest::sha256_hex(self.to_toml()?))
+        Ok(crate::digest::sha256_hex(self.hash_input()?))
     }
 }
 
@@ -509,7 +460,7 @@ mod tests {
     }
 
     /// The paper-recipe settings parse, turn into the optimiser's rule and step milestones, and
-    /// stay out of saved configs at their defaults; settings of the other method are refused.
+    /// stay out of the hash input at their defaults; settings of the other method are refused.
     #[test]
     fn recipes_and_method_settings_are_checked() {
         let base = "[data]\nmanifest = \"m\"\nshards = \"s\"\n[model]\narch = \"tiny\"\n";
@@ -523,7 +474,7 @@ mod tests {
         assert_eq!(fine.model.video_descriptions, Some(PathBuf::from("/b/v.jsonl")), "resolved too");
         let plain = read("").unwrap();
         assert_eq!(plain.train.rule(), Rule::AdamW);
-        let saved = plain.to_toml().unwrap();
+        let hashed = plain.hash_input().unwrap();
         for key in [
             "method",
             "optimizer",
@@ -535,7 +486,7 @@ mod tests {
             "video_",
             "landmarks",
         ] {
-            assert!(!saved.contains(key), "{key} written at its default: {saved}");
+            assert!(!hashed.contains(key), "{key} hashed at its default: {hashed}");
         }
         for (extra, want) in [
             ("[train]\nlr_decay = \"steps\"\n", "needs train.milestones"),
@@ -561,6 +512,33 @@ mod tests {
         }
     }
 
+    /// Hashes of configs from before every setting was written out stay as they were: these three
+    /// were computed by dfer 42b70e8, when settings added after the first release were left out of
+    /// the saved text at their defaults (53 such configs were compared when the schema came in).
+    #[test]
+    fn config_hashes_of_the_first_schema_do_not_move() {
+        let config = |model: &str, loss: &str, train: &str, aug: &str| -> TrainConfig {
+            let data = "[data]\nmanifest = \"/m\"\nshards = \"/s\"\nfeatures = \"/f\"\n";
+            toml::from_str(&format!("{data}[model]\n{model}\n[loss]\n{loss}\n[train]\n{train}\n[aug]\n{aug}\n"))
+                .unwrap()
+        };
+        let recipe =
+            "accum_steps = 2\noptimizer = \"sgd\"\nmomentum = 0.8\nlr_decay = \"steps\"\nmilestones = [3, 5]\n\
+                      gamma = 0.2\nno_face_clips = \"use\"\ndrop_last = true\ndevice = \"cuda\"\nepochs = 3\n";
+        for (c, was) in [
+            (config("", "", "", ""), "6cd2ab0c4f7906bc0b57bd6a4a0a6fb21ba06fc584d6fb70a33f4bd498c3eabb"),
+            (config("", "ial = 0.1", "", ""), "970bf5ea55d398c7a9eab778874ac1126ad5e5f63e0795d718268d996fbe5d8b"),
+            (
+                config("method = \"dfer-clip\"", "ial = 0.1", recipe, "jitter_kind = \"brightness\""),
+                "c15e2718a5781e02c6902f7af8d5deb38a6dbd5e77bd393a1a5888f7d32fafba",
+            ),
+        ] {
+            assert_eq!(c.hash().unwrap(), was, "{}", c.hash_input().unwrap());
+            let saved: TrainConfig = toml::from_str(&c.to_toml().unwrap()).unwrap();
+            assert_eq!(saved.hash().unwrap(), was, "the saved config, read back, hashes the same");
+        }
+    }
+
     /// IAL takes its recipe's settings and none of the CLIP methods' (named in the refusal).
     #[test]
     fn ial_takes_its_recipe_and_refuses_clip_settings() {
@@ -570,8 +548,9 @@ mod tests {
         let c = read("[loss]\nial = 0.1\n[train]\noptimizer = \"sgd\"\nlr_decay = \"steps\"\nmilestones = [7, 14]\ngamma = 0.5\n")
             .unwrap();
         assert_eq!((c.model.method, c.loss.gca_aux, c.loss.ial), (Method::Ial, [0.05, 0.0], 0.1));
-        let saved = c.to_toml().unwrap();
-        assert!(saved.contains("method = \"ial\"") && !saved.contains("gca_aux"), "{saved}");
+        let hashed = c.hash_input().unwrap();
+        assert!(hashed.contains("method = \"ial\"") && !hashed.contains("gca_aux"), "{hashed}");
+        assert!(c.to_toml().unwrap().contains("gca_aux = [0.05, 0.0]"), "the saved config has every setting");
         assert_eq!(read("[loss]\ngca_aux = [0.1, 0.1]\n").unwrap().loss.gca_aux, [0.1, 0.1]);
         for (extra, want) in [
             ("clip_weights = \"hf:openai/clip-vit-base-patch16\"\n", "model.clip_weights is the CLIP methods'"),

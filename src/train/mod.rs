@@ -6,6 +6,7 @@
 pub(crate) mod cache;
 pub(crate) mod checkpoint;
 pub(crate) mod config;
+mod config_hash;
 pub(crate) mod data;
 pub mod points;
 pub(crate) mod run_dir;
@@ -217,8 +218,8 @@ pub(crate) fn run(opts: &TrainOptions) -> Result<()> {
     let dir = RunDir::new(&opts.run);
     let ckpts = dir.checkpoints();
     let config_path = dir.config();
+    check_run_folder(opts, &config_path, &cfg)?;
     let text = cfg.to_toml()?;
-    check_run_folder(opts, &config_path, &text)?;
     // A run killed while writing leaves temporary files (its config's too, if it was killed that
     // early); the epochs they belonged to are redone.
     for d in [dir.path(), ckpts.dir()] {
@@ -265,18 +266,18 @@ pub(crate) fn run(opts: &TrainOptions) -> Result<()> {
 }
 
 /// A run folder with a config continues only with `--resume` and the same settings (`text`).
-fn check_run_folder(opts: &TrainOptions, config_path: &Path, text: &str) -> Result<()> {
+fn check_run_folder(opts: &TrainOptions, config_path: &Path, cfg: &TrainConfig) -> Result<()> {
     if !config_path.exists() {
         return Ok(());
     }
-    let old = std::fs::read_to_string(config_path)?;
     if !opts.resume {
         bail!(UsageError::new(format!(
             "{}: run folder already has a config; pass --resume to continue it or choose another --run",
             opts.run.display()
         )));
     }
-    if old != text {
+    // Compared as hashed, so a run saved before a setting existed resumes under the same settings.
+    if TrainConfig::read(config_path)?.hash_input()? != cfg.hash_input()? {
         bail!(UsageError::new(format!(
             "{}: differs from the configuration given now; a run resumes only with the same settings",
             config_path.display()
@@ -417,4 +418,35 @@ fn append_line(path: &Path, line: &str) -> Result<()> {
     writeln!(f, "{line}").with_context(|| format!("{}: cannot write", path.display()))?;
     f.sync_data()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A run whose `config.toml` was saved before later settings were written out (schema 1's text)
+    /// resumes under the same settings and is refused under others.
+    #[test]
+    fn a_run_saved_in_the_first_schema_resumes_with_the_same_settings_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg: TrainConfig = toml::from_str("[data]\nmanifest = \"/m\"\nshards = \"/s\"\n").unwrap();
+        let config_path = dir.path().join("config.toml");
+        let old_text = cfg.hash_input().unwrap();
+        assert!(!old_text.contains("drop_last") && cfg.to_toml().unwrap().contains("drop_last = false"));
+        std::fs::write(&config_path, &old_text).unwrap();
+        let opts = |resume| TrainOptions {
+            config: dir.path().join("train.toml"),
+            run: dir.path().to_path_buf(),
+            fold: None,
+            resume,
+            stop_after: None,
+        };
+        check_run_folder(&opts(true), &config_path, &cfg).unwrap();
+        let e = format!("{:#}", check_run_folder(&opts(false), &config_path, &cfg).unwrap_err());
+        assert!(e.contains("pass --resume"), "{e}");
+        let mut other = cfg.clone();
+        other.train.drop_last = true;
+        let e = format!("{:#}", check_run_folder(&opts(true), &config_path, &other).unwrap_err());
+        assert!(e.contains("config.toml") && e.contains("same settings"), "{e}");
+    }
 }
