@@ -30,6 +30,11 @@ pub struct Args {
     /// Worker threads (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Decoded frames all workers may hold at once, in MB: a clip starts when its frames (probed
+    /// size × frames kept) fit beside those in progress, so memory stays bounded at any thread
+    /// count; the run's log says how long clips waited for it (docs/prep.md "Memory").
+    #[arg(long, default_value_t = 384, value_parser = clap::value_parser!(u64).range(1..))]
+    pub frame_memory_mb: u64,
     /// This worker's index among --num-shards workers (a job array passes its task index here;
     /// dfer never takes it from the environment, so a whole pipeline run inside an array task
     /// still prepares every shard).
@@ -95,6 +100,7 @@ pub fn run(args: &Args) -> Result<Outcome> {
         out: out.clone(),
         config,
         threads,
+        frame_memory: args.frame_memory_mb << 20,
         shard_index,
         num_shards,
         root: args.root.clone(),

@@ -306,6 +306,23 @@ impl Inputs<'_> {
     }
 }
 
+/// An estimate from above of the bytes of decoded frames [`process`] holds for `row`: the frames
+/// it keeps ([`sampling::stored_frames`] of the probed count; the most it keeps when the count is
+/// unknown) at the probed size, as an 8-bit 4:2:0 decoder gives them (1.5 bytes a pixel) or as
+/// RGB images from a frame folder. 0 for a row without a probe (it is never decoded).
+pub(crate) fn frame_bytes(row: &ClipRow, cfg: &PrepConfig) -> u64 {
+    let Some(p) = row.probe.as_ref() else { return 0 };
+    let kept = match p.n_frames {
+        0 => cfg.store_frames + cfg.frames,
+        n => sampling::stored_frames(n as usize, cfg.frames, cfg.store_frames).len(),
+    };
+    let half_bytes_per_pixel = match row.source_kind {
+        SourceKind::Video => 3,
+        SourceKind::Frames => 6,
+    };
+    u64::from(p.width) * u64::from(p.height) * half_bytes_per_pixel / 2 * kept as u64
+}
+
 /// Processes manifest row `index` (`row`).
 pub(crate) fn process(
     row: &ClipRow,

@@ -48,6 +48,8 @@ pub(crate) struct PrepOptions {
     pub out: PathBuf,
     pub config: PrepConfig,
     pub threads: usize,
+    /// Decoded frames all workers may hold at once, in bytes (`--frame-memory-mb`).
+    pub frame_memory: u64,
     pub shard_index: usize,
     pub num_shards: usize,
     /// Dataset root, when it moved since the manifest was built.
@@ -158,7 +160,7 @@ pub(crate) fn run(opts: &PrepOptions) -> Result<PrepSummary> {
     };
     let progress = Progress::new(work.jobs.len() as u64, "preparing clips");
     let mut writer = OrderedWriter::new(&dir, &work.plan, &work.jobs, &common, &progress);
-    process_all(&ctx, &work, opts.threads.max(1), &mut writer)?;
+    process_all(&ctx, &work, opts, &mut writer)?;
     let (statuses, mean_rate) = tables::tally(&dir, &work.owned)?;
     let prep_parquet = tables::write_prep_parquet(&out, work.plan.shards)?;
     if let (Some(d), Some(_)) = (&opts.export_frames, &prep_parquet) {
@@ -179,10 +181,11 @@ pub(crate) fn run(opts: &PrepOptions) -> Result<PrepSummary> {
     })
 }
 
-/// Runs `threads` workers and the ordered writer until every job is written or one side
+/// Runs `opts.threads` workers and the ordered writer until every job is written or one side
 /// fails; returns the first error of either.
-fn process_all(ctx: &pool::Context, work: &Work, threads: usize, writer: &mut OrderedWriter) -> Result<()> {
-    let shared = pool::Shared::new(threads + 2);
+fn process_all(ctx: &pool::Context, work: &Work, opts: &PrepOptions, writer: &mut OrderedWriter) -> Result<()> {
+    let threads = opts.threads.max(1);
+    let shared = pool::Shared::new(threads + 2, opts.frame_memory);
     let (tx, rx) = crossbeam_channel::bounded::<pool::Done>(shared.window);
     let workers_pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build()?;
     std::thread::scope(|scope| -> Result<()> {
@@ -202,6 +205,13 @@ fn process_all(ctx: &pool::Context, work: &Work, threads: usize, writer: &mut Or
         written
     })?;
     writer.progress.finish();
+    let (waits, waited_s, peak) = shared.frame_budget_use();
+    tracing::info!(
+        "prep: decoded frames held at most {} MB at once (--frame-memory-mb {}); clips waited for it {waits} times, \
+         {waited_s:.1} s in all",
+        peak >> 20,
+        opts.frame_memory >> 20
+    );
     match shared.take_error() {
         Some(e) => Err(e),
         None => Ok(()),

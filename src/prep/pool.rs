@@ -1,10 +1,10 @@
 //! The workers of `dfer prep`: rayon threads, one detector session each, take clips in job
-//! order, no more than a window ahead of the writer; each is decoded, cropped, encoded (JPEG
-//! runs here, in parallel) and exported, then sent to the writer. The first error stops
-//! every worker.
+//! order, no more than a window ahead of the writer and within the frame-memory budget; each is
+//! decoded, cropped, encoded (JPEG runs here, in parallel) and exported, then sent to the
+//! writer. The first error stops every worker.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::Instant;
 
@@ -32,17 +32,31 @@ pub(super) struct Shared {
     pub window: usize,
     abort: AtomicBool,
     error: Mutex<Option<anyhow::Error>>,
+    frames: FrameBudget,
 }
 
 impl Shared {
-    pub(crate) fn new(window: usize) -> Shared {
+    /// `frame_bytes`: the decoded frames all workers may hold at once ([`FrameBudget`]).
+    pub(crate) fn new(window: usize, frame_bytes: u64) -> Shared {
         Shared {
             next_job: AtomicUsize::new(0),
             gate: (Mutex::new(0), Condvar::new()),
             window,
             abort: AtomicBool::new(false),
             error: Mutex::new(None),
+            frames: FrameBudget::new(frame_bytes),
         }
+    }
+
+    /// How often workers waited for the frame budget, for how many seconds in all, and the most
+    /// bytes it saw held at once.
+    pub(crate) fn frame_budget_use(&self) -> (usize, f64, u64) {
+        let f = &self.frames;
+        (
+            f.waits.load(Ordering::SeqCst),
+            f.waited_ns.load(Ordering::SeqCst) as f64 * 1e-9,
+            *f.peak.lock().expect("budget"),
+        )
     }
 
     fn aborted(&self) -> bool {
@@ -80,6 +94,62 @@ impl Shared {
     /// The first error of a worker.
     pub(crate) fn take_error(&self) -> Option<anyhow::Error> {
         self.error.lock().expect("lock").take()
+    }
+}
+
+/// Bytes of decoded frames the workers may hold at once (`dfer prep --frame-memory-mb`): a clip
+/// starts when its estimate fits beside the clips in progress, and a clip larger than the whole
+/// budget starts when no other is in progress, so peak memory does not grow with the threads.
+struct FrameBudget {
+    capacity: u64,
+    held: Mutex<u64>,
+    freed: Condvar,
+    waits: AtomicUsize,
+    waited_ns: AtomicU64,
+    peak: Mutex<u64>,
+}
+
+impl FrameBudget {
+    fn new(capacity: u64) -> FrameBudget {
+        FrameBudget {
+            capacity,
+            held: Mutex::new(0),
+            freed: Condvar::new(),
+            waits: AtomicUsize::new(0),
+            waited_ns: AtomicU64::new(0),
+            peak: Mutex::new(0),
+        }
+    }
+
+    /// Blocks until `bytes` fit (or nothing else is held), then holds them until the lease drops.
+    /// Every holder finishes its clip and drops its lease, aborted or not, so no wait is endless.
+    fn take(&self, bytes: u64) -> FrameLease<'_> {
+        let mut held = self.held.lock().expect("budget");
+        if *held > 0 && *held + bytes > self.capacity {
+            self.waits.fetch_add(1, Ordering::SeqCst);
+            let started = Instant::now();
+            while *held > 0 && *held + bytes > self.capacity {
+                held = self.freed.wait(held).expect("budget");
+            }
+            self.waited_ns.fetch_add(started.elapsed().as_nanos() as u64, Ordering::SeqCst);
+        }
+        *held += bytes;
+        let mut peak = self.peak.lock().expect("budget");
+        *peak = (*peak).max(*held);
+        FrameLease { budget: self, bytes }
+    }
+}
+
+/// Frame bytes held by a clip in progress; given back when dropped.
+struct FrameLease<'a> {
+    budget: &'a FrameBudget,
+    bytes: u64,
+}
+
+impl Drop for FrameLease<'_> {
+    fn drop(&mut self) {
+        *self.budget.held.lock().expect("budget") -= self.bytes;
+        self.budget.freed.notify_all();
     }
 }
 
@@ -125,7 +195,12 @@ fn process(
 ) -> Option<(ClipResult, Option<StoredPixels>)> {
     let cfg = ctx.cfg;
     let inputs = clip::Inputs { root: ctx.root, sources: ctx.manifest.desc.sources.as_ref() };
-    let mut res = clip::process(&ctx.manifest.rows[r], r, &inputs, cfg, det);
+    let row = &ctx.manifest.rows[r];
+    let lease = shared.frames.take(clip::frame_bytes(row, cfg));
+    let mut res = clip::process(row, r, &inputs, cfg, det);
+    // The clip's decoded frames are gone: what remains is its crops at the output sizes.
+    drop(lease);
+    return_freed_memory();
     // Pixel encoding (JPEG) runs here, in parallel, not on the writer thread; its time counts
     // as crop time.
     let t0 = Instant::now();
@@ -150,7 +225,67 @@ fn process(
     Some((res, stored))
 }
 
+/// Hands the memory freed by the clip just done back to the system. glibc keeps freed blocks in
+/// the arena of the thread that freed them, and frame-sized blocks stop being mapped separately
+/// once one has been freed, so without this every worker keeps its largest clip's frames and
+/// memory grows with the threads whatever the frame budget (1.2 GB at 8 threads, docs/prep.md
+/// "Memory").
+fn return_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim takes no pointer and only returns free pages of glibc's own arenas.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// A processed clip's frames in the shard's pixel format (none for a failed clip).
 fn encode(res: &ClipResult, cfg: &PrepConfig) -> Result<Option<StoredPixels>> {
     res.tensors.as_ref().map(|t| encode_pixels(t, cfg.pixel_format(), cfg.face_size, cfg.scene_size)).transpose()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Leases never hold more than the budget together, and a lease larger than the whole budget
+    /// still runs, alone.
+    #[test]
+    fn the_frame_budget_bounds_what_workers_hold_together() {
+        let budget = FrameBudget::new(100);
+        let holding = AtomicU64::new(0);
+        let most = AtomicU64::new(0);
+        std::thread::scope(|s| {
+            for bytes in [60, 50, 40, 150, 30, 70] {
+                let (budget, holding, most) = (&budget, &holding, &most);
+                s.spawn(move || {
+                    let _lease = budget.take(bytes);
+                    let now = holding.fetch_add(bytes, Ordering::SeqCst) + bytes;
+                    most.fetch_max(now, Ordering::SeqCst);
+                    assert!(now <= 100 || now == bytes, "{now} bytes held beside a lease of {bytes}");
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                    holding.fetch_sub(bytes, Ordering::SeqCst);
+                });
+            }
+        });
+        assert_eq!(*budget.held.lock().unwrap(), 0, "every lease given back");
+        assert_eq!(*budget.peak.lock().unwrap(), 150, "the large lease alone is the most ever held");
+        assert!(most.load(Ordering::SeqCst) <= 150);
+    }
+
+    /// A lease that does not fit waits (and is counted) until one held is given back.
+    #[test]
+    fn a_clip_that_does_not_fit_waits_for_the_budget() {
+        let budget = FrameBudget::new(100);
+        let first = budget.take(60);
+        std::thread::scope(|s| {
+            let second = s.spawn(|| drop(budget.take(50)));
+            while budget.waits.load(Ordering::SeqCst) == 0 {
+                std::thread::yield_now();
+            }
+            assert!(!second.is_finished(), "50 bytes do not fit beside 60 in 100");
+            drop(first);
+        });
+        assert_eq!((*budget.held.lock().unwrap(), budget.waits.load(Ordering::SeqCst)), (0, 1));
+    }
 }
