@@ -9,7 +9,9 @@ demo: setup
 
 test: setup
 	# --tests: the unit and integration tests (the binary has none of its own: Cargo.toml `test = false`).
-	cargo test --tests
+	# Tests run as many at a time as there are cores, so each test's tensor work takes one thread
+	# (candle reads RAYON_NUM_THREADS); more only makes the tests' processes fight for the cores.
+	RAYON_NUM_THREADS=1 cargo test --tests
 
 lint:
 	cargo fmt --all --check
