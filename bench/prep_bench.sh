@@ -7,7 +7,8 @@
 #   moving  `--motion curve,pan`: continuous curved motion, a fast camera pan;
 #   film    `--motion letterbox,small,dark,compressed,occlusion,second`: film-like footage.
 # Per set it measures side by side
-#   1. dfer prep (default settings, all cores): time, clips/s, peak memory;
+#   1. dfer prep (default settings, all cores): time, clips/s, peak memory; and its peak memory
+#      with 8 threads whatever the cores (the goal: at most 1 GB);
 #   2. dfer prep with det_every = 1 (every stored frame detected): the accuracy reference;
 #   3. the careful Python pipeline of bench/python_prep.py (multiprocessing, all cores);
 #   4. the decode floor: `ffmpeg -threads 1 -i CLIP -f null -`, CORES clips at a time;
@@ -46,7 +47,8 @@ PY=$OUT/venv/bin/python
 now() { date +%s.%N; }
 peak_mb() { awk '/Maximum resident set size/ {printf "%.0f", $6/1024}' "$1"; }
 
-# Runs dfer prep on set $1 into $2 with config text $3; prints its wall seconds.
+# Runs dfer prep on set $1 into $2 with config text $3 and the flags after it; prints its wall
+# seconds.
 run_dfer() {
   local dir=$OUT/$1 out=$2
   rm -rf "$out"
@@ -54,7 +56,8 @@ run_dfer() {
   local t0 rc=0
   t0=$(now)
   # Exit code 1 means some clips failed (recorded in prep.parquet); the comparison counts them.
-  /usr/bin/time -v $DFER -q prep --manifest "$dir/clips.parquet" --out "$out" --config "$out.toml" >"$out.log" 2>"$out.time" || rc=$?
+  /usr/bin/time -v $DFER -q prep --manifest "$dir/clips.parquet" --out "$out" --config "$out.toml" "${@:4}" \
+    >"$out.log" 2>"$out.time" || rc=$?
   [[ $rc -le 1 ]] || { cat "$out.time" >&2; exit "$rc"; }
   python3 -c "print($(now) - $t0)"
 }
@@ -74,6 +77,9 @@ bench_set() {
   echo "bench[$name]: dfer prep, defaults ($CORES threads)"
   local t_dfer t_every t_py t_dec
   t_dfer=$(run_dfer "$name" "$dir/dfer" "")
+  echo "bench[$name]: dfer prep, defaults, 8 threads"
+  run_dfer "$name" "$dir/dfer8" "" --threads 8 >/dev/null
+  cmp -s "$dir/dfer/shards/00000.h5" "$dir/dfer8/shards/00000.h5" || { echo "8 threads wrote other shards" >&2; exit 1; }
   echo "bench[$name]: dfer prep, det_every = 1"
   t_every=$(run_dfer "$name" "$dir/every" "det_every = 1\n")
 
@@ -95,7 +101,8 @@ bench_set() {
   "$PY" bench/accuracy.py --truth "$data" --dfer "$dir/dfer/shards" --reference "$dir/every/shards" \
     --python "$dir/python.h5" >"$dir/accuracy.json"
   "$PY" - "$name" "$N" "$t_dfer" "$t_every" "$t_py" "$t_dec" "$dir/accuracy.json" "$CORES" \
-    "$(peak_mb "$dir/dfer.time")" "$(peak_mb "$dir/python.time")" "$dir/dfer/prep.parquet" >>"$OUT/summary.jsonl" <<'PYEOF'
+    "$(peak_mb "$dir/dfer.time")" "$(peak_mb "$dir/python.time")" "$(peak_mb "$dir/dfer8.time")" \
+    >>"$OUT/summary.jsonl" <<'PYEOF'
 import json, sys
 name, n = sys.argv[1], int(sys.argv[2])
 t_dfer, t_every, t_py, t_dec = map(float, sys.argv[3:7])
@@ -103,7 +110,7 @@ acc = json.load(open(sys.argv[7]))
 agree = acc["dfer_vs_reference"]
 print(json.dumps({
     "set": name, "clips": n, "cores": int(sys.argv[8]), "dfer_s": t_dfer, "every_s": t_every, "python_s": t_py,
-    "floor_s": t_dec, "dfer_mb": int(sys.argv[9]), "python_mb": int(sys.argv[10]),
+    "floor_s": t_dec, "dfer_mb": int(sys.argv[9]), "python_mb": int(sys.argv[10]), "dfer8_mb": int(sys.argv[11]),
     "dropped": agree["dropped"], "within": agree["within_iou_0.5"], "extra": agree["boxes_where_reference_has_none"],
     "truth_dfer": acc["dfer"]["iou_ge_0.5"], "truth_every": acc["reference"]["iou_ge_0.5"],
     "truth_python": acc["python"]["iou_ge_0.5"],
@@ -122,12 +129,12 @@ rows = [json.loads(l) for l in open(sys.argv[1])]
 print(f"\n{rows[0]['clips']} clips per set, {rows[0]['cores']} cores; seconds of wall time")
 print("| set | dfer | every frame | Python | decode floor | dfer vs Python | dfer vs floor | dropped vs every frame "
       "| within IoU 0.5 of every frame | boxes where every frame has none | truth IoU >= 0.5: dfer / every / Python "
-      "| peak MB: dfer / Python |")
-print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+      "| peak MB: dfer / Python | dfer peak MB, 8 threads |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 for r in rows:
     print(f"| {r['set']} | {r['dfer_s']:.1f} | {r['every_s']:.1f} | {r['python_s']:.1f} | {r['floor_s']:.1f} "
           f"| {r['python_s'] / r['dfer_s']:.2f}x | {r['dfer_s'] / r['floor_s']:.2f}x | {r['dropped']} "
           f"| {100 * r['within']:.2f} % | {r['extra']} "
           f"| {100 * r['truth_dfer']:.1f} / {100 * r['truth_every']:.1f} / {100 * r['truth_python']:.1f} % "
-          f"| {r['dfer_mb']} / {r['python_mb']} |")
+          f"| {r['dfer_mb']} / {r['python_mb']} | {r['dfer8_mb']} |")
 PYEOF
