@@ -29,14 +29,20 @@ text_enum! {
     }
 }
 
-/// What `dfer bench train-step` measures.
-pub(crate) struct StepBench {
+/// The steps `dfer bench train-step` times, as its JSON line repeats them.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct StepShape {
     pub arch: Arch,
     pub device: ComputeDevice,
     pub recipe: Recipe,
     pub batch: usize,
     pub frames: usize,
     pub steps: usize,
+}
+
+/// What `dfer bench train-step` measures.
+pub(crate) struct StepBench {
+    pub shape: StepShape,
     pub warmup: usize,
     /// Parts each batch runs in (gradient accumulation).
     pub accum_steps: usize,
@@ -46,12 +52,8 @@ pub(crate) struct StepBench {
 
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct StepTiming {
-    pub arch: Arch,
-    pub device: ComputeDevice,
-    pub recipe: Recipe,
-    pub batch: usize,
-    pub frames: usize,
-    pub steps: usize,
+    #[serde(flatten)]
+    pub shape: StepShape,
     pub seconds_per_step: f64,
     pub clips_per_s: f64,
     pub trained_parameters: usize,
@@ -70,21 +72,22 @@ pub(crate) struct StepTiming {
 
 /// Times `steps` OUS training steps (after `warmup` untimed ones) on random inputs.
 pub(crate) fn train_steps(b: &StepBench) -> Result<StepTiming> {
+    let shape = &b.shape;
     let labels: Vec<String> =
         ["Happy", "Sad", "Neutral", "Angry", "Surprise", "Disgust", "Fear"].iter().map(|s| s.to_string()).collect();
-    let cfg = ModelConfig { arch: b.arch, ..Default::default() };
-    let (batch, frames) = (b.batch, b.frames);
-    let mut runner = Runner::new(&cfg, &labels, frames, &b.device, LossWeights::default())?;
+    let cfg = ModelConfig { arch: shape.arch, ..Default::default() };
+    let (batch, frames) = (shape.batch, shape.frames);
+    let mut runner = Runner::new(&cfg, &labels, frames, &shape.device, LossWeights::default())?;
     runner.set_optimizer(OptimSettings {
         rule: Rule::AdamW,
         lr: 1e-4,
         lr_prompts: 1e-4,
-        lr_image: (b.recipe == Recipe::Finetune).then_some(1e-6),
+        lr_image: (shape.recipe == Recipe::Finetune).then_some(1e-6),
         weight_decay: 0.01,
         grad_clip: 1.0,
         accum_steps: b.accum_steps,
         warmup_steps: 0,
-        total_steps: (b.steps + b.warmup + 1) as u64,
+        total_steps: (shape.steps + b.warmup + 1) as u64,
         decay: Decay::Cosine { floor: 0.1 },
     })?;
     let mut rng = ChaCha8Rng::seed_from_u64(0);
@@ -100,7 +103,7 @@ pub(crate) fn train_steps(b: &StepBench) -> Result<StepTiming> {
         scene: random(batch * frames * e),
         early: random(batch * p * w),
     };
-    let input = match b.recipe {
+    let input = match shape.recipe {
         Recipe::Cached => HostInput::Features(&features),
         Recipe::Frozen | Recipe::Finetune => {
             HostInput::Pixels { face: &face, scene: &scene, points: &[], colour: &colour, clips: &[], batch }
@@ -114,12 +117,12 @@ pub(crate) fn train_steps(b: &StepBench) -> Result<StepTiming> {
     synchronize(&runner)?;
     let reads = runner.host_reads();
     let started = Instant::now();
-    for _ in 0..b.steps {
+    for _ in 0..shape.steps {
         runner.train_step(&input, &labels, &polarity)?;
     }
     synchronize(&runner)?;
-    let secs = started.elapsed().as_secs_f64() / b.steps.max(1) as f64;
-    let host_reads_per_step = (runner.host_reads() - reads) as f64 / b.steps.max(1) as f64;
+    let secs = started.elapsed().as_secs_f64() / shape.steps.max(1) as f64;
+    let host_reads_per_step = (runner.host_reads() - reads) as f64 / shape.steps.max(1) as f64;
     // Read before profiling, so the peak is the timed steps' own.
     let host_peak_mib = host_peak_mib()?;
     let (sections, modules) = if b.profile {
@@ -130,12 +133,7 @@ pub(crate) fn train_steps(b: &StepBench) -> Result<StepTiming> {
         (Vec::new(), Vec::new())
     };
     Ok(StepTiming {
-        arch: b.arch,
-        device: b.device.clone(),
-        recipe: b.recipe,
-        batch,
-        frames,
-        steps: b.steps,
+        shape: shape.clone(),
         seconds_per_step: secs,
         clips_per_s: batch as f64 / secs,
         trained_parameters: runner.parameter_counts().1,

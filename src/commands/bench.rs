@@ -7,7 +7,7 @@ use anyhow::Result;
 
 use crate::bench::clip_features::{clip_features, FeatureRun, TowerDtype};
 use crate::bench::loader::time_loader;
-use crate::bench::train_step::{train_steps, Recipe, StepBench, StepTiming};
+use crate::bench::train_step::{train_steps, Recipe, StepBench, StepShape, StepTiming};
 use crate::error::Outcome;
 use crate::model::config::Arch;
 use crate::model::ComputeDevice;
@@ -116,13 +116,16 @@ pub fn run(a: &Args) -> Result<Outcome> {
             println!("{}", serde_json::to_string(&t)?);
         }
         What::TrainStep { arch, device, recipe, batch, frames, steps, warmup, accum, profile } => {
-            let b = StepBench {
+            let shape = StepShape {
                 arch: *arch,
                 device: device.clone(),
                 recipe: *recipe,
                 batch: *batch,
                 frames: *frames,
                 steps: *steps,
+            };
+            let b = StepBench {
+                shape,
                 warmup: *warmup,
                 accum_steps: *accum,
                 profile: *profile,
