@@ -124,12 +124,7 @@ pub fn run(a: &Args) -> Result<Outcome> {
                 frames: *frames,
                 steps: *steps,
             };
-            let b = StepBench {
-                shape,
-                warmup: *warmup,
-                accum_steps: *accum,
-                profile: *profile,
-            };
+            let b = StepBench { shape, warmup: *warmup, accum_steps: *accum, profile: *profile };
             let t = train_steps(&b)?;
             println!("{}", serde_json::to_string(&t)?);
             if *profile {
