@@ -55,7 +55,7 @@ impl Shared {
         (
             f.waits.load(Ordering::SeqCst),
             f.waited_ns.load(Ordering::SeqCst) as f64 * 1e-9,
-            *f.peak.lock().expect("budget"),
+            f.peak.load(Ordering::SeqCst),
         )
     }
 
@@ -106,7 +106,7 @@ struct FrameBudget {
     freed: Condvar,
     waits: AtomicUsize,
     waited_ns: AtomicU64,
-    peak: Mutex<u64>,
+    peak: AtomicU64,
 }
 
 impl FrameBudget {
@@ -117,7 +117,7 @@ impl FrameBudget {
             freed: Condvar::new(),
             waits: AtomicUsize::new(0),
             waited_ns: AtomicU64::new(0),
-            peak: Mutex::new(0),
+            peak: AtomicU64::new(0),
         }
     }
 
@@ -134,8 +134,7 @@ impl FrameBudget {
             self.waited_ns.fetch_add(started.elapsed().as_nanos() as u64, Ordering::SeqCst);
         }
         *held += bytes;
-        let mut peak = self.peak.lock().expect("budget");
-        *peak = (*peak).max(*held);
+        self.peak.fetch_max(*held, Ordering::SeqCst);
         FrameLease { budget: self, bytes }
     }
 }
@@ -269,7 +268,7 @@ mod tests {
             }
         });
         assert_eq!(*budget.held.lock().unwrap(), 0, "every lease given back");
-        assert_eq!(*budget.peak.lock().unwrap(), 150, "the large lease alone is the most ever held");
+        assert_eq!(budget.peak.load(Ordering::SeqCst), 150, "the large lease alone is the most ever held");
         assert!(most.load(Ordering::SeqCst) <= 150);
     }
 
