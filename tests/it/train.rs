@@ -30,11 +30,11 @@ fn data(cue: &str) -> &'static Data {
     cell.get_or_init(|| make_data(cue, 105))
 }
 
-/// 16 clips with the face cue, for the network trained from scratch on 112 px frames (IAL),
+/// 8 clips with the face cue, for the network trained from scratch on 112 px frames (IAL),
 /// whose steps cost 20 times the tiny CLIP's.
 fn small_data() -> &'static Data {
     static SMALL: OnceLock<Data> = OnceLock::new();
-    SMALL.get_or_init(|| make_data("face", 16))
+    SMALL.get_or_init(|| make_data("face", 8))
 }
 
 /// Synth → manifest → prep of `clips` clips whose label shows in the `cue` (face or scene).
