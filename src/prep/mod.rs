@@ -185,7 +185,7 @@ pub(crate) fn run(opts: &PrepOptions) -> Result<PrepSummary> {
 /// fails; returns the first error of either.
 fn process_all(ctx: &pool::Context, work: &Work, opts: &PrepOptions, writer: &mut OrderedWriter) -> Result<()> {
     let threads = opts.threads.max(1);
-    let shared = pool::Shared::new(threads + 2, opts.frame_memory);
+    let shared = pool::Shared::new(threads + 2, opts.frame_memory, threads);
     let (tx, rx) = crossbeam_channel::bounded::<pool::Done>(shared.window);
     let workers_pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build()?;
     std::thread::scope(|scope| -> Result<()> {
