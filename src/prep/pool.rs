@@ -237,8 +237,8 @@ fn process(
 /// the arena of the thread that freed them, and frame-sized blocks stop being mapped separately
 /// once one has been freed, so without this every worker keeps its largest clip's frames and
 /// memory grows with the threads whatever the frame budget (1.2 GB at 8 threads, docs/prep.md
-/// "Memory"). Called after every clip it cost 2 threads 13 % of their time in page faults, so it
-/// runs only after clips larger than a worker's share.
+/// "Memory"). Called after every clip it cost 2 threads 11–13 % of their time in page faults, so
+/// it runs only after clips larger than a worker's share.
 fn return_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim takes no pointer and only returns free pages of glibc's own arenas.
