@@ -120,9 +120,8 @@ fn frame_count(path: &Path) -> Result<usize> {
         ictx.streams().best(ff::media::Type::Video).ok_or_else(|| anyhow!("{}: no video stream", path.display()))?;
     let index = stream.index();
     let mut count = 0usize;
-    let mut packet = ff::Packet::empty();
-    while super::read_packet(&mut ictx, &mut packet)
-        .with_context(|| format!("{}: read error after {count} frames", path.display()))?
+    while let Some(packet) =
+        super::next_packet(&mut ictx).with_context(|| format!("{}: read error after {count} frames", path.display()))?
     {
         if packet.stream() == index {
             count += 1;
@@ -188,14 +187,13 @@ pub(crate) fn sample_video(path: &Path, rotation: i32, choose: impl Fn(usize) ->
     ctx.set_threading(ff::threading::Config { kind: ff::threading::Type::Frame, count: 1, ..Default::default() });
     let mut decoder = ctx.decoder().video().with_context(|| format!("{}: unsupported codec", path.display()))?;
     let mut collect = Collector { wanted: &wanted, last, rotation, n: 0, images: BTreeMap::new() };
-    let mut packet = ff::Packet::empty();
     let mut done = false;
     while !done {
-        let more = super::read_packet(&mut ictx, &mut packet)
-            .with_context(|| format!("{}: read error at frame {}", path.display(), collect.n))?;
-        if !more {
+        let Some(packet) = super::next_packet(&mut ictx)
+            .with_context(|| format!("{}: read error at frame {}", path.display(), collect.n))?
+        else {
             break;
-        }
+        };
         if packet.stream() != index {
             continue;
         }

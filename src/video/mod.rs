@@ -40,16 +40,19 @@ pub(crate) fn init_ffmpeg() {
 }
 
 #[cfg(feature = "media")]
-/// Reads the next packet of any stream into `packet`: `Ok(false)` at the end of the file;
-/// corrupt packets that the demuxer can resync past are skipped.
-pub(crate) fn read_packet(
+/// The next packet of any stream, `None` at the end of the file; corrupt packets that the
+/// demuxer can resync past are skipped. Each packet is a fresh one that releases its buffer when
+/// dropped: `av_read_frame` into a packet that still holds a buffer overwrites the reference
+/// without releasing it, which leaked every packet of every clip (about 2 MB a clip on the
+/// bench's film set, docs/benchmarks.md "Prep memory").
+pub(crate) fn next_packet(
     ictx: &mut ffmpeg_next::format::context::Input,
-    packet: &mut ffmpeg_next::Packet,
-) -> Result<bool, ffmpeg_next::Error> {
+) -> Result<Option<ffmpeg_next::Packet>, ffmpeg_next::Error> {
     loop {
+        let mut packet = ffmpeg_next::Packet::empty();
         match packet.read(ictx) {
-            Ok(()) => return Ok(true),
-            Err(ffmpeg_next::Error::Eof) => return Ok(false),
+            Ok(()) => return Ok(Some(packet)),
+            Err(ffmpeg_next::Error::Eof) => return Ok(None),
             Err(ffmpeg_next::Error::InvalidData) => continue,
             Err(e) => return Err(e),
         }

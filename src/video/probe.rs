@@ -185,11 +185,10 @@ fn count_packets(
     let mut packets = 0u64;
     let mut first_frame = false;
     let mut frame = ff::frame::Video::empty();
-    let mut packet = ff::Packet::empty();
     loop {
-        match super::read_packet(ictx, &mut packet) {
-            Ok(true) => {}
-            Ok(false) => break,
+        let packet = match super::next_packet(ictx) {
+            Ok(Some(packet)) => packet,
+            Ok(None) => break,
             Err(e) if packets == 0 => return Err(unreadable(path, "read error before the first frame", &e)),
             Err(e) => {
                 return Err(ProbeError::Truncated(format!(
@@ -197,7 +196,7 @@ fn count_packets(
                     path.display()
                 )))
             }
-        }
+        };
         if packet.stream() != index {
             continue;
         }
