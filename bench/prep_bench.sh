@@ -9,7 +9,8 @@
 # Per set it measures side by side
 #   1. dfer prep (default settings, all cores): time, clips/s, peak memory; and its peak memory
 #      with 8 threads whatever the cores (the goal: at most 1 GB);
-#   2. dfer prep with det_every = 1 (every stored frame detected): the accuracy reference;
+#   2. dfer prep with det_every = 1, det_search_every = 1 (every stored frame searched whole):
+#      the accuracy reference;
 #   3. the careful Python pipeline of bench/python_prep.py (multiprocessing, all cores);
 #   4. the decode floor: `ffmpeg -threads 1 -i CLIP -f null -`, CORES clips at a time;
 # and prints one table: speed beside accuracy (clips dropped compared with every-frame
@@ -80,8 +81,8 @@ bench_set() {
   echo "bench[$name]: dfer prep, defaults, 8 threads"
   run_dfer "$name" "$dir/dfer8" "" --threads 8 >/dev/null
   cmp -s "$dir/dfer/shards/00000.h5" "$dir/dfer8/shards/00000.h5" || { echo "8 threads wrote other shards" >&2; exit 1; }
-  echo "bench[$name]: dfer prep, det_every = 1"
-  t_every=$(run_dfer "$name" "$dir/every" "det_every = 1\n")
+  echo "bench[$name]: dfer prep, every stored frame searched whole"
+  t_every=$(run_dfer "$name" "$dir/every" "det_every = 1\ndet_search_every = 1\n")
 
   echo "bench[$name]: Python pipeline ($CORES processes)"
   rm -f "$dir/python.h5"

@@ -32,6 +32,16 @@ impl Detection {
         }
         self
     }
+
+    /// The same face with the image's origin moved to (-`dx`, -`dy`): a detection in a window
+    /// whose corner lies at (`dx`, `dy`) of the whole image, in the whole image's pixels.
+    pub(crate) fn translated(mut self, dx: f32, dy: f32) -> Detection {
+        self.bbox = [self.bbox[0] + dx, self.bbox[1] + dy, self.bbox[2] + dx, self.bbox[3] + dy];
+        for l in &mut self.landmarks {
+            *l = [l[0] + dx, l[1] + dy];
+        }
+        self
+    }
 }
 
 /// A face detector. One instance per worker thread; `detect` takes the frames of one clip (CenterFace

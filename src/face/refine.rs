@@ -1,10 +1,13 @@
 //! Self-checking sparse detection: which stored frames the detector must look at so that
-//! interpolating the rest is safe. Keyframes first (every k-th stored frame and both ends of
-//! every shot); then, wherever two neighbouring detected-on frames of a shot disagree, the
-//! frame halfway between them, again and again until every gap is safe or closed.
+//! interpolating the rest is safe, and where in them. Search frames first (every k-th stored
+//! frame and both ends of every shot, searched whole); then, wherever two neighbouring
+//! detected-on frames of a shot are too far apart or disagree, the frame halfway between them,
+//! again and again until every gap is short and safe or closed. A frame between two clean
+//! detections of the track need only be looked at around them ([`look`]).
 
-use super::track::{lerp_box, shift, shot_ranges, size_ratio};
+use super::track::{lerp_box, shift, shot_ranges, size, size_ratio};
 use super::{iou, Detection};
+use crate::geometry::BoxF;
 
 /// Another face this many face sizes (centre distance over mean √area) from the track's cannot
 /// be mistaken for it between two detections: a second face in the frame costs no extra
@@ -22,10 +25,13 @@ pub(crate) struct RefineRule {
     /// A larger move or size change is still interpolated when a third detection next to the
     /// pair lies within this IoU of the line through the other two (constant velocity confirmed).
     pub check_iou: f32,
+    /// Neighbouring detected-on frames further apart than this many stored frames always get a
+    /// detection between them, however safe the gap looks.
+    pub max_gap: usize,
 }
 
-/// The first stored frames to detect: every `every`-th frame, and the first and last frame of
-/// every shot, sorted.
+/// The first stored frames to detect (searched whole): every `every`-th frame, and the first and
+/// last frame of every shot, sorted.
 pub(crate) fn keyframes(shots: &[usize], every: usize) -> Vec<usize> {
     let mut p: Vec<usize> = (0..shots.len()).step_by(every.max(1)).collect();
     for (start, end) in shot_ranges(shots) {
@@ -90,19 +96,41 @@ impl Evidence<'_> {
 }
 
 /// Stored frames to detect next: the midpoint of every gap between neighbouring detected-on
-/// frames of one shot where interpolation is not yet safe. Empty when the clip is done.
+/// frames of one shot that is longer than `max_gap` or where interpolation is not yet safe.
+/// Empty when the clip is done.
 pub(crate) fn next_frames(ev: &Evidence, rule: &RefineRule) -> Vec<usize> {
     let mut out = Vec::new();
     for (start, end) in shot_ranges(ev.shots) {
         let ran: Vec<usize> = (start..end).filter(|&i| ev.dets[i].is_some()).collect();
         for k in 0..ran.len().saturating_sub(1) {
             let (a, b) = (ran[k], ran[k + 1]);
-            if b - a >= 2 && !ev.safe(&ran, k, rule) {
+            if b - a >= 2 && (b - a > rule.max_gap || !ev.safe(&ran, k, rule)) {
                 out.push((a + b) / 2);
             }
         }
     }
     out
+}
+
+/// Where the tracked face of stored frame `i` must be, so that the detector need not search
+/// the whole frame: the smallest box holding the track's boxes at the nearest detected-on
+/// frames before and after `i` in its shot, widened by `margin` face sizes (√area of the
+/// larger) on every side. `None` unless both of those frames hold the track's face and no
+/// detected-on frame of the shot holds another face: which face is the primary one is
+/// decided by the detections of the whole shot, and a window sees only the face it is put
+/// around, so a shot with two faces is searched whole.
+pub(crate) fn look(ev: &Evidence, i: usize, margin: f32) -> Option<BoxF> {
+    let shot = ev.shots[i];
+    let in_shot = |j: &usize| ev.shots[*j] == shot;
+    let before = (0..i).rev().take_while(in_shot).find(|&j| ev.dets[j].is_some())?;
+    let after = (i + 1..ev.shots.len()).take_while(in_shot).find(|&j| ev.dets[j].is_some())?;
+    let lone = (0..ev.shots.len()).filter(in_shot).all(|j| ev.dets[j].as_ref().is_none_or(|c| c.len() <= 1));
+    if !lone || ev.track[before].is_none() || ev.track[after].is_none() {
+        return None;
+    }
+    let (a, b) = (&ev.track[before].as_ref()?.bbox, &ev.track[after].as_ref()?.bbox);
+    let pad = margin * size(a).max(size(b));
+    Some([a[0].min(b[0]) - pad, a[1].min(b[1]) - pad, a[2].max(b[2]) + pad, a[3].max(b[3]) + pad])
 }
 
 #[cfg(test)]
@@ -111,10 +139,10 @@ mod tests {
     use crate::face::det;
     use crate::face::track::primary_track;
 
-    const RULE: RefineRule = RefineRule { max_shift: 0.25, max_scale: 1.25, check_iou: 0.7 };
+    const RULE: RefineRule = RefineRule { max_shift: 0.25, max_scale: 1.25, check_iou: 0.7, max_gap: 4 };
 
-    /// Runs the refinement loop against a scripted "every-frame" truth; returns the frames
-    /// detected, in order.
+    /// Runs the refinement loop against a scripted "every-frame" truth, searching every
+    /// `every`-th frame first; returns the frames detected, in order.
     fn run(truth: &[Vec<Detection>], shots: &[usize], every: usize) -> Vec<usize> {
         let mut dets: Vec<Option<Vec<Detection>>> = vec![None; truth.len()];
         let mut next = keyframes(shots, every);
@@ -129,6 +157,36 @@ mod tests {
         }
         ran.sort_unstable();
         ran
+    }
+
+    #[test]
+    fn sparse_search_frames_are_filled_in_to_the_largest_gap() {
+        // Searched at 0 and 15 only: the 15-frame gap is halved until no gap exceeds 4 frames,
+        // however still the face.
+        let truth: Vec<_> = (0..16).map(|_| at(100.0, 80.0)).collect();
+        assert_eq!(run(&truth, &[0; 16], 16), vec![0, 3, 7, 11, 15]);
+    }
+
+    #[test]
+    fn look_holds_the_track_between_its_neighbours_and_only_when_alone() {
+        let shots = [0, 0, 0, 0, 0, 1];
+        let mut dets: Vec<Option<Vec<Detection>>> =
+            vec![Some(at(100.0, 40.0)), None, None, Some(at(140.0, 40.0)), None, Some(at(0.0, 40.0))];
+        let track = primary_track(&dets, &shots);
+        let ev = Evidence { dets: &dets, track: &track, shots: &shots };
+        // Union of [100,0,140,40] and [140,0,180,40], widened by one face size (40 px).
+        assert_eq!(look(&ev, 1, 1.0), Some([60.0, -40.0, 220.0, 80.0]));
+        assert_eq!(look(&ev, 2, 0.5), Some([80.0, -20.0, 200.0, 60.0]));
+        assert_eq!(look(&ev, 4, 1.0), None, "no detected-on frame after it in its shot");
+        // A second face anywhere in the shot, however far: search the whole frame.
+        dets[3].as_mut().unwrap().push(det([900.0, 0.0, 940.0, 40.0], 0.8));
+        let track = primary_track(&dets, &shots);
+        let ev = Evidence { dets: &dets, track: &track, shots: &shots };
+        assert_eq!(look(&ev, 1, 1.0), None);
+        // No face at an end: nothing to look around.
+        dets[3] = Some(vec![]);
+        let track = primary_track(&dets, &shots);
+        assert_eq!(look(&Evidence { dets: &dets, track: &track, shots: &shots }, 1, 1.0), None);
     }
 
     fn at(x: f32, s: f32) -> Vec<Detection> {

@@ -27,6 +27,8 @@ impl PrepTable {
     pub(crate) const DETECTION_RATE: &'static str = "detection_rate";
     pub(crate) const MEAN_SCORE: &'static str = "mean_score";
     pub(crate) const DETECTOR_FRAMES: &'static str = "detector_frames";
+    /// Of the detector's frames, those it looked at only in a window around the tracked face.
+    pub(crate) const WINDOWED_FRAMES: &'static str = "windowed_frames";
     pub(crate) const LOST_FRAMES: &'static str = "lost_frames";
     pub(crate) const SHOTS: &'static str = "shots";
     /// Frames of the whole clip, and the frames its shard row stores.

@@ -3,17 +3,16 @@
 //! own face crops, `face_crops = "dataset"`), fit and mask the scene. Pure per-clip work, run
 //! by many workers at once.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use image::RgbImage;
 
 use super::config::{NoFacePolicy, PrepConfig};
+use super::detector::{Ask, ClipDetector};
 use super::shots;
 use crate::clip_status::ClipStatus;
 use crate::dataset::{path_inside_root, SourceKind, Sources};
-use crate::face::centerface;
 use crate::face::refine::{self, Evidence, RefineRule};
 use crate::face::track::{fill_and_smooth, primary_track, TrackedFrame};
 use crate::face::{Detection, Detector};
@@ -21,7 +20,7 @@ use crate::face_source::FaceSource;
 use crate::geometry::{self, centre_box, crop_resize, fit_scene, mask_face, square_box};
 use crate::manifest::ClipRow;
 use crate::sampling;
-use crate::shard::{ClipTensors, FaceCrops};
+use crate::shard::{ClipTensors, FaceCrops, FrameSink, StoredPixels, Stream};
 use crate::video::decode::{self, Converter, Sampled, Sampling};
 
 /// What happened to one manifest row.
@@ -34,8 +33,10 @@ pub(crate) struct ClipResult {
     /// manifest's own status for rows that were not usable there.
     pub status: ClipStatus,
     pub error: Option<String>,
-    /// Present when the clip goes into the shard.
+    /// Present when the clip goes into the shard: its tensors (without the pixels, when the
+    /// shard stores JPEG) and its pixels in the shard's format.
     pub tensors: Option<ClipTensors>,
+    pub pixels: Option<StoredPixels>,
     /// Frames of the whole clip and frames stored, when it was decoded.
     pub clip_frames: Option<usize>,
     pub stored_frames: Option<usize>,
@@ -58,6 +59,7 @@ impl ClipResult {
             status,
             error: Some(error),
             tensors: None,
+            pixels: None,
             clip_frames: None,
             stored_frames: None,
             detection_rate: None,
@@ -73,8 +75,10 @@ impl ClipResult {
 /// Per-clip frame counts recorded in the prep table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct FrameCounts {
-    /// Stored frames the detector ran on (keyframes plus those the checks added).
+    /// Stored frames the detector ran on (search frames plus those the checks added).
     pub detector_frames: usize,
+    /// Of those, the frames it looked at only in a window around the tracked face.
+    pub windowed_frames: usize,
     /// Stored frames marked `lost`.
     pub lost: usize,
     /// Shots found among the stored frames.
@@ -85,125 +89,19 @@ fn ms(t: Instant) -> f64 {
     t.elapsed().as_secs_f64() * 1000.0
 }
 
-/// Long side at which a face `face_h` pixels tall in a frame whose long side is `frame_long`
-/// becomes about `target` pixels tall, clamped to `[min, max]`.
-pub(crate) fn adaptive_long_side(frame_long: u32, face_h: f32, target: u32, min: u32, max: u32) -> u32 {
-    if target == 0 || face_h <= 0.0 {
-        return max;
-    }
-    ((frame_long as f32 * target as f32 / face_h).round() as u32).clamp(min, max)
-}
-
-/// Runs the detector on stored frames of one clip, once per distinct source frame. The first
-/// frame it is asked about is searched at `det_first_long_side` (then at `det_long_side` if
-/// nothing is found); later frames, batched, at the long side that makes the first face found
-/// about `det_face_px` tall, and a frame with no face at that reduced size again at
-/// `det_long_side`.
-struct ClipDetector<'a> {
-    sampled: &'a Sampled,
-    cfg: &'a PrepConfig,
-    conv: &'a mut Converter,
-    /// Long side for later frames, fixed by the first face found.
-    long: Option<u32>,
-    searched_first: bool,
-    found: BTreeMap<usize, Vec<Detection>>,
-}
-
-impl<'a> ClipDetector<'a> {
-    fn new(sampled: &'a Sampled, cfg: &'a PrepConfig, conv: &'a mut Converter) -> Self {
-        ClipDetector { sampled, cfg, conv, long: None, searched_first: false, found: BTreeMap::new() }
-    }
-
-    /// Detects source frames `frames` at `long_side`: each converted straight to the detector's
-    /// input size, its boxes mapped back to display pixels.
-    fn detect(
-        &mut self,
-        frames: &[usize],
-        long_side: u32,
-        det: &mut dyn Detector,
-    ) -> anyhow::Result<Vec<Vec<Detection>>> {
-        let mut views = Vec::with_capacity(frames.len());
-        let mut back = Vec::with_capacity(frames.len());
-        for &f in frames {
-            let frame = &self.sampled.images[&f];
-            let (w, h) = frame.dimensions();
-            let (iw, ih) = centerface::input_size(w, h, long_side);
-            views.push(self.conv.rgb_scaled(frame, iw, ih, Sampling::Bilinear)?);
-            back.push((w as f32 / iw as f32, h as f32 / ih as f32));
-        }
-        let found = det.detect(&views.iter().collect::<Vec<_>>(), long_side)?;
-        Ok(found.into_iter().zip(back).map(|(d, (sx, sy))| d.into_iter().map(|x| x.scaled(sx, sy)).collect()).collect())
-    }
-
-    /// Detects stored frames `positions` (sorted) and records them in `dets`.
-    fn run(
-        &mut self,
-        positions: &[usize],
-        dets: &mut [Option<Vec<Detection>>],
-        det: &mut dyn Detector,
-    ) -> anyhow::Result<()> {
-        let mut frames: Vec<usize> = positions.iter().map(|&p| self.sampled.indices[p]).collect();
-        frames.sort_unstable();
-        frames.dedup();
-        frames.retain(|f| !self.found.contains_key(f));
-        let cfg = self.cfg;
-        if !self.searched_first && !frames.is_empty() {
-            let first = frames.remove(0);
-            let mut d = self.detect(&[first], cfg.det_first_long_side, det)?.remove(0);
-            if d.is_empty() && cfg.det_first_long_side < cfg.det_long_side {
-                d = self.detect(&[first], cfg.det_long_side, det)?.remove(0);
-            }
-            self.searched_first = true;
-            self.note_scale(&d, first);
-            self.found.insert(first, d);
-        }
-        if !frames.is_empty() {
-            let long = self.long.unwrap_or(cfg.det_long_side);
-            let batch = self.detect(&frames, long, det)?;
-            let mut retry = Vec::new();
-            for (f, d) in frames.into_iter().zip(batch) {
-                if d.is_empty() && long < cfg.det_long_side {
-                    retry.push(f);
-                }
-                self.note_scale(&d, f);
-                self.found.insert(f, d);
-            }
-            if !retry.is_empty() {
-                let again = self.detect(&retry, cfg.det_long_side, det)?;
-                for (f, d) in retry.into_iter().zip(again) {
-                    self.note_scale(&d, f);
-                    self.found.insert(f, d);
-                }
-            }
-        }
-        for &p in positions {
-            dets[p] = Some(self.found[&self.sampled.indices[p]].clone());
-        }
-        Ok(())
-    }
-
-    /// Fixes the reduced long side from the first face found in the clip.
-    fn note_scale(&mut self, d: &[Detection], frame: usize) {
-        if let (None, Some(face)) = (self.long, d.first()) {
-            let (w, h) = self.sampled.images[&frame].dimensions();
-            let cfg = self.cfg;
-            let face_h = face.bbox[3] - face.bbox[1];
-            self.long =
-                Some(adaptive_long_side(w.max(h), face_h, cfg.det_face_px, cfg.det_min_long_side, cfg.det_long_side));
-        }
-    }
-}
-
 /// What detection and tracking made of one clip's stored frames.
 struct Tracking {
     tracked: Vec<TrackedFrame>,
     shots: Vec<usize>,
-    /// Stored frames the detector ran on.
+    /// Stored frames the detector ran on, and of them those it looked at in a window only.
     detector_frames: usize,
+    windowed_frames: usize,
 }
 
-/// Finds the shots, detects keyframes, then detects between neighbouring detections until
-/// interpolation is safe ([`refine::next_frames`]), links the primary face and fills the boxes.
+/// Finds the shots, searches the search frames, then detects between neighbouring detections
+/// until no gap is longer than `det_every` and interpolation is safe ([`refine::next_frames`]),
+/// each such frame in a window around its tracked face where the track is clean
+/// ([`refine::look`]); links the primary face and fills the boxes.
 fn detect_and_track(
     sampled: &Sampled,
     cfg: &PrepConfig,
@@ -222,17 +120,25 @@ fn detect_and_track(
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     let shots = shots::shots(&thumbs.iter().collect::<Vec<_>>(), cfg.cut_threshold);
-    let rule = RefineRule { max_shift: cfg.refine_shift, max_scale: cfg.refine_scale, check_iou: cfg.refine_check_iou };
+    let rule = RefineRule {
+        max_shift: cfg.refine_shift,
+        max_scale: cfg.refine_scale,
+        check_iou: cfg.refine_check_iou,
+        max_gap: cfg.det_every,
+    };
     let mut detector = ClipDetector::new(sampled, cfg, conv);
     let mut dets: Vec<Option<Vec<Detection>>> = vec![None; t];
-    let mut next = refine::keyframes(&shots, cfg.det_every);
+    let mut track: Vec<Option<Detection>> = vec![None; t];
+    let mut next = refine::keyframes(&shots, cfg.det_search_every);
     loop {
         let chosen = loop {
-            detector.run(&next, &mut dets, det)?;
-            let track = primary_track(&dets, &shots);
+            let ev = Evidence { dets: &dets, track: &track, shots: &shots };
+            let asks: Vec<Ask> = next.iter().map(|&i| (i, refine::look(&ev, i, cfg.det_crop_margin))).collect();
+            detector.run(&asks, &mut dets, det)?;
+            track = primary_track(&dets, &shots);
             next = refine::next_frames(&Evidence { dets: &dets, track: &track, shots: &shots }, &rule);
             if next.is_empty() {
-                break track;
+                break track.clone();
             }
         };
         let tracked = fill_and_smooth(&chosen, &shots, &sampled.indices, cfg.smooth_window);
@@ -242,8 +148,9 @@ fn detect_and_track(
         // detection on every frame would keep.
         next = (0..t).filter(|&i| dets[i].is_none()).collect();
         if Tally::of(&tracked).rate >= cfg.min_detection_rate || next.is_empty() {
-            let detector_frames = dets.iter().filter(|d| d.is_some()).count();
-            return Ok(Tracking { tracked, detector_frames, shots });
+            let ran = || (0..t).filter(|&i| dets[i].is_some());
+            let (detector_frames, windowed_frames) = (ran().count(), detector.windowed(ran()));
+            return Ok(Tracking { tracked, detector_frames, windowed_frames, shots });
         }
     }
 }
@@ -365,6 +272,7 @@ impl From<(ClipStatus, String)> for Failure {
 /// A prepared clip, before it becomes a [`ClipResult`].
 struct Prepared {
     tensors: ClipTensors,
+    pixels: StoredPixels,
     status: ClipStatus,
     error: Option<String>,
     tally: Option<(f32, Option<f32>, FrameCounts)>,
@@ -384,6 +292,7 @@ impl Prepared {
             clip_frames: Some(self.tensors.clip_frames),
             stored_frames: Some(self.tensors.frame_index.len()),
             tensors: Some(self.tensors),
+            pixels: Some(self.pixels),
             detection_rate: self.tally.map(|t| t.0),
             mean_score: self.tally.and_then(|t| t.1),
             frames: self.tally.map(|t| t.2),
@@ -411,10 +320,11 @@ fn track(
     conv: &mut Converter,
 ) -> Result<Tracked, Failure> {
     let started = Instant::now();
-    let Tracking { tracked, shots, detector_frames } = detect_and_track(sampled, cfg, det, conv)
+    let Tracking { tracked, shots, detector_frames, windowed_frames } = detect_and_track(sampled, cfg, det, conv)
         .map_err(|e| Failure::from((ClipStatus::DetectError, format!("{}: {e:#}", path.display()))))?;
     let tally = Tally::of(&tracked);
-    let counts = FrameCounts { detector_frames, lost: tally.lost, shots: shots.last().map_or(0, |s| s + 1) };
+    let shots_found = shots.last().map_or(0, |s| s + 1);
+    let counts = FrameCounts { detector_frames, windowed_frames, lost: tally.lost, shots: shots_found };
     Ok(Tracked { tracked, shots, tally, counts, detect_ms: ms(started) })
 }
 
@@ -462,13 +372,14 @@ fn rendered(
     times: [f64; 2],
 ) -> Result<Prepared, Failure> {
     let started = Instant::now();
-    let tensors = render(stored, cfg, conv).map_err(|e| Failure {
+    let (tensors, pixels) = render(stored, cfg, conv).map_err(|e| Failure {
         status: ClipStatus::DecodeError,
         message: format!("{e:#}"),
         decode_ms: times[0],
     })?;
     let (status, error) = outcome;
-    Ok(Prepared { tensors, status, error, tally, decode_ms: times[0], detect_ms: times[1], crop_ms: ms(started) })
+    let (decode_ms, detect_ms, crop_ms) = (times[0], times[1], ms(started));
+    Ok(Prepared { tensors, pixels, status, error, tally, decode_ms, detect_ms, crop_ms })
 }
 
 /// `face_crops = "dataset"`: the face stream is the dataset's crop folder, frame for frame;
@@ -533,8 +444,9 @@ struct Stored<'a> {
     shots: Option<&'a [usize]>,
 }
 
-/// Face frames and masked scenes for every stored frame, with their provenance.
-fn render(st: &Stored, cfg: &PrepConfig, conv: &mut Converter) -> anyhow::Result<ClipTensors> {
+/// Face frames and masked scenes for every stored frame, with their provenance; the pixels
+/// in the shard's format (JPEG frames encoded one by one, the raw arrays left empty).
+fn render(st: &Stored, cfg: &PrepConfig, conv: &mut Converter) -> anyhow::Result<(ClipTensors, StoredPixels)> {
     let m = st.frames.indices.len();
     let (s, s2) = (cfg.face_size, cfg.scene_size);
     let numbering = match st.faces {
@@ -543,8 +455,8 @@ fn render(st: &Stored, cfg: &PrepConfig, conv: &mut Converter) -> anyhow::Result
     };
     let lost = TrackedFrame { bbox: None, score: 0.0, landmarks: [[0.0; 2]; 5], source: FaceSource::None };
     let mut out = ClipTensors {
-        face: Vec::with_capacity(m * (s * s * 3) as usize),
-        scene: Vec::with_capacity(m * (s2 * s2 * 3) as usize),
+        face: Vec::new(),
+        scene: Vec::new(),
         clip_frames: numbering.count,
         frame_index: numbering.indices.iter().map(|&i| i as i32).collect(),
         scene_frame: Vec::with_capacity(m),
@@ -558,14 +470,17 @@ fn render(st: &Stored, cfg: &PrepConfig, conv: &mut Converter) -> anyhow::Result
         },
         frame_size: [0, 0],
     };
-    // The scene fit of a frame does not depend on the box: compute it once per distinct frame.
-    let mut fitted: BTreeMap<usize, (RgbImage, geometry::SceneTransform)> = Default::default();
+    let mut sink = FrameSink::new(cfg.pixel_format());
+    // The scene fit of a frame does not depend on the box: a frame stored twice in a row (a
+    // short clip) is fitted once.
+    let mut fitted: Option<(usize, RgbImage, geometry::SceneTransform)> = None;
     for p in 0..m {
         let tf = st.tracked.map_or(&lost, |t| &t[p]);
         let idx = st.frames.indices[p];
         let has_scene = s2 > 0 && st.tracked.is_some();
         // Full-size RGB of the source frame, made only where a crop or a scene needs it.
-        let needs_rgb = matches!(st.faces, Faces::Crop) || (has_scene && !fitted.contains_key(&idx));
+        let refit = fitted.as_ref().is_none_or(|f| f.0 != idx);
+        let needs_rgb = matches!(st.faces, Faces::Crop) || (has_scene && refit);
         let frame = if needs_rgb { Some(conv.rgb(&st.frames.images[&idx])?) } else { None };
         let (w, h) = st.frames.images[&idx].dimensions();
         out.frame_size = [w, h];
@@ -576,22 +491,24 @@ fn render(st: &Stored, cfg: &PrepConfig, conv: &mut Converter) -> anyhow::Result
                     None => centre_box(w, h),
                 };
                 let frame = frame.as_deref().expect("converted for the crop");
-                out.face.extend_from_slice(crop_resize(frame, &region, s).as_raw());
+                sink.push(Stream::Face, crop_resize(frame, &region, s).as_raw(), s, &mut out.face)?;
             }
             Faces::Dataset(d) => {
                 let img = conv.rgb_scaled(&d.images[&d.indices[p]], s, s, Sampling::Bilinear)?;
-                out.face.extend_from_slice(img.as_raw());
+                sink.push(Stream::Face, img.as_raw(), s, &mut out.face)?;
             }
         }
         if has_scene {
-            let (base, tr) = fitted
-                .entry(idx)
-                .or_insert_with(|| fit_scene(frame.as_deref().expect("converted for a first fit"), s2, cfg.scene_fit));
+            if refit {
+                let (base, tr) = fit_scene(frame.as_deref().expect("converted for a first fit"), s2, cfg.scene_fit);
+                fitted = Some((idx, base, tr));
+            }
+            let (_, base, tr) = fitted.as_ref().expect("fitted above");
             let mut scene = base.clone();
             if let Some(b) = tf.bbox {
                 mask_face(&mut scene, &tr.apply(&b), cfg.mask_scale, cfg.mask_mode);
             }
-            out.scene.extend_from_slice(scene.as_raw());
+            sink.push(Stream::Scene, scene.as_raw(), s2, &mut out.scene)?;
         }
         out.scene_frame.push(if has_scene { idx as i32 } else { -1 });
         out.face_box.push(tf.bbox.unwrap_or([f32::NAN; 4]));
@@ -599,19 +516,5 @@ fn render(st: &Stored, cfg: &PrepConfig, conv: &mut Converter) -> anyhow::Result
         out.face_source.push(tf.source as u8);
         out.landmarks.push(tf.landmarks);
     }
-    Ok(out)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn adaptive_long_side_targets_the_face_height() {
-        // A 150 px face in a 1280 px frame is 48 px tall at a 410 px long side (rounded).
-        assert_eq!(adaptive_long_side(1280, 150.0, 48, 160, 640), 410);
-        assert_eq!(adaptive_long_side(1280, 400.0, 48, 160, 640), 160, "clamped below");
-        assert_eq!(adaptive_long_side(640, 20.0, 48, 160, 640), 640, "clamped above");
-        assert_eq!(adaptive_long_side(1280, 150.0, 0, 160, 640), 640, "0 disables");
-    }
+    Ok((out, sink.finish()))
 }

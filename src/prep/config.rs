@@ -61,10 +61,20 @@ pub(crate) struct PrepConfig {
     pub det_min_long_side: u32,
     pub det_threshold: f32,
     pub nms_iou: f32,
-    /// Keyframes: the detector first runs on every k-th stored frame and on the first and last
-    /// frame of every shot; wherever neighbouring detections disagree it also runs between them
-    /// (see the `refine_*` settings). 1 detects every stored frame.
+    /// Search frames: the detector first searches every k-th stored frame whole, and the
+    /// first and last frame of every shot. 1 (with `det_every = 1`) searches every stored frame
+    /// whole: the accuracy reference.
+    pub det_search_every: usize,
+    /// Largest gap: between two detected-on stored frames further apart than this the detector
+    /// always runs again, halfway; it also runs between any two whose detections disagree (see
+    /// the `refine_*` settings). 1 detects every stored frame.
     pub det_every: usize,
+    /// A frame detected between two detections of the tracked face with no other face near it
+    /// is looked at only in a window around the two (the whole frame is searched when the
+    /// window holds no whole face). false: every detection searches the whole frame.
+    pub det_crops: bool,
+    /// That window: the two boxes' union widened by this many face sizes (√area) each side.
+    pub det_crop_margin: f32,
     /// Two neighbouring detections whose centres lie more than this many face sizes (√area)
     /// apart are checked: a third detection must confirm constant velocity, or the frame
     /// halfway between them is detected too.
@@ -114,7 +124,10 @@ impl Default for PrepConfig {
             det_min_long_side: 160,
             det_threshold: 0.4,
             nms_iou: 0.3,
+            det_search_every: 16,
             det_every: 4,
+            det_crops: true,
+            det_crop_margin: 1.0,
             refine_shift: 0.25,
             refine_scale: 1.25,
             refine_check_iou: 0.7,
@@ -160,8 +173,14 @@ impl PrepConfig {
         if self.det_first_long_side < 32 || self.det_first_long_side > self.det_long_side {
             return Err("det_first_long_side must lie in 32..=det_long_side".into());
         }
-        if self.det_long_side < 32 || self.det_every == 0 || self.smooth_window == 0 || self.clips_per_shard == 0 {
-            return Err("det_long_side >= 32, det_every >= 1, smooth_window >= 1, clips_per_shard >= 1".into());
+        let counts = [self.det_search_every, self.det_every, self.smooth_window, self.clips_per_shard];
+        if self.det_long_side < 32 || counts.contains(&0) {
+            return Err(
+                "det_long_side >= 32; det_search_every, det_every, smooth_window and clips_per_shard >= 1".into()
+            );
+        }
+        if !(0.0..=8.0).contains(&self.det_crop_margin) {
+            return Err("det_crop_margin must lie in 0..=8 (face sizes)".into());
         }
         if !(0.0..=1.0).contains(&self.det_threshold) || !(0.0..=1.0).contains(&self.min_detection_rate) {
             return Err("det_threshold and min_detection_rate must lie in 0..=1".into());
@@ -228,6 +247,8 @@ mod tests {
         assert!(bad(PrepConfig { refine_check_iou: f32::NAN, ..PrepConfig::default() }).contains("refine_check_iou"));
         assert!(bad(PrepConfig { cut_threshold: 1.5, ..PrepConfig::default() }).contains("cut_threshold"));
         assert!(PrepConfig { cut_threshold: 0.0, ..PrepConfig::default() }.validate().is_ok());
+        assert!(bad(PrepConfig { det_search_every: 0, ..PrepConfig::default() }).contains("det_search_every"));
+        assert!(bad(PrepConfig { det_crop_margin: f32::NAN, ..PrepConfig::default() }).contains("det_crop_margin"));
     }
 
     #[test]

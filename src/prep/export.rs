@@ -37,15 +37,17 @@ pub(crate) fn write_clip(
     for (kind, data, jpeg, size) in streams.into_iter().filter(|s| s.3 > 0) {
         let out = dir.join(kind.as_str()).join(clip_id);
         std::fs::create_dir_all(&out).with_context(|| format!("{}: cannot create", out.display()))?;
-        let frame_len = (size * size * 3) as usize;
-        for (i, chunk) in data.chunks_exact(frame_len).enumerate() {
-            let p = out.join(format!("{:05}.jpg", i + 1));
-            match jpeg {
-                Some(frames) => {
-                    std::fs::write(&p, &frames[i]).with_context(|| format!("{}: cannot write", p.display()))?
+        let name = |i: usize| out.join(format!("{:05}.jpg", i + 1));
+        match jpeg {
+            Some(frames) => {
+                for (i, f) in frames.iter().enumerate() {
+                    let p = name(i);
+                    std::fs::write(&p, f).with_context(|| format!("{}: cannot write", p.display()))?;
                 }
-                None => {
-                    let img = RgbImage::from_raw(size, size, chunk.to_vec()).expect("frame size");
+            }
+            None => {
+                for (i, chunk) in data.chunks_exact((size * size * 3) as usize).enumerate() {
+                    let (p, img) = (name(i), RgbImage::from_raw(size, size, chunk.to_vec()).expect("frame size"));
                     img.save(&p).with_context(|| format!("{}: cannot write", p.display()))?;
                 }
             }

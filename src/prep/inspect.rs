@@ -28,8 +28,9 @@ pub(crate) struct PrepTableSummary {
     pub lost_frames: Option<(i64, usize)>,
     /// Clips with more than one shot.
     pub clips_with_cuts: Option<usize>,
-    /// Mean stored frames per clip the detector ran on.
+    /// Mean stored frames per clip the detector ran on, and of them looked at in a window only.
     pub mean_detector_frames: Option<f64>,
+    pub mean_windowed_frames: Option<f64>,
     /// Mean milliseconds per clip of each stage, over clips that were processed.
     pub mean_ms: BTreeMap<String, f64>,
 }
@@ -62,7 +63,7 @@ pub(crate) fn summarise(df: &DataFrame) -> Result<PrepTableSummary> {
     };
     let lost = ints(PrepTable::LOST_FRAMES);
     let shots = ints(PrepTable::SHOTS);
-    let runs = ints(PrepTable::DETECTOR_FRAMES);
+    let mean = |v: Option<Vec<i64>>| v.filter(|v| !v.is_empty()).map(|v| v.iter().sum::<i64>() as f64 / v.len() as f64);
     Ok(PrepTableSummary {
         clips: df.height(),
         written: df.column(PrepTable::ROW)?.is_not_null().sum().unwrap_or(0) as usize,
@@ -72,7 +73,8 @@ pub(crate) fn summarise(df: &DataFrame) -> Result<PrepTableSummary> {
         clips_with_gaps: rates.iter().flatten().filter(|r| *r < 1.0).count(),
         lost_frames: lost.map(|v| (v.iter().sum(), v.iter().filter(|&&n| n > 0).count())),
         clips_with_cuts: shots.map(|v| v.iter().filter(|&&n| n > 1).count()),
-        mean_detector_frames: runs.filter(|v| !v.is_empty()).map(|v| v.iter().sum::<i64>() as f64 / v.len() as f64),
+        mean_detector_frames: mean(ints(PrepTable::DETECTOR_FRAMES)),
+        mean_windowed_frames: mean(ints(PrepTable::WINDOWED_FRAMES)),
         mean_ms,
     })
 }
@@ -93,7 +95,8 @@ pub(crate) fn render(s: &PrepTableSummary) -> String {
         );
     }
     if let Some(m) = s.mean_detector_frames {
-        let _ = writeln!(o, "detector ran on {m:.1} stored frames per clip (keyframes plus checks)");
+        let windowed = s.mean_windowed_frames.map_or(String::new(), |w| format!(", {w:.1} of them in a window"));
+        let _ = writeln!(o, "detector ran on {m:.1} stored frames per clip (search frames plus checks{windowed})");
     }
     let _ = writeln!(
         o,

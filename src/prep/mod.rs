@@ -10,6 +10,7 @@
 
 pub(crate) mod clip;
 pub(crate) mod config;
+mod detector;
 pub(crate) mod export;
 pub(crate) mod inspect;
 pub(crate) mod out_dir;

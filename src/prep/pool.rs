@@ -8,7 +8,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::Instant;
 
-use anyhow::Result;
 use crossbeam_channel::Sender;
 
 use super::clip::{self, ClipResult};
@@ -17,7 +16,7 @@ use super::export;
 use crate::face::centerface::{CenterFace, CenterFaceSettings};
 use crate::face::Detector;
 use crate::manifest::Manifest;
-use crate::shard::{encode_pixels, StoredPixels};
+use crate::shard::StoredPixels;
 
 /// A processed clip on its way to the writer: its job index, result and encoded pixels.
 pub(super) type Done = (usize, ClipResult, Option<StoredPixels>);
@@ -209,26 +208,12 @@ fn process(
     if frame_bytes > shared.trim_above {
         return_freed_memory();
     }
-    // Pixel encoding (JPEG) runs here, in parallel, not on the writer thread; its time counts
-    // as crop time.
-    let t0 = Instant::now();
-    let stored = match encode(&res, cfg) {
-        Err(e) => {
-            shared.fail(e.context(format!("encoding clip {}", res.clip_id)));
-            return None;
-        }
-        Ok(s) => s,
-    };
-    res.crop_ms += t0.elapsed().as_secs_f64() * 1000.0;
+    // JPEG frames were encoded as the worker made them (crop time), not on the writer thread.
+    let stored = res.pixels.take();
     if let (Some(dir), Some(t), Some(stored)) = (ctx.export_frames, &res.tensors, &stored) {
         if let Err(e) = export::write_clip(dir, &res.clip_id, t, stored, cfg) {
             shared.fail(e);
         }
-    }
-    // JPEG frames travel to the writer encoded: the raw ones are not kept while the clip waits.
-    if let (Some(t), Some(StoredPixels::Jpeg { .. })) = (&mut res.tensors, &stored) {
-        t.face = Vec::new();
-        t.scene = Vec::new();
     }
     Some((res, stored))
 }
@@ -246,11 +231,6 @@ fn return_freed_memory() {
     unsafe {
         libc::malloc_trim(0);
     }
-}
-
-/// A processed clip's frames in the shard's pixel format (none for a failed clip).
-fn encode(res: &ClipResult, cfg: &PrepConfig) -> Result<Option<StoredPixels>> {
-    res.tensors.as_ref().map(|t| encode_pixels(t, cfg.pixel_format(), cfg.face_size, cfg.scene_size)).transpose()
 }
 
 #[cfg(test)]

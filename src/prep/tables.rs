@@ -42,6 +42,7 @@ pub(super) fn rows_frame(rows: &[PrepRow]) -> PolarsResult<DataFrame> {
         Column::new(PrepTable::DETECTION_RATE.into(), rows.iter().map(|x| x.result.detection_rate).collect::<Vec<_>>()),
         Column::new(PrepTable::MEAN_SCORE.into(), rows.iter().map(|x| x.result.mean_score).collect::<Vec<_>>()),
         Column::new(PrepTable::DETECTOR_FRAMES.into(), count(&|c| c.detector_frames)),
+        Column::new(PrepTable::WINDOWED_FRAMES.into(), count(&|c| c.windowed_frames)),
         Column::new(PrepTable::LOST_FRAMES.into(), count(&|c| c.lost)),
         Column::new(PrepTable::SHOTS.into(), count(&|c| c.shots)),
         Column::new(

@@ -67,22 +67,23 @@ fn on_true_face(truth: Option<&BTreeMap<String, TruthClip>>, id: &str, frame: i3
     true_box.is_some_and(|tb| iou(b, &tb) >= 0.5)
 }
 
-/// Preps `manifest` twice (defaults, and `det_every = 1`) and asserts the rule; returns the
-/// sparse run's clips and the detector runs of both. With `truth` (synthetic clips), a box where
+/// Preps `manifest` twice (defaults, and every stored frame searched whole: `det_every = 1`,
+/// `det_search_every = 1`) and asserts the rule; returns the sparse run's clips, the detector
+/// runs of both and the sparse run's frames detected in a window only. With `truth` (synthetic clips), a box where
 /// every-frame detection has none is accepted when it lies on the true face (the every-frame
 /// detector missed that frame, in the dark say, and sparse detection interpolated across it).
 fn sparse_holds_to_every_frame(
     manifest: &Path,
     dir: &Path,
     truth: Option<&BTreeMap<String, TruthClip>>,
-) -> (BTreeMap<String, ClipTensors>, [i64; 2]) {
+) -> (BTreeMap<String, ClipTensors>, [i64; 3]) {
     let (sparse_out, every_out) = (dir.join("sparse"), dir.join("every"));
     // 16 segments' test frames and one more per segment (the clips are longer than 16 frames);
     // the cut clips are half face-free by design, so a lower bar than the default 0.5 keeps
     // them tracked rather than centre-cropped.
     let base = "clips_per_shard = 4\nstore_frames = 16\nmin_detection_rate = 0.3\n";
     prep(manifest, &sparse_out, base);
-    prep(manifest, &every_out, &format!("{base}det_every = 1\n"));
+    prep(manifest, &every_out, &format!("{base}det_every = 1\ndet_search_every = 1\n"));
     let (sparse, every) = (results(&sparse_out), results(&every_out));
     let mut kept = BTreeMap::new();
     let mut problems = Vec::new();
@@ -110,11 +111,14 @@ fn sparse_holds_to_every_frame(
         kept.insert(id.clone(), s.clone());
     }
     assert!(problems.is_empty(), "sparse detection broke the rule:\n{}", problems.join("\n"));
-    let runs = |out: &Path| -> i64 {
+    let runs = |out: &Path, column: &str| -> i64 {
         let (df, _) = read_parquet(&out.join("prep.parquet")).unwrap();
-        df.column("detector_frames").unwrap().i64().unwrap().iter().flatten().sum()
+        df.column(column).unwrap().i64().unwrap().iter().flatten().sum()
     };
-    (kept, [runs(&sparse_out), runs(&every_out)])
+    let every_windowed = runs(&every_out, "windowed_frames");
+    assert_eq!(every_windowed, 0, "searching every frame whole uses no window");
+    let sparse = [runs(&sparse_out, "detector_frames"), runs(&every_out, "detector_frames")];
+    (kept, [sparse[0], sparse[1], runs(&sparse_out, "windowed_frames")])
 }
 
 #[test]
@@ -151,7 +155,7 @@ fn synthetic_fast_motion_zoom_shake_cuts_and_crossings() {
     );
     let manifest = dir.path().join("clips.parquet");
     dfer_expect(&["manifest", "--dataset", "dfew", "--root", r, "-o", manifest.to_str().unwrap()], 0);
-    let (kept, [sparse_runs, every_runs]) = sparse_holds_to_every_frame(&manifest, dir.path(), None);
+    let (kept, [sparse_runs, every_runs, _]) = sparse_holds_to_every_frame(&manifest, dir.path(), None);
     assert_eq!(kept.len(), 12, "every clip kept: {:?}", kept.keys());
     assert!(sparse_runs < every_runs, "sparse detection ran on {sparse_runs} of {every_runs} stored frames");
 
@@ -203,9 +207,10 @@ fn synthetic_film_like_footage() {
     dfer_expect(&["manifest", "--dataset", "dfew", "--root", r, "-o", manifest.to_str().unwrap()], 0);
     let truth: BTreeMap<String, TruthClip> =
         read_truth(&root).unwrap().into_iter().map(|t| (t.clip_id.clone(), t)).collect();
-    let (kept, [sparse_runs, every_runs]) = sparse_holds_to_every_frame(&manifest, dir.path(), Some(&truth));
+    let (kept, [sparse_runs, every_runs, windowed]) = sparse_holds_to_every_frame(&manifest, dir.path(), Some(&truth));
     assert_eq!(kept.len(), 16, "every clip kept: {:?}", kept.keys());
     assert!(sparse_runs < every_runs, "sparse detection ran on {sparse_runs} of {every_runs} stored frames");
+    assert!(windowed > 0, "some frames were looked at in a window around the tracked face only");
     // A face hidden for a moment is carried through, between the detections on either side.
     for t in truth.values().filter(|t| t.motion == Motion::Occlusion) {
         let c = &kept[&t.clip_id];

@@ -1,0 +1,282 @@
+//! The detector's side of one clip: runs CenterFace on the stored frames the sparse-detection
+//! rule asks for, once per source frame, at a long side fitted to the clip's face; a frame
+//! whose face the track already places is looked at only in a window around that place
+//! (docs/prep.md "Face detection").
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use image::RgbImage;
+
+use super::config::PrepConfig;
+use crate::face::{centerface, Detection, Detector};
+use crate::geometry::BoxF;
+use crate::video::decode::{Converter, Sampled, Sampling};
+
+/// Long side at which a face `face_h` pixels tall in a frame whose long side is `frame_long`
+/// becomes about `target` pixels tall, clamped to `[min, max]`.
+pub(crate) fn adaptive_long_side(frame_long: u32, face_h: f32, target: u32, min: u32, max: u32) -> u32 {
+    if target == 0 || face_h <= 0.0 {
+        return max;
+    }
+    ((frame_long as f32 * target as f32 / face_h).round() as u32).clamp(min, max)
+}
+
+/// A window is used only when it holds at most this share of the detector input's pixels;
+/// otherwise the whole frame costs little more.
+const WINDOW_MAX_SHARE: f32 = 0.5;
+
+/// A box this close (input pixels) to a window edge that lies inside the image is cut by it.
+const EDGE_PX: f32 = 1.0;
+
+/// A window of the detector's input image (`image` = its width and height), each side a
+/// multiple of 32, lying inside the image.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Window {
+    x: u32,
+    y: u32,
+    w: u32,
+    h: u32,
+    image: (u32, u32),
+}
+
+impl Window {
+    /// The window around `region` (input pixels), its sides rounded up to multiples of 32 and
+    /// centred on the region, moved inside the image; `None` when it would not be much smaller
+    /// than the image ([`WINDOW_MAX_SHARE`]).
+    fn around(region: &BoxF, (iw, ih): (u32, u32)) -> Option<Window> {
+        let side = |len: f32, max: u32| (((len.max(1.0) / 32.0).ceil() as u32) * 32).min(max);
+        let (w, h) = (side(region[2] - region[0], iw), side(region[3] - region[1], ih));
+        if (w * h) as f32 > WINDOW_MAX_SHARE * (iw * ih) as f32 {
+            return None;
+        }
+        let place = |lo: f32, hi: f32, len: u32, max: u32| {
+            ((((lo + hi) / 2.0 - len as f32 / 2.0).round().max(0.0)) as u32).min(max - len)
+        };
+        Some(Window {
+            x: place(region[0], region[2], w, iw),
+            y: place(region[1], region[3], h, ih),
+            w,
+            h,
+            image: (iw, ih),
+        })
+    }
+
+    /// The box (window pixels) touches a window edge that lies inside the image: the face goes
+    /// on beyond the window, so the box is not the face's.
+    fn cuts(&self, b: &BoxF) -> bool {
+        let (iw, ih) = self.image;
+        (self.x > 0 && b[0] <= EDGE_PX)
+            || (self.y > 0 && b[1] <= EDGE_PX)
+            || (self.x + self.w < iw && b[2] >= self.w as f32 - EDGE_PX)
+            || (self.y + self.h < ih && b[3] >= self.h as f32 - EDGE_PX)
+    }
+}
+
+/// A stored frame to detect, with the region (display pixels) its tracked face must lie in
+/// when the track already says so.
+pub(crate) type Ask = (usize, Option<BoxF>);
+
+/// Runs the detector on stored frames of one clip, once per distinct source frame. The first
+/// frame it is asked about is searched at `det_first_long_side` (then at `det_long_side` if
+/// nothing is found); later frames at the long side that makes the first face found about
+/// `det_face_px` tall, and a frame with no face at that reduced size again at `det_long_side`.
+/// A frame asked with a region (and `det_crops` on) is first looked at in a window around the
+/// region only, cut from the frame at that same reduced size; when the window holds no whole
+/// face the frame is searched as any other.
+pub(crate) struct ClipDetector<'a> {
+    sampled: &'a Sampled,
+    cfg: &'a PrepConfig,
+    conv: &'a mut Converter,
+    /// Long side for later frames, fixed by the first face found.
+    long: Option<u32>,
+    searched_first: bool,
+    found: BTreeMap<usize, Vec<Detection>>,
+    /// Source frames whose faces came from a window.
+    windowed: BTreeSet<usize>,
+}
+
+impl<'a> ClipDetector<'a> {
+    pub(crate) fn new(sampled: &'a Sampled, cfg: &'a PrepConfig, conv: &'a mut Converter) -> Self {
+        ClipDetector {
+            sampled,
+            cfg,
+            conv,
+            long: None,
+            searched_first: false,
+            found: BTreeMap::new(),
+            windowed: BTreeSet::new(),
+        }
+    }
+
+    /// Stored frames among `positions` whose faces came from a window.
+    pub(crate) fn windowed(&self, positions: impl Iterator<Item = usize>) -> usize {
+        positions.filter(|&p| self.windowed.contains(&self.sampled.indices[p])).count()
+    }
+
+    /// Detects source frames `frames` at `long_side`: each converted straight to the detector's
+    /// input size, its boxes mapped back to display pixels.
+    fn detect(
+        &mut self,
+        frames: &[usize],
+        long_side: u32,
+        det: &mut dyn Detector,
+    ) -> anyhow::Result<Vec<Vec<Detection>>> {
+        let mut views = Vec::with_capacity(frames.len());
+        let mut back = Vec::with_capacity(frames.len());
+        for &f in frames {
+            let frame = &self.sampled.images[&f];
+            let (w, h) = frame.dimensions();
+            let (iw, ih) = centerface::input_size(w, h, long_side);
+            views.push(self.conv.rgb_scaled(frame, iw, ih, Sampling::Bilinear)?);
+            back.push((w as f32 / iw as f32, h as f32 / ih as f32));
+        }
+        let found = det.detect(&views.iter().collect::<Vec<_>>(), long_side)?;
+        Ok(found.into_iter().zip(back).map(|(d, (sx, sy))| d.into_iter().map(|x| x.scaled(sx, sy)).collect()).collect())
+    }
+
+    /// The faces of source frame `f` found in a window around `region` (display pixels) of the
+    /// frame at the clip's reduced long side, in display pixels; `None` when there is no such
+    /// size yet, the window would not be much smaller than the frame, or it holds no face that
+    /// its edges leave whole.
+    fn detect_window(
+        &mut self,
+        f: usize,
+        region: &BoxF,
+        det: &mut dyn Detector,
+    ) -> anyhow::Result<Option<Vec<Detection>>> {
+        let Some(long) = self.long else { return Ok(None) };
+        let frame = &self.sampled.images[&f];
+        let (w, h) = frame.dimensions();
+        let (iw, ih) = centerface::input_size(w, h, long);
+        let (sx, sy) = (w as f32 / iw as f32, h as f32 / ih as f32);
+        let scaled = [region[0] / sx, region[1] / sy, region[2] / sx, region[3] / sy];
+        let Some(win) = Window::around(&scaled, (iw, ih)) else { return Ok(None) };
+        let image = self.conv.rgb_scaled(frame, iw, ih, Sampling::Bilinear)?;
+        let cut: RgbImage = image::imageops::crop_imm(&image, win.x, win.y, win.w, win.h).to_image();
+        let found = det.detect(&[&cut], win.w.max(win.h))?.remove(0);
+        let whole: Vec<Detection> = found
+            .into_iter()
+            .filter(|d| !win.cuts(&d.bbox))
+            .map(|d| d.translated(win.x as f32, win.y as f32).scaled(sx, sy))
+            .collect();
+        Ok((!whole.is_empty()).then_some(whole))
+    }
+
+    /// Detects the stored frames `asks` names and records them in `dets`.
+    pub(crate) fn run(
+        &mut self,
+        asks: &[Ask],
+        dets: &mut [Option<Vec<Detection>>],
+        det: &mut dyn Detector,
+    ) -> anyhow::Result<()> {
+        let mut frames = Vec::with_capacity(asks.len());
+        for &(p, region) in asks {
+            let f = self.sampled.indices[p];
+            if self.found.contains_key(&f) {
+                continue;
+            }
+            let in_window = match region.filter(|_| self.cfg.det_crops) {
+                Some(r) => self.detect_window(f, &r, det)?,
+                None => None,
+            };
+            match in_window {
+                Some(d) => {
+                    self.windowed.insert(f);
+                    self.found.insert(f, d);
+                }
+                None => frames.push(f),
+            }
+        }
+        frames.sort_unstable();
+        frames.dedup();
+        frames.retain(|f| !self.found.contains_key(f));
+        self.search(frames, det)?;
+        for &(p, _) in asks {
+            dets[p] = Some(self.found[&self.sampled.indices[p]].clone());
+        }
+        Ok(())
+    }
+
+    /// Searches whole source frames `frames` (sorted, none found yet) and records their faces.
+    fn search(&mut self, mut frames: Vec<usize>, det: &mut dyn Detector) -> anyhow::Result<()> {
+        let cfg = self.cfg;
+        if !self.searched_first && !frames.is_empty() {
+            let first = frames.remove(0);
+            let mut d = self.detect(&[first], cfg.det_first_long_side, det)?.remove(0);
+            if d.is_empty() && cfg.det_first_long_side < cfg.det_long_side {
+                d = self.detect(&[first], cfg.det_long_side, det)?.remove(0);
+            }
+            self.searched_first = true;
+            self.note_scale(&d, first);
+            self.found.insert(first, d);
+        }
+        if frames.is_empty() {
+            return Ok(());
+        }
+        let long = self.long.unwrap_or(cfg.det_long_side);
+        let batch = self.detect(&frames, long, det)?;
+        let mut retry = Vec::new();
+        for (f, d) in frames.into_iter().zip(batch) {
+            if d.is_empty() && long < cfg.det_long_side {
+                retry.push(f);
+            }
+            self.note_scale(&d, f);
+            self.found.insert(f, d);
+        }
+        if !retry.is_empty() {
+            let again = self.detect(&retry, cfg.det_long_side, det)?;
+            for (f, d) in retry.into_iter().zip(again) {
+                self.note_scale(&d, f);
+                self.found.insert(f, d);
+            }
+        }
+        Ok(())
+    }
+
+    /// Fixes the reduced long side from the first face found in the clip.
+    fn note_scale(&mut self, d: &[Detection], frame: usize) {
+        if let (None, Some(face)) = (self.long, d.first()) {
+            let (w, h) = self.sampled.images[&frame].dimensions();
+            let cfg = self.cfg;
+            let face_h = face.bbox[3] - face.bbox[1];
+            self.long =
+                Some(adaptive_long_side(w.max(h), face_h, cfg.det_face_px, cfg.det_min_long_side, cfg.det_long_side));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn adaptive_long_side_targets_the_face_height() {
+        // A 150 px face in a 1280 px frame is 48 px tall at a 410 px long side (rounded).
+        assert_eq!(adaptive_long_side(1280, 150.0, 48, 160, 640), 410);
+        assert_eq!(adaptive_long_side(1280, 400.0, 48, 160, 640), 160, "clamped below");
+        assert_eq!(adaptive_long_side(640, 20.0, 48, 160, 640), 640, "clamped above");
+        assert_eq!(adaptive_long_side(1280, 150.0, 0, 160, 640), 640, "0 disables");
+    }
+
+    #[test]
+    fn windows_are_multiples_of_32_inside_the_image_and_only_when_small() {
+        // A 70x50 region centred at (200, 100) of a 416x224 input: a 96x64 window around it.
+        let w = Window::around(&[165.0, 75.0, 235.0, 125.0], (416, 224)).unwrap();
+        assert_eq!((w.x, w.y, w.w, w.h), (152, 68, 96, 64));
+        // Near the corner it is moved inside, not shrunk.
+        let w = Window::around(&[-30.0, -20.0, 40.0, 30.0], (416, 224)).unwrap();
+        assert_eq!((w.x, w.y, w.w, w.h), (0, 0, 96, 64));
+        // Over half the image: search the whole frame instead.
+        assert_eq!(Window::around(&[0.0, 0.0, 300.0, 200.0], (416, 224)), None);
+    }
+
+    #[test]
+    fn a_box_cut_by_an_inner_window_edge_is_not_a_face() {
+        let w = Window { x: 32, y: 0, w: 96, h: 64, image: (416, 224) };
+        assert!(w.cuts(&[0.5, 10.0, 30.0, 40.0]), "left edge lies inside the image");
+        assert!(w.cuts(&[60.0, 10.0, 95.5, 40.0]), "right edge lies inside the image");
+        assert!(w.cuts(&[20.0, 30.0, 50.0, 63.5]), "bottom edge lies inside the image");
+        assert!(!w.cuts(&[20.0, 0.0, 50.0, 30.0]), "the top edge is the image's own");
+        assert!(!w.cuts(&[20.0, 10.0, 50.0, 40.0]));
+    }
+}
