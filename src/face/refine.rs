@@ -112,6 +112,25 @@ pub(crate) fn next_frames(ev: &Evidence, rule: &RefineRule) -> Vec<usize> {
     out
 }
 
+/// The nearest detected-on frames before and after stored frame `i` in its shot.
+fn neighbours(ev: &Evidence, i: usize) -> (Option<usize>, Option<usize>) {
+    let in_shot = |j: &usize| ev.shots[*j] == ev.shots[i];
+    let before = (0..i).rev().take_while(in_shot).find(|&j| ev.dets[j].is_some());
+    let after = (i + 1..ev.shots.len()).take_while(in_shot).find(|&j| ev.dets[j].is_some());
+    (before, after)
+}
+
+/// Stored frame `i` lies between a detected-on frame of its shot that holds a face and one that
+/// holds none (or the shot's end): a face appears or vanishes there, so a search that finds
+/// nothing at the reduced size is worth repeating at full size. Between two face-free frames,
+/// or two frames with faces, it is not.
+pub(crate) fn at_a_face_edge(ev: &Evidence, i: usize) -> bool {
+    let (before, after) = neighbours(ev, i);
+    let faces = |j: Option<usize>| j.and_then(|j| ev.dets[j].as_ref()).map(|c| !c.is_empty());
+    let (b, a) = (faces(before), faces(after));
+    b != a && (b == Some(true) || a == Some(true))
+}
+
 /// Where the tracked face of stored frame `i` must be, so that the detector need not search
 /// the whole frame: the smallest box holding the track's boxes at the nearest detected-on
 /// frames before and after `i` in its shot, widened by `margin` face sizes (√area of the
@@ -120,10 +139,8 @@ pub(crate) fn next_frames(ev: &Evidence, rule: &RefineRule) -> Vec<usize> {
 /// decided by the detections of the whole shot, and a window sees only the face it is put
 /// around, so a shot with two faces is searched whole.
 pub(crate) fn look(ev: &Evidence, i: usize, margin: f32) -> Option<BoxF> {
-    let shot = ev.shots[i];
-    let in_shot = |j: &usize| ev.shots[*j] == shot;
-    let before = (0..i).rev().take_while(in_shot).find(|&j| ev.dets[j].is_some())?;
-    let after = (i + 1..ev.shots.len()).take_while(in_shot).find(|&j| ev.dets[j].is_some())?;
+    let (Some(before), Some(after)) = neighbours(ev, i) else { return None };
+    let in_shot = |j: &usize| ev.shots[*j] == ev.shots[i];
     let lone = (0..ev.shots.len()).filter(in_shot).all(|j| ev.dets[j].as_ref().is_none_or(|c| c.len() <= 1));
     if !lone || ev.track[before].is_none() || ev.track[after].is_none() {
         return None;
@@ -165,6 +182,19 @@ mod tests {
         // however still the face.
         let truth: Vec<_> = (0..16).map(|_| at(100.0, 80.0)).collect();
         assert_eq!(run(&truth, &[0; 16], 16), vec![0, 3, 7, 11, 15]);
+    }
+
+    #[test]
+    fn a_full_size_retry_is_worth_it_only_where_a_face_appears_or_vanishes() {
+        let shots = [0, 0, 0, 0, 0, 0, 0, 1, 1];
+        let dets: Vec<Option<Vec<Detection>>> =
+            vec![Some(vec![]), None, Some(at(0.0, 40.0)), None, Some(at(10.0, 40.0)), None, Some(vec![]), None, None];
+        let track = primary_track(&dets, &shots);
+        let ev = Evidence { dets: &dets, track: &track, shots: &shots };
+        let edges: Vec<usize> = (0..9).filter(|&i| dets[i].is_none() && at_a_face_edge(&ev, i)).collect();
+        // 1: nothing before it, a face after; 3: faces on both sides; 5: a face before, none
+        // after; 7 and 8: no detected-on frame of shot 1 at all.
+        assert_eq!(edges, vec![1, 5]);
     }
 
     #[test]

@@ -98,10 +98,11 @@ struct Tracking {
     windowed_frames: usize,
 }
 
-/// Finds the shots, searches the search frames, then detects between neighbouring detections
+/// Finds the shots, searches the search frames, then checks between neighbouring detections
 /// until no gap is longer than `det_every` and interpolation is safe ([`refine::next_frames`]),
-/// each such frame in a window around its tracked face where the track is clean
-/// ([`refine::look`]); links the primary face and fills the boxes.
+/// each check in a window around the tracked face where the shot's track is alone
+/// ([`refine::look`]); links the primary face and fills the boxes. A clip with too few faces
+/// has every skipped frame searched before it is called faceless.
 fn detect_and_track(
     sampled: &Sampled,
     cfg: &PrepConfig,
@@ -128,18 +129,24 @@ fn detect_and_track(
     };
     let mut detector = ClipDetector::new(sampled, cfg, conv);
     let mut dets: Vec<Option<Vec<Detection>>> = vec![None; t];
-    let mut track: Vec<Option<Detection>> = vec![None; t];
     let mut next = refine::keyframes(&shots, cfg.det_search_every);
+    let search = |i: &usize| Ask { position: *i, region: None, retry: true };
+    let mut asks: Vec<Ask> = next.iter().map(search).collect();
     loop {
         let chosen = loop {
-            let ev = Evidence { dets: &dets, track: &track, shots: &shots };
-            let asks: Vec<Ask> = next.iter().map(|&i| (i, refine::look(&ev, i, cfg.det_crop_margin))).collect();
             detector.run(&asks, &mut dets, det)?;
-            track = primary_track(&dets, &shots);
-            next = refine::next_frames(&Evidence { dets: &dets, track: &track, shots: &shots }, &rule);
+            let track = primary_track(&dets, &shots);
+            let ev = Evidence { dets: &dets, track: &track, shots: &shots };
+            next = refine::next_frames(&ev, &rule);
             if next.is_empty() {
-                break track.clone();
+                break track;
             }
+            let check = |&i: &usize| Ask {
+                position: i,
+                region: refine::look(&ev, i, cfg.det_crop_margin),
+                retry: refine::at_a_face_edge(&ev, i),
+            };
+            asks = next.iter().map(check).collect();
         };
         let tracked = fill_and_smooth(&chosen, &shots, &sampled.indices, cfg.smooth_window);
         // Too few faces for the clip to count as having one: before saying so, look at every
@@ -147,6 +154,7 @@ fn detect_and_track(
         // falls between sparse detections), so sparse detection never gives up on a clip that
         // detection on every frame would keep.
         next = (0..t).filter(|&i| dets[i].is_none()).collect();
+        asks = next.iter().map(search).collect();
         if Tally::of(&tracked).rate >= cfg.min_detection_rate || next.is_empty() {
             let ran = || (0..t).filter(|&i| dets[i].is_some());
             let (detector_frames, windowed_frames) = (ran().count(), detector.windowed(ran()));

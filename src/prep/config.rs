@@ -127,7 +127,7 @@ impl Default for PrepConfig {
             det_search_every: 16,
             det_every: 4,
             det_crops: true,
-            det_crop_margin: 1.0,
+            det_crop_margin: 0.5,
             refine_shift: 0.25,
             refine_scale: 1.25,
             refine_check_iou: 0.7,

@@ -72,17 +72,23 @@ impl Window {
     }
 }
 
-/// A stored frame to detect, with the region (display pixels) its tracked face must lie in
-/// when the track already says so.
-pub(crate) type Ask = (usize, Option<BoxF>);
+/// A stored frame to detect: where its tracked face must lie (display pixels) when the track
+/// already says so, and whether a frame with no face at the reduced size is searched again at
+/// `det_long_side`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Ask {
+    pub position: usize,
+    pub region: Option<BoxF>,
+    pub retry: bool,
+}
 
 /// Runs the detector on stored frames of one clip, once per distinct source frame. The first
 /// frame it is asked about is searched at `det_first_long_side` (then at `det_long_side` if
 /// nothing is found); later frames at the long side that makes the first face found about
-/// `det_face_px` tall, and a frame with no face at that reduced size again at `det_long_side`.
-/// A frame asked with a region (and `det_crops` on) is first looked at in a window around the
-/// region only, cut from the frame at that same reduced size; when the window holds no whole
-/// face the frame is searched as any other.
+/// `det_face_px` tall, and, where the ask says so, a frame with no face at that reduced size
+/// again at `det_long_side`. A frame asked with a region (and `det_crops` on) is first looked
+/// at in a window around the region only, cut from the frame at that same reduced size; when
+/// the window holds no whole face the whole frame is looked at.
 pub(crate) struct ClipDetector<'a> {
     sampled: &'a Sampled,
     cfg: &'a PrepConfig,
@@ -170,8 +176,8 @@ impl<'a> ClipDetector<'a> {
         det: &mut dyn Detector,
     ) -> anyhow::Result<()> {
         let mut frames = Vec::with_capacity(asks.len());
-        for &(p, region) in asks {
-            let f = self.sampled.indices[p];
+        for &Ask { position, region, .. } in asks {
+            let f = self.sampled.indices[position];
             if self.found.contains_key(&f) {
                 continue;
             }
@@ -190,15 +196,18 @@ impl<'a> ClipDetector<'a> {
         frames.sort_unstable();
         frames.dedup();
         frames.retain(|f| !self.found.contains_key(f));
-        self.search(frames, det)?;
-        for &(p, _) in asks {
-            dets[p] = Some(self.found[&self.sampled.indices[p]].clone());
+        let retry: BTreeSet<usize> =
+            asks.iter().filter(|a| a.retry).map(|a| self.sampled.indices[a.position]).collect();
+        self.whole(frames, &retry, det)?;
+        for a in asks {
+            dets[a.position] = Some(self.found[&self.sampled.indices[a.position]].clone());
         }
         Ok(())
     }
 
-    /// Searches whole source frames `frames` (sorted, none found yet) and records their faces.
-    fn search(&mut self, mut frames: Vec<usize>, det: &mut dyn Detector) -> anyhow::Result<()> {
+    /// Detects whole source frames `frames` (sorted, none found yet) and records their faces;
+    /// those in `retry` found empty at the reduced size are searched again at `det_long_side`.
+    fn whole(&mut self, mut frames: Vec<usize>, retry: &BTreeSet<usize>, det: &mut dyn Detector) -> anyhow::Result<()> {
         let cfg = self.cfg;
         if !self.searched_first && !frames.is_empty() {
             let first = frames.remove(0);
@@ -215,17 +224,17 @@ impl<'a> ClipDetector<'a> {
         }
         let long = self.long.unwrap_or(cfg.det_long_side);
         let batch = self.detect(&frames, long, det)?;
-        let mut retry = Vec::new();
+        let mut again = Vec::new();
         for (f, d) in frames.into_iter().zip(batch) {
-            if d.is_empty() && long < cfg.det_long_side {
-                retry.push(f);
+            if d.is_empty() && long < cfg.det_long_side && retry.contains(&f) {
+                again.push(f);
             }
             self.note_scale(&d, f);
             self.found.insert(f, d);
         }
-        if !retry.is_empty() {
-            let again = self.detect(&retry, cfg.det_long_side, det)?;
-            for (f, d) in retry.into_iter().zip(again) {
+        if !again.is_empty() {
+            let found = self.detect(&again, cfg.det_long_side, det)?;
+            for (f, d) in again.into_iter().zip(found) {
                 self.note_scale(&d, f);
                 self.found.insert(f, d);
             }
