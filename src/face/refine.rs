@@ -32,7 +32,7 @@ pub(crate) struct RefineRule {
 
 /// The first stored frames to detect (searched whole): every `every`-th frame, and the first and
 /// last frame of every shot, sorted.
-pub(crate) fn keyframes(shots: &[usize], every: usize) -> Vec<usize> {
+pub(crate) fn search_frames(shots: &[usize], every: usize) -> Vec<usize> {
     let mut p: Vec<usize> = (0..shots.len()).step_by(every.max(1)).collect();
     for (start, end) in shot_ranges(shots) {
         p.extend([start, end - 1]);
@@ -162,7 +162,7 @@ mod tests {
     /// `every`-th frame first; returns the frames detected, in order.
     fn run(truth: &[Vec<Detection>], shots: &[usize], every: usize) -> Vec<usize> {
         let mut dets: Vec<Option<Vec<Detection>>> = vec![None; truth.len()];
-        let mut next = keyframes(shots, every);
+        let mut next = search_frames(shots, every);
         let mut ran = Vec::new();
         while !next.is_empty() {
             for &i in &next {
@@ -174,14 +174,6 @@ mod tests {
         }
         ran.sort_unstable();
         ran
-    }
-
-    #[test]
-    fn sparse_search_frames_are_filled_in_to_the_largest_gap() {
-        // Searched at 0 and 15 only: the 15-frame gap is halved until no gap exceeds 4 frames,
-        // however still the face.
-        let truth: Vec<_> = (0..16).map(|_| at(100.0, 80.0)).collect();
-        assert_eq!(run(&truth, &[0; 16], 16), vec![0, 3, 7, 11, 15]);
     }
 
     #[test]
@@ -224,16 +216,19 @@ mod tests {
     }
 
     #[test]
-    fn keyframes_include_every_shot_end() {
-        assert_eq!(keyframes(&[0; 16], 4), vec![0, 4, 8, 12, 15]);
-        assert_eq!(keyframes(&[0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1], 4), vec![0, 4, 5, 6, 8, 12, 15]);
-        assert_eq!(keyframes(&[0], 4), vec![0]);
+    fn search_frames_include_every_shot_end() {
+        assert_eq!(search_frames(&[0; 16], 4), vec![0, 4, 8, 12, 15]);
+        assert_eq!(search_frames(&[0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1], 4), vec![0, 4, 5, 6, 8, 12, 15]);
+        assert_eq!(search_frames(&[0], 4), vec![0]);
     }
 
     #[test]
     fn a_still_face_needs_only_keyframes() {
         let truth: Vec<_> = (0..16).map(|_| at(100.0, 80.0)).collect();
         assert_eq!(run(&truth, &[0; 16], 4), vec![0, 4, 8, 12, 15]);
+        // Searched at 0 and 15 only: the 15-frame gap is halved until no gap exceeds 4 frames,
+        // however still the face.
+        assert_eq!(run(&truth, &[0; 16], 16), vec![0, 3, 7, 11, 15]);
     }
 
     #[test]

@@ -129,7 +129,7 @@ fn detect_and_track(
     };
     let mut detector = ClipDetector::new(sampled, cfg, conv);
     let mut dets: Vec<Option<Vec<Detection>>> = vec![None; t];
-    let mut next = refine::keyframes(&shots, cfg.det_search_every);
+    let mut next = refine::search_frames(&shots, cfg.det_search_every);
     let search = |i: &usize| Ask { position: *i, region: None, retry: true };
     let mut asks: Vec<Ask> = next.iter().map(search).collect();
     loop {

@@ -1,7 +1,7 @@
 //! The detector's side of one clip: runs CenterFace on the stored frames the sparse-detection
 //! rule asks for, once per source frame, at a long side fitted to the clip's face; a frame
-//! whose face the track already places is looked at only in a window around that place
-//! (docs/prep.md "Face detection").
+//! whose face the track already places is first looked at in a window around that place
+//! (docs/prep.md "Detection that checks itself").
 
 use std::collections::{BTreeMap, BTreeSet};
 
