@@ -2,8 +2,9 @@
 //! interpolating the rest is safe, and where in them. Search frames first (every k-th stored
 //! frame and both ends of every shot, searched whole); then, wherever two neighbouring
 //! detected-on frames of a shot are too far apart or disagree, the frame halfway between them,
-//! again and again until every gap is short and safe or closed. A frame between two clean
-//! detections of the track need only be looked at around them ([`look`]).
+//! again and again until every gap is short and safe or closed. A frame between two detections
+//! of the track, in a shot where no detection saw a second face, is first looked at around
+//! them only ([`look`]).
 
 use super::track::{lerp_box, shift, shot_ranges, size, size_ratio};
 use super::{iou, Detection};

@@ -1,7 +1,7 @@
-//! One clip through the pipeline: decode the frames it stores, find its shots, detect faces on
-//! keyframes and wherever they disagree, track the primary face, crop it (or take the dataset's
-//! own face crops, `face_crops = "dataset"`), fit and mask the scene. Pure per-clip work, run
-//! by many workers at once.
+//! One clip through the pipeline: decode the frames it stores, find its shots, search faces on
+//! search frames and check between detections until no gap is long or unsafe, track the
+//! primary face, crop it (or take the dataset's own face crops, `face_crops = "dataset"`), fit
+//! and mask the scene, encode the frames. Pure per-clip work, run by many workers at once.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -20,7 +20,7 @@ use crate::face_source::FaceSource;
 use crate::geometry::{self, centre_box, crop_resize, fit_scene, mask_face, square_box};
 use crate::manifest::ClipRow;
 use crate::sampling;
-use crate::shard::{ClipTensors, FaceCrops, FrameSink, StoredPixels, Stream};
+use crate::shard::{ClipTensors, EncodeError, Encoding, FaceCrops, FrameSink, StoredPixels, Stream};
 use crate::video::decode::{self, Converter, Sampled, Sampling};
 
 /// What happened to one manifest row.
@@ -245,35 +245,38 @@ pub(crate) fn process(
     inputs: &Inputs,
     cfg: &PrepConfig,
     det: &mut dyn Detector,
-) -> ClipResult {
+) -> anyhow::Result<ClipResult> {
     if !row.status.is_ok() {
         let msg = row.error.clone().unwrap_or_else(|| format!("manifest status {}", row.status));
-        return ClipResult::failed(row, index, row.status, msg);
+        return Ok(ClipResult::failed(row, index, row.status, msg));
     }
     let outcome = match cfg.face_crops {
         FaceCrops::Detect => detected_crops(row, inputs, cfg, det),
         FaceCrops::Dataset => dataset_crops(row, inputs, cfg, det),
     };
     match outcome {
-        Ok(done) => done.into_result(row, index),
+        Ok(done) => Ok(done.into_result(row, index)),
+        Err(f) if f.fatal => anyhow::bail!("clip {}: {}", row.clip_id, f.message),
         Err(f) => {
             let mut r = ClipResult::failed(row, index, f.status, f.message);
             r.decode_ms = f.decode_ms;
-            r
+            Ok(r)
         }
     }
 }
 
-/// Why a clip could not be prepared, and the decoding time spent on it.
+/// Why a clip could not be prepared, and the decoding time spent on it; `fatal` when the fault
+/// is the run's, not the clip's (a frame the JPEG encoder refused): prep stops.
 struct Failure {
     status: ClipStatus,
     message: String,
     decode_ms: f64,
+    fatal: bool,
 }
 
 impl From<(ClipStatus, String)> for Failure {
     fn from((status, message): (ClipStatus, String)) -> Failure {
-        Failure { status, message, decode_ms: 0.0 }
+        Failure { status, message, decode_ms: 0.0, fatal: false }
     }
 }
 
@@ -384,6 +387,7 @@ fn rendered(
         status: ClipStatus::DecodeError,
         message: format!("{e:#}"),
         decode_ms: times[0],
+        fatal: e.is::<EncodeError>(),
     })?;
     let (status, error) = outcome;
     let (decode_ms, detect_ms, crop_ms) = (times[0], times[1], ms(started));
@@ -462,9 +466,11 @@ fn render(st: &Stored, cfg: &PrepConfig, conv: &mut Converter) -> anyhow::Result
         Faces::Dataset(d) => d,
     };
     let lost = TrackedFrame { bbox: None, score: 0.0, landmarks: [[0.0; 2]; 5], source: FaceSource::None };
+    let jpeg = cfg.encoding == Encoding::Jpeg;
     let mut out = ClipTensors {
-        face: Vec::new(),
-        scene: Vec::new(),
+        // Raw frames only: JPEG frames go to the sink one by one.
+        face: Vec::with_capacity(if jpeg { 0 } else { m * (s * s * 3) as usize }),
+        scene: Vec::with_capacity(if jpeg { 0 } else { m * (s2 * s2 * 3) as usize }),
         clip_frames: numbering.count,
         frame_index: numbering.indices.iter().map(|&i| i as i32).collect(),
         scene_frame: Vec::with_capacity(m),
@@ -479,8 +485,8 @@ fn render(st: &Stored, cfg: &PrepConfig, conv: &mut Converter) -> anyhow::Result
         frame_size: [0, 0],
     };
     let mut sink = FrameSink::new(cfg.pixel_format());
-    // The scene fit of a frame does not depend on the box: a frame stored twice in a row (a
-    // short clip) is fitted once.
+    // The scene fit of a frame does not depend on the box: a frame stored twice in a row (with
+    // dataset crops, a video shorter than its crop folder) is fitted once.
     let mut fitted: Option<(usize, RgbImage, geometry::SceneTransform)> = None;
     for p in 0..m {
         let tf = st.tracked.map_or(&lost, |t| &t[p]);

@@ -69,9 +69,9 @@ pub(crate) struct PrepConfig {
     /// always runs again, halfway; it also runs between any two whose detections disagree (see
     /// the `refine_*` settings). 1 detects every stored frame.
     pub det_every: usize,
-    /// A frame detected between two detections of the tracked face with no other face near it
-    /// is looked at only in a window around the two (the whole frame is searched when the
-    /// window holds no whole face). false: every detection searches the whole frame.
+    /// A frame detected between two detections of the tracked face, in a shot where no
+    /// detection saw a second face, is first looked at in a window around the two (the whole
+    /// frame when the window holds no whole face). false: every detection sees the whole frame.
     pub det_crops: bool,
     /// That window: the two boxes' union widened by this many face sizes (√area) each side.
     pub det_crop_margin: f32,

@@ -186,9 +186,9 @@ pub(super) fn work(ctx: &Context, shared: &Shared, tx: &Sender<Done>) {
     }
 }
 
-/// Processes manifest row `r`, encodes its pixels and exports its frames. `None` when the
-/// encoding failed (recorded in `shared`); a failed export is recorded too, but the clip is
-/// still sent.
+/// Processes manifest row `r` and exports its frames. `None` when the run must stop (a frame
+/// the JPEG encoder refused; recorded in `shared`); a failed export is recorded too, but the
+/// clip is still sent.
 fn process(
     ctx: &Context,
     shared: &Shared,
@@ -200,7 +200,7 @@ fn process(
     let row = &ctx.manifest.rows[r];
     let frame_bytes = clip::frame_bytes(row, cfg);
     let lease = shared.frames.take(frame_bytes);
-    let mut res = clip::process(row, r, &inputs, cfg, det);
+    let res = clip::process(row, r, &inputs, cfg, det);
     // The clip's decoded frames are gone: what remains is its crops at the output sizes. The
     // thread's allocator keeps their pages for the next clip, at most about a worker's share of
     // the budget; a larger clip's go back, which costs the next clip its page faults.
@@ -208,6 +208,13 @@ fn process(
     if frame_bytes > shared.trim_above {
         return_freed_memory();
     }
+    let mut res = match res {
+        Ok(res) => res,
+        Err(e) => {
+            shared.fail(e);
+            return None;
+        }
+    };
     // JPEG frames were encoded as the worker made them (crop time), not on the writer thread.
     let stored = res.pixels.take();
     if let (Some(dir), Some(t), Some(stored)) = (ctx.export_frames, &res.tensors, &stored) {

@@ -89,6 +89,18 @@ pub(crate) enum StoredPixels {
     Jpeg { face: JpegFrames, scene: JpegFrames },
 }
 
+/// A frame the JPEG encoder refused: a fault of the run, not of the clip (prep stops).
+#[derive(Debug)]
+pub(crate) struct EncodeError(pub String);
+
+impl std::fmt::Display for EncodeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "JPEG encoding failed: {}", self.0)
+    }
+}
+
+impl std::error::Error for EncodeError {}
+
 /// Gathers a clip's frames one at a time in a shard's pixel format: raw frames appended to the
 /// clip's arrays, JPEG frames encoded as they come, so a worker never holds a clip's raw frames
 /// when the shard stores JPEG (about 19 MB a clip of 64 frames at 224 px, both streams).
@@ -108,10 +120,16 @@ impl FrameSink {
 
     /// Takes one `side` × `side` RGB frame of `stream`: encoded, or appended to `raw` (the
     /// stream's array in the clip's tensors).
-    pub(crate) fn push(&mut self, stream: Stream, frame: &[u8], side: u32, raw: &mut Vec<u8>) -> Result<()> {
+    pub(crate) fn push(
+        &mut self,
+        stream: Stream,
+        frame: &[u8],
+        side: u32,
+        raw: &mut Vec<u8>,
+    ) -> std::result::Result<(), EncodeError> {
         match self.jpeg_quality {
             Some(q) => {
-                let encoded = jpeg::encode(frame, side, q)?;
+                let encoded = jpeg::encode(frame, side, q).map_err(|e| EncodeError(format!("{e:#}")))?;
                 match stream {
                     Stream::Face => self.face.push(encoded),
                     Stream::Scene => self.scene.push(encoded),
@@ -226,7 +244,7 @@ pub(crate) struct ShardRow<'a> {
     pub label: usize,
     pub manifest_row: usize,
     pub tensors: &'a ClipTensors,
-    /// The frames encoded for this shard's pixel format (`encode_pixels`).
+    /// The frames encoded for this shard's pixel format ([`FrameSink`]).
     pub stored: &'a StoredPixels,
 }
 
