@@ -139,7 +139,7 @@ pub(crate) fn at_a_face_edge(ev: &Evidence, i: usize) -> bool {
 /// detected-on frame of the shot holds another face: which face is the primary one is
 /// decided by the detections of the whole shot, and a window sees only the face it is put
 /// around, so a shot with two faces is searched whole.
-pub(crate) fn look(ev: &Evidence, i: usize, margin: f32) -> Option<BoxF> {
+pub(crate) fn look(ev: &Evidence, i: usize, margin: f32) -> Option<Look> {
     let (Some(before), Some(after)) = neighbours(ev, i) else { return None };
     let in_shot = |j: &usize| ev.shots[*j] == ev.shots[i];
     let lone = (0..ev.shots.len()).filter(in_shot).all(|j| ev.dets[j].as_ref().is_none_or(|c| c.len() <= 1));
@@ -148,7 +148,16 @@ pub(crate) fn look(ev: &Evidence, i: usize, margin: f32) -> Option<BoxF> {
     }
     let (a, b) = (&ev.track[before].as_ref()?.bbox, &ev.track[after].as_ref()?.bbox);
     let pad = margin * size(a).max(size(b));
-    Some([a[0].min(b[0]) - pad, a[1].min(b[1]) - pad, a[2].max(b[2]) + pad, a[3].max(b[3]) + pad])
+    let region = [a[0].min(b[0]) - pad, a[1].min(b[1]) - pad, a[2].max(b[2]) + pad, a[3].max(b[3]) + pad];
+    Some(Look { region, face: lerp_box(a, b, (i - before) as f32 / (after - before) as f32) })
+}
+
+/// Where to look for a frame's tracked face: the region that must hold it, and the box the
+/// track predicts (on the line between its two neighbouring detections).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Look {
+    pub region: BoxF,
+    pub face: BoxF,
 }
 
 #[cfg(test)]
@@ -198,8 +207,10 @@ mod tests {
         let track = primary_track(&dets, &shots);
         let ev = Evidence { dets: &dets, track: &track, shots: &shots };
         // Union of [100,0,140,40] and [140,0,180,40], widened by one face size (40 px).
-        assert_eq!(look(&ev, 1, 1.0), Some([60.0, -40.0, 220.0, 80.0]));
-        assert_eq!(look(&ev, 2, 0.5), Some([80.0, -20.0, 200.0, 60.0]));
+        let at1 = look(&ev, 1, 1.0).unwrap();
+        assert_eq!(at1.region, [60.0, -40.0, 220.0, 80.0]);
+        assert!((at1.face[0] - 100.0 - 40.0 / 3.0).abs() < 1e-4, "a third of the way: {:?}", at1.face);
+        assert_eq!(look(&ev, 2, 0.5).unwrap().region, [80.0, -20.0, 200.0, 60.0]);
         assert_eq!(look(&ev, 4, 1.0), None, "no detected-on frame after it in its shot");
         // A second face anywhere in the shot, however far: search the whole frame.
         dets[3].as_mut().unwrap().push(det([900.0, 0.0, 940.0, 40.0], 0.8));

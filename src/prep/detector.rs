@@ -8,6 +8,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use image::RgbImage;
 
 use super::config::PrepConfig;
+use crate::face::refine::Look;
+use crate::face::track::{size_ratio, MAX_LINK_SIZE_RATIO};
 use crate::face::{centerface, Detection, Detector};
 use crate::geometry::BoxF;
 use crate::video::decode::{Converter, Sampled, Sampling};
@@ -78,7 +80,7 @@ impl Window {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct Ask {
     pub position: usize,
-    pub region: Option<BoxF>,
+    pub region: Option<Look>,
     pub retry: bool,
 }
 
@@ -88,7 +90,7 @@ pub(crate) struct Ask {
 /// `det_face_px` tall, and, where the ask says so, a frame with no face at that reduced size
 /// again at `det_long_side`. A frame asked with a region (and `det_crops` on) is first looked
 /// at in a window around the region only, cut from the frame at that same reduced size; when
-/// the window holds no whole face the whole frame is looked at.
+/// the window holds no whole face of the tracked face's size the whole frame is looked at.
 pub(crate) struct ClipDetector<'a> {
     sampled: &'a Sampled,
     cfg: &'a PrepConfig,
@@ -140,16 +142,17 @@ impl<'a> ClipDetector<'a> {
         Ok(found.into_iter().zip(back).map(|(d, (sx, sy))| d.into_iter().map(|x| x.scaled(sx, sy)).collect()).collect())
     }
 
-    /// The faces of source frame `f` found in a window around `region` (display pixels) of the
-    /// frame at the clip's reduced long side, in display pixels; `None` when there is no such
+    /// The faces of source frame `f` found in a window around `look.region` (display pixels) of
+    /// the frame at the clip's reduced long side, in display pixels; `None` when there is no such
     /// size yet, the window would not be much smaller than the frame, or it holds no face that
-    /// its edges leave whole.
+    /// its edges leave whole and the track could link (size within 2× of `look.face`).
     fn detect_window(
         &mut self,
         f: usize,
-        region: &BoxF,
+        look: &Look,
         det: &mut dyn Detector,
     ) -> anyhow::Result<Option<Vec<Detection>>> {
+        let region = &look.region;
         let Some(long) = self.long else { return Ok(None) };
         let frame = &self.sampled.images[&f];
         let (w, h) = frame.dimensions();
@@ -165,7 +168,10 @@ impl<'a> ClipDetector<'a> {
             .filter(|d| !win.cuts(&d.bbox))
             .map(|d| d.translated(win.x as f32, win.y as f32).scaled(sx, sy))
             .collect();
-        Ok((!whole.is_empty()).then_some(whole))
+        // A face the track could not link (more than 2× larger or smaller than predicted) is not
+        // the tracked one: the whole frame is looked at instead.
+        let tracked = whole.iter().any(|d| size_ratio(&d.bbox, &look.face) <= MAX_LINK_SIZE_RATIO);
+        Ok(tracked.then_some(whole))
     }
 
     /// Detects the stored frames `asks` names and records them in `dets`.
