@@ -102,7 +102,7 @@ struct Tracking {
 /// until no gap is longer than `det_every` and interpolation is safe ([`refine::next_frames`]),
 /// each check in a window around the tracked face where the shot's track is alone
 /// ([`refine::look`]); links the primary face and fills the boxes. A clip with too few faces
-/// has every skipped frame searched before it is called faceless.
+/// has every skipped frame searched at the reduced size before it is called faceless.
 fn detect_and_track(
     sampled: &Sampled,
     cfg: &PrepConfig,
@@ -151,10 +151,12 @@ fn detect_and_track(
         let tracked = fill_and_smooth(&chosen, &shots, &sampled.indices, cfg.smooth_window);
         // Too few faces for the clip to count as having one: before saying so, look at every
         // stored frame the detector skipped (a face it finds only now and then, in the dark say,
-        // falls between sparse detections), so sparse detection never gives up on a clip that
-        // detection on every frame would keep.
+        // falls between sparse detections), so sparse detection does not give up on a clip that
+        // detection on every frame would keep. At the reduced size only: a face too small for it
+        // was looked for at `det_long_side` on the shot's search frames, and could not continue
+        // a track of the face that set the size (more than 2x smaller).
         next = (0..t).filter(|&i| dets[i].is_none()).collect();
-        asks = next.iter().map(search).collect();
+        asks = next.iter().map(|&i| Ask { position: i, region: None, retry: false }).collect();
         if Tally::of(&tracked).rate >= cfg.min_detection_rate || next.is_empty() {
             let ran = || (0..t).filter(|&i| dets[i].is_some());
             let (detector_frames, windowed_frames) = (ran().count(), detector.windowed(ran()));
@@ -531,4 +533,61 @@ fn render(st: &Stored, cfg: &PrepConfig, conv: &mut Converter) -> anyhow::Result
         out.landmarks.push(tf.landmarks);
     }
     Ok((out, sink.finish()))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::face::det;
+    use crate::video::decode::Frame;
+
+    /// Finds a face a quarter of the image tall in frames 0-4 only (each frame's top-left block
+    /// holds its number) and records the long sides it ran at per frame.
+    struct Recorder(BTreeMap<u8, Vec<u32>>);
+
+    impl Detector for Recorder {
+        fn detect(&mut self, frames: &[&RgbImage], long_side: u32) -> anyhow::Result<Vec<Vec<Detection>>> {
+            Ok(frames
+                .iter()
+                .map(|f| {
+                    let n = f.get_pixel(0, 0)[0];
+                    self.0.entry(n).or_default().push(long_side);
+                    let h = f.height() as f32 / 4.0;
+                    if n < 5 {
+                        vec![det([10.0, 10.0, 10.0 + h, 10.0 + h], 0.9)]
+                    } else {
+                        vec![]
+                    }
+                })
+                .collect())
+        }
+    }
+
+    #[test]
+    fn a_clip_with_too_few_faces_has_its_skipped_frames_searched_at_the_reduced_size() {
+        let frame = |n: u8| {
+            let img = RgbImage::from_fn(640, 360, |x, y| image::Rgb(if x < 64 && y < 64 { [n; 3] } else { [128; 3] }));
+            (n as usize, Frame::Image(img))
+        };
+        let sampled = Sampled { count: 20, indices: (0..20).collect(), images: (0..20).map(frame).collect() };
+        let cfg = PrepConfig::default();
+        let mut rec = Recorder(BTreeMap::new());
+        let tracking = detect_and_track(&sampled, &cfg, &mut rec, &mut Converter::default()).unwrap();
+        assert_eq!(tracking.shots, vec![0; 20], "one shot");
+        assert_eq!(tracking.detector_frames, 20, "a face in 5 of 20 frames: every frame is searched");
+        // The first face (90 px of 360) makes the reduced long side 640 × 64 / 90 = 455. The
+        // search frames (16 and 19, the shot's end) and the checks where the face vanishes (8,
+        // then 6 and 5; 4 finds the face, 12 lies between two empty frames) that find nothing
+        // there are searched again at det_long_side; the frames searched only because the clip
+        // has too few faces are not.
+        let reduced = 455;
+        for n in [5, 6, 8, 16, 19] {
+            assert_eq!(rec.0[&n], vec![reduced, cfg.det_long_side], "frame {n}");
+        }
+        for n in [1, 2, 3, 4, 7, 9, 10, 11, 12, 13, 14, 15, 17, 18] {
+            assert_eq!(rec.0[&n], vec![reduced], "frame {n}");
+        }
+    }
 }
