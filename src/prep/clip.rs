@@ -154,7 +154,9 @@ fn detect_and_track(
         // falls between sparse detections), so sparse detection does not give up on a clip that
         // detection on every frame would keep. At the reduced size only: a face too small for it
         // was looked for at `det_long_side` on the shot's search frames, and could not continue
-        // a track of the face that set the size (more than 2x smaller).
+        // a track of the face that set the size (more than 2x smaller). A face the reduced size
+        // misses for another reason (dark, blurred) and `det_long_side` would find is not
+        // looked for again here (docs/prep.md "No face").
         next = (0..t).filter(|&i| dets[i].is_none()).collect();
         asks = next.iter().map(|&i| Ask { position: i, region: None, retry: false }).collect();
         if Tally::of(&tracked).rate >= cfg.min_detection_rate || next.is_empty() {
