@@ -45,10 +45,11 @@ fn environment() -> Result<&'static Environment> {
 /// Registers one CPU memory arena with the environment; every session allocates its tensors
 /// from it (`session.use_env_allocators`). With an allocator per session, each worker's tensors
 /// stayed in its thread's glibc arena after the run, so every worker kept the largest run it had
-/// made (about 50 MB for a 640-pixel input, whose largest activation is 21.6 MB): 8 workers held
-/// about 400 MB that no run was using. Shared, the arena holds what the runs in flight need at
-/// once. It grows by what is asked (`arena_extend_strategy` 1), not to the next power of two,
-/// and keeps its memory for the process's life.
+/// made (tens of MB at a 640-pixel input, whose largest activation is 21.6 MB); shared, the arena
+/// holds what the runs in flight need at once, and 8 workers peak 124–236 MB lower on the prep
+/// benchmark's sets (docs/benchmarks.md "Prep memory"). It grows by what is asked
+/// (`arena_extend_strategy` 1), not to the next power of two, and keeps its memory for the
+/// process's life.
 #[allow(unsafe_code)]
 fn share_cpu_arena(env: &Environment) -> Result<()> {
     let info = MemoryInfo::new(AllocationDevice::CPU, 0, AllocatorType::Arena, MemoryType::Default)
