@@ -1,0 +1,149 @@
+"""A cheaper detector, measured before it is built: CenterFace quantized to int8 against the
+float model dfer runs, on the prep benchmark's footage (a benchmark, not a test).
+
+The float model is patched as dfer patches it (bench/python_prep.py's patched_model) and
+converted to opset 13 (per-channel quantization needs it); onnxruntime's static quantization
+(QDQ, int8 weights per channel, uint8 activations, MinMax calibration) calibrates on one frame
+of every clip of the sets given, at the long sides 352 and 640 in turn. Both models then run on
+two other frames of every clip (one thread, as a prep worker runs): the time per run at each
+long side, and whether the int8 model finds the float model's best face (score x sqrt(area),
+as bench/python_prep.py picks it) within IoU 0.5.
+
+Usage: python bench/detector_int8.py --model ~/.cache/dfer/centerface.onnx --bench-out BENCH_OUT
+       [--sets slow,fast,moving,film] [--work DIR]
+BENCH_OUT is what bench/prep_bench.sh wrote (its venv has every package this needs).
+"""
+
+import argparse
+import glob
+import os
+import random
+import time
+
+import cv2
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import version_converter
+from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+from python_prep import patched_model
+
+THRESH = 0.4
+LONG_SIDES = (352, 640)
+
+
+def frames(bench_out, sets, per_clip, offset):
+    """`per_clip` RGB frames of every clip of `sets`, evenly spaced from frame `offset`."""
+    out = []
+    for s in sets:
+        for video in sorted(glob.glob(os.path.join(bench_out, s, "data-*", "Clip", "original", "*.mp4"))):
+            cap = cv2.VideoCapture(video)
+            n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+            for k in range(per_clip):
+                cap.set(cv2.CAP_PROP_POS_FRAMES, (offset + k * n // per_clip) % n)
+                ok, bgr = cap.read()
+                if ok:
+                    out.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+    return out
+
+
+def tensor(rgb, long_side):
+    h, w = rgb.shape[:2]
+    s = long_side / max(w, h)
+    iw, ih = max(32, round(w * s / 32) * 32), max(32, round(h * s / 32) * 32)
+    return cv2.resize(rgb, (iw, ih), interpolation=cv2.INTER_LINEAR).transpose(2, 0, 1)[None].astype(np.float32)
+
+
+class Calibration(CalibrationDataReader):
+    def __init__(self, images):
+        sides = [LONG_SIDES[i % len(LONG_SIDES)] for i in range(len(images))]
+        self.feed = iter([{"input.1": tensor(f, s)} for f, s in zip(images, sides)])
+
+    def get_next(self):
+        return next(self.feed, None)
+
+
+def session(path):
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    so.inter_op_num_threads = 1
+    so.log_severity_level = 3
+    return ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+
+
+def best_face(sess, rgb, long_side):
+    heat, scale, off, _ = sess.run(["537", "538", "539", "540"], {"input.1": tensor(rgb, long_side)})
+    best, best_weight = None, -1.0
+    for i, j in zip(*np.where(heat[0, 0] > THRESH)):
+        bh, bw = np.exp(scale[0, 0, i, j]) * 4, np.exp(scale[0, 1, i, j]) * 4
+        x1 = (j + off[0, 1, i, j] + 0.5) * 4 - bw / 2
+        y1 = (i + off[0, 0, i, j] + 0.5) * 4 - bh / 2
+        weight = heat[0, 0, i, j] * np.sqrt(bw * bh)
+        if weight > best_weight:
+            best_weight, best = weight, (x1, y1, x1 + bw, y1 + bh)
+    return best
+
+
+def iou(a, b):
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - ix * iy
+    return ix * iy / union if union > 0 else 0.0
+
+
+def ms_per_run(sess, x, runs=20):
+    for _ in range(3):
+        sess.run(None, {"input.1": x})
+    t = time.perf_counter()
+    for _ in range(runs):
+        sess.run(None, {"input.1": x})
+    return (time.perf_counter() - t) / runs * 1e3
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--bench-out", required=True)
+    ap.add_argument("--sets", default="slow,fast,moving,film")
+    ap.add_argument("--work", default=None, help="where the two models are written (default BENCH_OUT/int8)")
+    a = ap.parse_args()
+    sets = a.sets.split(",")
+    work = a.work or os.path.join(a.bench_out, "int8")
+    os.makedirs(work, exist_ok=True)
+    fp32, int8 = os.path.join(work, "fp32.onnx"), os.path.join(work, "int8.onnx")
+    model = version_converter.convert_version(onnx.load_from_string(patched_model(a.model)), 13)
+    onnx.save(model, fp32)
+    calib = frames(a.bench_out, sets, 1, 5)
+    random.Random(0).shuffle(calib)
+    quantize_static(fp32, int8, Calibration(calib), quant_format=QuantFormat.QDQ, per_channel=True,
+                    weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8,
+                    calibrate_method=CalibrationMethod.MinMax)
+    f, q = session(fp32), session(int8)
+    test = frames(a.bench_out, sets, 2, 17)
+    print(f"{len(calib)} calibration frames, {len(test)} test frames ({','.join(sets)}), one thread")
+    print("| long side | input | float ms/run | int8 ms/run | frames with a float face | int8 face within IoU 0.5 | int8 finds none | int8 face where float has none | median IoU |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for long_side in LONG_SIDES:
+        x = tensor(test[0], long_side)
+        t_f, t_q = ms_per_run(f, x), ms_per_run(q, x)
+        faces = within = missed = extra = 0
+        ious = []
+        for img in test:
+            bf, bq = best_face(f, img, long_side), best_face(q, img, long_side)
+            if bf is None:
+                extra += bq is not None
+                continue
+            faces += 1
+            if bq is None:
+                missed += 1
+                continue
+            v = iou(bf, bq)
+            ious.append(v)
+            within += v >= 0.5
+        print(f"| {long_side} | {x.shape[3]}x{x.shape[2]} | {t_f:.1f} | {t_q:.1f} | {faces} | {within} | {missed} | {extra} | "
+              f"{np.median(ious):.3f} |")
+
+
+if __name__ == "__main__":
+    main()
