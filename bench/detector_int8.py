@@ -7,10 +7,12 @@ converted to opset 13 (per-channel quantization needs it); onnxruntime's static 
 of every clip of the sets given, at the long sides 352 and 640 in turn. Both models then run on
 two other frames of every clip (one thread, as a prep worker runs): the time per run at each
 long side, and whether the int8 model finds the float model's best face (score x sqrt(area),
-as bench/python_prep.py picks it) within IoU 0.5.
+as bench/python_prep.py picks it; the float model at score threshold 0.4, dfer's default, the
+int8 one at each of --int8-thresholds) within IoU 0.5. --float-heads keeps the four output
+convolutions and the sigmoid in float.
 
 Usage: python bench/detector_int8.py --model ~/.cache/dfer/centerface.onnx --bench-out BENCH_OUT
-       [--sets slow,fast,moving,film] [--work DIR]
+       [--sets slow,fast,moving,film] [--int8-thresholds 0.4,0.35,0.3] [--float-heads] [--work DIR]
 BENCH_OUT is what bench/prep_bench.sh wrote (its venv has every package this needs).
 """
 
@@ -29,7 +31,7 @@ from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, Q
 
 from python_prep import patched_model
 
-THRESH = 0.4
+FLOAT_THRESHOLD = 0.4
 LONG_SIDES = (352, 640)
 
 
@@ -72,10 +74,10 @@ def session(path):
     return ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
 
 
-def best_face(sess, rgb, long_side):
+def best_face(sess, rgb, long_side, threshold):
     heat, scale, off, _ = sess.run(["537", "538", "539", "540"], {"input.1": tensor(rgb, long_side)})
     best, best_weight = None, -1.0
-    for i, j in zip(*np.where(heat[0, 0] > THRESH)):
+    for i, j in zip(*np.where(heat[0, 0] > threshold)):
         bh, bw = np.exp(scale[0, 0, i, j]) * 4, np.exp(scale[0, 1, i, j]) * 4
         x1 = (j + off[0, 1, i, j] + 0.5) * 4 - bw / 2
         y1 = (i + off[0, 0, i, j] + 0.5) * 4 - bh / 2
@@ -92,6 +94,40 @@ def iou(a, b):
     return ix * iy / union if union > 0 else 0.0
 
 
+def output_nodes(model):
+    """Names every node (the model's are empty) and returns those of the four output
+    convolutions and the sigmoid after the heatmap's."""
+    for i, n in enumerate(model.graph.node):
+        n.name = f"node{i}"
+    made_by = {o: n for n in model.graph.node for o in n.output}
+    heads = []
+    for out in model.graph.output:
+        n = made_by[out.name]
+        heads.append(n.name)
+        if n.op_type == "Sigmoid":
+            heads.append(made_by[n.input[0]].name)
+    return heads
+
+
+def agreement(f, q, test, long_side, threshold):
+    """Frames with a float face; of them, int8 within IoU 0.5 and int8 with none; int8 faces
+    where the float model has none; the median IoU."""
+    faces = within = missed = extra = 0
+    ious = []
+    for img in test:
+        bf, bq = best_face(f, img, long_side, FLOAT_THRESHOLD), best_face(q, img, long_side, threshold)
+        if bf is None:
+            extra += bq is not None
+            continue
+        faces += 1
+        if bq is None:
+            missed += 1
+            continue
+        ious.append(iou(bf, bq))
+        within += ious[-1] >= 0.5
+    return faces, within, missed, extra, float(np.median(ious))
+
+
 def ms_per_run(sess, x, runs=20):
     for _ in range(3):
         sess.run(None, {"input.1": x})
@@ -106,6 +142,8 @@ def main():
     ap.add_argument("--model", required=True)
     ap.add_argument("--bench-out", required=True)
     ap.add_argument("--sets", default="slow,fast,moving,film")
+    ap.add_argument("--int8-thresholds", default="0.4")
+    ap.add_argument("--float-heads", action="store_true")
     ap.add_argument("--work", default=None, help="where the two models are written (default BENCH_OUT/int8)")
     a = ap.parse_args()
     sets = a.sets.split(",")
@@ -113,36 +151,27 @@ def main():
     os.makedirs(work, exist_ok=True)
     fp32, int8 = os.path.join(work, "fp32.onnx"), os.path.join(work, "int8.onnx")
     model = version_converter.convert_version(onnx.load_from_string(patched_model(a.model)), 13)
+    heads = output_nodes(model)
     onnx.save(model, fp32)
     calib = frames(a.bench_out, sets, 1, 5)
     random.Random(0).shuffle(calib)
     quantize_static(fp32, int8, Calibration(calib), quant_format=QuantFormat.QDQ, per_channel=True,
                     weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8,
-                    calibrate_method=CalibrationMethod.MinMax)
+                    calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=heads if a.float_heads else [])
     f, q = session(fp32), session(int8)
     test = frames(a.bench_out, sets, 2, 17)
-    print(f"{len(calib)} calibration frames, {len(test)} test frames ({','.join(sets)}), one thread")
-    print("| long side | input | float ms/run | int8 ms/run | frames with a float face | int8 face within IoU 0.5 | int8 finds none | int8 face where float has none | median IoU |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print(f"{len(calib)} calibration frames, {len(test)} test frames ({','.join(sets)}), one thread, "
+          f"outputs {'float' if a.float_heads else 'int8'}")
+    print("| long side | input | float ms/run | int8 ms/run | int8 threshold | frames with a float face | "
+          "int8 face within IoU 0.5 | int8 finds none | int8 face where float has none | median IoU |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for long_side in LONG_SIDES:
         x = tensor(test[0], long_side)
         t_f, t_q = ms_per_run(f, x), ms_per_run(q, x)
-        faces = within = missed = extra = 0
-        ious = []
-        for img in test:
-            bf, bq = best_face(f, img, long_side), best_face(q, img, long_side)
-            if bf is None:
-                extra += bq is not None
-                continue
-            faces += 1
-            if bq is None:
-                missed += 1
-                continue
-            v = iou(bf, bq)
-            ious.append(v)
-            within += v >= 0.5
-        print(f"| {long_side} | {x.shape[3]}x{x.shape[2]} | {t_f:.1f} | {t_q:.1f} | {faces} | {within} | {missed} | {extra} | "
-              f"{np.median(ious):.3f} |")
+        for threshold in [float(t) for t in a.int8_thresholds.split(",")]:
+            faces, within, missed, extra, median = agreement(f, q, test, long_side, threshold)
+            print(f"| {long_side} | {x.shape[3]}x{x.shape[2]} | {t_f:.1f} | {t_q:.1f} | {threshold} | {faces} | "
+                  f"{within} | {missed} | {extra} | {median:.3f} |")
 
 
 if __name__ == "__main__":
