@@ -52,8 +52,7 @@ fn environment() -> Result<&'static Environment> {
 /// process's life.
 #[allow(unsafe_code)]
 fn share_cpu_arena(env: &Environment) -> Result<()> {
-    let info = MemoryInfo::new(AllocationDevice::CPU, 0, AllocatorType::Arena, MemoryType::Default)
-        .map_err(|e| anyhow!("{e}"))?;
+    let info = cpu_arena_info()?;
     let keys = [c"arena_extend_strategy".as_ptr()];
     let values = [1usize];
     let api = ort::api();
@@ -67,6 +66,11 @@ fn share_cpu_arena(env: &Environment) -> Result<()> {
     // SAFETY: `cfg` came from CreateArenaCfgV2 and is released once.
     unsafe { (api.ReleaseArenaCfg)(cfg) };
     registered
+}
+
+/// What names the CPU arena: where sessions find the shared one, and what it is registered as.
+fn cpu_arena_info() -> Result<MemoryInfo<'static>> {
+    MemoryInfo::new(AllocationDevice::CPU, 0, AllocatorType::Arena, MemoryType::Default).map_err(|e| anyhow!("{e}"))
 }
 
 /// An ONNX Runtime status as a result: null is success; an error's message is taken and the
@@ -316,8 +320,7 @@ mod tests {
     /// 0 where the allocator counts none).
     #[allow(unsafe_code)]
     fn arena_allocations(cf: &CenterFace) -> u64 {
-        let info = MemoryInfo::new(AllocationDevice::CPU, 0, AllocatorType::Arena, MemoryType::Default).unwrap();
-        let allocator = ort::memory::Allocator::new(&cf.session, info).unwrap();
+        let allocator = ort::memory::Allocator::new(&cf.session, cpu_arena_info().unwrap()).unwrap();
         let api = ort::api();
         let mut stats = std::ptr::null_mut();
         // SAFETY: a live allocator; the stats are read while held and released once.
