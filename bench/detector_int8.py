@@ -29,7 +29,7 @@ import onnxruntime as ort
 from onnx import version_converter
 from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
 
-from python_prep import patched_model
+from python_prep import best_face, input_tensor, patched_model
 
 FLOAT_THRESHOLD = 0.4
 LONG_SIDES = (352, 640)
@@ -47,20 +47,14 @@ def frames(bench_out, sets, per_clip, offset):
                 ok, bgr = cap.read()
                 if ok:
                     out.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+            cap.release()
     return out
-
-
-def tensor(rgb, long_side):
-    h, w = rgb.shape[:2]
-    s = long_side / max(w, h)
-    iw, ih = max(32, round(w * s / 32) * 32), max(32, round(h * s / 32) * 32)
-    return cv2.resize(rgb, (iw, ih), interpolation=cv2.INTER_LINEAR).transpose(2, 0, 1)[None].astype(np.float32)
 
 
 class Calibration(CalibrationDataReader):
     def __init__(self, images):
         sides = [LONG_SIDES[i % len(LONG_SIDES)] for i in range(len(images))]
-        self.feed = iter([{"input.1": tensor(f, s)} for f, s in zip(images, sides)])
+        self.feed = iter([{"input.1": input_tensor(f, s)} for f, s in zip(images, sides)])
 
     def get_next(self):
         return next(self.feed, None)
@@ -72,19 +66,6 @@ def session(path):
     so.inter_op_num_threads = 1
     so.log_severity_level = 3
     return ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
-
-
-def best_face(sess, rgb, long_side, threshold):
-    heat, scale, off, _ = sess.run(["537", "538", "539", "540"], {"input.1": tensor(rgb, long_side)})
-    best, best_weight = None, -1.0
-    for i, j in zip(*np.where(heat[0, 0] > threshold)):
-        bh, bw = np.exp(scale[0, 0, i, j]) * 4, np.exp(scale[0, 1, i, j]) * 4
-        x1 = (j + off[0, 1, i, j] + 0.5) * 4 - bw / 2
-        y1 = (i + off[0, 0, i, j] + 0.5) * 4 - bh / 2
-        weight = heat[0, 0, i, j] * np.sqrt(bw * bh)
-        if weight > best_weight:
-            best_weight, best = weight, (x1, y1, x1 + bw, y1 + bh)
-    return best
 
 
 def iou(a, b):
@@ -166,7 +147,7 @@ def main():
           "int8 face within IoU 0.5 | int8 finds none | int8 face where float has none | median IoU |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for long_side in LONG_SIDES:
-        x = tensor(test[0], long_side)
+        x = input_tensor(test[0], long_side)
         t_f, t_q = ms_per_run(f, x), ms_per_run(q, x)
         for threshold in [float(t) for t in a.int8_thresholds.split(",")]:
             faces, within, missed, extra, median = agreement(f, q, test, long_side, threshold)

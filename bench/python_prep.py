@@ -64,13 +64,23 @@ def init(model_bytes):
     _session = ort.InferenceSession(model_bytes, so, providers=["CPUExecutionProvider"])
 
 
-def detect(rgb):
+def input_tensor(rgb, long_side):
+    """`rgb` resized so that its long side is about `long_side`, each side a multiple of 32, as
+    the NCHW float32 CenterFace takes (raw 0-255)."""
     h, w = rgb.shape[:2]
-    s = LONG / max(w, h)
+    s = long_side / max(w, h)
     iw, ih = max(32, round(w * s / 32) * 32), max(32, round(h * s / 32) * 32)
-    x = cv2.resize(rgb, (iw, ih), interpolation=cv2.INTER_LINEAR).transpose(2, 0, 1)[None].astype(np.float32)
-    heat, scale, off, _ = _session.run(["537", "538", "539", "540"], {"input.1": x})
-    ys, xs = np.where(heat[0, 0] > THRESH)
+    return cv2.resize(rgb, (iw, ih), interpolation=cv2.INTER_LINEAR).transpose(2, 0, 1)[None].astype(np.float32)
+
+
+def best_face(session, rgb, long_side, threshold):
+    """The face with the largest score x sqrt(area) above `threshold`, as (x1, y1, x2, y2, score)
+    in frame pixels; None when there is none."""
+    h, w = rgb.shape[:2]
+    x = input_tensor(rgb, long_side)
+    ih, iw = x.shape[2:]
+    heat, scale, off, _ = session.run(["537", "538", "539", "540"], {"input.1": x})
+    ys, xs = np.where(heat[0, 0] > threshold)
     best, best_w = None, -1.0
     for i, j in zip(ys, xs):
         bh, bw = np.exp(scale[0, 0, i, j]) * 4, np.exp(scale[0, 1, i, j]) * 4
@@ -81,6 +91,10 @@ def detect(rgb):
         if weight > best_w:
             best_w, best = weight, (x1 * w / iw, y1 * h / ih, (x1 + bw) * w / iw, (y1 + bh) * h / ih, float(score))
     return best
+
+
+def detect(rgb):
+    return best_face(_session, rgb, LONG, THRESH)
 
 
 def crop(rgb, box):
