@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 
 use crate::bench::clip_features::{clip_features, FeatureRun, TowerDtype};
+use crate::bench::detector::{time_detector, InputSize};
 use crate::bench::loader::time_loader;
 use crate::bench::train_step::{train_steps, Recipe, StepBench, StepShape, StepTiming};
 use crate::error::Outcome;
@@ -17,6 +18,7 @@ use crate::weights::WeightsSource;
 #[command(after_help = "Example:\n  dfer bench train-step --arch vit-b16 --device cuda --recipe frozen --batch 8\n  \
 dfer bench clip-features --weights clip.safetensors --inputs in.safetensors --out ours.safetensors\n  \
 dfer bench loader --shards out/prep/shards --frames 16 --size 224\n  \
+dfer bench detector --sizes 128x128,352x192,640x352\n  \
 dfer bench jpeg-layout --shards out/prep/shards --work /tmp/layout")]
 pub struct Args {
     #[command(subcommand)]
@@ -59,6 +61,16 @@ pub enum What {
         /// Side the frames are resized to (224 for ViT-B/16).
         #[arg(long, default_value_t = 224)]
         size: u32,
+    },
+    /// Time one CenterFace run at each input size, one thread as a prep worker runs it; prints a
+    /// JSON line per size (median ms per run, ns per input pixel).
+    Detector {
+        /// Input sizes WxH, each side a multiple of 32.
+        #[arg(long, value_delimiter = ',', default_value = "64x64,128x128,256x256,352x192,640x352")]
+        sizes: Vec<InputSize>,
+        /// Timed runs per size (after three unmeasured ones).
+        #[arg(long, default_value_t = 20)]
+        runs: usize,
     },
     /// Write the frames of JPEG shards as a variable-length dataset (what shards use) and as one
     /// flat byte dataset with offsets, and time reading one clip each way; prints JSON.
@@ -110,6 +122,11 @@ pub fn run(a: &Args) -> Result<Outcome> {
         What::Loader { shards, frames, size } => {
             let t = time_loader(shards, *frames, *size)?;
             println!("{}", serde_json::to_string(&t)?);
+        }
+        What::Detector { sizes, runs } => {
+            for t in time_detector(sizes, *runs)? {
+                println!("{}", serde_json::to_string(&t)?);
+            }
         }
         What::JpegLayout { shards, work, repeats } => {
             let t = crate::shard::layout::time_layouts(shards, work, *repeats)?;

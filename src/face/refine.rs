@@ -133,9 +133,10 @@ pub(crate) fn at_a_face_edge(ev: &Evidence, i: usize) -> bool {
 }
 
 /// Where the tracked face of stored frame `i` must be, so that the detector need not search
-/// the whole frame: the smallest box holding the track's boxes at the nearest detected-on
-/// frames before and after `i` in its shot, widened by `margin` face sizes (√area of the
-/// larger) on every side. `None` unless both of those frames hold the track's face and no
+/// the whole frame: the box the track predicts there (on the line between its boxes at the
+/// nearest detected-on frames before and after `i` in its shot), widened by `margin` face
+/// sizes (√area of the larger of those two) on every side. A face off that line by more than
+/// the margin is cut by the window's edge and not taken, and the whole frame is searched. `None` unless both of those frames hold the track's face and no
 /// detected-on frame of the shot holds another face: which face is the primary one is
 /// decided by the detections of the whole shot, and a window sees only the face it is put
 /// around, so a shot with two faces is searched whole.
@@ -147,9 +148,10 @@ pub(crate) fn look(ev: &Evidence, i: usize, margin: f32) -> Option<Look> {
         return None;
     }
     let (a, b) = (&ev.track[before].as_ref()?.bbox, &ev.track[after].as_ref()?.bbox);
+    let face = lerp_box(a, b, (i - before) as f32 / (after - before) as f32);
     let pad = margin * size(a).max(size(b));
-    let region = [a[0].min(b[0]) - pad, a[1].min(b[1]) - pad, a[2].max(b[2]) + pad, a[3].max(b[3]) + pad];
-    Some(Look { region, face: lerp_box(a, b, (i - before) as f32 / (after - before) as f32) })
+    let region = [face[0] - pad, face[1] - pad, face[2] + pad, face[3] + pad];
+    Some(Look { region, face })
 }
 
 /// Where to look for a frame's tracked face: the region that must hold it, and the box the
@@ -200,17 +202,22 @@ mod tests {
     }
 
     #[test]
-    fn look_holds_the_track_between_its_neighbours_and_only_when_alone() {
+    fn look_widens_the_predicted_box_and_only_for_a_lone_face() {
         let shots = [0, 0, 0, 0, 0, 1];
         let mut dets: Vec<Option<Vec<Detection>>> =
             vec![Some(at(100.0, 40.0)), None, None, Some(at(140.0, 40.0)), None, Some(at(0.0, 40.0))];
         let track = primary_track(&dets, &shots);
         let ev = Evidence { dets: &dets, track: &track, shots: &shots };
-        // Union of [100,0,140,40] and [140,0,180,40], widened by one face size (40 px).
+        // A third of the way from [100,0,140,40] to [140,0,180,40], widened by one face size.
         let at1 = look(&ev, 1, 1.0).unwrap();
-        assert_eq!(at1.region, [60.0, -40.0, 220.0, 80.0]);
-        assert!((at1.face[0] - 100.0 - 40.0 / 3.0).abs() < 1e-4, "a third of the way: {:?}", at1.face);
-        assert_eq!(look(&ev, 2, 0.5).unwrap().region, [80.0, -20.0, 200.0, 60.0]);
+        let x = 100.0 + 40.0 / 3.0;
+        assert!((at1.face[0] - x).abs() < 1e-4, "a third of the way: {:?}", at1.face);
+        let expect = [x - 40.0, -40.0, x + 80.0, 80.0];
+        assert!(at1.region.iter().zip(expect).all(|(a, b)| (a - b).abs() < 1e-4), "{:?}", at1.region);
+        let at2 = look(&ev, 2, 0.5).unwrap().region;
+        let x = 100.0 + 80.0 / 3.0;
+        let expect = [x - 20.0, -20.0, x + 60.0, 60.0];
+        assert!(at2.iter().zip(expect).all(|(a, b)| (a - b).abs() < 1e-4), "{at2:?}");
         assert_eq!(look(&ev, 4, 1.0), None, "no detected-on frame after it in its shot");
         // A second face anywhere in the shot, however far: search the whole frame.
         dets[3].as_mut().unwrap().push(det([900.0, 0.0, 940.0, 40.0], 0.8));

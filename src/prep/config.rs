@@ -73,7 +73,7 @@ pub(crate) struct PrepConfig {
     /// detection saw a second face, is first looked at in a window around the two (the whole
     /// frame when the window holds no whole face). false: every detection sees the whole frame.
     pub det_crops: bool,
-    /// That window: the two boxes' union widened by this many face sizes (√area) each side.
+    /// That window: the box the track predicts widened by this many face sizes (√area) each side.
     pub det_crop_margin: f32,
     /// Two neighbouring detections whose centres lie more than this many face sizes (√area)
     /// apart are checked: a third detection must confirm constant velocity, or the frame
