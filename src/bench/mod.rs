@@ -6,6 +6,7 @@
 //! which only `src/shard/` touches.)
 
 pub(crate) mod clip_features;
+#[cfg(feature = "media")]
 pub mod detector;
 pub(crate) mod loader;
 pub(crate) mod profile;

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 
 use crate::bench::clip_features::{clip_features, FeatureRun, TowerDtype};
+#[cfg(feature = "media")]
 use crate::bench::detector::{time_detector, InputSize};
 use crate::bench::loader::time_loader;
 use crate::bench::train_step::{train_steps, Recipe, StepBench, StepShape, StepTiming};
@@ -62,6 +63,7 @@ pub enum What {
         #[arg(long, default_value_t = 224)]
         size: u32,
     },
+    #[cfg(feature = "media")]
     /// Time one CenterFace run at each input size, one thread as a prep worker runs it; prints a
     /// JSON line per size (median ms per run, ns per input pixel).
     Detector {
@@ -123,6 +125,7 @@ pub fn run(a: &Args) -> Result<Outcome> {
             let t = time_loader(shards, *frames, *size)?;
             println!("{}", serde_json::to_string(&t)?);
         }
+        #[cfg(feature = "media")]
         What::Detector { sizes, runs } => {
             for t in time_detector(sizes, *runs)? {
                 println!("{}", serde_json::to_string(&t)?);

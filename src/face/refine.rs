@@ -132,30 +132,53 @@ pub(crate) fn at_a_face_edge(ev: &Evidence, i: usize) -> bool {
     b != a && (b == Some(true) || a == Some(true))
 }
 
+/// Where the tracked face of stored frame `i`, at a face edge ([`at_a_face_edge`]), may still
+/// be when the search at the reduced size missed it: the track's box at the nearest
+/// detected-on frame of the shot that holds it, widened by `margin` face sizes on every side.
+/// `None` unless a neighbouring detected-on frame holds the track's face and no detected-on
+/// frame of the shot holds a second face (as for [`look`]).
+pub(crate) fn edge_look(ev: &Evidence, i: usize, margin: f32) -> Option<Look> {
+    let (before, after) = neighbours(ev, i);
+    let j = [before, after].into_iter().flatten().find(|&j| ev.track[j].is_some())?;
+    if !lone(ev, i) {
+        return None;
+    }
+    let face = ev.track[j].as_ref()?.bbox;
+    Some(Look { region: widened(&face, margin * size(&face)), face })
+}
+
+/// No detected-on frame of stored frame `i`'s shot holds more than one face.
+fn lone(ev: &Evidence, i: usize) -> bool {
+    let in_shot = |j: &usize| ev.shots[*j] == ev.shots[i];
+    (0..ev.shots.len()).filter(in_shot).all(|j| ev.dets[j].as_ref().is_none_or(|c| c.len() <= 1))
+}
+
 /// Where the tracked face of stored frame `i` must be, so that the detector need not search
 /// the whole frame: the box the track predicts there (on the line between its boxes at the
 /// nearest detected-on frames before and after `i` in its shot), widened by `margin` face
 /// sizes (√area of the larger of those two) on every side. A face off that line by more than
-/// the margin is cut by the window's edge and not taken, and the whole frame is searched. `None` unless both of those frames hold the track's face and no
-/// detected-on frame of the shot holds another face: which face is the primary one is
-/// decided by the detections of the whole shot, and a window sees only the face it is put
-/// around, so a shot with two faces is searched whole.
+/// the margin is cut by the window's edge and not taken, and the whole frame is searched.
+/// `None` unless both of those frames hold the track's face and no detected-on frame of the
+/// shot holds another face: which face is the primary one is decided by the detections of the
+/// whole shot, and a window sees only the face it is put around, so a shot with two faces is
+/// searched whole.
 pub(crate) fn look(ev: &Evidence, i: usize, margin: f32) -> Option<Look> {
     let (Some(before), Some(after)) = neighbours(ev, i) else { return None };
-    let in_shot = |j: &usize| ev.shots[*j] == ev.shots[i];
-    let lone = (0..ev.shots.len()).filter(in_shot).all(|j| ev.dets[j].as_ref().is_none_or(|c| c.len() <= 1));
-    if !lone || ev.track[before].is_none() || ev.track[after].is_none() {
+    if !lone(ev, i) || ev.track[before].is_none() || ev.track[after].is_none() {
         return None;
     }
     let (a, b) = (&ev.track[before].as_ref()?.bbox, &ev.track[after].as_ref()?.bbox);
     let face = lerp_box(a, b, (i - before) as f32 / (after - before) as f32);
-    let pad = margin * size(a).max(size(b));
-    let region = [face[0] - pad, face[1] - pad, face[2] + pad, face[3] + pad];
-    Some(Look { region, face })
+    Some(Look { region: widened(&face, margin * size(a).max(size(b))), face })
+}
+
+/// `b` widened by `pad` on every side.
+fn widened(b: &BoxF, pad: f32) -> BoxF {
+    [b[0] - pad, b[1] - pad, b[2] + pad, b[3] + pad]
 }
 
 /// Where to look for a frame's tracked face: the region that must hold it, and the box the
-/// track predicts (on the line between its two neighbouring detections).
+/// track predicts there (a face found in the region is taken only within 2× of its size).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct Look {
     pub region: BoxF,
@@ -199,6 +222,15 @@ mod tests {
         // 1: nothing before it, a face after; 3: faces on both sides; 5: a face before, none
         // after; 7 and 8: no detected-on frame of shot 1 at all.
         assert_eq!(edges, vec![1, 5]);
+        // Where the face may still be: its box at the neighbour that holds it, widened.
+        assert_eq!(edge_look(&ev, 1, 0.5).unwrap().region, [-20.0, -20.0, 60.0, 60.0]);
+        assert_eq!(edge_look(&ev, 5, 1.0).unwrap().region, [-30.0, -40.0, 90.0, 80.0]);
+        assert_eq!(edge_look(&ev, 5, 1.0).unwrap().face, [10.0, 0.0, 50.0, 40.0]);
+        // A second face in the shot: no window.
+        let mut two = dets.clone();
+        two[4].as_mut().unwrap().push(det([300.0, 0.0, 340.0, 40.0], 0.8));
+        let track = primary_track(&two, &shots);
+        assert_eq!(edge_look(&Evidence { dets: &two, track: &track, shots: &shots }, 5, 1.0), None);
     }
 
     #[test]

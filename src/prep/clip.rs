@@ -9,7 +9,7 @@ use std::time::Instant;
 use image::RgbImage;
 
 use super::config::{NoFacePolicy, PrepConfig};
-use super::detector::{Ask, ClipDetector};
+use super::detector::{Ask, ClipDetector, Retry};
 use super::shots;
 use crate::clip_status::ClipStatus;
 use crate::dataset::{path_inside_root, SourceKind, Sources};
@@ -130,7 +130,7 @@ fn detect_and_track(
     let mut detector = ClipDetector::new(sampled, cfg, conv);
     let mut dets: Vec<Option<Vec<Detection>>> = vec![None; t];
     let mut next = refine::search_frames(&shots, cfg.det_search_every);
-    let search = |i: &usize| Ask { position: *i, region: None, retry: true };
+    let search = |i: &usize| Ask { position: *i, region: None, retry: Retry::Whole };
     let mut asks: Vec<Ask> = next.iter().map(search).collect();
     loop {
         let chosen = loop {
@@ -144,7 +144,11 @@ fn detect_and_track(
             let check = |&i: &usize| Ask {
                 position: i,
                 region: refine::look(&ev, i, cfg.det_crop_margin),
-                retry: refine::at_a_face_edge(&ev, i),
+                retry: if refine::at_a_face_edge(&ev, i) {
+                    refine::edge_look(&ev, i, cfg.det_crop_margin).map_or(Retry::Whole, Retry::Around)
+                } else {
+                    Retry::No
+                },
             };
             asks = next.iter().map(check).collect();
         };
@@ -158,7 +162,7 @@ fn detect_and_track(
         // misses for another reason (dark, blurred) and `det_long_side` would find is not
         // looked for again here (docs/prep.md "No face").
         next = (0..t).filter(|&i| dets[i].is_none()).collect();
-        asks = next.iter().map(|&i| Ask { position: i, region: None, retry: false }).collect();
+        asks = next.iter().map(|&i| Ask { position: i, region: None, retry: Retry::No }).collect();
         if Tally::of(&tracked).rate >= cfg.min_detection_rate || next.is_empty() {
             let ran = || (0..t).filter(|&i| dets[i].is_some());
             let (detector_frames, windowed_frames) = (ran().count(), detector.windowed(ran()));
@@ -580,13 +584,17 @@ mod tests {
         assert_eq!(tracking.shots, vec![0; 20], "one shot");
         assert_eq!(tracking.detector_frames, 20, "a face in 5 of 20 frames: every frame is searched");
         // The first face (90 px of 360) makes the reduced long side 640 × 64 / 90 = 455. The
-        // search frames (16 and 19, the shot's end) and the checks where the face vanishes (8,
-        // then 6 and 5; 4 finds the face, 12 lies between two empty frames) that find nothing
-        // there are searched again at det_long_side; the frames searched only because the clip
-        // has too few faces are not.
+        // search frames (16 and 19, the shot's end) that find nothing there are searched again
+        // whole at det_long_side; the checks where the face vanishes (8, then 6 and 5; 4 finds
+        // the face, 12 lies between two empty frames) first in a window at det_long_side around
+        // the face at frame 4 (90 px widened by 45 each side: 192 × 192 in the frame's corner),
+        // then whole; the frames searched only because the clip has too few faces are not.
         let reduced = 455;
-        for n in [5, 6, 8, 16, 19] {
+        for n in [16, 19] {
             assert_eq!(rec.0[&n], vec![reduced, cfg.det_long_side], "frame {n}");
+        }
+        for n in [5, 6, 8] {
+            assert_eq!(rec.0[&n], vec![reduced, 192, cfg.det_long_side], "frame {n}");
         }
         for n in [1, 2, 3, 4, 7, 9, 10, 11, 12, 13, 14, 15, 17, 18] {
             assert_eq!(rec.0[&n], vec![reduced], "frame {n}");

@@ -75,13 +75,25 @@ impl Window {
 }
 
 /// A stored frame to detect: where its tracked face must lie (display pixels) when the track
-/// already says so, and whether a frame with no face at the reduced size is searched again at
-/// `det_long_side`.
+/// already says so, and whether (and where first) a frame with no face at the reduced size is
+/// searched again at `det_long_side`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct Ask {
     pub position: usize,
     pub region: Option<Look>,
-    pub retry: bool,
+    pub retry: Retry,
+}
+
+/// What follows a search that finds no face at the reduced size.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Retry {
+    /// Nothing: the frame has no face.
+    No,
+    /// The whole frame at `det_long_side`.
+    Whole,
+    /// A window at `det_long_side` around where the track's face may be (display pixels), then,
+    /// when it holds no whole face of the track's size, the whole frame.
+    Around(Look),
 }
 
 /// Runs the detector on stored frames of one clip, once per distinct source frame. The first
@@ -90,7 +102,8 @@ pub(crate) struct Ask {
 /// `det_face_px` tall, and, where the ask says so, a frame with no face at that reduced size
 /// again at `det_long_side`. A frame asked with a region (and `det_crops` on) is first looked
 /// at in a window around the region only, cut from the frame at that same reduced size; when
-/// the window holds no whole face of the tracked face's size the whole frame is looked at.
+/// the window holds no whole face of the tracked face's size the whole frame is looked at. A
+/// search again at `det_long_side` around a region ([`Retry::Around`]) does the same at that size.
 pub(crate) struct ClipDetector<'a> {
     sampled: &'a Sampled,
     cfg: &'a PrepConfig,
@@ -143,17 +156,17 @@ impl<'a> ClipDetector<'a> {
     }
 
     /// The faces of source frame `f` found in a window around `look.region` (display pixels) of
-    /// the frame at the clip's reduced long side, in display pixels; `None` when there is no such
-    /// size yet, the window would not be much smaller than the frame, or it holds no face that
-    /// its edges leave whole and the track could link (size within 2× of `look.face`).
+    /// the frame at long side `long`, in display pixels; `None` when the window would not be
+    /// much smaller than the frame, or it holds no face that its edges leave whole and the track
+    /// could link (size within 2× of `look.face`).
     fn detect_window(
         &mut self,
         f: usize,
         look: &Look,
+        long: u32,
         det: &mut dyn Detector,
     ) -> anyhow::Result<Option<Vec<Detection>>> {
         let region = &look.region;
-        let Some(long) = self.long else { return Ok(None) };
         let frame = &self.sampled.images[&f];
         let (w, h) = frame.dimensions();
         let (iw, ih) = centerface::input_size(w, h, long);
@@ -174,6 +187,19 @@ impl<'a> ClipDetector<'a> {
         Ok(tracked.then_some(whole))
     }
 
+    /// With `det_crops` on, looks for source frame `f`'s tracked face in a window at long side
+    /// `long` ([`ClipDetector::detect_window`]) and records the faces when it is there; whether
+    /// it was.
+    fn found_in_window(&mut self, f: usize, look: &Look, long: u32, det: &mut dyn Detector) -> anyhow::Result<bool> {
+        if !self.cfg.det_crops {
+            return Ok(false);
+        }
+        let Some(d) = self.detect_window(f, look, long, det)? else { return Ok(false) };
+        self.windowed.insert(f);
+        self.found.insert(f, d);
+        Ok(true)
+    }
+
     /// Detects the stored frames `asks` names and records them in `dets`.
     pub(crate) fn run(
         &mut self,
@@ -187,23 +213,18 @@ impl<'a> ClipDetector<'a> {
             if self.found.contains_key(&f) {
                 continue;
             }
-            let in_window = match region.filter(|_| self.cfg.det_crops) {
-                Some(r) => self.detect_window(f, &r, det)?,
-                None => None,
+            let found = match (region, self.long) {
+                (Some(r), Some(long)) => self.found_in_window(f, &r, long, det)?,
+                _ => false,
             };
-            match in_window {
-                Some(d) => {
-                    self.windowed.insert(f);
-                    self.found.insert(f, d);
-                }
-                None => frames.push(f),
+            if !found {
+                frames.push(f);
             }
         }
         frames.sort_unstable();
         frames.dedup();
         frames.retain(|f| !self.found.contains_key(f));
-        let retry: BTreeSet<usize> =
-            asks.iter().filter(|a| a.retry).map(|a| self.sampled.indices[a.position]).collect();
+        let retry: BTreeMap<usize, Retry> = asks.iter().map(|a| (self.sampled.indices[a.position], a.retry)).collect();
         self.whole(frames, &retry, det)?;
         for a in asks {
             dets[a.position] = Some(self.found[&self.sampled.indices[a.position]].clone());
@@ -212,8 +233,14 @@ impl<'a> ClipDetector<'a> {
     }
 
     /// Detects whole source frames `frames` (sorted, none found yet) and records their faces;
-    /// those in `retry` found empty at the reduced size are searched again at `det_long_side`.
-    fn whole(&mut self, mut frames: Vec<usize>, retry: &BTreeSet<usize>, det: &mut dyn Detector) -> anyhow::Result<()> {
+    /// those found empty at the reduced size are searched again at `det_long_side` as `retry`
+    /// says ([`ClipDetector::again`]).
+    fn whole(
+        &mut self,
+        mut frames: Vec<usize>,
+        retry: &BTreeMap<usize, Retry>,
+        det: &mut dyn Detector,
+    ) -> anyhow::Result<()> {
         let cfg = self.cfg;
         if !self.searched_first && !frames.is_empty() {
             let first = frames.remove(0);
@@ -232,15 +259,33 @@ impl<'a> ClipDetector<'a> {
         let batch = self.detect(&frames, long, det)?;
         let mut again = Vec::new();
         for (f, d) in frames.into_iter().zip(batch) {
-            if d.is_empty() && long < cfg.det_long_side && retry.contains(&f) {
-                again.push(f);
+            let retried = retry.get(&f).copied().unwrap_or(Retry::No);
+            if d.is_empty() && long < cfg.det_long_side && retried != Retry::No {
+                again.push((f, retried));
             }
             self.note_scale(&d, f);
             self.found.insert(f, d);
         }
-        if !again.is_empty() {
-            let found = self.detect(&again, cfg.det_long_side, det)?;
-            for (f, d) in again.into_iter().zip(found) {
+        self.again(again, det)
+    }
+
+    /// Searches source frames found empty at the reduced size again at `det_long_side`: in a
+    /// window first where the retry names a region, then whole where that found no face.
+    fn again(&mut self, frames: Vec<(usize, Retry)>, det: &mut dyn Detector) -> anyhow::Result<()> {
+        let long = self.cfg.det_long_side;
+        let mut whole = Vec::with_capacity(frames.len());
+        for (f, retry) in frames {
+            let found = match retry {
+                Retry::Around(look) => self.found_in_window(f, &look, long, det)?,
+                Retry::No | Retry::Whole => false,
+            };
+            if !found {
+                whole.push(f);
+            }
+        }
+        if !whole.is_empty() {
+            let found = self.detect(&whole, long, det)?;
+            for (f, d) in whole.into_iter().zip(found) {
                 self.note_scale(&d, f);
                 self.found.insert(f, d);
             }
@@ -263,6 +308,82 @@ impl<'a> ClipDetector<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::face::{det, iou};
+    use crate::video::decode::Frame;
+
+    /// Finds the white square of an image (its bounding box) unless the image is a whole frame
+    /// at `blind_width` (a face the reduced size misses); records each input's size and long side.
+    struct WhiteSquare {
+        blind_width: u32,
+        runs: Vec<(u32, u32, u32)>,
+    }
+
+    impl Detector for WhiteSquare {
+        fn detect(&mut self, frames: &[&RgbImage], long_side: u32) -> anyhow::Result<Vec<Vec<Detection>>> {
+            Ok(frames
+                .iter()
+                .map(|img| {
+                    self.runs.push((img.width(), img.height(), long_side));
+                    let white: Vec<(u32, u32)> =
+                        img.enumerate_pixels().filter(|p| p.2[0] > 200).map(|(x, y, _)| (x, y)).collect();
+                    if img.width() == self.blind_width || white.is_empty() {
+                        return vec![];
+                    }
+                    let (x0, y0) = white.iter().fold((u32::MAX, u32::MAX), |m, p| (m.0.min(p.0), m.1.min(p.1)));
+                    let (x1, y1) = white.iter().fold((0, 0), |m, p| (m.0.max(p.0 + 1), m.1.max(p.1 + 1)));
+                    vec![det([x0 as f32, y0 as f32, x1 as f32, y1 as f32], 0.9)]
+                })
+                .collect())
+        }
+    }
+
+    /// Runs a clip of two identical frames holding a 90 px face at (200, 100): a search of frame
+    /// 0, then frame 1 asked with `retry`, which the reduced size misses; the detector's runs for
+    /// frame 1 and its faces, and the frames seen in a window.
+    fn retried(retry: impl Fn(&BoxF) -> Retry) -> (Vec<(u32, u32, u32)>, Vec<Detection>, usize) {
+        let frame = RgbImage::from_fn(640, 360, |x, y| {
+            let inside = (200..290).contains(&x) && (100..190).contains(&y);
+            image::Rgb([if inside { 255 } else { 40 }; 3])
+        });
+        let images = (0..2).map(|i| (i, Frame::Image(frame.clone()))).collect();
+        let sampled = Sampled { count: 2, indices: vec![0, 1], images };
+        let cfg = PrepConfig::default();
+        let mut conv = Converter::default();
+        let mut clip = ClipDetector::new(&sampled, &cfg, &mut conv);
+        let mut det = WhiteSquare { blind_width: 0, runs: vec![] };
+        let mut dets = vec![None, None];
+        clip.run(&[Ask { position: 0, region: None, retry: Retry::Whole }], &mut dets, &mut det).unwrap();
+        // The face found at 320 (about 88 px) makes the reduced long side 640 × 64 / 88 ≈ 465: a
+        // whole 640x360 frame at it is 480x256, where this detector is blind.
+        assert_eq!(clip.long, Some(465), "runs: {:?}", det.runs);
+        det.blind_width = 480;
+        det.runs.clear();
+        let ask = Ask { position: 1, region: None, retry: retry(&dets[0].as_ref().unwrap()[0].bbox) };
+        clip.run(&[ask], &mut dets, &mut det).unwrap();
+        (det.runs, dets[1].clone().unwrap(), clip.windowed([0, 1].into_iter()))
+    }
+
+    #[test]
+    fn a_face_the_reduced_size_misses_at_a_face_edge_is_looked_for_in_a_window_first() {
+        let truth = [200.0, 100.0, 290.0, 190.0];
+        // Around the face: the whole frame at the reduced size (nothing), then a 192x192 window
+        // at 640 that finds it; no whole frame at 640.
+        let (runs, found, windowed) =
+            retried(|f| Retry::Around(Look { region: [f[0] - 45.0, f[1] - 45.0, f[2] + 45.0, f[3] + 45.0], face: *f }));
+        assert_eq!(runs, vec![(480, 256, 465), (192, 192, 192)]);
+        assert!(found.len() == 1 && iou(&found[0].bbox, &truth) > 0.9, "{found:?}");
+        assert_eq!(windowed, 1);
+        // A window that holds no face: then the whole frame at 640.
+        let elsewhere = Look { region: [500.0, 200.0, 560.0, 260.0], face: [510.0, 210.0, 550.0, 250.0] };
+        let (runs, found, windowed) = retried(|_| Retry::Around(elsewhere));
+        assert_eq!(runs.len(), 3, "reduced, window, whole: {runs:?}");
+        assert_eq!(runs[2], (640, 352, 640));
+        assert!(found.len() == 1 && iou(&found[0].bbox, &truth) > 0.9, "{found:?}");
+        assert_eq!(windowed, 0);
+        // No region: straight to the whole frame; no retry: nothing more.
+        assert_eq!(retried(|_| Retry::Whole).0, vec![(480, 256, 465), (640, 352, 640)]);
+        assert_eq!(retried(|_| Retry::No).0, vec![(480, 256, 465)]);
+    }
 
     #[test]
     fn adaptive_long_side_targets_the_face_height() {
