@@ -1,6 +1,7 @@
 //! `dfer prep` on synthetic datasets, checked against synth's ground truth: boxes on the face,
 //! faces masked out of scenes, labels and ids in line with the manifest, edge-case statuses,
-//! identical shards for any thread count, for split workers and after a killed run.
+//! identical shards for any thread count, for split workers and after a killed run; and
+//! `dfer bench detector`, the detector's cost per input size that prep is tuned against.
 
 use crate::common;
 
@@ -529,4 +530,18 @@ fn every_encoding_reads_back_in_dfer_and_in_h5py() {
         report.contains("00000.h5") && report.contains(&format!("clip {id}")) && report.contains("scene frame 1"),
         "{report}"
     );
+}
+
+#[test]
+fn bench_detector_times_each_input_size_and_refuses_a_size_centerface_cannot_take() {
+    let o = dfer_expect(&["bench", "detector", "--sizes", "64x64,128x96", "--runs", "2"], 0);
+    let lines: Vec<serde_json::Value> = stdout(&o).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 2, "{}", stdout(&o));
+    for (line, (w, h)) in lines.iter().zip([(64, 64), (128, 96)]) {
+        assert_eq!((line["width"].as_u64(), line["height"].as_u64()), (Some(w), Some(h)));
+        let (ms, ns) = (line["ms_per_run"].as_f64().unwrap(), line["ns_per_pixel"].as_f64().unwrap());
+        assert!(ms > 0.0 && (ns - ms * 1e6 / (w * h) as f64).abs() < 1e-6 * ns, "{line}");
+    }
+    let o = dfer_expect(&["bench", "detector", "--sizes", "100x64"], 2);
+    assert!(common::stderr(&o).contains("100x64"), "{}", common::stderr(&o));
 }
