@@ -65,7 +65,7 @@ pub(crate) fn time_detector(sizes: &[InputSize], runs: usize) -> Result<Vec<Dete
             }
         }
         ms.sort_by(f64::total_cmp);
-        let median = ms[ms.len() / 2];
+        let median = (ms[(ms.len() - 1) / 2] + ms[ms.len() / 2]) / 2.0;
         let ns_per_pixel = median * 1e6 / f64::from(width * height);
         out.push(DetectorTiming { width, height, runs, ms_per_run: median, ns_per_pixel });
     }

@@ -3,8 +3,9 @@
 //! frame and both ends of every shot, searched whole); then, wherever two neighbouring
 //! detected-on frames of a shot are too far apart or disagree, the frame halfway between them,
 //! again and again until every gap is short and safe or closed. A frame between two detections
-//! of the track, in a shot where no detection saw a second face, is first looked at around
-//! them only ([`look`]).
+//! of the track, in a shot where no detection saw a second face, is first looked at around the
+//! box the track predicts there only ([`look`]); a frame where the face appears or vanishes,
+//! searched again at full size, around the track's box at its neighbour ([`edge_look`]).
 
 use super::track::{lerp_box, shift, shot_ranges, size, size_ratio};
 use super::{iou, Detection};

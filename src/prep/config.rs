@@ -70,8 +70,10 @@ pub(crate) struct PrepConfig {
     /// the `refine_*` settings). 1 detects every stored frame.
     pub det_every: usize,
     /// A frame detected between two detections of the tracked face, in a shot where no
-    /// detection saw a second face, is first looked at in a window around the two (the whole
-    /// frame when the window holds no whole face). false: every detection sees the whole frame.
+    /// detection saw a second face, is first looked at in a window around the box the track
+    /// predicts (the whole frame when the window holds no whole face); so is a face-edge frame
+    /// searched again at `det_long_side`, around the track's box at its neighbour. false: every
+    /// detection sees the whole frame.
     pub det_crops: bool,
     /// That window: the box the track predicts widened by this many face sizes (√area) each side.
     pub det_crop_margin: f32,

@@ -87,13 +87,25 @@ pub(crate) struct Ask {
 /// What follows a search that finds no face at the reduced size.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) enum Retry {
-    /// Nothing: the frame has no face.
+    /// No search again: the reduced size's answer stands.
     No,
     /// The whole frame at `det_long_side`.
     Whole,
     /// A window at `det_long_side` around where the track's face may be (display pixels), then,
     /// when it holds no whole face of the track's size, the whole frame.
     Around(Look),
+}
+
+impl Retry {
+    /// Which of two retries asked for one source frame is kept: a window first beats the whole
+    /// frame only (it ends there when the window misses), which beats none.
+    fn rank(self) -> u8 {
+        match self {
+            Retry::No => 0,
+            Retry::Whole => 1,
+            Retry::Around(_) => 2,
+        }
+    }
 }
 
 /// Runs the detector on stored frames of one clip, once per distinct source frame. The first
@@ -195,7 +207,6 @@ impl<'a> ClipDetector<'a> {
             return Ok(false);
         }
         let Some(d) = self.detect_window(f, look, long, det)? else { return Ok(false) };
-        self.windowed.insert(f);
         self.found.insert(f, d);
         Ok(true)
     }
@@ -217,14 +228,23 @@ impl<'a> ClipDetector<'a> {
                 (Some(r), Some(long)) => self.found_in_window(f, &r, long, det)?,
                 _ => false,
             };
-            if !found {
+            if found {
+                self.windowed.insert(f);
+            } else {
                 frames.push(f);
             }
         }
         frames.sort_unstable();
         frames.dedup();
         frames.retain(|f| !self.found.contains_key(f));
-        let retry: BTreeMap<usize, Retry> = asks.iter().map(|a| (self.sampled.indices[a.position], a.retry)).collect();
+        // Stored frames that share a source frame share its search: the widest retry asked wins.
+        let mut retry: BTreeMap<usize, Retry> = BTreeMap::new();
+        for a in asks {
+            let r = retry.entry(self.sampled.indices[a.position]).or_insert(Retry::No);
+            if a.retry.rank() > r.rank() {
+                *r = a.retry;
+            }
+        }
         self.whole(frames, &retry, det)?;
         for a in asks {
             dets[a.position] = Some(self.found[&self.sampled.indices[a.position]].clone());
@@ -259,9 +279,12 @@ impl<'a> ClipDetector<'a> {
         let batch = self.detect(&frames, long, det)?;
         let mut again = Vec::new();
         for (f, d) in frames.into_iter().zip(batch) {
-            let retried = retry.get(&f).copied().unwrap_or(Retry::No);
-            if d.is_empty() && long < cfg.det_long_side && retried != Retry::No {
-                again.push((f, retried));
+            if d.is_empty() && long < cfg.det_long_side {
+                match retry.get(&f) {
+                    Some(Retry::Whole) => again.push((f, None)),
+                    Some(Retry::Around(look)) => again.push((f, Some(*look))),
+                    Some(Retry::No) | None => {}
+                }
             }
             self.note_scale(&d, f);
             self.found.insert(f, d);
@@ -270,14 +293,16 @@ impl<'a> ClipDetector<'a> {
     }
 
     /// Searches source frames found empty at the reduced size again at `det_long_side`: in a
-    /// window first where the retry names a region, then whole where that found no face.
-    fn again(&mut self, frames: Vec<(usize, Retry)>, det: &mut dyn Detector) -> anyhow::Result<()> {
+    /// window first where a region is given ([`Retry::Around`]), then whole where that found no
+    /// face. A face found in that window does not make the frame a windowed one: the whole
+    /// frame was searched at the reduced size.
+    fn again(&mut self, frames: Vec<(usize, Option<Look>)>, det: &mut dyn Detector) -> anyhow::Result<()> {
         let long = self.cfg.det_long_side;
         let mut whole = Vec::with_capacity(frames.len());
-        for (f, retry) in frames {
-            let found = match retry {
-                Retry::Around(look) => self.found_in_window(f, &look, long, det)?,
-                Retry::No | Retry::Whole => false,
+        for (f, near) in frames {
+            let found = match near {
+                Some(look) => self.found_in_window(f, &look, long, det)?,
+                None => false,
             };
             if !found {
                 whole.push(f);
@@ -337,52 +362,72 @@ mod tests {
         }
     }
 
-    /// Runs a clip of two identical frames holding a 90 px face at (200, 100): a search of frame
-    /// 0, then frame 1 asked with `retry`, which the reduced size misses; the detector's runs for
-    /// frame 1 and its faces, and the frames seen in a window.
-    fn retried(retry: impl Fn(&BoxF) -> Retry) -> (Vec<(u32, u32, u32)>, Vec<Detection>, usize) {
+    /// Runs a clip of identical frames holding a 90 px face at (200, 100) with `cfg`: a search of
+    /// source frame 0, then source frame 1, which the reduced size misses, asked once per retry of
+    /// `retries` (stored frames 1, 2, … all showing it); the detector's runs for frame 1, its
+    /// faces, and the stored frames seen in a window only.
+    fn retried(
+        cfg: &PrepConfig,
+        retries: impl Fn(&BoxF) -> Vec<Retry>,
+    ) -> (Vec<(u32, u32, u32)>, Vec<Detection>, usize) {
         let frame = RgbImage::from_fn(640, 360, |x, y| {
             let inside = (200..290).contains(&x) && (100..190).contains(&y);
             image::Rgb([if inside { 255 } else { 40 }; 3])
         });
         let images = (0..2).map(|i| (i, Frame::Image(frame.clone()))).collect();
-        let sampled = Sampled { count: 2, indices: vec![0, 1], images };
-        let cfg = PrepConfig::default();
-        let mut conv = Converter::default();
-        let mut clip = ClipDetector::new(&sampled, &cfg, &mut conv);
+        let mut sampled = Sampled { count: 2, indices: vec![0], images };
         let mut det = WhiteSquare { blind_width: 0, runs: vec![] };
-        let mut dets = vec![None, None];
+        let mut first = vec![None];
+        ClipDetector::new(&sampled, cfg, &mut Converter::default())
+            .run(&[Ask { position: 0, region: None, retry: Retry::Whole }], &mut first, &mut det)
+            .unwrap();
+        let asked = retries(&first[0].as_ref().unwrap()[0].bbox);
+        sampled.indices.extend(asked.iter().map(|_| 1));
+        let mut conv = Converter::default();
+        let mut clip = ClipDetector::new(&sampled, cfg, &mut conv);
+        let mut dets = vec![None; sampled.indices.len()];
         clip.run(&[Ask { position: 0, region: None, retry: Retry::Whole }], &mut dets, &mut det).unwrap();
         // The face found at 320 (about 88 px) makes the reduced long side 640 × 64 / 88 ≈ 465: a
         // whole 640x360 frame at it is 480x256, where this detector is blind.
         assert_eq!(clip.long, Some(465), "runs: {:?}", det.runs);
         det.blind_width = 480;
         det.runs.clear();
-        let ask = Ask { position: 1, region: None, retry: retry(&dets[0].as_ref().unwrap()[0].bbox) };
-        clip.run(&[ask], &mut dets, &mut det).unwrap();
-        (det.runs, dets[1].clone().unwrap(), clip.windowed([0, 1].into_iter()))
+        let asks: Vec<Ask> =
+            asked.into_iter().enumerate().map(|(k, retry)| Ask { position: k + 1, region: None, retry }).collect();
+        clip.run(&asks, &mut dets, &mut det).unwrap();
+        let windowed = clip.windowed(0..sampled.indices.len());
+        (det.runs, dets[1].clone().unwrap(), windowed)
     }
 
     #[test]
     fn a_face_the_reduced_size_misses_at_a_face_edge_is_looked_for_in_a_window_first() {
+        let cfg = PrepConfig::default();
         let truth = [200.0, 100.0, 290.0, 190.0];
+        let around =
+            |f: &BoxF| Retry::Around(Look { region: [f[0] - 45.0, f[1] - 45.0, f[2] + 45.0, f[3] + 45.0], face: *f });
         // Around the face: the whole frame at the reduced size (nothing), then a 192x192 window
-        // at 640 that finds it; no whole frame at 640.
-        let (runs, found, windowed) =
-            retried(|f| Retry::Around(Look { region: [f[0] - 45.0, f[1] - 45.0, f[2] + 45.0, f[3] + 45.0], face: *f }));
+        // at 640 that finds it; no whole frame at 640. The frame was searched whole at the
+        // reduced size, so it does not count as seen in a window only.
+        let (runs, found, windowed) = retried(&cfg, |f| vec![around(f)]);
         assert_eq!(runs, vec![(480, 256, 465), (192, 192, 192)]);
         assert!(found.len() == 1 && iou(&found[0].bbox, &truth) > 0.9, "{found:?}");
-        assert_eq!(windowed, 1);
+        assert_eq!(windowed, 0);
+        // Two stored frames showing that source frame, one asking for the window first and one
+        // for the whole frame: one search, window first.
+        assert_eq!(retried(&cfg, |f| vec![around(f), Retry::Whole]).0, runs);
         // A window that holds no face: then the whole frame at 640.
         let elsewhere = Look { region: [500.0, 200.0, 560.0, 260.0], face: [510.0, 210.0, 550.0, 250.0] };
-        let (runs, found, windowed) = retried(|_| Retry::Around(elsewhere));
+        let (runs, found, _) = retried(&cfg, |_| vec![Retry::Around(elsewhere)]);
         assert_eq!(runs.len(), 3, "reduced, window, whole: {runs:?}");
         assert_eq!(runs[2], (640, 352, 640));
         assert!(found.len() == 1 && iou(&found[0].bbox, &truth) > 0.9, "{found:?}");
-        assert_eq!(windowed, 0);
-        // No region: straight to the whole frame; no retry: nothing more.
-        assert_eq!(retried(|_| Retry::Whole).0, vec![(480, 256, 465), (640, 352, 640)]);
-        assert_eq!(retried(|_| Retry::No).0, vec![(480, 256, 465)]);
+        // No region: straight to the whole frame; no retry: nothing more; no windows
+        // (`det_crops = false`): the whole frame.
+        let whole = vec![(480, 256, 465), (640, 352, 640)];
+        assert_eq!(retried(&cfg, |_| vec![Retry::Whole]).0, whole);
+        assert_eq!(retried(&cfg, |_| vec![Retry::No]).0, vec![(480, 256, 465)]);
+        let no_windows = PrepConfig { det_crops: false, ..PrepConfig::default() };
+        assert_eq!(retried(&no_windows, |f| vec![around(f)]).0, whole);
     }
 
     #[test]
