@@ -362,27 +362,22 @@ mod tests {
         }
     }
 
-    /// Runs a clip of identical frames holding a 90 px face at (200, 100) with `cfg`: a search of
-    /// source frame 0, then source frame 1, which the reduced size misses, asked once per retry of
-    /// `retries` (stored frames 1, 2, … all showing it); the detector's runs for frame 1, its
-    /// faces, and the stored frames seen in a window only.
-    fn retried(
-        cfg: &PrepConfig,
-        retries: impl Fn(&BoxF) -> Vec<Retry>,
-    ) -> (Vec<(u32, u32, u32)>, Vec<Detection>, usize) {
+    /// The face of [`retried`]'s frames.
+    const FACE: BoxF = [200.0, 100.0, 290.0, 190.0];
+
+    /// Runs a clip of identical frames holding [`FACE`] with `cfg`: a search of source frame 0,
+    /// then source frame 1, which the reduced size misses, asked once per retry of `retries`
+    /// (stored frames 1, 2, … all showing it); the detector's runs for frame 1, its faces, and
+    /// the stored frames seen in a window only.
+    fn retried(cfg: &PrepConfig, retries: &[Retry]) -> (Vec<(u32, u32, u32)>, Vec<Detection>, usize) {
         let frame = RgbImage::from_fn(640, 360, |x, y| {
             let inside = (200..290).contains(&x) && (100..190).contains(&y);
             image::Rgb([if inside { 255 } else { 40 }; 3])
         });
         let images = (0..2).map(|i| (i, Frame::Image(frame.clone()))).collect();
-        let mut sampled = Sampled { count: 2, indices: vec![0], images };
+        let indices = std::iter::once(0).chain(retries.iter().map(|_| 1)).collect();
+        let sampled = Sampled { count: 2, indices, images };
         let mut det = WhiteSquare { blind_width: 0, runs: vec![] };
-        let mut first = vec![None];
-        ClipDetector::new(&sampled, cfg, &mut Converter::default())
-            .run(&[Ask { position: 0, region: None, retry: Retry::Whole }], &mut first, &mut det)
-            .unwrap();
-        let asked = retries(&first[0].as_ref().unwrap()[0].bbox);
-        sampled.indices.extend(asked.iter().map(|_| 1));
         let mut conv = Converter::default();
         let mut clip = ClipDetector::new(&sampled, cfg, &mut conv);
         let mut dets = vec![None; sampled.indices.len()];
@@ -393,7 +388,7 @@ mod tests {
         det.blind_width = 480;
         det.runs.clear();
         let asks: Vec<Ask> =
-            asked.into_iter().enumerate().map(|(k, retry)| Ask { position: k + 1, region: None, retry }).collect();
+            retries.iter().enumerate().map(|(k, &retry)| Ask { position: k + 1, region: None, retry }).collect();
         clip.run(&asks, &mut dets, &mut det).unwrap();
         let windowed = clip.windowed(0..sampled.indices.len());
         (det.runs, dets[1].clone().unwrap(), windowed)
@@ -402,32 +397,31 @@ mod tests {
     #[test]
     fn a_face_the_reduced_size_misses_at_a_face_edge_is_looked_for_in_a_window_first() {
         let cfg = PrepConfig::default();
-        let truth = [200.0, 100.0, 290.0, 190.0];
-        let around =
-            |f: &BoxF| Retry::Around(Look { region: [f[0] - 45.0, f[1] - 45.0, f[2] + 45.0, f[3] + 45.0], face: *f });
+        let f = FACE;
+        let around = Retry::Around(Look { region: [f[0] - 45.0, f[1] - 45.0, f[2] + 45.0, f[3] + 45.0], face: f });
         // Around the face: the whole frame at the reduced size (nothing), then a 192x192 window
         // at 640 that finds it; no whole frame at 640. The frame was searched whole at the
         // reduced size, so it does not count as seen in a window only.
-        let (runs, found, windowed) = retried(&cfg, |f| vec![around(f)]);
+        let (runs, found, windowed) = retried(&cfg, &[around]);
         assert_eq!(runs, vec![(480, 256, 465), (192, 192, 192)]);
-        assert!(found.len() == 1 && iou(&found[0].bbox, &truth) > 0.9, "{found:?}");
+        assert!(found.len() == 1 && iou(&found[0].bbox, &FACE) > 0.9, "{found:?}");
         assert_eq!(windowed, 0);
         // Two stored frames showing that source frame, one asking for the window first and one
         // for the whole frame: one search, window first.
-        assert_eq!(retried(&cfg, |f| vec![around(f), Retry::Whole]).0, runs);
+        assert_eq!(retried(&cfg, &[around, Retry::Whole]).0, runs);
         // A window that holds no face: then the whole frame at 640.
         let elsewhere = Look { region: [500.0, 200.0, 560.0, 260.0], face: [510.0, 210.0, 550.0, 250.0] };
-        let (runs, found, _) = retried(&cfg, |_| vec![Retry::Around(elsewhere)]);
+        let (runs, found, _) = retried(&cfg, &[Retry::Around(elsewhere)]);
         assert_eq!(runs.len(), 3, "reduced, window, whole: {runs:?}");
         assert_eq!(runs[2], (640, 352, 640));
-        assert!(found.len() == 1 && iou(&found[0].bbox, &truth) > 0.9, "{found:?}");
+        assert!(found.len() == 1 && iou(&found[0].bbox, &FACE) > 0.9, "{found:?}");
         // No region: straight to the whole frame; no retry: nothing more; no windows
         // (`det_crops = false`): the whole frame.
         let whole = vec![(480, 256, 465), (640, 352, 640)];
-        assert_eq!(retried(&cfg, |_| vec![Retry::Whole]).0, whole);
-        assert_eq!(retried(&cfg, |_| vec![Retry::No]).0, vec![(480, 256, 465)]);
+        assert_eq!(retried(&cfg, &[Retry::Whole]).0, whole);
+        assert_eq!(retried(&cfg, &[Retry::No]).0, vec![(480, 256, 465)]);
         let no_windows = PrepConfig { det_crops: false, ..PrepConfig::default() };
-        assert_eq!(retried(&no_windows, |f| vec![around(f)]).0, whole);
+        assert_eq!(retried(&no_windows, &[around]).0, whole);
     }
 
     #[test]
